@@ -1,0 +1,209 @@
+//! The test harness: start a daemon on a temporary store, wait for its readiness event, and
+//! unmount (or kill) it.
+
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use cairn::key::Key;
+
+/// Why a test cannot run here, if it cannot.
+pub fn skip_reason() -> Option<String> {
+    if !Path::new("/dev/fuse").exists() {
+        return Some("/dev/fuse is absent on this machine".into());
+    }
+    if Command::new("fusermount3").arg("-V").output().is_err() {
+        return Some("fusermount3 is not installed (scripts/test installs fuse3)".into());
+    }
+    None
+}
+
+/// Starts a mount, or prints why the test is skipped and returns `None`.
+pub fn mount(test: &str, limit: &str) -> Option<Mount> {
+    mount_with(test, limit, &[])
+}
+
+/// Like [`mount`] with extra daemon flags.
+pub fn mount_with(test: &str, limit: &str, flags: &[&str]) -> Option<Mount> {
+    if let Some(why) = skip_reason() {
+        println!("SKIPPED {test}: {why}");
+        return None;
+    }
+    let dir = tempfile::Builder::new().prefix("cairn-fuse-").tempdir().unwrap();
+    let mut m = Mount {
+        store: dir.path().join("store"),
+        mnt: dir.path().join("mnt"),
+        log: dir.path().join("daemon.log"),
+        limit: limit.to_string(),
+        flags: flags.iter().map(|s| s.to_string()).collect(),
+        child: None,
+        _dir: dir,
+    };
+    m.start();
+    Some(m)
+}
+
+/// A running daemon and its folders.
+pub struct Mount {
+    pub store: PathBuf,
+    pub mnt: PathBuf,
+    pub log: PathBuf,
+    limit: String,
+    flags: Vec<String>,
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl Mount {
+    /// Starts the daemon in the foreground as a child and waits for its readiness pipe.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none());
+        // Both ends close-on-exec, so daemons of tests running in parallel never hold each
+        // other's pipes; the child clears the flag on its own write end only.
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let wfd = w.as_raw_fd();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        // SAFETY: fcntl is async-signal-safe and touches only the child's descriptor table.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                libc::fcntl(wfd, libc::F_SETFD, 0);
+                Ok(())
+            });
+        }
+        let child = cmd
+            .arg("mount")
+            .arg("--store")
+            .arg(&self.store)
+            .arg("--max-size")
+            .arg(&self.limit)
+            .args(&self.flags)
+            .arg(&self.mnt)
+            .env("CAIRN_READY_FD", wfd.to_string())
+            .env("CAIRN_CONFIG", "/nonexistent/cairn.toml")
+            .env("CAIRN_LOG_LEVEL", "debug")
+            .env_remove("CAIRN_MOUNT")
+            .env_remove("CAIRN_STORE")
+            .env_remove("CAIRN_MAX_SIZE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawning cairn");
+        drop(w);
+        let mut buf = String::new();
+        std::fs::File::from(r).read_to_string(&mut buf).unwrap();
+        assert_eq!(
+            buf.trim(),
+            "ok",
+            "daemon did not become ready; log:\n{}",
+            self.log_text()
+        );
+        self.child = Some(child);
+    }
+
+    /// Unmounts cleanly and waits for the daemon to exit (it saves its index first).
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let out = Command::new("fusermount3").arg("-u").arg(&self.mnt).output().unwrap();
+        assert!(
+            out.status.success(),
+            "fusermount3 -u: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let status = child.wait().unwrap();
+        assert!(
+            status.success(),
+            "daemon exited with {status}; log:\n{}",
+            self.log_text()
+        );
+    }
+
+    /// Kills the daemon with SIGKILL, leaving a dead mount behind.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// The daemon's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Path of a name in the mount.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.mnt.join(name)
+    }
+
+    /// Path of an object's bytes in the store.
+    pub fn store_path(&self, key: &Key) -> PathBuf {
+        let hex = key.to_hex();
+        self.store.join("v1").join("objects").join(&hex[..2]).join(hex)
+    }
+
+    /// Commits `data` under its own BLAKE3 key through temp + rename, with std::fs.
+    pub fn put(&self, data: &[u8]) -> Key {
+        let key = Key::of_bytes(data);
+        self.put_as(&key, data).unwrap();
+        key
+    }
+
+    /// Commits `data` under `key`.
+    pub fn put_as(&self, key: &Key, data: &[u8]) -> std::io::Result<()> {
+        let tmp = self.path(&format!(".tmp.{}.{}", std::process::id(), rand_suffix()));
+        std::fs::write(&tmp, data)?;
+        let r = std::fs::rename(&tmp, self.path(&key.to_hex()));
+        if r.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        r
+    }
+
+    /// Names listed in the mount root.
+    pub fn ls(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&self.mnt)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("fusermount3").arg("-u").arg(&self.mnt).output();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = Command::new("fusermount3").arg("-uz").arg(&self.mnt).output();
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Runs a shell command; returns (success, stdout, stderr).
+pub fn sh(cmd: &str) -> (bool, String, String) {
+    let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The raw OS error of a result.
+pub fn errno<T: std::fmt::Debug>(r: std::io::Result<T>) -> i32 {
+    r.expect_err("expected an error").raw_os_error().expect("an OS error")
+}

@@ -1,0 +1,16 @@
+//! Tests against real FUSE mounts of the `cairn` daemon, one file per behaviour.
+//!
+//! Each test mounts a fresh store in a temporary folder. Where /dev/fuse is absent the tests
+//! print why and skip; everywhere else they run for real.
+
+mod common;
+
+mod commit;
+mod concurrency;
+mod corruption;
+mod crash;
+mod eviction;
+mod immutability;
+mod names;
+mod restart;
+mod tools;

@@ -1,0 +1,149 @@
+//! `cairn`: the daemon and admin command line. Parses arguments and calls into the library.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use cairn::config::{self, MountConfig, Overrides};
+use cairn::daemon::{self, background, mounts, RunOptions};
+use cairn::size::format_size;
+
+#[derive(Parser)]
+#[command(name = "cairn", version, about = "A build cache for Rust that lives in a filesystem")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Mount the cache (in the foreground unless --background).
+    Mount(MountArgs),
+    /// Mount the cache in the background; returns once it is ready.
+    Start(MountArgs),
+    /// Unmount the cache; the daemon saves its index and exits.
+    Umount {
+        /// Mount point (default: CAIRN_MOUNT, the config file, or ~/.cache/cairn/mnt).
+        #[arg(env = "CAIRN_MOUNT")]
+        mountpoint: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Clone)]
+struct MountArgs {
+    /// Local store folder [default: ~/.cache/cairn/store]
+    #[arg(long, env = "CAIRN_STORE")]
+    store: Option<PathBuf>,
+    /// Size limit of the local store, such as 64MiB or 10GiB [default: 10GiB]
+    #[arg(long, env = "CAIRN_MAX_SIZE")]
+    max_size: Option<String>,
+    /// Let other users read and write the mount (needs user_allow_other in /etc/fuse.conf).
+    #[arg(long, env = "CAIRN_ALLOW_OTHER")]
+    allow_other: bool,
+    /// Serve every read through the daemon instead of FUSE passthrough.
+    #[arg(long, env = "CAIRN_NO_PASSTHROUGH")]
+    no_passthrough: bool,
+    /// FUSE worker threads [default: cores, between 2 and 8]
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Return once the mount is ready, leaving the daemon running.
+    #[arg(long)]
+    background: bool,
+    /// Mount point [default: ~/.cache/cairn/mnt]
+    #[arg(env = "CAIRN_MOUNT")]
+    mountpoint: Option<PathBuf>,
+}
+
+fn resolve(a: &MountArgs) -> Result<MountConfig> {
+    let path = config::config_path()?;
+    let file = config::read_file(&path)?;
+    Ok(config::resolve(
+        Overrides {
+            mountpoint: a.mountpoint.clone(),
+            store: a.store.clone(),
+            max_size: a.max_size.clone(),
+            allow_other: a.allow_other,
+        },
+        file,
+    )?)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG_LEVEL")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal: background daemons write to a log file.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn mount(a: MountArgs, background: bool) -> Result<()> {
+    let mut cfg = resolve(&a)?;
+    cfg.mountpoint = mounts::absolute(&cfg.mountpoint);
+    cfg.store = mounts::absolute(&cfg.store);
+    if background {
+        if mounts::state(&cfg.mountpoint) == mounts::MountState::Live {
+            eprintln!("cairn is already mounted at {}", cfg.mountpoint.display());
+            return Ok(());
+        }
+        let mut extra = Vec::new();
+        if a.no_passthrough {
+            extra.push("--no-passthrough".to_string());
+        }
+        if let Some(t) = a.threads {
+            extra.push(format!("--threads={t}"));
+        }
+        let exe = std::env::current_exe().context("finding the cairn executable")?;
+        let pid = background::start(&exe, &cfg, &extra)?;
+        eprintln!(
+            "cairn mounted at {} (store {}, limit {}), daemon pid {pid}, log {}",
+            cfg.mountpoint.display(),
+            cfg.store.display(),
+            format_size(cfg.max_size),
+            background::log_path(&cfg).display()
+        );
+        return Ok(());
+    }
+    init_logging();
+    let mut opts = RunOptions {
+        passthrough: !a.no_passthrough,
+        ..Default::default()
+    };
+    if let Some(t) = a.threads {
+        if t == 0 {
+            bail!("--threads must be at least 1");
+        }
+        opts.threads = t;
+    }
+    daemon::run(&cfg, opts, background::signal_ready)?;
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Mount(a) => {
+            let bg = a.background;
+            mount(a, bg)
+        }
+        Command::Start(a) => mount(a, true),
+        Command::Umount { mountpoint } => {
+            let mp = match mountpoint {
+                Some(p) => p,
+                None => {
+                    let file = config::read_file(&config::config_path()?)?;
+                    match file.mount {
+                        Some(p) => p,
+                        None => config::default_mountpoint()?,
+                    }
+                }
+            };
+            daemon::unmount(&mounts::absolute(&mp)).with_context(|| format!("unmounting {}", mp.display()))?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The daemon: opens the store, mounts the filesystem, and runs until unmounted or signalled.
+//!
+//! Threads: the FUSE workers (fuser's, one per core, each with its own cloned /dev/fuse fd);
+//! one that turns evictions into kernel invalidations (it must not run inside a FUSE request,
+//! where the kernel may hold the directory lock the invalidation needs); one that reaps idle
+//! temporaries; one that waits for SIGINT/SIGTERM and unmounts.
+
+pub mod background;
+pub mod mounts;
+
+use std::io;
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fuser::{Config, INodeNo, MountOption, Session, SessionACL};
+use nix::sys::signal::{SigSet, Signal};
+
+use crate::config::MountConfig;
+use crate::fs::{CacheFs, FsOptions, Invalidation};
+use crate::fuse::FuseAdapter;
+use crate::store::disk::DiskStore;
+use crate::store::{now_ns, Store};
+
+/// How long an unopened temporary may sit untouched before it counts as abandoned.
+pub const TEMP_MAX_IDLE: Duration = Duration::from_secs(600);
+
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("opening the store at {path}: {source}")]
+    Store {
+        path: String,
+        source: crate::store::StoreError,
+    },
+    #[error("{path} is already a live cairn mount")]
+    AlreadyMounted { path: String },
+    #[error("something other than cairn is mounted at {path}")]
+    OtherMount { path: String },
+    #[error("mounting at {path}: {source} (is fuse3 installed and /dev/fuse present? `cairn doctor` checks)")]
+    Mount { path: String, source: io::Error },
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// Options that are about running, not about the cache.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Try FUSE passthrough for reads and writes.
+    pub passthrough: bool,
+    /// FUSE worker threads.
+    pub threads: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            passthrough: true,
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .clamp(2, 8),
+        }
+    }
+}
+
+/// Mounts and serves until unmounted, then persists the index. `ready` is called once the
+/// mount is usable.
+pub fn run(cfg: &MountConfig, opts: RunOptions, ready: impl FnOnce()) -> Result<(), DaemonError> {
+    // Block the shutdown signals before any thread exists, so only the signal thread sees them.
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGHUP);
+    signals.thread_block().map_err(io::Error::from)?;
+
+    let mp = &cfg.mountpoint;
+    prepare_mountpoint(mp)?;
+    let store = Arc::new(open_store(cfg)?);
+    let fs = Arc::new(CacheFs::new(
+        Arc::clone(&store),
+        FsOptions {
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+            want_backing: opts.passthrough,
+        },
+    ));
+    let (inval_tx, inval_rx) = mpsc::channel::<Invalidation>();
+    fs.set_invalidation_sink(inval_tx);
+
+    let mut fuse_cfg = Config::default();
+    fuse_cfg.mount_options = vec![
+        MountOption::FSName("cairn".into()),
+        MountOption::Subtype("cairn".into()),
+        MountOption::NoAtime,
+    ];
+    if cfg.allow_other {
+        fuse_cfg.acl = SessionACL::All;
+    }
+    fuse_cfg.n_threads = Some(opts.threads);
+    fuse_cfg.clone_fd = true;
+    let adapter = FuseAdapter::new(Arc::clone(&fs), opts.passthrough);
+    let mut session = Session::new(adapter, mp, &fuse_cfg).map_err(|source| DaemonError::Mount {
+        path: mp.display().to_string(),
+        source,
+    })?;
+    let u = store.usage();
+    tracing::info!(mountpoint = %mp.display(), store = %cfg.store.display(), limit = u.limit, used = u.used, objects = u.objects, "mounted");
+
+    let notifier = session.notifier();
+    std::thread::Builder::new().name("invalidate".into()).spawn(move || {
+        for inv in inval_rx {
+            // ENOENT means the kernel had no such entry cached: nothing to do.
+            let _ = notifier.inval_entry(INodeNo(inv.parent), &inv.name);
+        }
+    })?;
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let reap_fs = Arc::clone(&fs);
+    std::thread::Builder::new().name("reaper".into()).spawn(move || {
+        while let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(Duration::from_secs(30)) {
+            let n = reap_fs.reap_idle_temps(now_ns(), TEMP_MAX_IDLE);
+            if n > 0 {
+                tracing::info!(count = n, "removed abandoned temporary files");
+            }
+        }
+    })?;
+    let mut unmounter = session.unmount_callable();
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        if let Ok(sig) = signals.wait() {
+            tracing::info!(signal = ?sig, "unmounting on signal");
+            if let Err(e) = unmounter.unmount() {
+                tracing::warn!("unmount on signal failed: {e}");
+            }
+        }
+    })?;
+    ready();
+    let result = session.run();
+    drop(stop_tx);
+    drop(fs);
+    if let Err(e) = store.persist() {
+        tracing::warn!("could not write the index snapshot ({e}); the journal still has every change");
+    }
+    tracing::info!("unmounted; index saved");
+    result.map_err(DaemonError::Io)
+}
+
+fn prepare_mountpoint(mp: &Path) -> Result<(), DaemonError> {
+    match mounts::state(mp) {
+        mounts::MountState::Live => {
+            return Err(DaemonError::AlreadyMounted {
+                path: mp.display().to_string(),
+            })
+        }
+        mounts::MountState::Other => {
+            return Err(DaemonError::OtherMount {
+                path: mp.display().to_string(),
+            })
+        }
+        mounts::MountState::Dead => {
+            tracing::warn!(mountpoint = %mp.display(), "found a dead cairn mount (daemon killed?); unmounting it");
+            mounts::unmount(mp, true)?;
+        }
+        mounts::MountState::NotMounted => {}
+    }
+    std::fs::create_dir_all(mp)?;
+    Ok(())
+}
+
+/// Opens the store, waiting a little for a previous daemon that is still saving its index.
+fn open_store(cfg: &MountConfig) -> Result<DiskStore, DaemonError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match DiskStore::open(&cfg.store, cfg.max_size) {
+            Err(crate::store::StoreError::Io { source, .. })
+                if source.raw_os_error() == Some(libc::EWOULDBLOCK) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(source) => {
+                return Err(DaemonError::Store {
+                    path: cfg.store.display().to_string(),
+                    source,
+                })
+            }
+            Ok(s) => return Ok(s),
+        }
+    }
+}
+
+/// Unmounts a cairn mount.
+pub fn unmount(mp: &Path) -> Result<(), DaemonError> {
+    match mounts::state(mp) {
+        mounts::MountState::NotMounted => Err(DaemonError::Io(io::Error::other(format!(
+            "nothing is mounted at {}",
+            mp.display()
+        )))),
+        mounts::MountState::Other => Err(DaemonError::OtherMount {
+            path: mp.display().to_string(),
+        }),
+        mounts::MountState::Dead => Ok(mounts::unmount(mp, true)?),
+        mounts::MountState::Live => Ok(mounts::unmount(mp, false)?),
+    }
+}

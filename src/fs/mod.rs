@@ -1,0 +1,739 @@
+//! The cairn filesystem as plain Rust: namespace, inodes, open handles and the commit protocol.
+//!
+//! This module must not import `fuser`. The FUSE adapter (`crate::fuse`) translates each kernel
+//! request into one call here and the result into one reply; everything testable lives here,
+//! and tests drive it against a `MemoryStore` with no mount at all.
+//!
+//! The namespace is one flat directory. Committed objects are named by their key; writers create
+//! `.tmp*` names, write them, and `rename` them onto the key, which is the commit. Temporaries
+//! are never listed. See docs/mount.md for the rules and every errno.
+
+pub mod error;
+pub mod names;
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::key::Key;
+use crate::store::{now_ns, Committed, ObjectMeta, ObjectRead, Store, TempWrite};
+pub use error::FsError;
+use names::{classify, Name, NAME_RULE};
+
+/// Inode number of the mount root.
+pub const ROOT_INO: u64 = 1;
+
+/// How long a rename waits for the temporary's writers to close it. The kernel sends RELEASE
+/// asynchronously after `close()`, so a rename can arrive just before it.
+const RELEASE_WAIT: Duration = Duration::from_secs(2);
+
+/// What kind of node an inode is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The root directory.
+    Dir,
+    /// A committed object or a temporary file.
+    File,
+}
+
+/// Attributes of a node, in plain numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: u64,
+    pub kind: Kind,
+    pub size: u64,
+    /// 512-byte blocks, so `du` adds up object sizes.
+    pub blocks: u64,
+    /// Last use (objects) or last write (temporaries), ns since the epoch.
+    pub atime_ns: u64,
+    /// Same as `atime_ns`, so that `ls -l` shows the last-use time.
+    pub mtime_ns: u64,
+    /// Commit time (objects).
+    pub ctime_ns: u64,
+    pub perm: u16,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Filesystem-wide numbers for `statfs` (`df`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FsStats {
+    pub block_size: u32,
+    pub blocks: u64,
+    pub blocks_free: u64,
+    pub files: u64,
+}
+
+/// One entry of a directory listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    pub ino: u64,
+    pub kind: Kind,
+    pub name: OsString,
+}
+
+/// A kernel entry to invalidate (an object that vanished without the kernel's knowledge).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalidation {
+    pub parent: u64,
+    pub name: OsString,
+}
+
+/// A successful open.
+#[derive(Debug)]
+pub struct Opened {
+    pub fh: u64,
+    /// A duplicate of the file holding the bytes, for FUSE passthrough, when asked for and the
+    /// store has one.
+    pub backing: Option<File>,
+    /// Whether the kernel may keep cached pages across opens (true for immutable objects).
+    pub keep_cache: bool,
+}
+
+/// Open flags the filesystem cares about, decoded by the adapter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenMode {
+    pub write: bool,
+    pub truncate: bool,
+    pub append: bool,
+    pub exclusive: bool,
+}
+
+/// Owner and options fixed at mount time.
+#[derive(Clone, Debug)]
+pub struct FsOptions {
+    pub uid: u32,
+    pub gid: u32,
+    /// Hand the kernel backing files for passthrough.
+    pub want_backing: bool,
+}
+
+enum Node {
+    Object(Key),
+    Temp(OsString),
+}
+
+struct TempEntry<T> {
+    ino: u64,
+    temp: Arc<T>,
+    writers: u32,
+    opens: u32,
+    committing: bool,
+    last_active_ns: u64,
+}
+
+enum Handle<S: Store> {
+    Object(Arc<S::Reader>),
+    Temp {
+        temp: Arc<S::Temp>,
+        name: OsString,
+        write: bool,
+    },
+    Dir(Arc<Vec<DirEntry>>),
+}
+
+struct Names<T> {
+    next_ino: u64,
+    nodes: HashMap<u64, Node>,
+    key_ino: HashMap<Key, u64>,
+    temps: HashMap<OsString, TempEntry<T>>,
+}
+
+/// The filesystem over a store.
+pub struct CacheFs<S: Store> {
+    store: Arc<S>,
+    opts: FsOptions,
+    // std Mutex: every critical section is a few map operations; the slow parts (hashing,
+    // reading, writing) run outside it.
+    names: Mutex<Names<S::Temp>>,
+    released: Condvar,
+    handles: Mutex<HashMap<u64, Handle<S>>>,
+    next_fh: AtomicU64,
+    invalidations: Mutex<Option<Sender<Invalidation>>>,
+}
+
+impl<S: Store> CacheFs<S> {
+    /// A filesystem over `store`.
+    pub fn new(store: Arc<S>, opts: FsOptions) -> CacheFs<S> {
+        CacheFs {
+            store,
+            opts,
+            names: Mutex::new(Names {
+                next_ino: ROOT_INO + 1,
+                nodes: HashMap::new(),
+                key_ino: HashMap::new(),
+                temps: HashMap::new(),
+            }),
+            released: Condvar::new(),
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            invalidations: Mutex::new(None),
+        }
+    }
+
+    /// The store below.
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
+    /// Where to send kernel invalidations for objects removed behind the kernel's back
+    /// (evictions, corruption).
+    pub fn set_invalidation_sink(&self, tx: Sender<Invalidation>) {
+        *self.invalidations.lock().unwrap() = Some(tx);
+    }
+
+    fn names(&self) -> MutexGuard<'_, Names<S::Temp>> {
+        self.names.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn handles(&self) -> MutexGuard<'_, HashMap<u64, Handle<S>>> {
+        self.handles.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn invalidate(&self, key: &Key) {
+        self.names().key_ino.remove(key);
+        if let Some(tx) = self.invalidations.lock().unwrap().as_ref() {
+            let _ = tx.send(Invalidation {
+                parent: ROOT_INO,
+                name: OsString::from(key.to_hex()),
+            });
+        }
+    }
+
+    fn root_attr(&self) -> Attr {
+        Attr {
+            ino: ROOT_INO,
+            kind: Kind::Dir,
+            size: 0,
+            blocks: 0,
+            atime_ns: 0,
+            mtime_ns: 0,
+            ctime_ns: 0,
+            perm: 0o755,
+            nlink: 2,
+            uid: self.opts.uid,
+            gid: self.opts.gid,
+        }
+    }
+
+    fn file_attr(&self, ino: u64, size: u64, used_ns: u64, created_ns: u64, perm: u16) -> Attr {
+        Attr {
+            ino,
+            kind: Kind::File,
+            size,
+            blocks: size.div_ceil(512),
+            atime_ns: used_ns,
+            mtime_ns: used_ns,
+            ctime_ns: created_ns,
+            perm,
+            nlink: 1,
+            uid: self.opts.uid,
+            gid: self.opts.gid,
+        }
+    }
+
+    fn object_attr(&self, ino: u64, meta: &ObjectMeta) -> Attr {
+        // 0444: objects are read-only. No `default_permissions`, so the kernel does not check
+        // the mode; write opens are refused here with EPERM, and `rm` does not prompt.
+        self.file_attr(ino, meta.size, meta.last_used_ns, meta.created_ns, 0o444)
+    }
+
+    fn temp_attr(&self, t: &TempEntry<S::Temp>) -> Result<Attr, FsError> {
+        Ok(self.file_attr(t.ino, t.temp.size()?, t.last_active_ns, t.last_active_ns, 0o644))
+    }
+
+    fn ino_for_key(names: &mut Names<S::Temp>, key: Key) -> u64 {
+        if let Some(ino) = names.key_ino.get(&key) {
+            return *ino;
+        }
+        let ino = names.next_ino;
+        names.next_ino += 1;
+        names.nodes.insert(ino, Node::Object(key));
+        names.key_ino.insert(key, ino);
+        ino
+    }
+
+    fn check_root(parent: u64) -> Result<(), FsError> {
+        if parent == ROOT_INO {
+            Ok(())
+        } else {
+            Err(FsError::NotDir)
+        }
+    }
+
+    /// Looks a name up in a directory.
+    pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
+        Self::check_root(parent)?;
+        match classify(name) {
+            Name::Object(key) => {
+                let meta = self.store.stat(&key)?.ok_or(FsError::NotFound)?;
+                let ino = Self::ino_for_key(&mut self.names(), key);
+                Ok(self.object_attr(ino, &meta))
+            }
+            Name::Temp(_) => {
+                let names = self.names();
+                let t = names.temps.get(name).ok_or(FsError::NotFound)?;
+                self.temp_attr(t)
+            }
+            // Tools probe many names (shells, editors); no log line for a lookup.
+            Name::Invalid => Err(FsError::NotFound),
+        }
+    }
+
+    /// Attributes of an inode.
+    pub fn getattr(&self, ino: u64) -> Result<Attr, FsError> {
+        if ino == ROOT_INO {
+            return Ok(self.root_attr());
+        }
+        let names = self.names();
+        match names.nodes.get(&ino).ok_or(FsError::NotFound)? {
+            Node::Object(key) => {
+                let key = *key;
+                drop(names);
+                let meta = self.store.stat(&key)?.ok_or(FsError::NotFound)?;
+                Ok(self.object_attr(ino, &meta))
+            }
+            Node::Temp(name) => self.temp_attr(names.temps.get(name).ok_or(FsError::NotFound)?),
+        }
+    }
+
+    /// Changes attributes. Temporaries may be truncated (times and modes are accepted and
+    /// ignored, so `cp -p` works); committed objects refuse every change.
+    pub fn setattr(&self, ino: u64, size: Option<u64>, other_change: bool) -> Result<Attr, FsError> {
+        if ino == ROOT_INO {
+            return if size.is_some() || other_change {
+                Err(FsError::Immutable)
+            } else {
+                Ok(self.root_attr())
+            };
+        }
+        let names = self.names();
+        match names.nodes.get(&ino).ok_or(FsError::NotFound)? {
+            Node::Object(_) => {
+                drop(names);
+                if size.is_some() || other_change {
+                    return Err(FsError::Immutable);
+                }
+                self.getattr(ino)
+            }
+            Node::Temp(name) => {
+                let t = names.temps.get(name).ok_or(FsError::NotFound)?;
+                if t.committing {
+                    return Err(FsError::Busy);
+                }
+                if let Some(len) = size {
+                    t.temp.set_len(len)?;
+                }
+                self.temp_attr(t)
+            }
+        }
+    }
+
+    /// A snapshot of the root listing for one `opendir`; temporaries are never listed.
+    pub fn opendir(&self, ino: u64) -> Result<u64, FsError> {
+        if ino != ROOT_INO {
+            return Err(FsError::NotDir);
+        }
+        let objects = self.store.list()?;
+        let mut entries = Vec::with_capacity(objects.len() + 2);
+        entries.push(DirEntry {
+            ino: ROOT_INO,
+            kind: Kind::Dir,
+            name: ".".into(),
+        });
+        entries.push(DirEntry {
+            ino: ROOT_INO,
+            kind: Kind::Dir,
+            name: "..".into(),
+        });
+        {
+            let mut names = self.names();
+            for (key, _) in objects {
+                let ino = Self::ino_for_key(&mut names, key);
+                entries.push(DirEntry {
+                    ino,
+                    kind: Kind::File,
+                    name: key.to_hex().into(),
+                });
+            }
+        }
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles().insert(fh, Handle::Dir(Arc::new(entries)));
+        Ok(fh)
+    }
+
+    /// Entries of an open directory from position `offset` on.
+    pub fn readdir(&self, fh: u64, offset: u64, max: usize) -> Result<Vec<(u64, DirEntry)>, FsError> {
+        let entries = match self.handles().get(&fh) {
+            Some(Handle::Dir(e)) => Arc::clone(e),
+            _ => return Err(FsError::BadHandle),
+        };
+        Ok(entries
+            .iter()
+            .enumerate()
+            .skip(offset as usize)
+            .take(max)
+            .map(|(i, e)| (i as u64 + 1, e.clone()))
+            .collect())
+    }
+
+    /// Creates a temporary (the only kind of file that can be created) and opens it.
+    pub fn create(&self, parent: u64, name: &OsStr, mode: OpenMode) -> Result<(Attr, Opened), FsError> {
+        Self::check_root(parent)?;
+        match classify(name) {
+            Name::Temp(_) => {}
+            Name::Object(_) => {
+                tracing::warn!(name = ?name, "refused to create an object directly: {NAME_RULE}");
+                return Err(FsError::InvalidName);
+            }
+            Name::Invalid => {
+                tracing::warn!(name = ?name, "refused a bad name: {NAME_RULE}");
+                return Err(FsError::InvalidName);
+            }
+        }
+        let mut names = self.names();
+        if names.temps.contains_key(name) {
+            drop(names);
+            if mode.exclusive {
+                return Err(FsError::Exists);
+            }
+            let ino = self.lookup(parent, name)?.ino;
+            let opened = self.open(ino, mode)?;
+            return Ok((self.getattr(ino)?, opened));
+        }
+        let temp = Arc::new(self.store.create_temp()?);
+        let ino = names.next_ino;
+        names.next_ino += 1;
+        names.nodes.insert(ino, Node::Temp(name.to_owned()));
+        names.temps.insert(
+            name.to_owned(),
+            TempEntry {
+                ino,
+                temp,
+                writers: 0,
+                opens: 0,
+                committing: false,
+                last_active_ns: now_ns(),
+            },
+        );
+        drop(names);
+        let opened = self.open(ino, OpenMode { write: true, ..mode })?;
+        Ok((self.getattr(ino)?, opened))
+    }
+
+    /// Opens a file. Objects open read-only, after their checksum is checked; temporaries open
+    /// as asked.
+    pub fn open(&self, ino: u64, mode: OpenMode) -> Result<Opened, FsError> {
+        let mut names = self.names();
+        let handle = match names.nodes.get(&ino).ok_or(FsError::NotFound)? {
+            Node::Object(key) => {
+                let key = *key;
+                drop(names);
+                if mode.write || mode.truncate || mode.append {
+                    tracing::debug!(%key, "refused a write open of a committed object");
+                    return Err(FsError::Immutable);
+                }
+                let reader = match self.store.open(&key) {
+                    Ok(Some(r)) => r,
+                    Ok(None) => return Err(FsError::NotFound),
+                    Err(e) => {
+                        let err = FsError::from(e);
+                        if matches!(err, FsError::Corrupt) {
+                            tracing::warn!(%key, "object failed its checksum; removed it and returned EIO");
+                            self.invalidate(&key);
+                        }
+                        return Err(err);
+                    }
+                };
+                Handle::Object(Arc::new(reader))
+            }
+            Node::Temp(name) => {
+                let name = name.clone();
+                let t = names.temps.get_mut(&name).ok_or(FsError::NotFound)?;
+                if t.committing && mode.write {
+                    return Err(FsError::Busy);
+                }
+                if mode.truncate {
+                    t.temp.set_len(0)?;
+                }
+                t.opens += 1;
+                if mode.write {
+                    t.writers += 1;
+                }
+                t.last_active_ns = now_ns();
+                Handle::Temp {
+                    temp: Arc::clone(&t.temp),
+                    name,
+                    write: mode.write,
+                }
+            }
+        };
+        let (backing, keep_cache) = match &handle {
+            Handle::Object(r) => {
+                let r: &S::Reader = r;
+                (self.backing(r.file()), true)
+            }
+            Handle::Temp { temp, .. } => {
+                let t: &S::Temp = temp;
+                (self.backing(t.file()), false)
+            }
+            Handle::Dir(_) => (None, false),
+        };
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles().insert(fh, handle);
+        Ok(Opened {
+            fh,
+            backing,
+            keep_cache,
+        })
+    }
+
+    fn backing(&self, file: Option<&File>) -> Option<File> {
+        if !self.opts.want_backing {
+            return None;
+        }
+        file.and_then(|f| f.try_clone().ok())
+    }
+
+    /// Reads from an open file.
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
+        let reader: Arc<S::Reader> = match self.handles().get(&fh) {
+            Some(Handle::Object(r)) => Arc::clone(r),
+            Some(Handle::Temp { temp, .. }) => return Ok(temp.read_at(offset, size)?),
+            _ => return Err(FsError::BadHandle),
+        };
+        Ok(reader.read_at(offset, size)?)
+    }
+
+    /// Writes to an open temporary.
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, FsError> {
+        let temp = match self.handles().get(&fh) {
+            Some(Handle::Temp { temp, write: true, .. }) => Arc::clone(temp),
+            Some(Handle::Object(_)) => return Err(FsError::Immutable),
+            Some(_) => return Err(FsError::WrongMode),
+            None => return Err(FsError::BadHandle),
+        };
+        temp.write_at(offset, data)?;
+        Ok(data.len() as u32)
+    }
+
+    /// Closes a handle (the kernel's RELEASE).
+    pub fn release(&self, fh: u64) {
+        let Some(handle) = self.handles().remove(&fh) else {
+            return;
+        };
+        if let Handle::Temp { name, write, .. } = handle {
+            let mut names = self.names();
+            if let Some(t) = names.temps.get_mut(&name) {
+                t.opens = t.opens.saturating_sub(1);
+                if write {
+                    t.writers = t.writers.saturating_sub(1);
+                }
+                t.last_active_ns = now_ns();
+            }
+            drop(names);
+            self.released.notify_all();
+        }
+    }
+
+    /// Removes an object (from the store, so from every tier) or a temporary.
+    pub fn unlink(&self, parent: u64, name: &OsStr) -> Result<(), FsError> {
+        Self::check_root(parent)?;
+        match classify(name) {
+            Name::Object(key) => {
+                if !self.store.remove(&key)? {
+                    return Err(FsError::NotFound);
+                }
+                tracing::info!(%key, "removed object");
+                self.names().key_ino.remove(&key);
+                Ok(())
+            }
+            Name::Temp(_) => {
+                let mut names = self.names();
+                let t = names.temps.remove(name).ok_or(FsError::NotFound)?;
+                names.nodes.remove(&t.ino);
+                drop(names);
+                self.store.discard(&t.temp);
+                Ok(())
+            }
+            Name::Invalid => Err(FsError::NotFound),
+        }
+    }
+
+    /// Renames. Renaming a temporary onto a key commits it; nothing else may change a key.
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        noreplace: bool,
+    ) -> Result<(), FsError> {
+        Self::check_root(parent)?;
+        Self::check_root(newparent)?;
+        match (classify(name), classify(newname)) {
+            (Name::Temp(_), Name::Object(key)) => self.commit(name, key, noreplace),
+            (Name::Temp(_), Name::Temp(_)) => self.rename_temp(name, newname, noreplace),
+            (Name::Object(a), Name::Object(b)) if a == b => {
+                self.store.stat(&a)?.ok_or(FsError::NotFound)?;
+                Ok(())
+            }
+            (Name::Object(key), _) => {
+                self.store.stat(&key)?.ok_or(FsError::NotFound)?;
+                Err(FsError::Immutable)
+            }
+            (Name::Temp(_), Name::Invalid) => {
+                tracing::warn!(name = ?newname, "refused to rename onto a bad name: {NAME_RULE}");
+                Err(FsError::InvalidName)
+            }
+            (Name::Invalid, _) => Err(FsError::NotFound),
+        }
+    }
+
+    fn rename_temp(&self, from: &OsStr, to: &OsStr, noreplace: bool) -> Result<(), FsError> {
+        let mut names = self.names();
+        if !names.temps.contains_key(from) {
+            return Err(FsError::NotFound);
+        }
+        if from == to {
+            return Ok(());
+        }
+        if names.temps.contains_key(to) {
+            if noreplace {
+                return Err(FsError::Exists);
+            }
+            let old = names.temps.remove(to).expect("checked");
+            names.nodes.remove(&old.ino);
+            self.store.discard(&old.temp);
+        }
+        let t = names.temps.remove(from).expect("checked");
+        names.nodes.insert(t.ino, Node::Temp(to.to_owned()));
+        names.temps.insert(to.to_owned(), t);
+        // Open handles keep their old name for bookkeeping; fix them.
+        drop(names);
+        for h in self.handles().values_mut() {
+            if let Handle::Temp { name, .. } = h {
+                if name == from {
+                    *name = to.to_owned();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(&self, name: &OsStr, key: Key, noreplace: bool) -> Result<(), FsError> {
+        // Mark the temporary as committing (no new writers), then wait for its writers to go.
+        let temp = {
+            let mut names = self.names();
+            let t = names.temps.get_mut(name).ok_or(FsError::NotFound)?;
+            if t.committing {
+                return Err(FsError::Busy);
+            }
+            t.committing = true;
+            let deadline = std::time::Instant::now() + RELEASE_WAIT;
+            loop {
+                let t = names.temps.get(name).ok_or(FsError::NotFound)?;
+                if t.writers == 0 {
+                    break Arc::clone(&t.temp);
+                }
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    if let Some(t) = names.temps.get_mut(name) {
+                        t.committing = false;
+                    }
+                    tracing::warn!(?name, %key, "refused to commit a temporary that is still open for writing; close it first");
+                    return Err(FsError::Busy);
+                }
+                names = self
+                    .released
+                    .wait_timeout(names, left)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+        };
+        let result = if noreplace && self.store.stat(&key)?.is_some() {
+            Err(FsError::Exists)
+        } else {
+            self.store.commit(&temp, &key).map_err(FsError::from)
+        };
+        let mut names = self.names();
+        match result {
+            Ok(outcome) => {
+                let t = names.temps.remove(name).expect("a committing temp is not removed");
+                names.nodes.insert(t.ino, Node::Object(key));
+                names.key_ino.entry(key).or_insert(t.ino);
+                drop(names);
+                match outcome {
+                    Committed::New { meta, evicted } => {
+                        tracing::debug!(%key, size = meta.size, "committed");
+                        for k in &evicted {
+                            tracing::info!(key = %k, "evicted to stay within the size limit");
+                            self.invalidate(k);
+                        }
+                    }
+                    Committed::AlreadyPresent(_) => {
+                        tracing::debug!(%key, "commit of identical bytes; kept the existing object")
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(t) = names.temps.get_mut(name) {
+                    t.committing = false;
+                }
+                tracing::warn!(%key, errno = e.errno(), "commit failed: {e}");
+                Err(e)
+            }
+        }
+    }
+
+    /// Namespace operations that have no place in a flat cache of files: directories, links,
+    /// device nodes.
+    pub fn refuse(&self, what: &str, name: &OsStr) -> FsError {
+        tracing::warn!(?name, "refused {what}: {NAME_RULE}");
+        FsError::InvalidName
+    }
+
+    /// Numbers for `df`: the limit is the size, committed bytes are used.
+    pub fn statfs(&self) -> FsStats {
+        let u = self.store.usage();
+        let bs = 4096u64;
+        let blocks = u.limit / bs;
+        let used = u.used.div_ceil(bs);
+        FsStats {
+            block_size: bs as u32,
+            blocks,
+            blocks_free: blocks.saturating_sub(used),
+            files: u.objects,
+        }
+    }
+
+    /// Deletes temporaries that no one has open and no one touched for `max_idle`: their
+    /// writers are gone. Returns how many.
+    pub fn reap_idle_temps(&self, now_ns: u64, max_idle: Duration) -> usize {
+        let mut names = self.names();
+        let dead: Vec<OsString> = names
+            .temps
+            .iter()
+            .filter(|(_, t)| {
+                t.opens == 0 && !t.committing && now_ns.saturating_sub(t.last_active_ns) >= max_idle.as_nanos() as u64
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in &dead {
+            if let Some(t) = names.temps.remove(n) {
+                names.nodes.remove(&t.ino);
+                self.store.discard(&t.temp);
+            }
+        }
+        dead.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;

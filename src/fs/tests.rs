@@ -1,0 +1,374 @@
+//! Filesystem tests against the memory store: the whole namespace and commit protocol, no mount.
+
+use std::ffi::OsStr;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::store::faulty::{Fault, FaultyStore};
+use crate::store::memory::MemoryStore;
+
+fn fs_with(limit: u64) -> CacheFs<MemoryStore> {
+    CacheFs::new(
+        Arc::new(MemoryStore::new(limit)),
+        FsOptions {
+            uid: 1,
+            gid: 1,
+            want_backing: false,
+        },
+    )
+}
+
+fn key(n: u8) -> Key {
+    Key([n; 32])
+}
+
+fn name(k: &Key) -> OsString {
+    OsString::from(k.to_hex())
+}
+
+const W: OpenMode = OpenMode {
+    write: true,
+    truncate: false,
+    append: false,
+    exclusive: true,
+};
+const R: OpenMode = OpenMode {
+    write: false,
+    truncate: false,
+    append: false,
+    exclusive: false,
+};
+
+/// Writes `data` to a fresh temporary and renames it onto `k`.
+fn put<S: Store>(fs: &CacheFs<S>, tmp: &str, k: &Key, data: &[u8]) -> Result<(), FsError> {
+    let (_, o) = fs.create(ROOT_INO, OsStr::new(tmp), W)?;
+    fs.write(o.fh, 0, data)?;
+    fs.release(o.fh);
+    fs.rename(ROOT_INO, OsStr::new(tmp), ROOT_INO, &name(k), false)
+}
+
+fn get<S: Store>(fs: &CacheFs<S>, k: &Key) -> Result<Vec<u8>, FsError> {
+    let a = fs.lookup(ROOT_INO, &name(k))?;
+    let o = fs.open(a.ino, R)?;
+    let data = fs.read(o.fh, 0, 1 << 20);
+    fs.release(o.fh);
+    data
+}
+
+fn listed<S: Store>(fs: &CacheFs<S>) -> Vec<OsString> {
+    let fh = fs.opendir(ROOT_INO).unwrap();
+    let v = fs
+        .readdir(fh, 2, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e.name)
+        .collect();
+    fs.release(fh);
+    v
+}
+
+#[test]
+fn commit_by_rename_makes_the_object_visible_and_readable() {
+    let fs = fs_with(1 << 20);
+    let (_, o) = fs.create(ROOT_INO, OsStr::new(".tmp.a"), W).unwrap();
+    fs.write(o.fh, 0, b"hello").unwrap();
+    assert!(listed(&fs).is_empty(), "temporaries are never listed");
+    assert_eq!(fs.lookup(ROOT_INO, &name(&key(1))).unwrap_err().errno(), libc::ENOENT);
+    fs.release(o.fh);
+    fs.rename(ROOT_INO, OsStr::new(".tmp.a"), ROOT_INO, &name(&key(1)), false)
+        .unwrap();
+    assert_eq!(get(&fs, &key(1)).unwrap(), b"hello");
+    assert_eq!(listed(&fs), vec![name(&key(1))]);
+    assert_eq!(
+        fs.lookup(ROOT_INO, OsStr::new(".tmp.a")).unwrap_err().errno(),
+        libc::ENOENT
+    );
+    let a = fs.lookup(ROOT_INO, &name(&key(1))).unwrap();
+    assert_eq!((a.size, a.blocks, a.perm), (5, 1, 0o444));
+}
+
+#[test]
+fn bad_names_are_einval() {
+    let fs = fs_with(1 << 20);
+    for bad in [
+        "hello",
+        "ABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABAB",
+        "tmp.x",
+    ] {
+        assert_eq!(
+            fs.create(ROOT_INO, OsStr::new(bad), W).unwrap_err().errno(),
+            libc::EINVAL,
+            "{bad}"
+        );
+    }
+    // A key cannot be created directly: only renamed onto.
+    assert_eq!(
+        fs.create(ROOT_INO, &name(&key(2)), W).unwrap_err().errno(),
+        libc::EINVAL
+    );
+    let (_, o) = fs.create(ROOT_INO, OsStr::new(".tmp.b"), W).unwrap();
+    fs.release(o.fh);
+    assert_eq!(
+        fs.rename(ROOT_INO, OsStr::new(".tmp.b"), ROOT_INO, OsStr::new("Key"), false)
+            .unwrap_err()
+            .errno(),
+        libc::EINVAL
+    );
+    assert_eq!(fs.refuse("mkdir", OsStr::new("d")).errno(), libc::EINVAL);
+}
+
+#[test]
+fn committed_objects_refuse_every_change() {
+    let fs = fs_with(1 << 20);
+    put(&fs, ".tmp", &key(1), b"one").unwrap();
+    let ino = fs.lookup(ROOT_INO, &name(&key(1))).unwrap().ino;
+    for mode in [
+        W,
+        OpenMode { truncate: true, ..R },
+        OpenMode {
+            append: true,
+            write: true,
+            ..R
+        },
+    ] {
+        assert_eq!(fs.open(ino, mode).unwrap_err().errno(), libc::EPERM);
+    }
+    assert_eq!(fs.setattr(ino, Some(0), false).unwrap_err().errno(), libc::EPERM);
+    assert_eq!(fs.setattr(ino, None, true).unwrap_err().errno(), libc::EPERM);
+    assert_eq!(
+        fs.rename(ROOT_INO, &name(&key(1)), ROOT_INO, OsStr::new(".tmp.x"), false)
+            .unwrap_err()
+            .errno(),
+        libc::EPERM
+    );
+    assert_eq!(
+        fs.rename(ROOT_INO, &name(&key(1)), ROOT_INO, &name(&key(2)), false)
+            .unwrap_err()
+            .errno(),
+        libc::EPERM
+    );
+    // Same bytes again: idempotent success. Other bytes: EEXIST, and the object is intact.
+    put(&fs, ".tmp.same", &key(1), b"one").unwrap();
+    assert_eq!(
+        put(&fs, ".tmp.diff", &key(1), b"two").unwrap_err().errno(),
+        libc::EEXIST
+    );
+    assert_eq!(get(&fs, &key(1)).unwrap(), b"one");
+    // The refused temporary is still there for its writer to remove.
+    fs.unlink(ROOT_INO, OsStr::new(".tmp.diff")).unwrap();
+    // RENAME_NOREPLACE refuses even identical bytes.
+    let (_, o) = fs.create(ROOT_INO, OsStr::new(".tmp.nr"), W).unwrap();
+    fs.write(o.fh, 0, b"one").unwrap();
+    fs.release(o.fh);
+    assert_eq!(
+        fs.rename(ROOT_INO, OsStr::new(".tmp.nr"), ROOT_INO, &name(&key(1)), true)
+            .unwrap_err()
+            .errno(),
+        libc::EEXIST
+    );
+}
+
+#[test]
+fn unlink_removes_exactly_one_object() {
+    let fs = fs_with(1 << 20);
+    put(&fs, ".tmp1", &key(1), b"a").unwrap();
+    put(&fs, ".tmp2", &key(2), b"b").unwrap();
+    fs.unlink(ROOT_INO, &name(&key(1))).unwrap();
+    assert_eq!(fs.unlink(ROOT_INO, &name(&key(1))).unwrap_err().errno(), libc::ENOENT);
+    assert_eq!(listed(&fs), vec![name(&key(2))]);
+}
+
+#[test]
+fn a_flipped_bit_is_eio_and_the_object_is_removed() {
+    let store = Arc::new(MemoryStore::new(1 << 20));
+    let fs = CacheFs::new(
+        Arc::clone(&store),
+        FsOptions {
+            uid: 1,
+            gid: 1,
+            want_backing: false,
+        },
+    );
+    let (tx, rx) = mpsc::channel();
+    fs.set_invalidation_sink(tx);
+    put(&fs, ".tmp", &key(1), b"precious bytes").unwrap();
+    store.corrupt(&key(1), 3);
+    assert_eq!(get(&fs, &key(1)).unwrap_err().errno(), libc::EIO);
+    assert_eq!(fs.lookup(ROOT_INO, &name(&key(1))).unwrap_err().errno(), libc::ENOENT);
+    assert_eq!(store.usage().corrupt_removed, 1);
+    assert_eq!(rx.try_recv().unwrap().name, name(&key(1)));
+}
+
+#[test]
+fn eviction_spares_open_objects_and_tells_the_kernel() {
+    let fs = fs_with(30);
+    let (tx, rx) = mpsc::channel();
+    fs.set_invalidation_sink(tx);
+    put(&fs, ".tmp1", &key(1), &[1; 10]).unwrap();
+    put(&fs, ".tmp2", &key(2), &[2; 10]).unwrap();
+    put(&fs, ".tmp3", &key(3), &[3; 10]).unwrap();
+    // Hold the oldest open.
+    let held = fs.open(fs.lookup(ROOT_INO, &name(&key(1))).unwrap().ino, R).unwrap();
+    put(&fs, ".tmp4", &key(4), &[4; 10]).unwrap();
+    let evicted: Vec<OsString> = rx.try_iter().map(|i| i.name).collect();
+    assert_eq!(evicted, vec![name(&key(2))], "the oldest unpinned object goes");
+    assert_eq!(fs.read(held.fh, 0, 100).unwrap(), vec![1; 10]);
+    fs.release(held.fh);
+    assert!(fs.store().usage().used <= 30);
+    // Larger than the whole cache: EFBIG, nothing evicted.
+    assert_eq!(
+        put(&fs, ".tmp.big", &key(9), &[9; 31]).unwrap_err().errno(),
+        libc::EFBIG
+    );
+    assert_eq!(fs.store().usage().objects, 3);
+}
+
+#[test]
+fn a_full_disk_fails_the_commit_and_loses_nothing() {
+    let store = Arc::new(FaultyStore::new(MemoryStore::new(1 << 20)));
+    let fs = CacheFs::new(
+        Arc::clone(&store),
+        FsOptions {
+            uid: 1,
+            gid: 1,
+            want_backing: false,
+        },
+    );
+    put(&fs, ".tmp.ok", &key(1), b"kept").unwrap();
+    store.arm(Fault::Commit(libc::ENOSPC));
+    assert_eq!(
+        put(&fs, ".tmp.full", &key(2), b"new").unwrap_err().errno(),
+        libc::ENOSPC
+    );
+    store.heal();
+    // The temporary survived; its writer can retry the rename.
+    fs.rename(ROOT_INO, OsStr::new(".tmp.full"), ROOT_INO, &name(&key(2)), false)
+        .unwrap();
+    assert_eq!(get(&fs, &key(2)).unwrap(), b"new");
+    assert_eq!(get(&fs, &key(1)).unwrap(), b"kept");
+    store.arm(Fault::Open(libc::EIO));
+    assert_eq!(get(&fs, &key(1)).unwrap_err().errno(), libc::EIO);
+}
+
+#[test]
+fn rename_waits_for_the_writer_to_close() {
+    let fs = Arc::new(fs_with(1 << 20));
+    let (_, o) = fs.create(ROOT_INO, OsStr::new(".tmp.w"), W).unwrap();
+    fs.write(o.fh, 0, b"late").unwrap();
+    let fs2 = Arc::clone(&fs);
+    let renamer =
+        std::thread::spawn(move || fs2.rename(ROOT_INO, OsStr::new(".tmp.w"), ROOT_INO, &name(&key(5)), false));
+    // The kernel's RELEASE may arrive after the rename; either order must commit.
+    fs.release(o.fh);
+    renamer.join().unwrap().unwrap();
+    assert_eq!(get(&fs, &key(5)).unwrap(), b"late");
+}
+
+#[test]
+fn rename_of_a_temporary_still_open_for_writing_is_ebusy() {
+    let fs = fs_with(1 << 20);
+    let (_, o) = fs.create(ROOT_INO, OsStr::new(".tmp.open"), W).unwrap();
+    let err = fs
+        .rename(ROOT_INO, OsStr::new(".tmp.open"), ROOT_INO, &name(&key(6)), false)
+        .unwrap_err();
+    assert_eq!(err.errno(), libc::EBUSY);
+    fs.release(o.fh);
+    fs.rename(ROOT_INO, OsStr::new(".tmp.open"), ROOT_INO, &name(&key(6)), false)
+        .unwrap();
+}
+
+#[test]
+fn abandoned_temporaries_are_reaped_open_ones_are_not() {
+    let fs = fs_with(1 << 20);
+    let (_, a) = fs.create(ROOT_INO, OsStr::new(".tmp.dead"), W).unwrap();
+    fs.release(a.fh);
+    let (_, _b) = fs.create(ROOT_INO, OsStr::new(".tmp.alive"), W).unwrap();
+    let later = now_ns() + 3600 * 1_000_000_000;
+    assert_eq!(
+        fs.reap_idle_temps(now_ns(), Duration::from_secs(600)),
+        0,
+        "not idle long enough"
+    );
+    assert_eq!(fs.reap_idle_temps(later, Duration::from_secs(600)), 1);
+    assert!(fs.lookup(ROOT_INO, OsStr::new(".tmp.dead")).is_err());
+    assert!(fs.lookup(ROOT_INO, OsStr::new(".tmp.alive")).is_ok());
+}
+
+#[test]
+fn statfs_reports_the_limit_as_size_and_objects_as_used() {
+    let fs = fs_with(1 << 20);
+    put(&fs, ".tmp", &key(1), &[0; 5000]).unwrap();
+    let s = fs.statfs();
+    assert_eq!(s.blocks * s.block_size as u64, 1 << 20);
+    assert_eq!(s.blocks - s.blocks_free, 2);
+    assert_eq!(s.files, 1);
+}
+
+#[test]
+fn truncating_and_renaming_temporaries_works() {
+    let fs = fs_with(1 << 20);
+    let (_, o) = fs.create(ROOT_INO, OsStr::new(".tmp.t"), W).unwrap();
+    fs.write(o.fh, 0, b"abcdef").unwrap();
+    let ino = fs.lookup(ROOT_INO, OsStr::new(".tmp.t")).unwrap().ino;
+    assert_eq!(fs.setattr(ino, Some(3), true).unwrap().size, 3);
+    fs.release(o.fh);
+    fs.rename(ROOT_INO, OsStr::new(".tmp.t"), ROOT_INO, OsStr::new(".tmp.u"), false)
+        .unwrap();
+    fs.rename(ROOT_INO, OsStr::new(".tmp.u"), ROOT_INO, &name(&key(7)), false)
+        .unwrap();
+    assert_eq!(get(&fs, &key(7)).unwrap(), b"abc");
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Put(u8, Vec<u8>),
+    Get(u8),
+    Rm(u8),
+}
+
+proptest! {
+    /// Random puts, gets and removes against a model map with a size cap: the filesystem never
+    /// returns wrong bytes and never exceeds its limit.
+    #[test]
+    fn never_returns_wrong_bytes(ops in proptest::collection::vec(prop_oneof![
+        (0u8..8, proptest::collection::vec(any::<u8>(), 0..40)).prop_map(|(k, v)| Op::Put(k, v)),
+        (0u8..8).prop_map(Op::Get),
+        (0u8..8).prop_map(Op::Rm),
+    ], 1..100)) {
+        let limit = 100;
+        let fs = fs_with(limit);
+        let mut model: std::collections::HashMap<u8, Vec<u8>> = Default::default();
+        for (i, op) in ops.into_iter().enumerate() {
+            match op {
+                Op::Put(k, v) => {
+                    let tmp = format!(".tmp{i}");
+                    match put(&fs, &tmp, &key(k), &v) {
+                        Ok(()) => { model.insert(k, v); } // success means the key now holds v
+                        Err(e) => {
+                            prop_assert_eq!(e.errno(), libc::EEXIST);
+                            prop_assert!(model.get(&k).is_some_and(|m| *m != v));
+                            fs.unlink(ROOT_INO, OsStr::new(&tmp)).unwrap();
+                        }
+                    }
+                }
+                Op::Get(k) => match get(&fs, &key(k)) {
+                    Ok(bytes) => prop_assert_eq!(Some(&bytes), model.get(&k)),
+                    Err(e) => {
+                        prop_assert_eq!(e.errno(), libc::ENOENT);
+                        model.remove(&k); // evicted (or never there)
+                    }
+                },
+                Op::Rm(k) => {
+                    let present = fs.unlink(ROOT_INO, &name(&key(k))).is_ok();
+                    if !present { prop_assert!(fs.store().stat(&key(k)).unwrap().is_none()); }
+                    model.remove(&k);
+                }
+            }
+            prop_assert!(fs.store().usage().used <= limit);
+        }
+    }
+}

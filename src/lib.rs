@@ -1,0 +1,30 @@
+//! cairn: a build cache for Rust that lives in a filesystem.
+//!
+//! # Layout
+//! Pure modules (the wrapper may use these; they must not import fuser, tokio or the AWS SDK):
+//! - [`key`] — the 32-byte BLAKE3 key and its 64-hex name.
+//! - [`size`] — human sizes (`10GiB`).
+//!
+//! Daemon modules (feature `daemon`):
+//! - [`store`] — the `Store` trait and its disk, memory and fault-injecting versions; the LRU
+//!   index and its journal.
+//! - [`fs`] — the filesystem as plain Rust: names, inodes, handles, the commit protocol.
+//! - [`fuse`] — the thin adapter from `fuser` callbacks to [`fs`].
+//! - [`daemon`] — mounting, signals, background start, unmounting.
+//! - [`config`] — flags, `CAIRN_*` variables, the config file and defaults.
+//!
+//! docs/architecture.md explains the layers and why they are cut this way.
+
+pub mod key;
+pub mod size;
+
+#[cfg(feature = "daemon")]
+pub mod config;
+#[cfg(feature = "daemon")]
+pub mod daemon;
+#[cfg(feature = "daemon")]
+pub mod fs;
+#[cfg(feature = "daemon")]
+pub mod fuse;
+#[cfg(feature = "daemon")]
+pub mod store;
