@@ -4,6 +4,8 @@
 //! Pure modules (the wrapper may use these; they must not import fuser, tokio or the AWS SDK):
 //! - [`key`] — the 32-byte BLAKE3 key and its 64-hex name.
 //! - [`size`] — human sizes (`10GiB`).
+//! - [`wrapper`] — `cairn-rustc`: argument classification, cache keys, toolchain identity,
+//!   dep-info, the object format, and the hit/miss flow.
 //!
 //! Daemon modules (feature `daemon`):
 //! - [`store`] — the `Store` trait and its disk, memory and fault-injecting versions; the LRU
@@ -17,6 +19,7 @@
 
 pub mod key;
 pub mod size;
+pub mod wrapper;
 
 #[cfg(feature = "daemon")]
 pub mod config;

@@ -1,0 +1,229 @@
+//! Cache keys. Everything a compile's result depends on, hashed in a fixed, documented order
+//! (docs/cache-key.md). Pure: the caller gathers the inputs; this file only hashes them.
+//!
+//! Two keys per compile:
+//! - the **base key**: toolchain, working directory, arguments, dependency contents, crate
+//!   environment — everything known before compiling;
+//! - the **result key**: the base key plus the contents of every source file and the value of
+//!   every environment variable that dep-info says the compile read.
+//!
+//! The manifest object (named by the base key) remembers which files to hash; see object.rs.
+
+use crate::key::Key;
+
+/// Bumped whenever anything about the keys or the object format changes.
+pub const FORMAT: &str = "cairn-key-v2";
+
+/// Length-prefixed fields, so no two different field lists can hash alike.
+pub struct KeyHasher(blake3::Hasher);
+
+impl KeyHasher {
+    /// Starts a key in a domain (`base`, `manifest`, `result`).
+    pub fn new(domain: &str) -> KeyHasher {
+        let mut h = KeyHasher(blake3::Hasher::new());
+        h.field("format", FORMAT.as_bytes());
+        h.field("domain", domain.as_bytes());
+        h
+    }
+
+    /// Adds one named field.
+    pub fn field(&mut self, name: &str, value: &[u8]) {
+        self.0.update(&(name.len() as u64).to_le_bytes());
+        self.0.update(name.as_bytes());
+        self.0.update(&(value.len() as u64).to_le_bytes());
+        self.0.update(value);
+    }
+
+    /// The key.
+    pub fn finish(&self) -> Key {
+        Key(*self.0.finalize().as_bytes())
+    }
+}
+
+/// Everything the base key covers, gathered by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseInputs {
+    pub toolchain: [u8; 32],
+    pub cwd: String,
+    pub input: String,
+    /// Arguments in order, normalized (see args.rs).
+    pub args: Vec<String>,
+    /// `--cfg`/`--check-cfg`, sorted.
+    pub cfgs: Vec<String>,
+    /// `--extern` name and content hash (None: a bare `--extern name`).
+    pub externs: Vec<(String, Option<[u8; 32]>)>,
+    /// `-l static=` libraries: name and content hash (None: not found on the search path).
+    pub static_libs: Vec<(String, Option<[u8; 32]>)>,
+    /// Contents of a `--target` spec file, when the target is a `.json` path.
+    pub target_spec: Option<[u8; 32]>,
+    /// Environment variables that describe the crate, sorted by name.
+    pub env: Vec<(String, String)>,
+}
+
+/// The base key.
+pub fn base_key(i: &BaseInputs) -> Key {
+    let mut h = KeyHasher::new("base");
+    h.field("toolchain", &i.toolchain);
+    h.field("cwd", i.cwd.as_bytes());
+    h.field("input", i.input.as_bytes());
+    for a in &i.args {
+        h.field("arg", a.as_bytes());
+    }
+    for c in &i.cfgs {
+        h.field("cfg", c.as_bytes());
+    }
+    for (name, hash) in &i.externs {
+        h.field("extern", name.as_bytes());
+        h.field("extern-hash", hash.as_ref().map(|x| &x[..]).unwrap_or(b"none"));
+    }
+    for (name, hash) in &i.static_libs {
+        h.field("static-lib", name.as_bytes());
+        h.field("static-lib-hash", hash.as_ref().map(|x| &x[..]).unwrap_or(b"none"));
+    }
+    h.field("target-spec", i.target_spec.as_ref().map(|x| &x[..]).unwrap_or(b"none"));
+    for (k, v) in &i.env {
+        h.field("env", k.as_bytes());
+        h.field("env-value", v.as_bytes());
+    }
+    h.finish()
+}
+
+/// The name of the manifest object for a base key.
+pub fn manifest_key(base: &Key) -> Key {
+    let mut h = KeyHasher::new("manifest");
+    h.field("base", &base.0);
+    h.finish()
+}
+
+/// The result key: the base key plus every source file's contents and every read variable.
+/// `files` pairs each dep-info path with its content hash (None: the file is missing).
+pub fn result_key(base: &Key, files: &[(String, Option<[u8; 32]>)], env: &[(String, Option<String>)]) -> Key {
+    let mut h = KeyHasher::new("result");
+    h.field("base", &base.0);
+    for (path, hash) in files {
+        h.field("source", path.as_bytes());
+        h.field("source-hash", hash.as_ref().map(|x| &x[..]).unwrap_or(b"missing"));
+    }
+    for (k, v) in env {
+        h.field("env-dep", k.as_bytes());
+        match v {
+            Some(v) => h.field("env-dep-value", v.as_bytes()),
+            None => h.field("env-dep-unset", b""),
+        }
+    }
+    h.finish()
+}
+
+/// Whether an environment variable describes the crate (and so enters the base key).
+///
+/// Variables cargo sets *for the crate* are in; cargo's own settings (`CARGO_TERM_COLOR`,
+/// `CARGO_TARGET_DIR`, `CARGO_MAKEFLAGS`, `CARGO_BUILD_JOBS`, `CARGO_HOME`, `CARGO` …) are out,
+/// so they cannot split the cache. Any other variable the crate reads at compile time is
+/// recorded by rustc in dep-info (`# env-dep:`) and enters the result key.
+pub fn is_crate_env(name: &str) -> bool {
+    const PREFIXES: [&str; 5] = [
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_BIN_",
+        "CARGO_CFG_",
+        "CARGO_FEATURE_",
+    ];
+    const EXACT: [&str; 5] = [
+        "CARGO_CRATE_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+        "RUSTC_BOOTSTRAP",
+    ];
+    PREFIXES.iter().any(|p| name.starts_with(p)) || EXACT.contains(&name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs() -> BaseInputs {
+        BaseInputs {
+            toolchain: [1; 32],
+            cwd: "/w".into(),
+            input: "src/lib.rs".into(),
+            args: vec!["--crate-name=a".into(), "--crate-type=lib".into()],
+            cfgs: vec!["--cfg=feature=\"a\"".into()],
+            externs: vec![("serde".into(), Some([2; 32]))],
+            static_libs: vec![("z".into(), Some([3; 32]))],
+            target_spec: None,
+            env: vec![("CARGO_PKG_NAME".into(), "a".into())],
+        }
+    }
+
+    #[test]
+    fn changing_any_byte_of_any_input_changes_the_key() {
+        let k = base_key(&inputs());
+        type Change = Box<dyn Fn(&mut BaseInputs)>;
+        let variants: Vec<Change> = vec![
+            Box::new(|i| i.toolchain[31] ^= 1),
+            Box::new(|i| i.cwd.push('x')),
+            Box::new(|i| i.input = "src/lib.rs2".into()),
+            Box::new(|i| i.args[0].push('x')),
+            Box::new(|i| i.args.swap(0, 1)),
+            Box::new(|i| i.cfgs[0].push('x')),
+            Box::new(|i| i.externs[0].1.as_mut().unwrap()[0] ^= 1),
+            Box::new(|i| i.externs[0].1 = None),
+            Box::new(|i| i.externs[0].0.push('x')),
+            Box::new(|i| i.static_libs[0].1.as_mut().unwrap()[5] ^= 1),
+            Box::new(|i| i.target_spec = Some([0; 32])),
+            Box::new(|i| i.env[0].1.push('x')),
+            Box::new(|i| i.env.push(("CARGO_FEATURE_X".into(), "1".into()))),
+        ];
+        for (n, change) in variants.iter().enumerate() {
+            let mut i = inputs();
+            change(&mut i);
+            assert_ne!(base_key(&i), k, "change {n} did not change the key");
+        }
+        assert_eq!(base_key(&inputs()), k, "stable");
+    }
+
+    #[test]
+    fn fields_cannot_run_into_each_other() {
+        let mut a = inputs();
+        a.args = vec!["ab".into(), "c".into()];
+        let mut b = inputs();
+        b.args = vec!["a".into(), "bc".into()];
+        assert_ne!(base_key(&a), base_key(&b));
+    }
+
+    #[test]
+    fn result_key_covers_sources_and_env_deps() {
+        let base = base_key(&inputs());
+        let files = vec![("src/lib.rs".to_string(), Some([4; 32]))];
+        let env = vec![("MY".to_string(), Some("1".to_string()))];
+        let k = result_key(&base, &files, &env);
+        assert_ne!(k, result_key(&base, &[("src/lib.rs".into(), Some([5; 32]))], &env));
+        assert_ne!(k, result_key(&base, &[("src/lib.rs".into(), None)], &env));
+        assert_ne!(k, result_key(&base, &files, &[("MY".into(), Some("2".into()))]));
+        assert_ne!(k, result_key(&base, &files, &[("MY".into(), None)]));
+        assert_ne!(k, manifest_key(&base));
+    }
+
+    #[test]
+    fn user_settings_are_not_crate_env() {
+        for v in [
+            "CARGO_TERM_COLOR",
+            "CARGO_TARGET_DIR",
+            "CARGO_MAKEFLAGS",
+            "CARGO_BUILD_JOBS",
+            "CARGO_HOME",
+            "CARGO",
+        ] {
+            assert!(!is_crate_env(v), "{v}");
+        }
+        for v in [
+            "CARGO_PKG_VERSION",
+            "CARGO_MANIFEST_DIR",
+            "CARGO_CRATE_NAME",
+            "CARGO_FEATURE_STD",
+        ] {
+            assert!(is_crate_env(v), "{v}");
+        }
+    }
+}

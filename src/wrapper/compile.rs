@@ -1,0 +1,123 @@
+//! Running rustc on a miss (passing its output through while keeping a copy), finding what it
+//! wrote, and putting a stored result back in place on a hit.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::object::OutputFile;
+
+/// What a compile did.
+pub struct Ran {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub took: Duration,
+    pub started: SystemTime,
+}
+
+/// Runs rustc, copying its stdout and stderr to ours as they come (cargo reads JSON messages
+/// from stderr while the compile runs, to pipeline dependents) and keeping a copy of each.
+pub fn run_and_capture(rustc: &Path, args: &[OsString]) -> io::Result<Ran> {
+    let started = SystemTime::now();
+    let t0 = Instant::now();
+    let mut child = Command::new(rustc)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let out = child.stdout.take().expect("piped");
+    let err = child.stderr.take().expect("piped");
+    let out_t = std::thread::spawn(move || tee(out, io::stdout()));
+    let stderr = tee(err, io::stderr());
+    let stdout = out_t.join().unwrap_or_default();
+    let status = child.wait()?;
+    Ok(Ran {
+        status,
+        stdout,
+        stderr,
+        took: t0.elapsed(),
+        started,
+    })
+}
+
+fn tee(mut from: impl Read, mut to: impl Write) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let _ = to.write_all(&buf[..n]);
+                let _ = to.flush();
+                kept.extend_from_slice(&buf[..n]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    kept
+}
+
+/// Every file in `out_dir` that rustc wrote for this crate: names that start with
+/// `lib<crate><extra>.` or `<crate><extra>.` and were modified since the compile started.
+pub fn collect_outputs(
+    out_dir: &Path,
+    crate_name: &str,
+    extra: &str,
+    since: SystemTime,
+) -> io::Result<Vec<OutputFile>> {
+    let stems = [format!("lib{crate_name}{extra}."), format!("{crate_name}{extra}.")];
+    let mut files = Vec::new();
+    for e in fs::read_dir(out_dir)? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !stems.iter().any(|s| name.starts_with(s.as_str())) {
+            continue;
+        }
+        let meta = e.metadata()?;
+        // Allow for coarse timestamps: a file older than the compile's start by more than a
+        // second is a leftover of an earlier build, not ours.
+        if !meta.is_file() || meta.modified()? + Duration::from_secs(1) < since {
+            continue;
+        }
+        let bytes = fs::read(e.path())?;
+        let hash = *blake3::hash(&bytes).as_bytes();
+        files.push(OutputFile {
+            name,
+            mode: meta.permissions().mode() & 0o7777,
+            hash,
+            bytes,
+        });
+    }
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(files)
+}
+
+/// Writes one restored file into `dir` atomically (temp name, then rename), with its mode.
+pub fn restore_file(dir: &Path, name: &str, mode: u32, bytes: &[u8]) -> io::Result<()> {
+    if name.contains('/') || name.starts_with('.') {
+        return Err(io::Error::other(format!("refusing odd output name {name:?}")));
+    }
+    let tmp = dir.join(format!(".cairn-{}-{name}", std::process::id()));
+    let result = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        drop(f);
+        fs::rename(&tmp, dir.join(name))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}

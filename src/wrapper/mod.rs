@@ -1,0 +1,349 @@
+//! `cairn-rustc`, the RUSTC_WRAPPER: hit, miss, or pass through — and never fail a build for a
+//! cache reason.
+//!
+//! Must stay small and quick to start: std, blake3, serde/bincode and cairn's pure modules —
+//! never tokio, the AWS SDK or fuser (`scripts/check-wrapper-deps` checks the binary).
+//!
+//! A cacheable compile:
+//! 1. find the mount (starting the daemon if needed);
+//! 2. compute the base key (toolchain, cwd, arguments, `--extern` contents, crate env);
+//! 3. read the manifest named after it; for each dependency set it lists, hash those sources
+//!    and variables now and try the result object of that key: a **direct hit**, with no rustc
+//!    process at all;
+//! 4. otherwise compile, passing output through; on success store the outputs as a result
+//!    object and record the dependency set in the manifest.
+//!
+//! Every error on the cache side means "run rustc as if cairn were not there".
+
+pub mod args;
+pub mod cache_key;
+pub mod compile;
+pub mod depinfo;
+pub mod filehash;
+pub mod log;
+pub mod mount;
+pub mod object;
+pub mod toolchain;
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::key::Key;
+use args::{Classified, Invocation};
+use cache_key::BaseInputs;
+use object::{CompileResult, EntryMeta, Manifest, ResultView, Variant};
+
+/// Runs the wrapper on its command line (`argv[0]` is the wrapper) and returns the exit code.
+pub fn main(argv: Vec<OsString>) -> i32 {
+    let Some(rustc) = argv.get(1).map(PathBuf::from) else {
+        eprintln!("cairn-rustc: usage: cairn-rustc RUSTC [ARGS...]  (as RUSTC_WRAPPER=cairn-rustc)");
+        return 2;
+    };
+    let args = &argv[2..];
+    match args::classify(args) {
+        Classified::NotCompilation => exec(&rustc, args),
+        Classified::NotCacheable(reason) => {
+            log::record(
+                &args::crate_name_of(args),
+                None,
+                &format!("not-cacheable:{}", reason.as_str()),
+                Default::default(),
+                None,
+            );
+            exec(&rustc, args)
+        }
+        Classified::Cacheable(inv) => cached(&rustc, args, &inv),
+    }
+}
+
+/// Replaces this process with rustc.
+fn exec(rustc: &Path, args: &[OsString]) -> i32 {
+    let err = Command::new(rustc).args(args).exec();
+    eprintln!("cairn-rustc: cannot run {}: {err}", rustc.display());
+    127
+}
+
+fn cached(rustc: &Path, args: &[OsString], inv: &Invocation) -> i32 {
+    let t0 = Instant::now();
+    let mnt = match mount::find_or_start() {
+        Ok(m) => m,
+        Err(why) => {
+            mount::warn_once(&why);
+            log::record(&inv.crate_name, None, "error:no-mount", t0.elapsed(), None);
+            return exec(rustc, args);
+        }
+    };
+    let (base, tc) = match base_key(rustc, inv) {
+        Ok(x) => x,
+        Err(e) => {
+            log::record(
+                &inv.crate_name,
+                None,
+                &format!("error:key:{}", oneword(&e)),
+                t0.elapsed(),
+                None,
+            );
+            return exec(rustc, args);
+        }
+    };
+    let mkey = cache_key::manifest_key(&base);
+    let manifest = read_object(&mnt, &mkey).and_then(|b| match Manifest::decode(&b) {
+        Ok(m) => Some(m),
+        Err(_) => {
+            let _ = fs::remove_file(mnt.join(mkey.to_hex()));
+            None
+        }
+    });
+    if let Some(m) = &manifest {
+        for v in &m.variants {
+            let Some(rkey) = result_key_now(&base, v) else { continue };
+            let Some(bytes) = read_object(&mnt, &rkey) else {
+                continue;
+            };
+            let result = match CompileResult::decode(&bytes) {
+                Ok(r) => r,
+                Err(e) => {
+                    // Damaged or of another format: remove it so the next store can replace it.
+                    let _ = fs::remove_file(mnt.join(rkey.to_hex()));
+                    log::record(
+                        &inv.crate_name,
+                        Some(&rkey),
+                        &format!("error:object:{e}").replace(' ', "_"),
+                        t0.elapsed(),
+                        None,
+                    );
+                    continue;
+                }
+            };
+            match restore(inv, &result) {
+                Ok(()) => {
+                    log::record(
+                        &inv.crate_name,
+                        Some(&rkey),
+                        "hit",
+                        t0.elapsed(),
+                        Some(std::time::Duration::from_nanos(result.meta.compile_ns)),
+                    );
+                    return 0;
+                }
+                Err(e) => {
+                    log::record(
+                        &inv.crate_name,
+                        Some(&rkey),
+                        &format!("error:restore:{}", oneword(&e)),
+                        t0.elapsed(),
+                        None,
+                    );
+                    break;
+                }
+            }
+        }
+    }
+    // Miss: compile for real.
+    let ran = match compile::run_and_capture(rustc, args) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cairn-rustc: cannot run {}: {e}", rustc.display());
+            return 127;
+        }
+    };
+    if !ran.status.success() {
+        log::record(&inv.crate_name, None, "miss:failed", t0.elapsed(), Some(ran.took));
+        return ran.status.code().unwrap_or(101);
+    }
+    match store(&mnt, inv, &base, &tc, manifest, &ran) {
+        Ok(rkey) => log::record(&inv.crate_name, Some(&rkey), "miss", t0.elapsed(), Some(ran.took)),
+        Err(e) => log::record(
+            &inv.crate_name,
+            None,
+            &format!("error:store:{}", oneword(&e)),
+            t0.elapsed(),
+            Some(ran.took),
+        ),
+    }
+    0
+}
+
+fn oneword(e: &io::Error) -> String {
+    e.to_string().split_whitespace().take(6).collect::<Vec<_>>().join("_")
+}
+
+/// Gathers the base key's inputs and hashes them.
+fn base_key(rustc: &Path, inv: &Invocation) -> io::Result<(Key, toolchain::Toolchain)> {
+    let memo = mount::cache_base()
+        .ok_or_else(|| io::Error::other("no HOME"))?
+        .join("toolchains");
+    let tc = toolchain::identify(rustc, inv.target.as_deref(), &memo)?;
+    let cwd = std::env::current_dir()?.display().to_string();
+    let externs = inv
+        .externs
+        .iter()
+        .map(|(name, path)| {
+            Ok((
+                name.clone(),
+                path.as_ref().map(|p| filehash::hash_file(Path::new(p))).transpose()?,
+            ))
+        })
+        .collect::<io::Result<Vec<_>>>()?;
+    let static_libs = inv
+        .static_libs
+        .iter()
+        .map(|name| {
+            let found = inv
+                .native_paths
+                .iter()
+                .map(|d| Path::new(d).join(format!("lib{name}.a")))
+                .find(|p| p.is_file());
+            Ok((name.clone(), found.map(|p| filehash::hash_file(&p)).transpose()?))
+        })
+        .collect::<io::Result<Vec<_>>>()?;
+    let target_spec = match &inv.target {
+        Some(t) if t.ends_with(".json") => Some(filehash::hash_file(Path::new(t))?),
+        _ => None,
+    };
+    let mut env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| cache_key::is_crate_env(k)).collect();
+    env.sort();
+    let inputs = BaseInputs {
+        toolchain: tc.digest,
+        cwd,
+        input: inv.input.clone(),
+        args: inv.keyed_args.clone(),
+        cfgs: inv.cfgs.clone(),
+        externs,
+        static_libs,
+        target_spec,
+        env,
+    };
+    Ok((cache_key::base_key(&inputs), tc))
+}
+
+/// The result key for a dependency set, from the files and variables as they are now.
+/// `None` when a listed file cannot be read (it was deleted: that set no longer applies).
+fn result_key_now(base: &Key, v: &Variant) -> Option<Key> {
+    let mut files = Vec::with_capacity(v.files.len());
+    for f in &v.files {
+        files.push((f.clone(), Some(filehash::hash_file(Path::new(f)).ok()?)));
+    }
+    let env: Vec<(String, Option<String>)> = v.env.iter().map(|k| (k.clone(), std::env::var(k).ok())).collect();
+    Some(cache_key::result_key(base, &files, &env))
+}
+
+/// Reads an object; any failure (absent, damaged, mount gone) is a miss.
+fn read_object(mnt: &Path, key: &Key) -> Option<Vec<u8>> {
+    match fs::read(mnt.join(key.to_hex())) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            if e.raw_os_error() == Some(libc::ENOTCONN) {
+                mount::warn_once("the cairn mount stopped answering (daemon killed?)");
+            }
+            None
+        }
+    }
+}
+
+/// Puts a stored result in place: files into `--out-dir` (paths in dep-info rewritten to this
+/// target dir), then stdout and stderr replayed byte for byte (with the same rewrite, which
+/// affects only artifact notices).
+fn restore(inv: &Invocation, r: &ResultView<'_>) -> io::Result<()> {
+    let out_dir = Path::new(&inv.out_dir);
+    fs::create_dir_all(out_dir)?;
+    for f in &r.files {
+        if f.name.ends_with(".d") {
+            let bytes = depinfo::rewrite(f.bytes, &r.meta.out_dir, &inv.out_dir);
+            compile::restore_file(out_dir, &f.name, f.mode, &bytes)?;
+        } else {
+            compile::restore_file(out_dir, &f.name, f.mode, f.bytes)?;
+            filehash::remember(&out_dir.join(&f.name), &f.hash);
+        }
+    }
+    io::stdout().write_all(&depinfo::rewrite(r.stdout, &r.meta.out_dir, &inv.out_dir))?;
+    io::stderr().write_all(&depinfo::rewrite(r.stderr, &r.meta.out_dir, &inv.out_dir))?;
+    Ok(())
+}
+
+/// Stores a successful compile and records its dependency set in the manifest.
+fn store(
+    mnt: &Path,
+    inv: &Invocation,
+    base: &Key,
+    tc: &toolchain::Toolchain,
+    manifest: Option<Manifest>,
+    ran: &compile::Ran,
+) -> io::Result<Key> {
+    let out_dir = Path::new(&inv.out_dir);
+    let files = compile::collect_outputs(out_dir, &inv.crate_name, &inv.extra_filename, ran.started)?;
+    let dep_name = format!("{}{}.d", inv.crate_name, inv.extra_filename);
+    let dep = files
+        .iter()
+        .find(|f| f.name == dep_name)
+        .ok_or_else(|| io::Error::other("no dep-info written"))?;
+    let deps = depinfo::parse(&String::from_utf8_lossy(&dep.bytes));
+    for f in &files {
+        if f.name != dep_name {
+            filehash::remember(&out_dir.join(&f.name), &f.hash);
+        }
+    }
+    let variant = Variant {
+        files: deps.files,
+        env: deps.env,
+    };
+    let rkey =
+        result_key_now(base, &variant).ok_or_else(|| io::Error::other("a source vanished during the compile"))?;
+    let result = CompileResult {
+        meta: EntryMeta {
+            crate_name: inv.crate_name.clone(),
+            crate_types: inv.crate_types.clone(),
+            target: tc.target.clone(),
+            rustc_version: tc.version.clone(),
+            compile_ns: ran.took.as_nanos() as u64,
+            created_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            out_dir: inv.out_dir.clone(),
+        },
+        files,
+        stdout: ran.stdout.clone(),
+        stderr: ran.stderr.clone(),
+    };
+    put_object(mnt, &rkey, &result.encode(), false)?;
+    let mut m = manifest.unwrap_or_default();
+    if m.variants.first() != Some(&variant) {
+        m.push_front(variant);
+        put_object(mnt, &cache_key::manifest_key(base), &m.encode(), true)?;
+    }
+    Ok(rkey)
+}
+
+/// Commits bytes under a key: write a temporary, rename it onto the key. `replace` swaps out
+/// an existing object with different bytes (manifests); results are never replaced.
+fn put_object(mnt: &Path, key: &Key, bytes: &[u8], replace: bool) -> io::Result<()> {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let tmp = mnt.join(format!(".tmp.rustc.{}.{nanos}", std::process::id()));
+    let dest = mnt.join(key.to_hex());
+    let result = (|| {
+        fs::write(&tmp, bytes)?;
+        match fs::rename(&tmp, &dest) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && replace => {
+                // Another dependency set was recorded first; ours is newer. A reader that looks
+                // in between sees no manifest: a miss, never a wrong hit.
+                let _ = fs::remove_file(&dest);
+                fs::rename(&tmp, &dest)
+            }
+            // Someone stored different bytes for the same result key (a compile that is not
+            // bit-for-bit reproducible): theirs stays, ours is dropped.
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            other => other,
+        }
+    })();
+    let _ = fs::remove_file(&tmp);
+    result
+}

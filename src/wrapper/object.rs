@@ -1,0 +1,294 @@
+//! The two kinds of objects the wrapper keeps in the mount, and their byte format.
+//!
+//! A manifest is `MAGIC ++ bincode(body) ++ blake3(everything before)`. A result is
+//! `MAGIC ++ u64 header length ++ bincode(header) ++ file bytes… ++ stdout ++ stderr ++
+//! blake3(everything before)`: the header is small and the payloads are raw, so a hit decodes
+//! them as slices of the bytes read, with no copy (decoding megabytes of `Vec<u8>` through
+//! serde byte by byte was a quarter of a hit's time). The trailing checksum is verified before
+//! anything is decoded, so a damaged object is a miss, never a wrong artifact — whatever the
+//! mount below did or did not check.
+//!
+//! - A **result** holds everything one compile produced: the files it wrote into `--out-dir`
+//!   (with their modes), its stdout and stderr, how long it took, and metadata that tells a
+//!   person what the entry is.
+//! - A **manifest** lists, for one base key, the sets of source files and environment
+//!   variables earlier compiles depended on. It is only a hint of *what to hash*: the result
+//!   key is always recomputed from the current contents, so a stale manifest can cause a miss
+//!   but never a wrong hit.
+
+use serde::{Deserialize, Serialize};
+
+const RESULT_MAGIC: &[u8; 8] = b"CAIRNR02";
+const MANIFEST_MAGIC: &[u8; 8] = b"CAIRNM01";
+
+/// Why an object could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ObjectError {
+    #[error("not a cairn object of this kind or version")]
+    BadMagic,
+    #[error("checksum mismatch (damaged object)")]
+    Checksum,
+    #[error("undecodable object body")]
+    Decode,
+}
+
+/// What a person (and `cairn stats`) wants to know about a result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryMeta {
+    pub crate_name: String,
+    pub crate_types: Vec<String>,
+    pub target: String,
+    pub rustc_version: String,
+    /// How long the compile took, in nanoseconds.
+    pub compile_ns: u64,
+    /// When it was stored, seconds since the epoch.
+    pub created_unix: u64,
+    /// The `--out-dir` it was compiled into; paths under it are rewritten on restore.
+    pub out_dir: String,
+}
+
+/// One output file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputFile {
+    /// File name inside `--out-dir`.
+    pub name: String,
+    pub mode: u32,
+    /// BLAKE3 of `bytes`, so a restored file's hash can be remembered without hashing it
+    /// again (see filehash.rs).
+    pub hash: [u8; 32],
+    pub bytes: Vec<u8>,
+}
+
+/// A compile to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileResult {
+    pub meta: EntryMeta,
+    pub files: Vec<OutputFile>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// A stored compile, borrowing its payloads from the object's bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ResultView<'a> {
+    pub meta: EntryMeta,
+    pub files: Vec<FileView<'a>>,
+    pub stdout: &'a [u8],
+    pub stderr: &'a [u8],
+}
+
+/// One output file of a [`ResultView`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct FileView<'a> {
+    pub name: String,
+    pub mode: u32,
+    pub hash: [u8; 32],
+    pub bytes: &'a [u8],
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    meta: EntryMeta,
+    /// (name, mode, hash, length) of each file, in payload order.
+    files: Vec<(String, u32, [u8; 32], u64)>,
+    stdout_len: u64,
+    stderr_len: u64,
+}
+
+/// One set of dependencies seen for a base key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Variant {
+    pub files: Vec<String>,
+    pub env: Vec<String>,
+}
+
+/// The dependency sets seen for one base key, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub variants: Vec<Variant>,
+}
+
+/// How many dependency sets a manifest keeps.
+pub const MAX_VARIANTS: usize = 4;
+
+impl Manifest {
+    /// Puts `v` first, dropping duplicates and the oldest beyond [`MAX_VARIANTS`].
+    pub fn push_front(&mut self, v: Variant) {
+        self.variants.retain(|x| *x != v);
+        self.variants.insert(0, v);
+        self.variants.truncate(MAX_VARIANTS);
+    }
+}
+
+fn encode<T: Serialize>(magic: &[u8; 8], body: &T) -> Vec<u8> {
+    let mut out = magic.to_vec();
+    bincode::serialize_into(&mut out, body).expect("serializing to memory cannot fail");
+    let sum = blake3::hash(&out);
+    out.extend_from_slice(sum.as_bytes());
+    out
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(magic: &[u8; 8], bytes: &[u8]) -> Result<T, ObjectError> {
+    if bytes.len() < 40 || &bytes[..8] != magic {
+        return Err(ObjectError::BadMagic);
+    }
+    let (body, sum) = bytes.split_at(bytes.len() - 32);
+    if blake3::hash(body).as_bytes() != sum {
+        return Err(ObjectError::Checksum);
+    }
+    bincode::deserialize(&body[8..]).map_err(|_| ObjectError::Decode)
+}
+
+impl CompileResult {
+    /// The object's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let header = Header {
+            meta: self.meta.clone(),
+            files: self
+                .files
+                .iter()
+                .map(|f| (f.name.clone(), f.mode, f.hash, f.bytes.len() as u64))
+                .collect(),
+            stdout_len: self.stdout.len() as u64,
+            stderr_len: self.stderr.len() as u64,
+        };
+        let header = bincode::serialize(&header).expect("serializing to memory cannot fail");
+        let payload: usize =
+            self.files.iter().map(|f| f.bytes.len()).sum::<usize>() + self.stdout.len() + self.stderr.len();
+        let mut out = Vec::with_capacity(8 + 8 + header.len() + payload + 32);
+        out.extend_from_slice(RESULT_MAGIC);
+        out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+        out.extend_from_slice(&header);
+        for f in &self.files {
+            out.extend_from_slice(&f.bytes);
+        }
+        out.extend_from_slice(&self.stdout);
+        out.extend_from_slice(&self.stderr);
+        let sum = blake3::hash(&out);
+        out.extend_from_slice(sum.as_bytes());
+        out
+    }
+
+    /// Checks an object's checksum and decodes it without copying its payloads.
+    pub fn decode(bytes: &[u8]) -> Result<ResultView<'_>, ObjectError> {
+        if bytes.len() < 48 || &bytes[..8] != RESULT_MAGIC {
+            return Err(ObjectError::BadMagic);
+        }
+        let (body, sum) = bytes.split_at(bytes.len() - 32);
+        if blake3::hash(body).as_bytes() != sum {
+            return Err(ObjectError::Checksum);
+        }
+        let hlen = u64::from_le_bytes(body[8..16].try_into().expect("8 bytes")) as usize;
+        let header_bytes = body
+            .get(16..16usize.checked_add(hlen).ok_or(ObjectError::Decode)?)
+            .ok_or(ObjectError::Decode)?;
+        let header: Header = bincode::deserialize(header_bytes).map_err(|_| ObjectError::Decode)?;
+        let mut rest = &body[16 + hlen..];
+        let mut take = |n: u64| -> Result<&[u8], ObjectError> {
+            let n = usize::try_from(n).map_err(|_| ObjectError::Decode)?;
+            if n > rest.len() {
+                return Err(ObjectError::Decode);
+            }
+            let (a, b) = rest.split_at(n);
+            rest = b;
+            Ok(a)
+        };
+        let mut files = Vec::with_capacity(header.files.len());
+        for (name, mode, hash, len) in header.files {
+            files.push(FileView {
+                name,
+                mode,
+                hash,
+                bytes: take(len)?,
+            });
+        }
+        let stdout = take(header.stdout_len)?;
+        let stderr = take(header.stderr_len)?;
+        if !rest.is_empty() {
+            return Err(ObjectError::Decode);
+        }
+        Ok(ResultView {
+            meta: header.meta,
+            files,
+            stdout,
+            stderr,
+        })
+    }
+}
+
+impl Manifest {
+    /// The object's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(MANIFEST_MAGIC, self)
+    }
+    /// Checks and decodes an object.
+    pub fn decode(bytes: &[u8]) -> Result<Manifest, ObjectError> {
+        decode(MANIFEST_MAGIC, bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> CompileResult {
+        CompileResult {
+            meta: EntryMeta {
+                crate_name: "serde".into(),
+                crate_types: vec!["lib".into()],
+                target: "x86_64-unknown-linux-gnu".into(),
+                rustc_version: "rustc 1.95.0".into(),
+                compile_ns: 1_000_000,
+                created_unix: 1,
+                out_dir: "/t/deps".into(),
+            },
+            files: vec![OutputFile {
+                name: "libserde-1.rlib".into(),
+                mode: 0o644,
+                hash: [0; 32],
+                bytes: vec![1, 2, 3],
+            }],
+            stdout: vec![],
+            stderr: b"{\"artifact\":\"/t/deps/libserde-1.rlib\"}\n".to_vec(),
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let r = sample();
+        let bytes = r.encode();
+        let v = CompileResult::decode(&bytes).unwrap();
+        assert_eq!(v.meta, r.meta);
+        assert_eq!(v.files.len(), 1);
+        assert_eq!(
+            (v.files[0].name.as_str(), v.files[0].mode, v.files[0].bytes),
+            ("libserde-1.rlib", 0o644, &[1u8, 2, 3][..])
+        );
+        assert_eq!((v.stdout, v.stderr), (&r.stdout[..], &r.stderr[..]));
+    }
+
+    #[test]
+    fn every_flipped_bit_and_every_truncation_is_refused() {
+        let bytes = sample().encode();
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 1;
+            assert!(CompileResult::decode(&b).is_err(), "flip at {i}");
+        }
+        for len in 0..bytes.len() {
+            assert!(CompileResult::decode(&bytes[..len]).is_err(), "truncated to {len}");
+        }
+    }
+
+    #[test]
+    fn a_manifest_is_not_a_result() {
+        let m = Manifest {
+            variants: vec![Variant {
+                files: vec!["a.rs".into()],
+                env: vec![],
+            }],
+        };
+        assert_eq!(CompileResult::decode(&m.encode()).unwrap_err(), ObjectError::BadMagic);
+        assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
+    }
+}

@@ -1,0 +1,166 @@
+//! The toolchain's identity: a digest of the compiler's own files, remembered by file identity.
+//!
+//! What goes in: the rustc binary as cargo names it, every file in `<sysroot>/lib` (librustc_driver,
+//! libLLVM, libstd …), every file in `<sysroot>/lib/rustlib/<target>/lib` (the target's std
+//! rlibs), and the output of `rustc -vV`. `rustup update` or a toolchain switch replaces those
+//! files, so the key changes and nothing stale is ever served.
+//!
+//! Hashing ~300 MB per rustc call would be absurd, so the digest is memoized in
+//! `<cache>/toolchains/<hash of rustc path and target>.bin` together with every file's
+//! (path, size, mtime, inode). A call re-lists the two folders and stats each file; if all match
+//! the memo, the digest is reused (no rustc spawn, no hashing). Otherwise it is recomputed.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+/// Identity of one toolchain for one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Toolchain {
+    /// Digest of the files and `-vV` output.
+    pub digest: [u8; 32],
+    /// First line of `rustc -vV` (for entry metadata).
+    pub version: String,
+    /// The target triple compiled for.
+    pub target: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+struct Stamp {
+    path: String,
+    size: u64,
+    mtime_ns: i128,
+    ino: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Memo {
+    sysroot: String,
+    stamps: Vec<Stamp>,
+    digest: [u8; 32],
+    vv: String,
+    target: String,
+}
+
+/// Computes (or recalls) the identity of `rustc` compiling for `target` (`None`: the host).
+pub fn identify(rustc: &Path, target: Option<&str>, memo_dir: &Path) -> io::Result<Toolchain> {
+    let memo_path = memo_dir.join(format!(
+        "{}.bin",
+        &blake3::hash(format!("{}\0{}", rustc.display(), target.unwrap_or("")).as_bytes()).to_hex()[..32]
+    ));
+    if let Some(memo) = fs::read(&memo_path)
+        .ok()
+        .and_then(|b| bincode::deserialize::<Memo>(&b).ok())
+    {
+        let sysroot = PathBuf::from(&memo.sysroot);
+        if let Ok(stamps) = stamp_all(rustc, &sysroot, &memo.target) {
+            if stamps == memo.stamps {
+                return Ok(Toolchain {
+                    digest: memo.digest,
+                    version: first_line(&memo.vv),
+                    target: memo.target,
+                });
+            }
+        }
+    }
+    let vv = run(rustc, &["-vV"])?;
+    let host = vv
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .unwrap_or("unknown")
+        .trim()
+        .to_string();
+    let target = target.map(str::to_string).unwrap_or(host);
+    let sysroot = sysroot_of(rustc)?;
+    let stamps = stamp_all(rustc, &sysroot, &target)?;
+    let mut h = blake3::Hasher::new();
+    h.update(b"cairn-toolchain-v1\0");
+    h.update(vv.as_bytes());
+    for s in &stamps {
+        h.update(s.path.as_bytes());
+        h.update(b"\0");
+        h.update(&super::filehash::hash_file(Path::new(&s.path))?);
+    }
+    let digest = *h.finalize().as_bytes();
+    let memo = Memo {
+        sysroot: sysroot.display().to_string(),
+        stamps,
+        digest,
+        vv: vv.clone(),
+        target: target.clone(),
+    };
+    if fs::create_dir_all(memo_dir).is_ok() {
+        let tmp = memo_path.with_extension(format!("tmp{}", std::process::id()));
+        if let Ok(bytes) = bincode::serialize(&memo) {
+            if fs::write(&tmp, bytes).is_ok() && fs::rename(&tmp, &memo_path).is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+        }
+    }
+    Ok(Toolchain {
+        digest,
+        version: first_line(&vv),
+        target,
+    })
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").to_string()
+}
+
+fn run(rustc: &Path, args: &[&str]) -> io::Result<String> {
+    let out = Command::new(rustc).args(args).output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "{} {} failed",
+            rustc.display(),
+            args.join(" ")
+        )));
+    }
+    String::from_utf8(out.stdout).map_err(io::Error::other)
+}
+
+/// `<dir>/..` when rustc sits in a toolchain's `bin/` (no process needed); otherwise ask rustc.
+fn sysroot_of(rustc: &Path) -> io::Result<PathBuf> {
+    if let Some(root) = rustc.parent().and_then(Path::parent) {
+        if rustc.parent().and_then(Path::file_name) == Some("bin".as_ref()) && root.join("lib/rustlib").is_dir() {
+            return Ok(root.to_path_buf());
+        }
+    }
+    Ok(PathBuf::from(run(rustc, &["--print", "sysroot"])?.trim()))
+}
+
+fn stamp_all(rustc: &Path, sysroot: &Path, target: &str) -> io::Result<Vec<Stamp>> {
+    let mut out = vec![stamp(rustc)?];
+    for dir in [
+        sysroot.join("lib"),
+        sysroot.join("lib/rustlib").join(target).join("lib"),
+    ] {
+        let mut names: Vec<PathBuf> = match fs::read_dir(&dir) {
+            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        names.sort();
+        for p in names {
+            if p.is_file() {
+                out.push(stamp(&p)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn stamp(p: &Path) -> io::Result<Stamp> {
+    let m = fs::metadata(p)?;
+    Ok(Stamp {
+        path: p.display().to_string(),
+        size: m.len(),
+        mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+        ino: m.ino(),
+    })
+}
