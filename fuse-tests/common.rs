@@ -26,13 +26,18 @@ pub fn mount(test: &str, limit: &str) -> Option<Mount> {
 
 /// Like [`mount`] with extra daemon flags.
 pub fn mount_with(test: &str, limit: &str, flags: &[&str]) -> Option<Mount> {
+    mount_store(test, None, limit, flags)
+}
+
+/// Like [`mount_with`], over a given store folder (shared between tests that run one at a time).
+pub fn mount_store(test: &str, store: Option<&Path>, limit: &str, flags: &[&str]) -> Option<Mount> {
     if let Some(why) = skip_reason() {
         println!("SKIPPED {test}: {why}");
         return None;
     }
     let dir = tempfile::Builder::new().prefix("cairn-fuse-").tempdir().unwrap();
     let mut m = Mount {
-        store: dir.path().join("store"),
+        store: store.map(Path::to_path_buf).unwrap_or_else(|| dir.path().join("store")),
         mnt: dir.path().join("mnt"),
         log: dir.path().join("daemon.log"),
         limit: limit.to_string(),
@@ -122,6 +127,11 @@ impl Mount {
             "daemon exited with {status}; log:\n{}",
             self.log_text()
         );
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// Kills the daemon with SIGKILL, leaving a dead mount behind.

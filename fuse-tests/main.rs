@@ -4,6 +4,7 @@
 //! print why and skip; everywhere else they run for real.
 
 mod common;
+mod workspace;
 
 mod commit;
 mod concurrency;
@@ -14,3 +15,8 @@ mod immutability;
 mod names;
 mod restart;
 mod tools;
+mod wrapper_changes;
+mod wrapper_daemon_killed;
+mod wrapper_paths;
+mod wrapper_rm;
+mod wrapper_warm;

@@ -1,0 +1,40 @@
+//! After `cargo clean`, a build with a full cache hits every cacheable compile, produces the
+//! same binary as plain cargo, and leaves cargo nothing to do afterwards.
+
+use crate::workspace::{cacheable, cargo, ensure_warm, lock, log_path, mount, ok, read_log, ws};
+
+#[test]
+fn warm_build_after_clean_hits_every_cacheable_crate_and_matches_plain_cargo() {
+    let _g = lock();
+    let Some(m) = mount("warm_build_after_clean_hits_every_cacheable_crate_and_matches_plain_cargo") else {
+        return;
+    };
+    // Plain cargo first, in the same target dir, as the reference.
+    ok(cargo(None, "t-main", &log_path("plain"), &["build"]));
+    let plain = std::fs::read(ws().root.join("t-main/debug/app")).unwrap();
+    ok(cargo(None, "t-main", &log_path("x"), &["clean"]));
+    ensure_warm(&m);
+    ok(cargo(None, "t-main", &log_path("x"), &["clean"]));
+    let log = log_path("warm");
+    ok(cargo(Some(&m), "t-main", &log, &["build"]));
+    let lines = read_log(&log);
+    let c = cacheable(&lines);
+    assert!(
+        c.len() >= 25,
+        "expected at least 25 cacheable compiles, got {}: {lines:?}",
+        c.len()
+    );
+    let missed: Vec<_> = c.iter().filter(|l| l.outcome != "hit").collect();
+    assert!(missed.is_empty(), "every cacheable compile should hit: {missed:?}");
+    assert_eq!(
+        std::fs::read(ws().root.join("t-main/debug/app")).unwrap(),
+        plain,
+        "same binary as plain cargo"
+    );
+    // Cargo considers everything fresh: a further build runs no compiler at all.
+    let again = log_path("again");
+    let out = ok(cargo(Some(&m), "t-main", &again, &["build", "-v"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("Running `"), "cargo recompiled something:\n{stderr}");
+    assert!(read_log(&again).is_empty());
+}
