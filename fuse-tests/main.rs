@@ -15,6 +15,7 @@ mod immutability;
 mod names;
 mod restart;
 mod tools;
+mod wrapper_autostart;
 mod wrapper_changes;
 mod wrapper_daemon_killed;
 mod wrapper_paths;

@@ -44,6 +44,8 @@ pub fn main(argv: Vec<OsString>) -> i32 {
         eprintln!("cairn-rustc: usage: cairn-rustc RUSTC [ARGS...]  (as RUSTC_WRAPPER=cairn-rustc)");
         return 2;
     };
+    // A bare name is looked up on PATH once, so the key and the compile use the same binary.
+    let rustc = toolchain::resolve_program(&rustc).unwrap_or(rustc);
     let args = &argv[2..];
     match args::classify(args) {
         Classified::NotCompilation => exec(&rustc, args),

@@ -47,23 +47,35 @@ struct Memo {
 }
 
 /// Computes (or recalls) the identity of `rustc` compiling for `target` (`None`: the host).
+///
+/// Fast path: cargo names the toolchain's own binary (`<toolchain>/bin/rustc`), so the sysroot
+/// is its parent folder and no process is spawned. Any other rustc (a rustup proxy, a script)
+/// is asked for its sysroot on every call, because what it runs can change without any file
+/// at its path changing (`rustup default …`); the memo is then keyed by that sysroot too.
 pub fn identify(rustc: &Path, target: Option<&str>, memo_dir: &Path) -> io::Result<Toolchain> {
+    let rustc = &resolve_program(rustc)?;
+    let sysroot = match toolchain_layout(rustc) {
+        Some(root) => root,
+        None => PathBuf::from(run(rustc, &["--print", "sysroot"])?.trim()),
+    };
     let memo_path = memo_dir.join(format!(
         "{}.bin",
-        &blake3::hash(format!("{}\0{}", rustc.display(), target.unwrap_or("")).as_bytes()).to_hex()[..32]
+        &blake3::hash(format!("{}\0{}\0{}", rustc.display(), target.unwrap_or(""), sysroot.display()).as_bytes())
+            .to_hex()[..32]
     ));
     if let Some(memo) = fs::read(&memo_path)
         .ok()
         .and_then(|b| bincode::deserialize::<Memo>(&b).ok())
     {
-        let sysroot = PathBuf::from(&memo.sysroot);
-        if let Ok(stamps) = stamp_all(rustc, &sysroot, &memo.target) {
-            if stamps == memo.stamps {
-                return Ok(Toolchain {
-                    digest: memo.digest,
-                    version: first_line(&memo.vv),
-                    target: memo.target,
-                });
+        if memo.sysroot == sysroot.display().to_string() {
+            if let Ok(stamps) = stamp_all(rustc, &sysroot, &memo.target) {
+                if stamps == memo.stamps {
+                    return Ok(Toolchain {
+                        digest: memo.digest,
+                        version: first_line(&memo.vv),
+                        target: memo.target,
+                    });
+                }
             }
         }
     }
@@ -75,7 +87,6 @@ pub fn identify(rustc: &Path, target: Option<&str>, memo_dir: &Path) -> io::Resu
         .trim()
         .to_string();
     let target = target.map(str::to_string).unwrap_or(host);
-    let sysroot = sysroot_of(rustc)?;
     let stamps = stamp_all(rustc, &sysroot, &target)?;
     let mut h = blake3::Hasher::new();
     h.update(b"cairn-toolchain-v1\0");
@@ -108,6 +119,28 @@ pub fn identify(rustc: &Path, target: Option<&str>, memo_dir: &Path) -> io::Resu
     })
 }
 
+/// A bare program name (`rustc`) looked up on `PATH`, as the shell would.
+pub fn resolve_program(p: &Path) -> io::Result<PathBuf> {
+    if p.components().count() > 1 {
+        return Ok(p.to_path_buf());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(p))
+        .find(|c| c.is_file())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{} not found on PATH", p.display())))
+}
+
+/// `<dir>/..` when `rustc` is a regular file named rustc in a toolchain's `bin/` (not a
+/// symlink to rustup), next to a `lib/rustlib`.
+fn toolchain_layout(rustc: &Path) -> Option<PathBuf> {
+    let meta = fs::symlink_metadata(rustc).ok()?;
+    let bin = rustc.parent()?;
+    let root = bin.parent()?;
+    (meta.file_type().is_file() && bin.file_name()? == "bin" && root.join("lib/rustlib").is_dir())
+        .then(|| root.to_path_buf())
+}
+
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").to_string()
 }
@@ -122,16 +155,6 @@ fn run(rustc: &Path, args: &[&str]) -> io::Result<String> {
         )));
     }
     String::from_utf8(out.stdout).map_err(io::Error::other)
-}
-
-/// `<dir>/..` when rustc sits in a toolchain's `bin/` (no process needed); otherwise ask rustc.
-fn sysroot_of(rustc: &Path) -> io::Result<PathBuf> {
-    if let Some(root) = rustc.parent().and_then(Path::parent) {
-        if rustc.parent().and_then(Path::file_name) == Some("bin".as_ref()) && root.join("lib/rustlib").is_dir() {
-            return Ok(root.to_path_buf());
-        }
-    }
-    Ok(PathBuf::from(run(rustc, &["--print", "sysroot"])?.trim()))
 }
 
 fn stamp_all(rustc: &Path, sysroot: &Path, target: &str) -> io::Result<Vec<Stamp>> {
@@ -163,4 +186,42 @@ fn stamp(p: &Path) -> io::Result<Stamp> {
         mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
         ino: m.ino(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A rustc script that runs the real compiler but reports its own `-vV`.
+    fn fake(dir: &Path, release: &str) -> PathBuf {
+        let p = dir.join(release).join("rustc");
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let script = format!(
+            "#!/bin/sh\nif [ \"$1\" = -vV ]; then rustc -vV | sed 's/^release: .*/release: {release}/'; else exec rustc \"$@\"; fi\n"
+        );
+        fs::write(&p, script).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    #[test]
+    fn a_different_version_output_is_a_different_toolchain() {
+        let dir = tempfile::tempdir().unwrap();
+        let memo = dir.path().join("memo");
+        let pa = fake(dir.path(), "1.0.0-a");
+        let a = identify(&pa, None, &memo).unwrap();
+        let b = identify(&fake(dir.path(), "1.0.0-b"), None, &memo).unwrap();
+        assert_ne!(a.digest, b.digest);
+        assert!(a.version.starts_with("rustc "));
+        assert_eq!(fs::read_dir(&memo).unwrap().count(), 2, "one memo per toolchain");
+        assert_eq!(identify(&pa, None, &memo).unwrap(), a, "stable");
+    }
+
+    #[test]
+    fn bare_names_are_found_on_path() {
+        let p = resolve_program(Path::new("sh")).unwrap();
+        assert!(p.is_absolute() && p.ends_with("sh"));
+        assert!(resolve_program(Path::new("surely-not-a-program-cairn")).is_err());
+    }
 }

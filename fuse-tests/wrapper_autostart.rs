@@ -1,0 +1,61 @@
+//! With no daemon running, the wrapper starts one (`cairn start`) and caches the compile.
+
+use std::process::Command;
+
+use crate::common::skip_reason;
+
+struct Unmount(std::path::PathBuf);
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("fusermount3").arg("-u").arg(&self.0).output();
+    }
+}
+
+#[test]
+fn the_wrapper_starts_the_daemon_when_no_mount_is_there() {
+    if let Some(why) = skip_reason() {
+        println!("SKIPPED the_wrapper_starts_the_daemon_when_no_mount_is_there: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (mnt, store, out) = (dir.path().join("mnt"), dir.path().join("store"), dir.path().join("out"));
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(dir.path().join("t.rs"), "pub fn answer() -> u32 { 42 }\n").unwrap();
+    let _guard = Unmount(mnt.clone());
+    let compile = || {
+        let st = Command::new(env!("CARGO_BIN_EXE_cairn-rustc"))
+            .args([
+                "rustc",
+                "--crate-name",
+                "t",
+                "--crate-type",
+                "lib",
+                "--emit=dep-info,metadata,link",
+                "--out-dir",
+            ])
+            .arg(&out)
+            .arg("t.rs")
+            .current_dir(dir.path())
+            .env("CAIRN_MOUNT", &mnt)
+            .env("CAIRN_STORE", &store)
+            .env("CAIRN_CONFIG", "/nonexistent/cairn.toml")
+            .env("XDG_CACHE_HOME", dir.path().join("xdg"))
+            .env_remove("CAIRN_AUTOSTART")
+            .env_remove("CAIRN_LOG")
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    compile();
+    let log = std::fs::read_to_string(store.join("cairn-rustc.log")).unwrap();
+    assert!(log.contains("\tt\t") && log.contains("\tmiss\t"), "{log}");
+    assert!(
+        std::fs::read_dir(&mnt).unwrap().count() >= 2,
+        "result and manifest stored in the started mount"
+    );
+    std::fs::remove_file(out.join("libt.rlib")).unwrap();
+    compile();
+    let log = std::fs::read_to_string(store.join("cairn-rustc.log")).unwrap();
+    assert!(log.lines().last().unwrap().contains("\thit\t"), "{log}");
+    assert!(out.join("libt.rlib").exists());
+}
