@@ -19,7 +19,7 @@ pub enum Classified {
 /// Why a compile is not cached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reason {
-    /// A crate type this version does not cache (bin, proc-macro, dylib, cdylib).
+    /// A crate type rustc does not document (cairn does not guess at its outputs).
     CrateType(String),
     /// `-C incremental`: rustc keeps its own cache in the target dir.
     Incremental,
@@ -77,14 +77,30 @@ pub struct Invocation {
     /// Names of `-l static=NAME` libraries and `-L native=`/`-L all=`/`-L` search paths.
     pub static_libs: Vec<String>,
     pub native_paths: Vec<String>,
+    /// Names of every `-l` library, whatever its kind (for linking crates).
+    pub libs: Vec<String>,
+    /// `-C linker=`, when given.
+    pub linker: Option<String>,
+    /// Every `-C link-arg=`/`-C link-args=` value.
+    pub link_args: Vec<String>,
     /// Arguments that enter the key as they are, in order (flag and value joined by `=`).
     pub keyed_args: Vec<String>,
     /// `--cfg` and `--check-cfg` values, sorted: their order does not matter to rustc.
     pub cfgs: Vec<String>,
 }
 
-/// Crate types this version caches.
-const CACHEABLE_TYPES: [&str; 3] = ["lib", "rlib", "staticlib"];
+/// Crate types cairn caches: all that rustc documents.
+const CACHEABLE_TYPES: [&str; 7] = ["lib", "rlib", "staticlib", "bin", "proc-macro", "dylib", "cdylib"];
+
+/// Crate types whose compile runs the linker.
+const LINKED_TYPES: [&str; 4] = ["bin", "proc-macro", "dylib", "cdylib"];
+
+impl Invocation {
+    /// Whether this compile links (so the linker and native libraries enter the key).
+    pub fn links(&self) -> bool {
+        self.crate_types.iter().any(|t| LINKED_TYPES.contains(&t.as_str()))
+    }
+}
 
 /// Flags whose value is a separate argument unless joined with `=`.
 const TAKES_VALUE: [&str; 27] = [
@@ -196,6 +212,9 @@ pub fn classify(args: &[OsString]) -> Classified {
         externs: Vec::new(),
         static_libs: Vec::new(),
         native_paths: Vec::new(),
+        libs: Vec::new(),
+        linker: None,
+        link_args: Vec::new(),
         keyed_args: Vec::new(),
         cfgs: Vec::new(),
     };
@@ -230,6 +249,14 @@ pub fn classify(args: &[OsString]) -> Classified {
                         inv.extra_filename = val.to_string();
                         inv.keyed_args.push(format!("-C={v}"));
                     }
+                    "linker" => {
+                        inv.linker = Some(val.to_string());
+                        inv.keyed_args.push(format!("-C={v}"));
+                    }
+                    "link-arg" | "link-args" => {
+                        inv.link_args.push(val.to_string());
+                        inv.keyed_args.push(format!("-C={v}"));
+                    }
                     _ => inv.keyed_args.push(format!("-C={v}")),
                 }
             }
@@ -246,6 +273,9 @@ pub fn classify(args: &[OsString]) -> Classified {
                 }
             }
             "-l" => {
+                // KIND[:MODIFIERS]=NAME[:RENAME] or NAME
+                let name = v.rsplit_once('=').map(|(_, n)| n).unwrap_or(v.as_str());
+                inv.libs.push(name.split(':').next().unwrap_or(name).to_string());
                 if let Some(name) = v.strip_prefix("static=").or_else(|| v.strip_prefix("static:+bundle=")) {
                     inv.static_libs.push(name.split(':').next().unwrap_or(name).to_string());
                 }
@@ -348,12 +378,8 @@ mod tests {
     fn refuses_what_it_cannot_cache_and_says_why() {
         let cases = [
             (
-                CARGO_LIB.replace("--crate-type lib", "--crate-type proc-macro"),
-                Reason::CrateType("proc-macro".into()),
-            ),
-            (
-                CARGO_LIB.replace("--crate-type lib", "--crate-type bin"),
-                Reason::CrateType("bin".into()),
+                CARGO_LIB.replace("--crate-type lib", "--crate-type weird"),
+                Reason::CrateType("weird".into()),
             ),
             (format!("{CARGO_LIB} -C incremental=/t/inc"), Reason::Incremental),
             (format!("{CARGO_LIB} --test"), Reason::TestHarness),
@@ -371,6 +397,21 @@ mod tests {
         for (cmd, why) in cases {
             assert_eq!(classify(&args(&cmd)), Classified::NotCacheable(why.clone()), "{why:?}");
         }
+    }
+
+    #[test]
+    fn linking_crates_are_cacheable_and_say_what_they_link() {
+        for t in ["bin", "proc-macro", "dylib", "cdylib"] {
+            let i = inv(&format!(
+                "{} -C linker=/usr/bin/clang -C link-arg=/x/y.o -lz -l dylib=ssl",
+                CARGO_LIB.replace("--crate-type lib", &format!("--crate-type {t}"))
+            ));
+            assert!(i.links(), "{t}");
+            assert_eq!(i.linker.as_deref(), Some("/usr/bin/clang"));
+            assert_eq!(i.link_args, vec!["/x/y.o"]);
+            assert_eq!(i.libs, vec!["z", "ssl"]);
+        }
+        assert!(!inv(CARGO_LIB).links());
     }
 
     #[test]

@@ -12,7 +12,7 @@
 use crate::key::Key;
 
 /// Bumped whenever anything about the keys or the object format changes.
-pub const FORMAT: &str = "cairn-key-v2";
+pub const FORMAT: &str = "cairn-key-v4";
 
 /// Length-prefixed fields, so no two different field lists can hash alike.
 pub struct KeyHasher(blake3::Hasher);
@@ -58,6 +58,9 @@ pub struct BaseInputs {
     pub target_spec: Option<[u8; 32]>,
     /// Environment variables that describe the crate, sorted by name.
     pub env: Vec<(String, String)>,
+    /// What a linking compile's link can see: the linker's identity, native libraries and
+    /// link-arg files by content, `LIBRARY_PATH` (label, content hash or `None` when absent).
+    pub link: Vec<(String, Option<[u8; 32]>)>,
 }
 
 /// The base key.
@@ -84,6 +87,10 @@ pub fn base_key(i: &BaseInputs) -> Key {
     for (k, v) in &i.env {
         h.field("env", k.as_bytes());
         h.field("env-value", v.as_bytes());
+    }
+    for (label, hash) in &i.link {
+        h.field("link", label.as_bytes());
+        h.field("link-hash", hash.as_ref().map(|x| &x[..]).unwrap_or(b"none"));
     }
     h.finish()
 }
@@ -153,6 +160,7 @@ mod tests {
             static_libs: vec![("z".into(), Some([3; 32]))],
             target_spec: None,
             env: vec![("CARGO_PKG_NAME".into(), "a".into())],
+            link: vec![("linker".into(), Some([6; 32]))],
         }
     }
 
@@ -174,6 +182,8 @@ mod tests {
             Box::new(|i| i.target_spec = Some([0; 32])),
             Box::new(|i| i.env[0].1.push('x')),
             Box::new(|i| i.env.push(("CARGO_FEATURE_X".into(), "1".into()))),
+            Box::new(|i| i.link[0].1.as_mut().unwrap()[0] ^= 1),
+            Box::new(|i| i.link.push(("lib:z".into(), None))),
         ];
         for (n, change) in variants.iter().enumerate() {
             let mut i = inputs();

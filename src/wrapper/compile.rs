@@ -63,20 +63,22 @@ fn tee(mut from: impl Read, mut to: impl Write) -> Vec<u8> {
     kept
 }
 
-/// Every file in `out_dir` that rustc wrote for this crate: names that start with
-/// `lib<crate><extra>.` or `<crate><extra>.` and were modified since the compile started.
+/// Every file in `out_dir` that rustc wrote for this crate: `<crate><extra>` itself (a
+/// binary), or names that start with `lib<crate><extra>.` or `<crate><extra>.`, modified since
+/// the compile started.
 pub fn collect_outputs(
     out_dir: &Path,
     crate_name: &str,
     extra: &str,
     since: SystemTime,
 ) -> io::Result<Vec<OutputFile>> {
-    let stems = [format!("lib{crate_name}{extra}."), format!("{crate_name}{extra}.")];
+    let bin = format!("{crate_name}{extra}");
+    let stems = [format!("lib{bin}."), format!("{bin}.")];
     let mut files = Vec::new();
     for e in fs::read_dir(out_dir)? {
         let e = e?;
         let name = e.file_name().to_string_lossy().into_owned();
-        if !stems.iter().any(|s| name.starts_with(s.as_str())) {
+        if name != bin && !stems.iter().any(|s| name.starts_with(s.as_str())) {
             continue;
         }
         let meta = e.metadata()?;

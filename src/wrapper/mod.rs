@@ -16,10 +16,12 @@
 //! Every error on the cache side means "run rustc as if cairn were not there".
 
 pub mod args;
+pub mod basedir;
 pub mod cache_key;
 pub mod compile;
 pub mod depinfo;
 pub mod filehash;
+pub mod link;
 pub mod log;
 pub mod mount;
 pub mod object;
@@ -35,6 +37,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::key::Key;
 use args::{Classified, Invocation};
+use basedir::Rel;
 use cache_key::BaseInputs;
 use object::{CompileResult, EntryMeta, Manifest, ResultView, Variant};
 
@@ -80,7 +83,8 @@ fn cached(rustc: &Path, args: &[OsString], inv: &Invocation) -> i32 {
             return exec(rustc, args);
         }
     };
-    let (base, tc) = match base_key(rustc, inv) {
+    let rel = Rel::from_env(&std::env::current_dir().unwrap_or_default(), Path::new(&inv.out_dir));
+    let (base, tc) = match base_key(rustc, inv, &rel) {
         Ok(x) => x,
         Err(e) => {
             log::record(
@@ -103,7 +107,9 @@ fn cached(rustc: &Path, args: &[OsString], inv: &Invocation) -> i32 {
     });
     if let Some(m) = &manifest {
         for v in &m.variants {
-            let Some(rkey) = result_key_now(&base, v) else { continue };
+            let Some(rkey) = result_key_now(&base, v, &rel) else {
+                continue;
+            };
             let Some(bytes) = read_object(&mnt, &rkey) else {
                 continue;
             };
@@ -122,16 +128,17 @@ fn cached(rustc: &Path, args: &[OsString], inv: &Invocation) -> i32 {
                     continue;
                 }
             };
-            match restore(inv, &result) {
+            match restore(inv, &result, &rel) {
                 Ok(()) => {
+                    let code = result.meta.exit_code;
                     log::record(
                         &inv.crate_name,
                         Some(&rkey),
-                        "hit",
+                        if code == 0 { "hit" } else { "hit:failed" },
                         t0.elapsed(),
                         Some(std::time::Duration::from_nanos(result.meta.compile_ns)),
                     );
-                    return 0;
+                    return code;
                 }
                 Err(e) => {
                     log::record(
@@ -155,10 +162,22 @@ fn cached(rustc: &Path, args: &[OsString], inv: &Invocation) -> i32 {
         }
     };
     if !ran.status.success() {
-        log::record(&inv.crate_name, None, "miss:failed", t0.elapsed(), Some(ran.took));
+        // A failure is stored only when rustc wrote dep-info (so its inputs are known) and
+        // exited normally; a crash or a signal is never replayed.
+        let key = match ran.status.code() {
+            Some(_) => store(&mnt, inv, &base, &tc, manifest, &ran, &rel).ok(),
+            None => None,
+        };
+        log::record(
+            &inv.crate_name,
+            key.as_ref(),
+            "miss:failed",
+            t0.elapsed(),
+            Some(ran.took),
+        );
         return ran.status.code().unwrap_or(101);
     }
-    match store(&mnt, inv, &base, &tc, manifest, &ran) {
+    match store(&mnt, inv, &base, &tc, manifest, &ran, &rel) {
         Ok(rkey) => log::record(&inv.crate_name, Some(&rkey), "miss", t0.elapsed(), Some(ran.took)),
         Err(e) => log::record(
             &inv.crate_name,
@@ -176,12 +195,20 @@ fn oneword(e: &io::Error) -> String {
 }
 
 /// Gathers the base key's inputs and hashes them.
-fn base_key(rustc: &Path, inv: &Invocation) -> io::Result<(Key, toolchain::Toolchain)> {
+fn base_key(rustc: &Path, inv: &Invocation, rel: &Rel) -> io::Result<(Key, toolchain::Toolchain)> {
     let memo = mount::cache_base()
         .ok_or_else(|| io::Error::other("no HOME"))?
         .join("toolchains");
     let tc = toolchain::identify(rustc, inv.target.as_deref(), &memo)?;
-    let cwd = std::env::current_dir()?.display().to_string();
+    let link = if inv.links() {
+        link::link_inputs(inv, &memo)?
+            .into_iter()
+            .map(|(label, h)| (rel.rel(&label), h))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let cwd = rel.rel(&std::env::current_dir()?.display().to_string());
     let externs = inv
         .externs
         .iter()
@@ -208,30 +235,39 @@ fn base_key(rustc: &Path, inv: &Invocation) -> io::Result<(Key, toolchain::Toolc
         Some(t) if t.ends_with(".json") => Some(filehash::hash_file(Path::new(t))?),
         _ => None,
     };
-    let mut env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| cache_key::is_crate_env(k)).collect();
+    let mut env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| cache_key::is_crate_env(k))
+        .map(|(k, v)| (k, rel.rel(&v)))
+        .collect();
     env.sort();
     let inputs = BaseInputs {
         toolchain: tc.digest,
         cwd,
-        input: inv.input.clone(),
-        args: inv.keyed_args.clone(),
-        cfgs: inv.cfgs.clone(),
+        input: rel.rel(&inv.input),
+        args: inv.keyed_args.iter().map(|a| rel.rel(a)).collect(),
+        cfgs: inv.cfgs.iter().map(|a| rel.rel(a)).collect(),
         externs,
         static_libs,
         target_spec,
         env,
+        link,
     };
     Ok((cache_key::base_key(&inputs), tc))
 }
 
 /// The result key for a dependency set, from the files and variables as they are now.
 /// `None` when a listed file cannot be read (it was deleted: that set no longer applies).
-fn result_key_now(base: &Key, v: &Variant) -> Option<Key> {
+/// Paths in `v` are stored relative to the checkout root (when `CAIRN_BASEDIR` applies).
+fn result_key_now(base: &Key, v: &Variant, rel: &Rel) -> Option<Key> {
     let mut files = Vec::with_capacity(v.files.len());
     for f in &v.files {
-        files.push((f.clone(), Some(filehash::hash_file(Path::new(f)).ok()?)));
+        files.push((f.clone(), Some(filehash::hash_file(Path::new(&rel.abs(f))).ok()?)));
     }
-    let env: Vec<(String, Option<String>)> = v.env.iter().map(|k| (k.clone(), std::env::var(k).ok())).collect();
+    let env: Vec<(String, Option<String>)> = v
+        .env
+        .iter()
+        .map(|k| (k.clone(), std::env::var(k).ok().map(|v| rel.rel(&v))))
+        .collect();
     Some(cache_key::result_key(base, &files, &env))
 }
 
@@ -251,20 +287,30 @@ fn read_object(mnt: &Path, key: &Key) -> Option<Vec<u8>> {
 /// Puts a stored result in place: files into `--out-dir` (paths in dep-info rewritten to this
 /// target dir), then stdout and stderr replayed byte for byte (with the same rewrite, which
 /// affects only artifact notices).
-fn restore(inv: &Invocation, r: &ResultView<'_>) -> io::Result<()> {
+fn restore(inv: &Invocation, r: &ResultView<'_>, rel: &Rel) -> io::Result<()> {
     let out_dir = Path::new(&inv.out_dir);
     fs::create_dir_all(out_dir)?;
+    // Paths naming the original out-dir, then the original checkout, now name ours.
+    let fix = |bytes: &[u8]| -> Vec<u8> {
+        let b = depinfo::rewrite(bytes, &r.meta.out_dir, &inv.out_dir);
+        match (r.meta.root.as_str(), rel.root()) {
+            (from, Some(to)) if !from.is_empty() && from != to => match String::from_utf8(b) {
+                Ok(s) => basedir::replace_path(&s, from, to).into_bytes(),
+                Err(e) => e.into_bytes(),
+            },
+            _ => b,
+        }
+    };
     for f in &r.files {
         if f.name.ends_with(".d") {
-            let bytes = depinfo::rewrite(f.bytes, &r.meta.out_dir, &inv.out_dir);
-            compile::restore_file(out_dir, &f.name, f.mode, &bytes)?;
+            compile::restore_file(out_dir, &f.name, f.mode, &fix(f.bytes))?;
         } else {
             compile::restore_file(out_dir, &f.name, f.mode, f.bytes)?;
             filehash::remember(&out_dir.join(&f.name), &f.hash);
         }
     }
-    io::stdout().write_all(&depinfo::rewrite(r.stdout, &r.meta.out_dir, &inv.out_dir))?;
-    io::stderr().write_all(&depinfo::rewrite(r.stderr, &r.meta.out_dir, &inv.out_dir))?;
+    io::stdout().write_all(&fix(r.stdout))?;
+    io::stderr().write_all(&fix(r.stderr))?;
     Ok(())
 }
 
@@ -276,6 +322,7 @@ fn store(
     tc: &toolchain::Toolchain,
     manifest: Option<Manifest>,
     ran: &compile::Ran,
+    rel: &Rel,
 ) -> io::Result<Key> {
     let out_dir = Path::new(&inv.out_dir);
     let files = compile::collect_outputs(out_dir, &inv.crate_name, &inv.extra_filename, ran.started)?;
@@ -291,11 +338,11 @@ fn store(
         }
     }
     let variant = Variant {
-        files: deps.files,
+        files: deps.files.iter().map(|f| rel.rel(f)).collect(),
         env: deps.env,
     };
     let rkey =
-        result_key_now(base, &variant).ok_or_else(|| io::Error::other("a source vanished during the compile"))?;
+        result_key_now(base, &variant, rel).ok_or_else(|| io::Error::other("a source vanished during the compile"))?;
     let result = CompileResult {
         meta: EntryMeta {
             crate_name: inv.crate_name.clone(),
@@ -308,6 +355,8 @@ fn store(
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
             out_dir: inv.out_dir.clone(),
+            exit_code: ran.status.code().unwrap_or(0),
+            root: rel.root().unwrap_or("").to_string(),
         },
         files,
         stdout: ran.stdout.clone(),

@@ -18,7 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
-const RESULT_MAGIC: &[u8; 8] = b"CAIRNR02";
+const RESULT_MAGIC: &[u8; 8] = b"CAIRNR04";
 const MANIFEST_MAGIC: &[u8; 8] = b"CAIRNM01";
 
 /// Why an object could not be read.
@@ -45,6 +45,12 @@ pub struct EntryMeta {
     pub created_unix: u64,
     /// The `--out-dir` it was compiled into; paths under it are rewritten on restore.
     pub out_dir: String,
+    /// rustc's exit code. Failed compiles that wrote their dep-info are stored too (build
+    /// scripts probe the compiler with code that is meant to fail), and replayed as failures.
+    pub exit_code: i32,
+    /// The checkout root under `CAIRN_BASEDIR` it was compiled in ("" when none); paths under
+    /// it are rewritten to the current checkout on restore.
+    pub root: String,
 }
 
 /// One output file.
@@ -241,6 +247,8 @@ mod tests {
                 compile_ns: 1_000_000,
                 created_unix: 1,
                 out_dir: "/t/deps".into(),
+                exit_code: 0,
+                root: String::new(),
             },
             files: vec![OutputFile {
                 name: "libserde-1.rlib".into(),
