@@ -43,22 +43,13 @@ fn cp_and_mv_work_as_a_user_would_use_them() {
         key
     ));
     assert!(ok, "{err}");
-    let (ok, out, _) = sh(&format!(
-        "cmp {} {}/{} && echo same",
-        src.display(),
-        m.mnt.display(),
-        key
-    ));
+    let (ok, out, _) = sh(&format!("cmp {} {}/{} && echo same", src.display(), m.mnt.display(), key));
     assert!(ok && out.contains("same"));
 }
 
 #[test]
 fn reads_without_passthrough_return_the_same_bytes() {
-    let Some(m) = mount_with(
-        "reads_without_passthrough_return_the_same_bytes",
-        "64MiB",
-        &["--no-passthrough"],
-    ) else {
+    let Some(m) = mount_with("reads_without_passthrough_return_the_same_bytes", "64MiB", &["--no-passthrough"]) else {
         return;
     };
     let data: Vec<u8> = (0..2_000_000u32).map(|i| (i * 7 % 251) as u8).collect();

@@ -68,11 +68,7 @@ impl Mount {
         // other's pipes; the child clears the flag on its own write end only.
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         let wfd = w.as_raw_fd();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
         // SAFETY: fcntl is async-signal-safe and touches only the child's descriptor table.
         unsafe {
@@ -103,12 +99,7 @@ impl Mount {
         drop(w);
         let mut buf = String::new();
         std::fs::File::from(r).read_to_string(&mut buf).unwrap();
-        assert_eq!(
-            buf.trim(),
-            "ok",
-            "daemon did not become ready; log:\n{}",
-            self.log_text()
-        );
+        assert_eq!(buf.trim(), "ok", "daemon did not become ready; log:\n{}", self.log_text());
         self.child = Some(child);
     }
 
@@ -116,17 +107,9 @@ impl Mount {
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else { return };
         let out = Command::new("fusermount3").arg("-u").arg(&self.mnt).output().unwrap();
-        assert!(
-            out.status.success(),
-            "fusermount3 -u: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "fusermount3 -u: {}", String::from_utf8_lossy(&out.stderr));
         let status = child.wait().unwrap();
-        assert!(
-            status.success(),
-            "daemon exited with {status}; log:\n{}",
-            self.log_text()
-        );
+        assert!(status.success(), "daemon exited with {status}; log:\n{}", self.log_text());
     }
 
     /// The daemon's process id.
@@ -175,11 +158,12 @@ impl Mount {
         r
     }
 
-    /// Names listed in the mount root.
+    /// Objects listed in the mount root (64-hex names; not `by-crate`, not `.cairn`).
     pub fn ls(&self) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(&self.mnt)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| Key::parse(n).is_some())
             .collect();
         v.sort();
         v

@@ -34,14 +34,7 @@ fn sixty_four_processes_share_keys_without_corruption() {
             f = file.display(),
             m = m.mnt.display()
         );
-        children.push(
-            Command::new("sh")
-                .arg("-c")
-                .arg(script)
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        );
+        children.push(Command::new("sh").arg("-c").arg(script).stderr(Stdio::piped()).spawn().unwrap());
     }
     for c in children {
         let out = c.wait_with_output().unwrap();
@@ -65,19 +58,8 @@ fn racing_writers_of_different_bytes_leave_exactly_one_intact() {
     for i in 0..16 {
         let f = src.join(format!("r{i}"));
         std::fs::write(&f, vec![i as u8; 50_000]).unwrap();
-        let script = format!(
-            "cp {} {m}/.tmp.r{i} && mv {m}/.tmp.r{i} {m}/{key}",
-            f.display(),
-            m = m.mnt.display()
-        );
-        children.push(
-            Command::new("sh")
-                .arg("-c")
-                .arg(script)
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        );
+        let script = format!("cp {} {m}/.tmp.r{i} && mv {m}/.tmp.r{i} {m}/{key}", f.display(), m = m.mnt.display());
+        children.push(Command::new("sh").arg("-c").arg(script).stderr(Stdio::piped()).spawn().unwrap());
     }
     let mut won = 0;
     for c in children {
@@ -95,8 +77,5 @@ fn racing_writers_of_different_bytes_leave_exactly_one_intact() {
     assert_eq!(won, 1);
     let bytes = std::fs::read(m.path(&key.to_hex())).unwrap();
     assert_eq!(bytes.len(), 50_000);
-    assert!(
-        bytes.iter().all(|b| *b == bytes[0]),
-        "the object is one writer's bytes, unmixed"
-    );
+    assert!(bytes.iter().all(|b| *b == bytes[0]), "the object is one writer's bytes, unmixed");
 }

@@ -11,15 +11,8 @@ fn a_flipped_byte_in_the_store_reads_as_eio_then_as_a_miss() {
     };
     let data = vec![0xA5u8; 256 * 1024];
     let key = m.put(&data);
-    assert_eq!(
-        std::fs::read(m.path(&key.to_hex())).unwrap(),
-        data,
-        "good before the flip"
-    );
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(m.store_path(&key))
-        .unwrap();
+    assert_eq!(std::fs::read(m.path(&key.to_hex())).unwrap(), data, "good before the flip");
+    let f = std::fs::OpenOptions::new().write(true).open(m.store_path(&key)).unwrap();
     f.write_all_at(&[0xA4], 200_000).unwrap();
     drop(f);
     assert_eq!(errno(std::fs::read(m.path(&key.to_hex()))), libc::EIO);
@@ -33,11 +26,6 @@ fn a_truncated_object_reads_as_eio() {
         return;
     };
     let key = m.put(&vec![3u8; 100_000]);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(m.store_path(&key))
-        .unwrap()
-        .set_len(10)
-        .unwrap();
+    std::fs::OpenOptions::new().write(true).open(m.store_path(&key)).unwrap().set_len(10).unwrap();
     assert_eq!(errno(std::fs::read(m.path(&key.to_hex()))), libc::EIO);
 }

@@ -7,10 +7,7 @@ use cairn::key::Key;
 
 #[test]
 fn kill9_mid_write_leaves_no_partial_object_and_the_next_mount_recovers() {
-    let Some(mut m) = mount(
-        "kill9_mid_write_leaves_no_partial_object_and_the_next_mount_recovers",
-        "64MiB",
-    ) else {
+    let Some(mut m) = mount("kill9_mid_write_leaves_no_partial_object_and_the_next_mount_recovers", "64MiB") else {
         return;
     };
     let kept = m.put(b"committed before the crash");
@@ -26,14 +23,7 @@ fn kill9_mid_write_leaves_no_partial_object_and_the_next_mount_recovers() {
     assert_eq!(m.ls(), vec![kept.to_hex()]);
     assert!(!m.path(&key.to_hex()).exists());
     assert!(!m.path(".tmp.dying").exists());
-    assert_eq!(
-        std::fs::read_dir(m.store.join("v1/tmp")).unwrap().count(),
-        0,
-        "leftover temporaries deleted"
-    );
-    assert_eq!(
-        std::fs::read(m.path(&kept.to_hex())).unwrap(),
-        b"committed before the crash"
-    );
+    assert_eq!(std::fs::read_dir(m.store.join("v1/tmp")).unwrap().count(), 0, "leftover temporaries deleted");
+    assert_eq!(std::fs::read(m.path(&kept.to_hex())).unwrap(), b"committed before the crash");
     assert!(m.log_text().contains("found a dead cairn mount"));
 }

@@ -12,6 +12,7 @@ mod corruption;
 mod crash;
 mod eviction;
 mod immutability;
+mod inspection;
 mod names;
 mod restart;
 mod tools;

@@ -25,11 +25,7 @@ fn ls_du_df_stat_and_rm_work_through_the_real_commands() {
     let (ok, out, _) = sh(&format!("df -k --output=size,used {mnt} | tail -1"));
     assert!(ok);
     let nums: Vec<u64> = out.split_whitespace().map(|n| n.parse().unwrap()).collect();
-    assert_eq!(
-        nums,
-        vec![65536, 4096],
-        "df: size is the limit, used is the stored bytes"
-    );
+    assert_eq!(nums, vec![65536, 4096], "df: size is the limit, used is the stored bytes");
 
     let (ok, out, _) = sh(&format!("stat -c '%s %h %F' {mnt}/{a}"));
     assert!(ok);

@@ -43,11 +43,7 @@ pub fn ws() -> &'static Ws {
         let _ = std::fs::remove_dir_all(&base);
         let root = base.join("ws");
         write_workspace(&root);
-        Ws {
-            root,
-            store: base.join("store"),
-            xdg: base.join("xdg"),
-        }
+        Ws { root, store: base.join("store"), xdg: base.join("xdg") }
     })
 }
 
@@ -57,10 +53,7 @@ fn write(path: &Path, text: &str) {
 }
 
 fn write_workspace(root: &Path) {
-    write(
-        &root.join("Cargo.toml"),
-        "[workspace]\nmembers = [\"app\", \"probe\"]\nresolver = \"2\"\n",
-    );
+    write(&root.join("Cargo.toml"), "[workspace]\nmembers = [\"app\", \"probe\"]\nresolver = \"2\"\n");
     write(
         &root.join("app/Cargo.toml"),
         r#"[package]
@@ -189,9 +182,7 @@ pub fn cargo(mnt: Option<&Mount>, target: &str, log: &Path, args: &[&str]) -> Co
             c.env_remove(k);
         }
     }
-    c.env("CARGO_TARGET_DIR", w.root.join(target))
-        .env("CARGO_INCREMENTAL", "0")
-        .env("XDG_CACHE_HOME", &w.xdg);
+    c.env("CARGO_TARGET_DIR", w.root.join(target)).env("CARGO_INCREMENTAL", "0").env("XDG_CACHE_HOME", &w.xdg);
     if let Some(m) = mnt {
         c.env("RUSTC_WRAPPER", env!("CARGO_BIN_EXE_cairn-rustc"))
             .env("CAIRN_MOUNT", &m.mnt)
@@ -204,12 +195,7 @@ pub fn cargo(mnt: Option<&Mount>, target: &str, log: &Path, args: &[&str]) -> Co
 /// Runs a command and insists it succeeds.
 pub fn ok(mut c: Command) -> Output {
     let out = c.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{:?} failed:\n{}",
-        c,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{:?} failed:\n{}", c, String::from_utf8_lossy(&out.stderr));
     out
 }
 
@@ -220,21 +206,14 @@ pub fn read_log(path: &Path) -> Vec<Line> {
         .lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
-            Some(Line {
-                krate: f.get(1)?.to_string(),
-                key: f.get(2)?.to_string(),
-                outcome: f.get(3)?.to_string(),
-            })
+            Some(Line { krate: f.get(1)?.to_string(), key: f.get(2)?.to_string(), outcome: f.get(3)?.to_string() })
         })
         .collect()
 }
 
 /// Lines of compiles that could be cached (hits and misses; not pass-throughs or failed probes).
 pub fn cacheable(lines: &[Line]) -> Vec<&Line> {
-    lines
-        .iter()
-        .filter(|l| l.outcome == "hit" || l.outcome == "miss")
-        .collect()
+    lines.iter().filter(|l| l.outcome == "hit" || l.outcome == "miss").collect()
 }
 
 /// A fresh log path for one build.

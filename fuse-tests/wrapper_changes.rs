@@ -43,10 +43,7 @@ fn assert_only_missed(lines: &[Line], allowed: &[&str]) {
     let probe: Vec<_> = c.iter().filter(|l| l.krate == "probe").collect();
     assert_eq!(probe.len(), 1, "{lines:?}");
     assert_eq!(probe[0].outcome, "miss", "probe must recompile: {lines:?}");
-    let others: Vec<_> = c
-        .iter()
-        .filter(|l| !allowed.contains(&l.krate.as_str()) && l.outcome != "hit")
-        .collect();
+    let others: Vec<_> = c.iter().filter(|l| !allowed.contains(&l.krate.as_str()) && l.outcome != "hit").collect();
     assert!(others.is_empty(), "only {allowed:?} may miss: {others:?}");
     assert!(c.len() >= 25);
 }
@@ -148,11 +145,7 @@ fn a_different_sysroot_library_misses() {
     }
     std::fs::create_dir_all(fake.join("bin")).unwrap();
     let script = fake.join("bin/rustc");
-    std::fs::write(
-        &script,
-        format!("#!/bin/sh\nexec {} \"$@\"\n", sysroot.join("bin/rustc").display()),
-    )
-    .unwrap();
+    std::fs::write(&script, format!("#!/bin/sh\nexec {} \"$@\"\n", sysroot.join("bin/rustc").display())).unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let lib = fake.join("lib/libcairn-test-extra.so");
     std::fs::write(&lib, b"version one").unwrap();
@@ -161,22 +154,9 @@ fn a_different_sysroot_library_misses() {
             c.env("RUSTC", &script);
         })
     };
-    let probe = |lines: &[Line]| {
-        cacheable(lines)
-            .iter()
-            .find(|l| l.krate == "probe")
-            .map(|l| l.outcome.clone())
-    };
+    let probe = |lines: &[Line]| cacheable(lines).iter().find(|l| l.krate == "probe").map(|l| l.outcome.clone());
     build("fake1");
-    assert_eq!(
-        probe(&build("fake2")).as_deref(),
-        Some("hit"),
-        "the same toolchain hits"
-    );
+    assert_eq!(probe(&build("fake2")).as_deref(), Some("hit"), "the same toolchain hits");
     std::fs::write(&lib, b"version two").unwrap();
-    assert_eq!(
-        probe(&build("fake3")).as_deref(),
-        Some("miss"),
-        "a changed sysroot library misses"
-    );
+    assert_eq!(probe(&build("fake3")).as_deref(), Some("miss"), "a changed sysroot library misses");
 }

@@ -33,9 +33,7 @@ fn a_second_checkout_under_one_basedir_compiles_nothing_the_first_built() {
     let build = |dir: &std::path::Path, name: &str| {
         let log = log_path(name);
         let mut c = cargo(Some(&m), "unused", &log, &["build"]);
-        c.current_dir(dir)
-            .env("CARGO_TARGET_DIR", dir.join("target"))
-            .env("CAIRN_BASEDIR", &clones);
+        c.current_dir(dir).env("CARGO_TARGET_DIR", dir.join("target")).env("CAIRN_BASEDIR", &clones);
         ok(c);
         let out = ok(std::process::Command::new(dir.join("target/debug/app")));
         (read_log(&log), out.stdout)
@@ -52,11 +50,7 @@ fn a_second_checkout_under_one_basedir_compiles_nothing_the_first_built() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "d") {
             let text = std::fs::read_to_string(&p).unwrap();
-            assert!(
-                !text.contains(a.to_str().unwrap()),
-                "{} names the first checkout",
-                p.display()
-            );
+            assert!(!text.contains(a.to_str().unwrap()), "{} names the first checkout", p.display());
         }
     }
 }

@@ -32,10 +32,6 @@ fn daemon_killed_mid_build_still_gives_a_correct_binary() {
     let out = ok(c);
     m.kill9(); // reap the killed daemon
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        stderr.matches("warning: cairn:").count(),
-        1,
-        "warned once per build:\n{stderr}"
-    );
+    assert_eq!(stderr.matches("warning: cairn:").count(), 1, "warned once per build:\n{stderr}");
     assert_eq!(run_app(target), expected);
 }

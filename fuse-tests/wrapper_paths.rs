@@ -54,10 +54,7 @@ fn another_target_dir_hits_every_crate_that_does_not_embed_it() {
     }
     let c = cacheable(&lines);
     let hits = c.iter().filter(|l| l.outcome == "hit").count();
-    let unexplained: Vec<_> = c
-        .iter()
-        .filter(|l| l.outcome != "hit" && !allowed.contains(&l.krate))
-        .collect();
+    let unexplained: Vec<_> = c.iter().filter(|l| l.outcome != "hit" && !allowed.contains(&l.krate)).collect();
     assert!(
         unexplained.is_empty(),
         "misses not explained by OUT_DIR: {unexplained:?} (OUT_DIR readers and dependents: {allowed:?})"

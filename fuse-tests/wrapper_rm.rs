@@ -14,11 +14,7 @@ fn rm_of_one_entry_recompiles_only_that_crate() {
     let before = log_path("rm-before");
     ok(cargo(Some(&m), "t-main", &before, &["build"]));
     let lines = read_log(&before);
-    let itoa = lines
-        .iter()
-        .find(|l| l.krate == "itoa" && l.outcome == "hit")
-        .expect("itoa hit")
-        .clone();
+    let itoa = lines.iter().find(|l| l.krate == "itoa" && l.outcome == "hit").expect("itoa hit").clone();
     let (okk, _, err) = crate::common::sh(&format!("rm {}/{}", m.mnt.display(), itoa.key));
     assert!(okk, "{err}");
     ok(cargo(None, "t-main", &log_path("x"), &["clean"]));
@@ -26,11 +22,7 @@ fn rm_of_one_entry_recompiles_only_that_crate() {
     ok(cargo(Some(&m), "t-main", &after, &["build"]));
     let lines = read_log(&after);
     let c = cacheable(&lines);
-    let missed: Vec<_> = c
-        .iter()
-        .filter(|l| l.outcome != "hit")
-        .map(|l| l.krate.as_str())
-        .collect();
+    let missed: Vec<_> = c.iter().filter(|l| l.outcome != "hit").map(|l| l.krate.as_str()).collect();
     assert_eq!(missed, vec!["itoa"], "{lines:?}");
     let again = c.iter().find(|l| l.krate == "itoa").unwrap();
     assert_eq!(again.key, itoa.key, "the same inputs give the same key, stored anew");

@@ -22,26 +22,15 @@ fn warm_build_after_clean_runs_rustc_zero_times_and_matches_plain_cargo() {
     ok(cargo(Some(&m), "t-main", &log, &["build"]));
     let lines = read_log(&log);
     let c = cacheable(&lines);
-    assert!(
-        c.len() >= 25,
-        "expected at least 25 cacheable compiles, got {}: {lines:?}",
-        c.len()
-    );
+    assert!(c.len() >= 25, "expected at least 25 cacheable compiles, got {}: {lines:?}", c.len());
     let missed: Vec<_> = c.iter().filter(|l| l.outcome != "hit").collect();
     assert!(missed.is_empty(), "every cacheable compile should hit: {missed:?}");
     let ran_rustc: Vec<_> = lines.iter().filter(|l| !l.outcome.starts_with("hit")).collect();
     assert!(ran_rustc.is_empty(), "rustc ran (not cached or missed): {ran_rustc:?}");
     for kind in ["app", "build_script_build", "serde_derive", "clap_derive"] {
-        assert!(
-            c.iter().any(|l| l.krate == kind),
-            "{kind} (bin, build script, proc-macro) is cached"
-        );
+        assert!(c.iter().any(|l| l.krate == kind), "{kind} (bin, build script, proc-macro) is cached");
     }
-    assert_eq!(
-        std::fs::read(ws().root.join("t-main/debug/app")).unwrap(),
-        plain,
-        "same binary as plain cargo"
-    );
+    assert_eq!(std::fs::read(ws().root.join("t-main/debug/app")).unwrap(), plain, "same binary as plain cargo");
     // Cargo considers everything fresh: a further build runs no compiler at all.
     let again = log_path("again");
     let out = ok(cargo(Some(&m), "t-main", &again, &["build", "-v"]));

@@ -56,10 +56,7 @@ pub struct Overrides {
 }
 
 fn home() -> Result<PathBuf, ConfigError> {
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .ok_or(ConfigError::NoHome)
+    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from).ok_or(ConfigError::NoHome)
 }
 
 /// `$XDG_CONFIG_HOME/cairn/config.toml` or `~/.config/cairn/config.toml`; `CAIRN_CONFIG`
@@ -90,15 +87,11 @@ pub fn default_mountpoint() -> Result<PathBuf, ConfigError> {
 /// Reads the config file if there is one.
 pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     match std::fs::read_to_string(path) {
-        Ok(text) => toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        }),
+        Ok(text) => {
+            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileConfig::default()),
-        Err(source) => Err(ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        }),
+        Err(source) => Err(ConfigError::Read { path: path.to_owned(), source }),
     }
 }
 
@@ -116,12 +109,7 @@ pub fn resolve(over: Overrides, file: FileConfig) -> Result<MountConfig, ConfigE
         Some(s) => parse_size(&s).map_err(ConfigError::Size)?,
         None => DEFAULT_MAX_SIZE,
     };
-    Ok(MountConfig {
-        mountpoint,
-        store,
-        max_size,
-        allow_other: over.allow_other || file.allow_other.unwrap_or(false),
-    })
+    Ok(MountConfig { mountpoint, store, max_size, allow_other: over.allow_other || file.allow_other.unwrap_or(false) })
 }
 
 #[cfg(test)]
@@ -131,14 +119,7 @@ mod tests {
     #[test]
     fn flags_beat_file_beats_defaults() {
         let file: FileConfig = toml::from_str("store = \"/f/store\"\nmax_size = \"1GiB\"\nmount = \"/f/mnt\"").unwrap();
-        let c = resolve(
-            Overrides {
-                store: Some("/cli".into()),
-                ..Default::default()
-            },
-            file,
-        )
-        .unwrap();
+        let c = resolve(Overrides { store: Some("/cli".into()), ..Default::default() }, file).unwrap();
         assert_eq!(c.store, PathBuf::from("/cli"));
         assert_eq!(c.mountpoint, PathBuf::from("/f/mnt"));
         assert_eq!(c.max_size, 1 << 30);
@@ -148,16 +129,9 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_sizes_are_errors() {
         assert!(toml::from_str::<FileConfig>("stor = \"/x\"").is_err());
-        let bad = FileConfig {
-            max_size: Some("lots".into()),
-            ..Default::default()
-        };
+        let bad = FileConfig { max_size: Some("lots".into()), ..Default::default() };
         assert!(resolve(
-            Overrides {
-                mountpoint: Some("/m".into()),
-                store: Some("/s".into()),
-                ..Default::default()
-            },
+            Overrides { mountpoint: Some("/m".into()), store: Some("/s".into()), ..Default::default() },
             bad
         )
         .is_err());

@@ -14,15 +14,25 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::{
     BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
+    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::fs::{Attr, CacheFs, FsError, Kind, OpenMode};
+use crate::fs::{is_special, Attr, CacheFs, FsError, Kind, OpenMode};
 use crate::store::Store;
 
 /// How long the kernel may cache entries and attributes. Short, so `ls -l` shows recent
 /// last-use times; eviction and corruption are pushed to the kernel as invalidations anyway.
 const TTL: Duration = Duration::from_secs(1);
+
+/// The special folders are generated on every request (`by-crate/` changes with every commit
+/// and removal, `stats.json` with every compile), so the kernel must not cache them.
+fn ttl(ino: u64) -> Duration {
+    if is_special(ino) {
+        Duration::ZERO
+    } else {
+        TTL
+    }
+}
 
 /// The adapter. `S` is the store below the filesystem.
 pub struct FuseAdapter<S: Store> {
@@ -98,10 +108,7 @@ fn to_fuse(a: &Attr) -> FileAttr {
         mtime: time(a.mtime_ns),
         ctime: time(a.ctime_ns),
         crtime: time(a.ctime_ns),
-        kind: match a.kind {
-            Kind::Dir => FileType::Directory,
-            Kind::File => FileType::RegularFile,
-        },
+        kind: file_type(a.kind),
         perm: a.perm,
         nlink: a.nlink,
         uid: a.uid,
@@ -109,6 +116,14 @@ fn to_fuse(a: &Attr) -> FileAttr {
         rdev: 0,
         blksize: 4096,
         flags: 0,
+    }
+}
+
+fn file_type(k: Kind) -> FileType {
+    match k {
+        Kind::Dir => FileType::Directory,
+        Kind::File => FileType::RegularFile,
+        Kind::Symlink => FileType::Symlink,
     }
 }
 
@@ -141,14 +156,14 @@ impl<S: Store> Filesystem for FuseAdapter<S> {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.fs.lookup(parent.0, name) {
-            Ok(a) => reply.entry(&TTL, &to_fuse(&a), Generation(0)),
+            Ok(a) => reply.entry(&ttl(a.ino), &to_fuse(&a), Generation(0)),
             Err(e) => reply.error(errno(e)),
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.fs.getattr(ino.0) {
-            Ok(a) => reply.attr(&TTL, &to_fuse(&a)),
+            Ok(a) => reply.attr(&ttl(a.ino), &to_fuse(&a)),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -173,7 +188,7 @@ impl<S: Store> Filesystem for FuseAdapter<S> {
     ) {
         let other = mode.is_some() || uid.is_some() || gid.is_some() || atime.is_some() || mtime.is_some();
         match self.fs.setattr(ino.0, size, other) {
-            Ok(a) => reply.attr(&TTL, &to_fuse(&a)),
+            Ok(a) => reply.attr(&ttl(a.ino), &to_fuse(&a)),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -210,8 +225,47 @@ impl<S: Store> Filesystem for FuseAdapter<S> {
         }
     }
 
-    fn rmdir(&self, _req: &Request, _parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply.error(errno(self.fs.refuse("rmdir", name)));
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        reply.error(errno(self.fs.rmdir(parent.0, name)));
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.fs.readlink(ino.0) {
+            Ok(target) => reply.data(&target),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.fs.xattrs(ino.0) {
+            Ok(attrs) => match attrs.iter().find(|(n, _)| name == n.as_str()) {
+                Some((_, v)) if size == 0 => reply.size(v.len() as u32),
+                Some((_, v)) if v.len() <= size as usize => reply.data(v),
+                Some(_) => reply.error(Errno::ERANGE),
+                None => reply.error(Errno::NO_XATTR),
+            },
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.fs.xattrs(ino.0) {
+            Ok(attrs) => {
+                let mut names = Vec::new();
+                for (n, _) in &attrs {
+                    names.extend_from_slice(n.as_bytes());
+                    names.push(0);
+                }
+                if size == 0 {
+                    reply.size(names.len() as u32);
+                } else if names.len() <= size as usize {
+                    reply.data(&names);
+                } else {
+                    reply.error(Errno::ERANGE);
+                }
+            }
+            Err(e) => reply.error(errno(e)),
+        }
     }
 
     fn rename(
@@ -238,10 +292,10 @@ impl<S: Store> Filesystem for FuseAdapter<S> {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.fs.open(ino.0, open_mode(flags.0)) {
             Ok(o) => {
-                let flags = if o.keep_cache {
-                    FopenFlags::FOPEN_KEEP_CACHE
-                } else {
-                    FopenFlags::empty()
+                let flags = match (o.keep_cache, o.direct_io) {
+                    (_, true) => FopenFlags::FOPEN_DIRECT_IO,
+                    (true, false) => FopenFlags::FOPEN_KEEP_CACHE,
+                    (false, false) => FopenFlags::empty(),
                 };
                 if let (true, Some(file)) = (self.passthrough_active(), o.backing) {
                     if let Some(id) = self.backing_for(ino.0, o.fh, file, |f| reply.open_backing(f)) {
@@ -359,11 +413,7 @@ impl<S: Store> Filesystem for FuseAdapter<S> {
         match self.fs.readdir(fh.into(), offset, 4096) {
             Ok(entries) => {
                 for (next, e) in entries {
-                    let kind = match e.kind {
-                        Kind::Dir => FileType::Directory,
-                        Kind::File => FileType::RegularFile,
-                    };
-                    if reply.add(INodeNo(e.ino), next, kind, &e.name) {
+                    if reply.add(INodeNo(e.ino), next, file_type(e.kind), &e.name) {
                         break;
                     }
                 }
@@ -380,15 +430,6 @@ impl<S: Store> Filesystem for FuseAdapter<S> {
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         let s = self.fs.statfs();
-        reply.statfs(
-            s.blocks,
-            s.blocks_free,
-            s.blocks_free,
-            s.files,
-            u64::MAX / 2,
-            s.block_size,
-            255,
-            s.block_size,
-        );
+        reply.statfs(s.blocks, s.blocks_free, s.blocks_free, s.files, u64::MAX / 2, s.block_size, 255, s.block_size);
     }
 }

@@ -14,6 +14,8 @@
 //! - [`fuse`] — the thin adapter from `fuser` callbacks to [`fs`].
 //! - [`daemon`] — mounting, signals, background start, unmounting.
 //! - [`config`] — flags, `CAIRN_*` variables, the config file and defaults.
+//! - [`admin`] — `cairn stats`, `evict` and `clear`, working through the mount.
+//! - [`stats`] — the counters behind `cairn stats`, fed by the wrapper's reports.
 //!
 //! docs/architecture.md explains the layers and why they are cut this way.
 
@@ -22,6 +24,8 @@ pub mod size;
 pub mod wrapper;
 
 #[cfg(feature = "daemon")]
+pub mod admin;
+#[cfg(feature = "daemon")]
 pub mod config;
 #[cfg(feature = "daemon")]
 pub mod daemon;
@@ -29,5 +33,7 @@ pub mod daemon;
 pub mod fs;
 #[cfg(feature = "daemon")]
 pub mod fuse;
+#[cfg(feature = "daemon")]
+pub mod stats;
 #[cfg(feature = "daemon")]
 pub mod store;

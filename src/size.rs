@@ -17,19 +17,13 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "mb" => 1_000_000,
         "gb" => 1_000_000_000,
         "tb" => 1_000_000_000_000,
-        _ => {
-            return Err(format!(
-                "unknown size unit {unit:?} in {text:?} (try 64MiB, 10GiB or plain bytes)"
-            ))
-        }
+        _ => return Err(format!("unknown size unit {unit:?} in {text:?} (try 64MiB, 10GiB or plain bytes)")),
     };
     if num.is_empty() {
         return Err(format!("no number in size {text:?} (try 64MiB, 10GiB or plain bytes)"));
     }
     if let Ok(whole) = num.parse::<u64>() {
-        return whole
-            .checked_mul(mult)
-            .ok_or_else(|| format!("size {text:?} is too large"));
+        return whole.checked_mul(mult).ok_or_else(|| format!("size {text:?} is too large"));
     }
     let value: f64 = num.parse().map_err(|_| format!("bad number in size {text:?}"))?;
     Ok((value * mult as f64).round() as u64)

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+use cairn::admin;
 use cairn::config::{self, MountConfig, Overrides};
 use cairn::daemon::{self, background, mounts, RunOptions};
 use cairn::size::format_size;
@@ -28,6 +29,68 @@ enum Command {
         #[arg(env = "CAIRN_MOUNT")]
         mountpoint: Option<PathBuf>,
     },
+    /// Hits, misses, time saved, and how full the cache is.
+    Stats {
+        /// Print the JSON document (also readable as <mnt>/.cairn/stats.json).
+        #[arg(long)]
+        json: bool,
+        /// Start the "since zero" counters over.
+        #[arg(long)]
+        zero: bool,
+        #[command(flatten)]
+        at: At,
+    },
+    /// Remove entries: all of one crate's, or all not used for a while.
+    Evict {
+        /// Remove every entry of this crate (as listed in <mnt>/by-crate/).
+        #[arg(long = "crate", value_name = "NAME", required_unless_present = "older_than")]
+        krate: Option<String>,
+        /// Remove every entry not used for this long (30d, 12h, 90m).
+        #[arg(long, value_name = "AGE")]
+        older_than: Option<String>,
+        #[command(flatten)]
+        at: At,
+    },
+    /// Remove every entry.
+    Clear {
+        /// Yes, remove everything.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        at: At,
+    },
+}
+
+#[derive(Args, Clone)]
+struct At {
+    /// The mount to use [default: CAIRN_MOUNT, the config file, or ~/.cache/cairn/mnt]
+    #[arg(long = "mount", env = "CAIRN_MOUNT")]
+    mount: Option<PathBuf>,
+}
+
+/// The live mount named by `--mount`, `CAIRN_MOUNT`, the config file or the default.
+fn live_mount(at: &At) -> Result<PathBuf> {
+    let mp = match &at.mount {
+        Some(p) => p.clone(),
+        None => match config::read_file(&config::config_path()?)?.mount {
+            Some(p) => p,
+            None => config::default_mountpoint()?,
+        },
+    };
+    let mp = mounts::absolute(&mp);
+    if mounts::state(&mp) != mounts::MountState::Live {
+        bail!("no cairn mount at {}: start one with `cairn start` (or pass --mount)", mp.display());
+    }
+    Ok(mp)
+}
+
+fn print_removed(removed: &[cairn::admin::Removed]) {
+    let mut total = 0;
+    for r in removed {
+        total += r.size;
+        println!("removed {}  {:<24} {}", r.key, r.crate_name.as_deref().unwrap_or("-"), format_size(r.size));
+    }
+    println!("{} entries, {} removed", removed.len(), format_size(total));
 }
 
 #[derive(Args, Clone)]
@@ -74,11 +137,7 @@ fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: background daemons write to a log file.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
 }
 
 fn mount(a: MountArgs, background: bool) -> Result<()> {
@@ -109,10 +168,7 @@ fn mount(a: MountArgs, background: bool) -> Result<()> {
         return Ok(());
     }
     init_logging();
-    let mut opts = RunOptions {
-        passthrough: !a.no_passthrough,
-        ..Default::default()
-    };
+    let mut opts = RunOptions { passthrough: !a.no_passthrough, ..Default::default() };
     if let Some(t) = a.threads {
         if t == 0 {
             bail!("--threads must be at least 1");
@@ -143,6 +199,42 @@ fn main() -> Result<()> {
                 }
             };
             daemon::unmount(&mounts::absolute(&mp)).with_context(|| format!("unmounting {}", mp.display()))?;
+            Ok(())
+        }
+        Command::Stats { json, zero, at } => {
+            let mnt = live_mount(&at)?;
+            if zero {
+                admin::zero(&mnt).context("zeroing the statistics")?;
+                eprintln!("statistics zeroed");
+            }
+            let doc = admin::stats_json(&mnt).context("reading .cairn/stats.json")?;
+            if json {
+                print!("{doc}");
+            } else {
+                println!("cairn cache at {}", mnt.display());
+                print!("{}", admin::render(&doc).map_err(anyhow::Error::msg)?);
+            }
+            Ok(())
+        }
+        Command::Evict { krate, older_than, at } => {
+            let mnt = live_mount(&at)?;
+            let mut removed = Vec::new();
+            if let Some(name) = krate {
+                removed.extend(admin::evict_crate(&mnt, &name).with_context(|| format!("evicting crate {name}"))?);
+            }
+            if let Some(age) = older_than {
+                let age = admin::parse_age(&age).map_err(anyhow::Error::msg)?;
+                removed.extend(admin::evict_older(&mnt, age).context("evicting old entries")?);
+            }
+            print_removed(&removed);
+            Ok(())
+        }
+        Command::Clear { yes, at } => {
+            let mnt = live_mount(&at)?;
+            if !yes {
+                bail!("this removes every entry in {}; run `cairn clear --yes` to do it", mnt.display());
+            }
+            print_removed(&admin::clear(&mnt).context("clearing the cache")?);
             Ok(())
         }
     }

@@ -65,10 +65,7 @@ pub fn start(exe: &Path, cfg: &MountConfig, extra_args: &[String]) -> io::Result
 }
 
 fn wait_ready(read_end: OwnedFd, cfg: &MountConfig) -> io::Result<()> {
-    let mut pfd = [nix::poll::PollFd::new(
-        std::os::fd::AsFd::as_fd(&read_end),
-        nix::poll::PollFlags::POLLIN,
-    )];
+    let mut pfd = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&read_end), nix::poll::PollFlags::POLLIN)];
     let ms = READY_TIMEOUT.as_millis() as u16;
     let n = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(ms)).map_err(io::Error::from)?;
     let mut buf = String::new();

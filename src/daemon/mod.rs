@@ -7,6 +7,7 @@
 
 pub mod background;
 pub mod mounts;
+pub mod state;
 
 use std::io;
 use std::path::Path;
@@ -30,10 +31,7 @@ pub const TEMP_MAX_IDLE: Duration = Duration::from_secs(600);
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("opening the store at {path}: {source}")]
-    Store {
-        path: String,
-        source: crate::store::StoreError,
-    },
+    Store { path: String, source: crate::store::StoreError },
     #[error("{path} is already a live cairn mount")]
     AlreadyMounted { path: String },
     #[error("something other than cairn is mounted at {path}")]
@@ -57,10 +55,7 @@ impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             passthrough: true,
-            threads: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-                .clamp(2, 8),
+            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(2, 8),
         }
     }
 }
@@ -86,25 +81,21 @@ pub fn run(cfg: &MountConfig, opts: RunOptions, ready: impl FnOnce()) -> Result<
             want_backing: opts.passthrough,
         },
     ));
+    state::load(&fs, &cfg.store);
     let (inval_tx, inval_rx) = mpsc::channel::<Invalidation>();
     fs.set_invalidation_sink(inval_tx);
 
     let mut fuse_cfg = Config::default();
-    fuse_cfg.mount_options = vec![
-        MountOption::FSName("cairn".into()),
-        MountOption::Subtype("cairn".into()),
-        MountOption::NoAtime,
-    ];
+    fuse_cfg.mount_options =
+        vec![MountOption::FSName("cairn".into()), MountOption::Subtype("cairn".into()), MountOption::NoAtime];
     if cfg.allow_other {
         fuse_cfg.acl = SessionACL::All;
     }
     fuse_cfg.n_threads = Some(opts.threads);
     fuse_cfg.clone_fd = true;
     let adapter = FuseAdapter::new(Arc::clone(&fs), opts.passthrough);
-    let mut session = Session::new(adapter, mp, &fuse_cfg).map_err(|source| DaemonError::Mount {
-        path: mp.display().to_string(),
-        source,
-    })?;
+    let mut session = Session::new(adapter, mp, &fuse_cfg)
+        .map_err(|source| DaemonError::Mount { path: mp.display().to_string(), source })?;
     let u = store.usage();
     tracing::info!(mountpoint = %mp.display(), store = %cfg.store.display(), limit = u.limit, used = u.used, objects = u.objects, "mounted");
 
@@ -117,12 +108,14 @@ pub fn run(cfg: &MountConfig, opts: RunOptions, ready: impl FnOnce()) -> Result<
     })?;
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let reap_fs = Arc::clone(&fs);
+    let store_dir = cfg.store.clone();
     std::thread::Builder::new().name("reaper".into()).spawn(move || {
         while let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(Duration::from_secs(30)) {
             let n = reap_fs.reap_idle_temps(now_ns(), TEMP_MAX_IDLE);
             if n > 0 {
                 tracing::info!(count = n, "removed abandoned temporary files");
             }
+            state::save(&reap_fs, &store_dir);
         }
     })?;
     let mut unmounter = session.unmount_callable();
@@ -137,6 +130,7 @@ pub fn run(cfg: &MountConfig, opts: RunOptions, ready: impl FnOnce()) -> Result<
     ready();
     let result = session.run();
     drop(stop_tx);
+    state::save(&fs, &cfg.store);
     drop(fs);
     if let Err(e) = store.persist() {
         tracing::warn!("could not write the index snapshot ({e}); the journal still has every change");
@@ -147,16 +141,8 @@ pub fn run(cfg: &MountConfig, opts: RunOptions, ready: impl FnOnce()) -> Result<
 
 fn prepare_mountpoint(mp: &Path) -> Result<(), DaemonError> {
     match mounts::state(mp) {
-        mounts::MountState::Live => {
-            return Err(DaemonError::AlreadyMounted {
-                path: mp.display().to_string(),
-            })
-        }
-        mounts::MountState::Other => {
-            return Err(DaemonError::OtherMount {
-                path: mp.display().to_string(),
-            })
-        }
+        mounts::MountState::Live => return Err(DaemonError::AlreadyMounted { path: mp.display().to_string() }),
+        mounts::MountState::Other => return Err(DaemonError::OtherMount { path: mp.display().to_string() }),
         mounts::MountState::Dead => {
             tracing::warn!(mountpoint = %mp.display(), "found a dead cairn mount (daemon killed?); unmounting it");
             mounts::unmount(mp, true)?;
@@ -177,12 +163,7 @@ fn open_store(cfg: &MountConfig) -> Result<DiskStore, DaemonError> {
             {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            Err(source) => {
-                return Err(DaemonError::Store {
-                    path: cfg.store.display().to_string(),
-                    source,
-                })
-            }
+            Err(source) => return Err(DaemonError::Store { path: cfg.store.display().to_string(), source }),
             Ok(s) => return Ok(s),
         }
     }
@@ -191,13 +172,10 @@ fn open_store(cfg: &MountConfig) -> Result<DiskStore, DaemonError> {
 /// Unmounts a cairn mount.
 pub fn unmount(mp: &Path) -> Result<(), DaemonError> {
     match mounts::state(mp) {
-        mounts::MountState::NotMounted => Err(DaemonError::Io(io::Error::other(format!(
-            "nothing is mounted at {}",
-            mp.display()
-        )))),
-        mounts::MountState::Other => Err(DaemonError::OtherMount {
-            path: mp.display().to_string(),
-        }),
+        mounts::MountState::NotMounted => {
+            Err(DaemonError::Io(io::Error::other(format!("nothing is mounted at {}", mp.display()))))
+        }
+        mounts::MountState::Other => Err(DaemonError::OtherMount { path: mp.display().to_string() }),
         mounts::MountState::Dead => Ok(mounts::unmount(mp, true)?),
         mounts::MountState::Live => Ok(mounts::unmount(mp, false)?),
     }

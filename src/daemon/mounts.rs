@@ -72,9 +72,7 @@ pub fn absolute(path: &Path) -> PathBuf {
         if path.is_absolute() {
             path.to_owned()
         } else {
-            std::env::current_dir()
-                .map(|d| d.join(path))
-                .unwrap_or_else(|_| path.to_owned())
+            std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_owned())
         }
     })
 }
@@ -94,11 +92,7 @@ pub fn unmount(path: &Path, lazy: bool) -> io::Result<()> {
         Err(e) if !is_root() => return Err(io::Error::new(e.kind(), format!("running fusermount3: {e}"))),
         Err(_) => {}
     }
-    let flags = if lazy {
-        nix::mount::MntFlags::MNT_DETACH
-    } else {
-        nix::mount::MntFlags::empty()
-    };
+    let flags = if lazy { nix::mount::MntFlags::MNT_DETACH } else { nix::mount::MntFlags::empty() };
     nix::mount::umount2(path, flags).map_err(io::Error::from)
 }
 

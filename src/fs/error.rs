@@ -39,6 +39,9 @@ pub enum FsError {
     /// An unknown file handle.
     #[error("bad file handle")]
     BadHandle,
+    /// Changing the read-only special folders (`by-crate/`, `.cairn/`).
+    #[error("read-only folder")]
+    ReadOnly,
     /// An operation the handle was not opened for.
     #[error("operation not permitted on this handle")]
     WrongMode,
@@ -62,6 +65,7 @@ impl FsError {
             FsError::Corrupt => libc::EIO,
             FsError::BadHandle => libc::EBADF,
             FsError::WrongMode => libc::EBADF,
+            FsError::ReadOnly => libc::EROFS,
             FsError::Io(errno) => *errno,
         }
     }

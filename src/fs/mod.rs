@@ -8,8 +8,10 @@
 //! `.tmp*` names, write them, and `rename` them onto the key, which is the commit. Temporaries
 //! are never listed. See docs/mount.md for the rules and every errno.
 
+pub mod entries;
 pub mod error;
 pub mod names;
+mod special;
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -23,6 +25,7 @@ use crate::key::Key;
 use crate::store::{now_ns, Committed, ObjectMeta, ObjectRead, Store, TempWrite};
 pub use error::FsError;
 use names::{classify, Name, NAME_RULE};
+pub use special::{is_special, Sink, BY_CRATE, CAIRN_DIR};
 
 /// Inode number of the mount root.
 pub const ROOT_INO: u64 = 1;
@@ -38,6 +41,8 @@ pub enum Kind {
     Dir,
     /// A committed object or a temporary file.
     File,
+    /// A link of the `by-crate/` view.
+    Symlink,
 }
 
 /// Attributes of a node, in plain numbers.
@@ -93,6 +98,8 @@ pub struct Opened {
     pub backing: Option<File>,
     /// Whether the kernel may keep cached pages across opens (true for immutable objects).
     pub keep_cache: bool,
+    /// Whether every read must come to the daemon (generated files such as stats.json).
+    pub direct_io: bool,
 }
 
 /// Open flags the filesystem cares about, decoded by the adapter.
@@ -135,6 +142,10 @@ enum Handle<S: Store> {
         write: bool,
     },
     Dir(Arc<Vec<DirEntry>>),
+    /// A generated file's contents, fixed at open.
+    Buffer(Arc<Vec<u8>>),
+    /// A write-only special file.
+    Sink(Sink),
 }
 
 struct Names<T> {
@@ -155,6 +166,9 @@ pub struct CacheFs<S: Store> {
     handles: Mutex<HashMap<u64, Handle<S>>>,
     next_fh: AtomicU64,
     invalidations: Mutex<Option<Sender<Invalidation>>>,
+    stats: Mutex<crate::stats::Stats>,
+    entries: Mutex<entries::Entries>,
+    view: Mutex<special::View>,
 }
 
 impl<S: Store> CacheFs<S> {
@@ -164,7 +178,7 @@ impl<S: Store> CacheFs<S> {
             store,
             opts,
             names: Mutex::new(Names {
-                next_ino: ROOT_INO + 1,
+                next_ino: special::FIRST_DYNAMIC_INO,
                 nodes: HashMap::new(),
                 key_ino: HashMap::new(),
                 temps: HashMap::new(),
@@ -173,6 +187,36 @@ impl<S: Store> CacheFs<S> {
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             invalidations: Mutex::new(None),
+            stats: Mutex::new(crate::stats::Stats { started_unix: now_ns() / 1_000_000_000, ..Default::default() }),
+            entries: Mutex::new(entries::Entries::default()),
+            view: Mutex::new(special::View::default()),
+        }
+    }
+
+    /// The counters, for saving across restarts.
+    pub fn stats_snapshot(&self) -> crate::stats::Stats {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Restores the "since zero" counters saved by an earlier daemon.
+    pub fn restore_stats(&self, saved: crate::stats::Stats) {
+        let mut s = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        s.since_zero = saved.since_zero;
+        s.zeroed_unix = saved.zeroed_unix;
+    }
+
+    /// Known entry metadata, for saving across restarts.
+    pub fn entries_snapshot(&self) -> Vec<(Key, crate::wrapper::object::EntryMeta)> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).snapshot()
+    }
+
+    /// Restores saved entry metadata (for objects still in the store).
+    pub fn restore_entries(&self, saved: Vec<(Key, crate::wrapper::object::EntryMeta)>) {
+        let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        for (k, m) in saved {
+            if matches!(self.store.stat(&k), Ok(Some(_))) {
+                e.insert(k, Some(m));
+            }
         }
     }
 
@@ -197,11 +241,9 @@ impl<S: Store> CacheFs<S> {
 
     fn invalidate(&self, key: &Key) {
         self.names().key_ino.remove(key);
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
         if let Some(tx) = self.invalidations.lock().unwrap().as_ref() {
-            let _ = tx.send(Invalidation {
-                parent: ROOT_INO,
-                name: OsString::from(key.to_hex()),
-            });
+            let _ = tx.send(Invalidation { parent: ROOT_INO, name: OsString::from(key.to_hex()) });
         }
     }
 
@@ -268,6 +310,9 @@ impl<S: Store> CacheFs<S> {
 
     /// Looks a name up in a directory.
     pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
+        if let Some(r) = self.special_lookup(parent, name) {
+            return r;
+        }
         Self::check_root(parent)?;
         match classify(name) {
             Name::Object(key) => {
@@ -290,6 +335,9 @@ impl<S: Store> CacheFs<S> {
         if ino == ROOT_INO {
             return Ok(self.root_attr());
         }
+        if let Some(r) = self.special_getattr(ino) {
+            return r;
+        }
         let names = self.names();
         match names.nodes.get(&ino).ok_or(FsError::NotFound)? {
             Node::Object(key) => {
@@ -305,12 +353,11 @@ impl<S: Store> CacheFs<S> {
     /// Changes attributes. Temporaries may be truncated (times and modes are accepted and
     /// ignored, so `cp -p` works); committed objects refuse every change.
     pub fn setattr(&self, ino: u64, size: Option<u64>, other_change: bool) -> Result<Attr, FsError> {
+        if let Some(r) = self.special_setattr(ino, size, other_change) {
+            return r;
+        }
         if ino == ROOT_INO {
-            return if size.is_some() || other_change {
-                Err(FsError::Immutable)
-            } else {
-                Ok(self.root_attr())
-            };
+            return if size.is_some() || other_change { Err(FsError::Immutable) } else { Ok(self.root_attr()) };
         }
         let names = self.names();
         match names.nodes.get(&ino).ok_or(FsError::NotFound)? {
@@ -336,30 +383,25 @@ impl<S: Store> CacheFs<S> {
 
     /// A snapshot of the root listing for one `opendir`; temporaries are never listed.
     pub fn opendir(&self, ino: u64) -> Result<u64, FsError> {
+        if let Some(listing) = self.special_listing(ino) {
+            let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+            self.handles().insert(fh, Handle::Dir(Arc::new(listing?)));
+            return Ok(fh);
+        }
         if ino != ROOT_INO {
             return Err(FsError::NotDir);
         }
         let objects = self.store.list()?;
         let mut entries = Vec::with_capacity(objects.len() + 2);
-        entries.push(DirEntry {
-            ino: ROOT_INO,
-            kind: Kind::Dir,
-            name: ".".into(),
-        });
-        entries.push(DirEntry {
-            ino: ROOT_INO,
-            kind: Kind::Dir,
-            name: "..".into(),
-        });
+        entries.push(DirEntry { ino: ROOT_INO, kind: Kind::Dir, name: ".".into() });
+        entries.push(DirEntry { ino: ROOT_INO, kind: Kind::Dir, name: "..".into() });
+        entries.push(DirEntry { ino: special::CAIRN_DIR_INO, kind: Kind::Dir, name: CAIRN_DIR.into() });
+        entries.push(DirEntry { ino: special::BY_CRATE_INO, kind: Kind::Dir, name: BY_CRATE.into() });
         {
             let mut names = self.names();
             for (key, _) in objects {
                 let ino = Self::ino_for_key(&mut names, key);
-                entries.push(DirEntry {
-                    ino,
-                    kind: Kind::File,
-                    name: key.to_hex().into(),
-                });
+                entries.push(DirEntry { ino, kind: Kind::File, name: key.to_hex().into() });
             }
         }
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
@@ -373,17 +415,14 @@ impl<S: Store> CacheFs<S> {
             Some(Handle::Dir(e)) => Arc::clone(e),
             _ => return Err(FsError::BadHandle),
         };
-        Ok(entries
-            .iter()
-            .enumerate()
-            .skip(offset as usize)
-            .take(max)
-            .map(|(i, e)| (i as u64 + 1, e.clone()))
-            .collect())
+        Ok(entries.iter().enumerate().skip(offset as usize).take(max).map(|(i, e)| (i as u64 + 1, e.clone())).collect())
     }
 
     /// Creates a temporary (the only kind of file that can be created) and opens it.
     pub fn create(&self, parent: u64, name: &OsStr, mode: OpenMode) -> Result<(Attr, Opened), FsError> {
+        if let Some(e) = self.special_parent(parent, "creating a file") {
+            return Err(e);
+        }
         Self::check_root(parent)?;
         match classify(name) {
             Name::Temp(_) => {}
@@ -412,14 +451,7 @@ impl<S: Store> CacheFs<S> {
         names.nodes.insert(ino, Node::Temp(name.to_owned()));
         names.temps.insert(
             name.to_owned(),
-            TempEntry {
-                ino,
-                temp,
-                writers: 0,
-                opens: 0,
-                committing: false,
-                last_active_ns: now_ns(),
-            },
+            TempEntry { ino, temp, writers: 0, opens: 0, committing: false, last_active_ns: now_ns() },
         );
         drop(names);
         let opened = self.open(ino, OpenMode { write: true, ..mode })?;
@@ -429,6 +461,9 @@ impl<S: Store> CacheFs<S> {
     /// Opens a file. Objects open read-only, after their checksum is checked; temporaries open
     /// as asked.
     pub fn open(&self, ino: u64, mode: OpenMode) -> Result<Opened, FsError> {
+        if let Some(r) = self.special_open(ino, mode) {
+            return r;
+        }
         let mut names = self.names();
         let handle = match names.nodes.get(&ino).ok_or(FsError::NotFound)? {
             Node::Object(key) => {
@@ -466,11 +501,7 @@ impl<S: Store> CacheFs<S> {
                     t.writers += 1;
                 }
                 t.last_active_ns = now_ns();
-                Handle::Temp {
-                    temp: Arc::clone(&t.temp),
-                    name,
-                    write: mode.write,
-                }
+                Handle::Temp { temp: Arc::clone(&t.temp), name, write: mode.write }
             }
         };
         let (backing, keep_cache) = match &handle {
@@ -482,15 +513,11 @@ impl<S: Store> CacheFs<S> {
                 let t: &S::Temp = temp;
                 (self.backing(t.file()), false)
             }
-            Handle::Dir(_) => (None, false),
+            Handle::Dir(_) | Handle::Buffer(_) | Handle::Sink(_) => (None, false),
         };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles().insert(fh, handle);
-        Ok(Opened {
-            fh,
-            backing,
-            keep_cache,
-        })
+        Ok(Opened { fh, backing, keep_cache, direct_io: false })
     }
 
     fn backing(&self, file: Option<&File>) -> Option<File> {
@@ -505,6 +532,12 @@ impl<S: Store> CacheFs<S> {
         let reader: Arc<S::Reader> = match self.handles().get(&fh) {
             Some(Handle::Object(r)) => Arc::clone(r),
             Some(Handle::Temp { temp, .. }) => return Ok(temp.read_at(offset, size)?),
+            Some(Handle::Buffer(b)) => {
+                let start = (offset as usize).min(b.len());
+                let end = start.saturating_add(size as usize).min(b.len());
+                return Ok(b[start..end].to_vec());
+            }
+            Some(Handle::Sink(_)) => return Err(FsError::WrongMode),
             _ => return Err(FsError::BadHandle),
         };
         Ok(reader.read_at(offset, size)?)
@@ -514,6 +547,10 @@ impl<S: Store> CacheFs<S> {
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, FsError> {
         let temp = match self.handles().get(&fh) {
             Some(Handle::Temp { temp, write: true, .. }) => Arc::clone(temp),
+            Some(Handle::Sink(sink)) => {
+                let sink = *sink;
+                return self.sink_write(sink, data);
+            }
             Some(Handle::Object(_)) => return Err(FsError::Immutable),
             Some(_) => return Err(FsError::WrongMode),
             None => return Err(FsError::BadHandle),
@@ -543,6 +580,9 @@ impl<S: Store> CacheFs<S> {
 
     /// Removes an object (from the store, so from every tier) or a temporary.
     pub fn unlink(&self, parent: u64, name: &OsStr) -> Result<(), FsError> {
+        if let Some(e) = self.special_parent(parent, "rm") {
+            return Err(e);
+        }
         Self::check_root(parent)?;
         match classify(name) {
             Name::Object(key) => {
@@ -551,6 +591,7 @@ impl<S: Store> CacheFs<S> {
                 }
                 tracing::info!(%key, "removed object");
                 self.names().key_ino.remove(&key);
+                self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
                 Ok(())
             }
             Name::Temp(_) => {
@@ -574,8 +615,14 @@ impl<S: Store> CacheFs<S> {
         newname: &OsStr,
         noreplace: bool,
     ) -> Result<(), FsError> {
+        if let Some(e) = self.special_parent(parent, "rename").or_else(|| self.special_parent(newparent, "rename")) {
+            return Err(e);
+        }
         Self::check_root(parent)?;
         Self::check_root(newparent)?;
+        if classify(name) == Name::Invalid && [CAIRN_DIR, BY_CRATE].iter().any(|n| name == *n || newname == *n) {
+            return Err(FsError::ReadOnly);
+        }
         match (classify(name), classify(newname)) {
             (Name::Temp(_), Name::Object(key)) => self.commit(name, key, noreplace),
             (Name::Temp(_), Name::Temp(_)) => self.rename_temp(name, newname, noreplace),
@@ -649,13 +696,11 @@ impl<S: Store> CacheFs<S> {
                     tracing::warn!(?name, %key, "refused to commit a temporary that is still open for writing; close it first");
                     return Err(FsError::Busy);
                 }
-                names = self
-                    .released
-                    .wait_timeout(names, left)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
+                names = self.released.wait_timeout(names, left).unwrap_or_else(|p| p.into_inner()).0;
             }
         };
+        // What the entry is, from its header, while the bytes are still the temporary's.
+        let meta = entries::read_meta(|off, len| temp.read_at(off, len));
         let result = if noreplace && self.store.stat(&key)?.is_some() {
             Err(FsError::Exists)
         } else {
@@ -668,6 +713,7 @@ impl<S: Store> CacheFs<S> {
                 names.nodes.insert(t.ino, Node::Object(key));
                 names.key_ino.entry(key).or_insert(t.ino);
                 drop(names);
+                self.entries.lock().unwrap_or_else(|p| p.into_inner()).insert(key, meta);
                 match outcome {
                     Committed::New { meta, evicted } => {
                         tracing::debug!(%key, size = meta.size, "committed");
@@ -692,6 +738,17 @@ impl<S: Store> CacheFs<S> {
         }
     }
 
+    /// Removing a folder: the special folders are read-only; there are no others.
+    pub fn rmdir(&self, parent: u64, name: &OsStr) -> FsError {
+        if parent == ROOT_INO && [CAIRN_DIR, BY_CRATE].iter().any(|n| name == *n) {
+            return self.special_parent(special::BY_CRATE_INO, "rmdir").unwrap_or(FsError::ReadOnly);
+        }
+        if let Some(e) = self.special_parent(parent, "rmdir") {
+            return e;
+        }
+        self.refuse("rmdir", name)
+    }
+
     /// Namespace operations that have no place in a flat cache of files: directories, links,
     /// device nodes.
     pub fn refuse(&self, what: &str, name: &OsStr) -> FsError {
@@ -705,12 +762,7 @@ impl<S: Store> CacheFs<S> {
         let bs = 4096u64;
         let blocks = u.limit / bs;
         let used = u.used.div_ceil(bs);
-        FsStats {
-            block_size: bs as u32,
-            blocks,
-            blocks_free: blocks.saturating_sub(used),
-            files: u.objects,
-        }
+        FsStats { block_size: bs as u32, blocks, blocks_free: blocks.saturating_sub(used), files: u.objects }
     }
 
     /// Deletes temporaries that no one has open and no one touched for `max_idle`: their

@@ -136,10 +136,7 @@ impl DiskStore {
         }
         let mut inner = Inner { index, journal };
         let order = inner.index.lru_order();
-        inner
-            .journal
-            .snapshot(order)
-            .map_err(StoreError::io("writing the index snapshot"))?;
+        inner.journal.snapshot(order).map_err(StoreError::io("writing the index snapshot"))?;
         Ok(DiskStore {
             shared: Arc::new(Shared {
                 root,
@@ -202,10 +199,7 @@ fn hash_file(file: &File, len: u64) -> io::Result<[u8; 32]> {
         let want = ((len - offset) as usize).min(buf.len());
         let n = file.read_at(&mut buf[..want], offset)?;
         if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "file shorter than expected",
-            ));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shorter than expected"));
         }
         hasher.update(&buf[..n]);
         offset += n as u64;
@@ -314,29 +308,16 @@ impl Store for DiskStore {
             }
             Err(e) => {
                 sh.unpin(key);
-                return Err(StoreError::Io {
-                    context: "opening an object",
-                    source: e,
-                });
+                return Err(StoreError::Io { context: "opening an object", source: e });
             }
         };
-        let reader = DiskReader {
-            file,
-            len: meta.size,
-            key: *key,
-            shared: Arc::clone(sh),
-        };
-        let fmeta = reader
-            .file
-            .metadata()
-            .map_err(StoreError::io("reading an object's metadata"))?;
+        let reader = DiskReader { file, len: meta.size, key: *key, shared: Arc::clone(sh) };
+        let fmeta = reader.file.metadata().map_err(StoreError::io("reading an object's metadata"))?;
         let id = FileId::of(&fmeta);
         let known_good = sh.verified.lock().unwrap_or_else(|p| p.into_inner()).get(key) == Some(&id);
         if !known_good {
             let good = fmeta.len() == meta.size
-                && hash_file(&reader.file, meta.size)
-                    .map(|h| h == meta.checksum)
-                    .unwrap_or(false);
+                && hash_file(&reader.file, meta.size).map(|h| h == meta.checksum).unwrap_or(false);
             if !good {
                 drop(reader);
                 sh.drop_corrupt(key, &meta.checksum);
@@ -362,19 +343,10 @@ impl Store for DiskStore {
 
     fn commit(&self, temp: &DiskTemp, key: &Key) -> Result<Committed, StoreError> {
         let sh = &self.shared;
-        let size = temp
-            .file
-            .metadata()
-            .map_err(StoreError::io("reading a temporary file"))?
-            .len();
+        let size = temp.file.metadata().map_err(StoreError::io("reading a temporary file"))?.len();
         let checksum = hash_file(&temp.file, size).map_err(StoreError::io("reading a temporary file"))?;
         let now = now_ns();
-        let meta = ObjectMeta {
-            size,
-            checksum,
-            created_ns: now,
-            last_used_ns: now,
-        };
+        let meta = ObjectMeta { size, checksum, created_ns: now, last_used_ns: now };
         let mut inner = sh.lock();
         let evicted = match inner.index.insert(*key, meta) {
             Ok(evicted) => evicted,
@@ -387,12 +359,7 @@ impl Store for DiskStore {
                     Err(StoreError::Exists(*key))
                 };
             }
-            Err(InsertError::TooLarge) => {
-                return Err(StoreError::TooLarge {
-                    size,
-                    limit: inner.index.limit(),
-                })
-            }
+            Err(InsertError::TooLarge) => return Err(StoreError::TooLarge { size, limit: inner.index.limit() }),
             Err(InsertError::NoRoom) => return Err(StoreError::NoRoom { needed: size }),
         };
         let mut verified = sh.verified.lock().unwrap_or_else(|p| p.into_inner());
@@ -403,9 +370,8 @@ impl Store for DiskStore {
         }
         sh.evicted.fetch_add(evicted.len() as u64, Ordering::Relaxed);
         let dest = object_path(&sh.root, key);
-        let placed = fs::rename(&temp.path, &dest)
-            .map_err(StoreError::io("moving an object into place"))
-            .and_then(|()| {
+        let placed =
+            fs::rename(&temp.path, &dest).map_err(StoreError::io("moving an object into place")).and_then(|()| {
                 inner
                     .journal
                     .append(&Record::Commit(*key, meta))
@@ -427,10 +393,7 @@ impl Store for DiskStore {
             let order = inner.index.lru_order();
             let _ = inner.journal.snapshot(order);
         }
-        Ok(Committed::New {
-            meta,
-            evicted: evicted.into_iter().map(|(k, _)| k).collect(),
-        })
+        Ok(Committed::New { meta, evicted: evicted.into_iter().map(|(k, _)| k).collect() })
     }
 
     fn discard(&self, temp: &DiskTemp) {
@@ -444,17 +407,11 @@ impl Store for DiskStore {
             return Ok(false);
         }
         sh.verified.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
-        inner
-            .journal
-            .append(&Record::Remove(*key))
-            .map_err(StoreError::io("recording a removal"))?;
+        inner.journal.append(&Record::Remove(*key)).map_err(StoreError::io("recording a removal"))?;
         match fs::remove_file(object_path(&sh.root, key)) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
-            Err(e) => Err(StoreError::Io {
-                context: "deleting an object",
-                source: e,
-            }),
+            Err(e) => Err(StoreError::Io { context: "deleting an object", source: e }),
         }
     }
 
@@ -472,10 +429,7 @@ impl Store for DiskStore {
     fn persist(&self) -> Result<(), StoreError> {
         let mut inner = self.shared.lock();
         let order = inner.index.lru_order();
-        inner
-            .journal
-            .snapshot(order)
-            .map_err(StoreError::io("writing the index snapshot"))
+        inner.journal.snapshot(order).map_err(StoreError::io("writing the index snapshot"))
     }
 }
 

@@ -91,10 +91,7 @@ fn a_flipped_bit_on_disk_is_detected_even_after_a_good_read() {
     assert!(matches!(read(&s, &key(1)), Err(StoreError::Corrupt(_))));
     assert!(!s.object_path(&key(1)).exists());
     assert_eq!(s.usage().corrupt_removed, 1);
-    assert!(
-        read(&s, &key(1)).unwrap().is_none(),
-        "a corrupt object is gone, so the next lookup is a miss"
-    );
+    assert!(read(&s, &key(1)).unwrap().is_none(), "a corrupt object is gone, so the next lookup is a miss");
 }
 
 #[test]
@@ -102,12 +99,7 @@ fn a_truncated_object_is_detected() {
     let dir = tempfile::tempdir().unwrap();
     let s = DiskStore::open(dir.path(), 1 << 20).unwrap();
     put(&s, &key(1), &[7; 4096]).unwrap();
-    OpenOptions::new()
-        .write(true)
-        .open(s.object_path(&key(1)))
-        .unwrap()
-        .set_len(100)
-        .unwrap();
+    OpenOptions::new().write(true).open(s.object_path(&key(1))).unwrap().set_len(100).unwrap();
     assert!(matches!(read(&s, &key(1)), Err(StoreError::Corrupt(_))));
 }
 

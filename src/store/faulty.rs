@@ -30,10 +30,7 @@ pub struct FaultyStore<S> {
 impl<S: Store> FaultyStore<S> {
     /// Wraps `inner` with no faults armed.
     pub fn new(inner: S) -> FaultyStore<S> {
-        FaultyStore {
-            inner,
-            faults: Mutex::new(Vec::new()),
-        }
+        FaultyStore { inner, faults: Mutex::new(Vec::new()) }
     }
 
     /// Arms a fault.
@@ -53,10 +50,9 @@ impl<S: Store> FaultyStore<S> {
 
     fn check(&self, pick: impl Fn(Fault) -> Option<i32>) -> Result<(), StoreError> {
         match self.faults.lock().unwrap().iter().find_map(|f| pick(*f)) {
-            Some(errno) => Err(StoreError::Io {
-                context: "injected fault",
-                source: io::Error::from_raw_os_error(errno),
-            }),
+            Some(errno) => {
+                Err(StoreError::Io { context: "injected fault", source: io::Error::from_raw_os_error(errno) })
+            }
             None => Ok(()),
         }
     }

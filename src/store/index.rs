@@ -35,12 +35,7 @@ pub struct Index {
 impl Index {
     /// An empty index with a size limit in bytes.
     pub fn new(limit: u64) -> Index {
-        Index {
-            entries: LruCache::unbounded(),
-            pins: HashMap::new(),
-            used: 0,
-            limit,
-        }
+        Index { entries: LruCache::unbounded(), pins: HashMap::new(), used: 0, limit }
     }
 
     /// Bytes held.
@@ -102,10 +97,7 @@ impl Index {
                 return Err(InsertError::NoRoom);
             }
         }
-        let evicted = victims
-            .into_iter()
-            .filter_map(|k| self.remove(&k).map(|m| (k, m)))
-            .collect();
+        let evicted = victims.into_iter().filter_map(|k| self.remove(&k).map(|m| (k, m))).collect();
         self.used += meta.size;
         self.entries.put(key, meta);
         Ok(evicted)
@@ -131,12 +123,7 @@ impl Index {
     pub fn shrink_to_limit(&mut self) -> Vec<(Key, ObjectMeta)> {
         let mut out = Vec::new();
         while self.used > self.limit {
-            let victim = self
-                .entries
-                .iter()
-                .rev()
-                .find(|(k, _)| !self.pins.contains_key(*k))
-                .map(|(k, _)| *k);
+            let victim = self.entries.iter().rev().find(|(k, _)| !self.pins.contains_key(*k)).map(|(k, _)| *k);
             match victim.and_then(|k| self.remove(&k).map(|m| (k, m))) {
                 Some(v) => out.push(v),
                 None => break,
@@ -172,12 +159,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn meta(size: u64) -> ObjectMeta {
-        ObjectMeta {
-            size,
-            checksum: [0; 32],
-            created_ns: 0,
-            last_used_ns: 0,
-        }
+        ObjectMeta { size, checksum: [0; 32], created_ns: 0, last_used_ns: 0 }
     }
 
     fn key(n: u8) -> Key {

@@ -59,15 +59,7 @@ impl Journal {
         let records = read_records(&journal_path)?;
         replay(&mut entries, records);
         let file = OpenOptions::new().create(true).append(true).open(&journal_path)?;
-        Ok((
-            Journal {
-                snapshot_path,
-                journal_path,
-                file,
-                appended: 0,
-            },
-            entries,
-        ))
+        Ok((Journal { snapshot_path, journal_path, file, appended: 0 }, entries))
     }
 
     /// Appends one record with a single write.
@@ -89,10 +81,7 @@ impl Journal {
 
     /// Writes a snapshot of `entries` (LRU order) and empties the journal.
     pub fn snapshot(&mut self, entries: Vec<(Key, ObjectMeta)>) -> io::Result<()> {
-        let snap = Snapshot {
-            format: FORMAT,
-            entries,
-        };
+        let snap = Snapshot { format: FORMAT, entries };
         let bytes = bincode::serialize(&snap).map_err(io::Error::other)?;
         let tmp = self.snapshot_path.with_extension("bin.tmp");
         {
@@ -159,11 +148,8 @@ fn replay(entries: &mut Vec<(Key, ObjectMeta)>, records: Vec<Record>) {
         return;
     }
     // Position-independent replay: give every key a sequence number, newest wins.
-    let mut state: std::collections::HashMap<Key, (u64, ObjectMeta)> = entries
-        .drain(..)
-        .enumerate()
-        .map(|(i, (k, m))| (k, (i as u64, m)))
-        .collect();
+    let mut state: std::collections::HashMap<Key, (u64, ObjectMeta)> =
+        entries.drain(..).enumerate().map(|(i, (k, m))| (k, (i as u64, m))).collect();
     let mut seq = state.len() as u64;
     for r in records {
         seq += 1;
@@ -192,12 +178,7 @@ mod tests {
     use super::*;
 
     fn meta(size: u64) -> ObjectMeta {
-        ObjectMeta {
-            size,
-            checksum: [7; 32],
-            created_ns: 1,
-            last_used_ns: 1,
-        }
+        ObjectMeta { size, checksum: [7; 32], created_ns: 1, last_used_ns: 1 }
     }
 
     #[test]
@@ -231,12 +212,7 @@ mod tests {
         }
         let path = dir.path().join("journal.log");
         let len = fs::metadata(&path).unwrap().len();
-        OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_len(len - 3)
-            .unwrap();
+        OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 3).unwrap();
         let (_, entries) = Journal::open(dir.path()).unwrap();
         assert_eq!(entries, vec![(a, meta(1))]);
     }

@@ -35,10 +35,7 @@ impl MemoryStore {
     pub fn new(limit: u64) -> MemoryStore {
         MemoryStore {
             shared: Arc::new(Shared {
-                inner: Mutex::new(Inner {
-                    index: Index::new(limit),
-                    bytes: HashMap::new(),
-                }),
+                inner: Mutex::new(Inner { index: Index::new(limit), bytes: HashMap::new() }),
                 corrupt_removed: AtomicU64::new(0),
                 evicted: AtomicU64::new(0),
             }),
@@ -155,11 +152,7 @@ impl Store for MemoryStore {
             return Err(StoreError::Corrupt(*key));
         }
         inner.index.pin(key);
-        Ok(Some(MemoryReader {
-            bytes,
-            key: *key,
-            store: self.clone(),
-        }))
+        Ok(Some(MemoryReader { bytes, key: *key, store: self.clone() }))
     }
 
     fn create_temp(&self) -> Result<MemoryTemp, StoreError> {
@@ -183,19 +176,13 @@ impl Store for MemoryStore {
                 }
                 self.shared.evicted.fetch_add(evicted.len() as u64, Ordering::Relaxed);
                 inner.bytes.insert(*key, Arc::new(bytes));
-                Ok(Committed::New {
-                    meta,
-                    evicted: evicted.into_iter().map(|(k, _)| k).collect(),
-                })
+                Ok(Committed::New { meta, evicted: evicted.into_iter().map(|(k, _)| k).collect() })
             }
             Err(InsertError::Present(existing)) if existing.checksum == meta.checksum => {
                 Ok(Committed::AlreadyPresent(existing))
             }
             Err(InsertError::Present(_)) => Err(StoreError::Exists(*key)),
-            Err(InsertError::TooLarge) => Err(StoreError::TooLarge {
-                size: meta.size,
-                limit: inner.index.limit(),
-            }),
+            Err(InsertError::TooLarge) => Err(StoreError::TooLarge { size: meta.size, limit: inner.index.limit() }),
             Err(InsertError::NoRoom) => Err(StoreError::NoRoom { needed: meta.size }),
         }
     }

@@ -157,8 +157,5 @@ pub trait Store: Send + Sync + 'static {
 
 /// Nanoseconds since the Unix epoch, now.
 pub fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }

@@ -180,9 +180,7 @@ pub fn classify(args: &[OsString]) -> Classified {
             continue;
         }
         // Short flags with the value attached: -Copt-level=3, -Lpath, -lfoo, -Zflag, -Wlint.
-        let short = ["-C", "-L", "-l", "-Z", "-A", "-W", "-D", "-F"]
-            .iter()
-            .find(|p| a.starts_with(**p) && a.len() > 2);
+        let short = ["-C", "-L", "-l", "-Z", "-A", "-W", "-D", "-F"].iter().find(|p| a.starts_with(**p) && a.len() > 2);
         match short {
             Some(p) => pairs.push((p.to_string(), Some(a[2..].to_string()))),
             None => pairs.push((a, None)),
@@ -312,11 +310,7 @@ pub fn classify(args: &[OsString]) -> Classified {
     if let Some(t) = inv.crate_types.iter().find(|t| !CACHEABLE_TYPES.contains(&t.as_str())) {
         return Classified::NotCacheable(Reason::CrateType(t.clone()));
     }
-    if !inv
-        .keyed_args
-        .iter()
-        .any(|a| a.starts_with("--emit=") && a.contains("dep-info"))
-    {
+    if !inv.keyed_args.iter().any(|a| a.starts_with("--emit=") && a.contains("dep-info")) {
         return Classified::NotCacheable(Reason::NoDepInfo);
     }
     inv.cfgs.sort();
@@ -352,10 +346,7 @@ mod tests {
         assert_eq!(i.input, "/reg/itoa-1.0.19/src/lib.rs");
         assert_eq!(i.out_dir, "/t/debug/deps");
         assert_eq!(i.extra_filename, "-6c1e270c698fa6a6");
-        assert_eq!(
-            i.externs,
-            vec![("serde".into(), Some("/t/debug/deps/libserde-1.rmeta".into()))]
-        );
+        assert_eq!(i.externs, vec![("serde".into(), Some("/t/debug/deps/libserde-1.rmeta".into()))]);
         assert!(
             !i.keyed_args.iter().any(|a| a.contains("/t/debug")),
             "no target-dir paths in the key: {:?}",
@@ -377,22 +368,13 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_cache_and_says_why() {
         let cases = [
-            (
-                CARGO_LIB.replace("--crate-type lib", "--crate-type weird"),
-                Reason::CrateType("weird".into()),
-            ),
+            (CARGO_LIB.replace("--crate-type lib", "--crate-type weird"), Reason::CrateType("weird".into())),
             (format!("{CARGO_LIB} -C incremental=/t/inc"), Reason::Incremental),
             (format!("{CARGO_LIB} --test"), Reason::TestHarness),
-            (
-                CARGO_LIB.replace("--out-dir /t/debug/deps", "-o /t/x"),
-                Reason::OutputLocation,
-            ),
+            (CARGO_LIB.replace("--out-dir /t/debug/deps", "-o /t/x"), Reason::OutputLocation),
             (format!("{CARGO_LIB} other.rs"), Reason::MultipleInputs),
             (format!("{CARGO_LIB} @args"), Reason::ArgFile),
-            (
-                CARGO_LIB.replace("--emit=dep-info,metadata,link", "--emit=metadata,link"),
-                Reason::NoDepInfo,
-            ),
+            (CARGO_LIB.replace("--emit=dep-info,metadata,link", "--emit=metadata,link"), Reason::NoDepInfo),
         ];
         for (cmd, why) in cases {
             assert_eq!(classify(&args(&cmd)), Classified::NotCacheable(why.clone()), "{why:?}");
@@ -416,12 +398,7 @@ mod tests {
 
     #[test]
     fn queries_are_not_compilations() {
-        for cmd in [
-            "-vV",
-            "- --crate-name ___ --print=file-names --crate-type lib",
-            "--version",
-            "--print sysroot",
-        ] {
+        for cmd in ["-vV", "- --crate-name ___ --print=file-names --crate-type lib", "--version", "--print sysroot"] {
             assert_eq!(classify(&args(cmd)), Classified::NotCompilation, "{cmd}");
         }
     }

@@ -98,22 +98,13 @@ mod tests {
 
     #[test]
     fn the_root_is_the_basedir_or_its_child_holding_the_cwd() {
-        assert_eq!(
-            Rel::new(Some("/ci"), Path::new("/ci/job7/proj")).root(),
-            Some("/ci/job7")
-        );
-        assert_eq!(
-            Rel::new(Some("/ci/job7"), Path::new("/ci/job7")).root(),
-            Some("/ci/job7")
-        );
+        assert_eq!(Rel::new(Some("/ci"), Path::new("/ci/job7/proj")).root(), Some("/ci/job7"));
+        assert_eq!(Rel::new(Some("/ci/job7"), Path::new("/ci/job7")).root(), Some("/ci/job7"));
         assert_eq!(
             Rel::new(Some("/home/u:/home/u/wt"), Path::new("/home/u/wt/feat/x")).root(),
             Some("/home/u/wt/feat")
         );
-        assert_eq!(
-            Rel::new(Some("/ci"), Path::new("/root/.cargo/registry/src/x")).root(),
-            None
-        );
+        assert_eq!(Rel::new(Some("/ci"), Path::new("/root/.cargo/registry/src/x")).root(), None);
         assert_eq!(Rel::new(None, Path::new("/ci/a")).root(), None);
         std::env::set_var("CAIRN_BASEDIR", "/ci");
         let r = Rel::from_env(Path::new("/reg/serde"), Path::new("/ci/job7/target/debug/deps"));

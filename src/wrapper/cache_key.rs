@@ -128,13 +128,7 @@ pub fn result_key(base: &Key, files: &[(String, Option<[u8; 32]>)], env: &[(Stri
 /// so they cannot split the cache. Any other variable the crate reads at compile time is
 /// recorded by rustc in dep-info (`# env-dep:`) and enters the result key.
 pub fn is_crate_env(name: &str) -> bool {
-    const PREFIXES: [&str; 5] = [
-        "CARGO_PKG_",
-        "CARGO_MANIFEST_",
-        "CARGO_BIN_",
-        "CARGO_CFG_",
-        "CARGO_FEATURE_",
-    ];
+    const PREFIXES: [&str; 5] = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_", "CARGO_CFG_", "CARGO_FEATURE_"];
     const EXACT: [&str; 5] = [
         "CARGO_CRATE_NAME",
         "CARGO_PRIMARY_PACKAGE",
@@ -217,22 +211,11 @@ mod tests {
 
     #[test]
     fn user_settings_are_not_crate_env() {
-        for v in [
-            "CARGO_TERM_COLOR",
-            "CARGO_TARGET_DIR",
-            "CARGO_MAKEFLAGS",
-            "CARGO_BUILD_JOBS",
-            "CARGO_HOME",
-            "CARGO",
-        ] {
+        for v in ["CARGO_TERM_COLOR", "CARGO_TARGET_DIR", "CARGO_MAKEFLAGS", "CARGO_BUILD_JOBS", "CARGO_HOME", "CARGO"]
+        {
             assert!(!is_crate_env(v), "{v}");
         }
-        for v in [
-            "CARGO_PKG_VERSION",
-            "CARGO_MANIFEST_DIR",
-            "CARGO_CRATE_NAME",
-            "CARGO_FEATURE_STD",
-        ] {
+        for v in ["CARGO_PKG_VERSION", "CARGO_MANIFEST_DIR", "CARGO_CRATE_NAME", "CARGO_FEATURE_STD"] {
             assert!(is_crate_env(v), "{v}");
         }
     }

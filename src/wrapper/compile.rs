@@ -25,24 +25,14 @@ pub struct Ran {
 pub fn run_and_capture(rustc: &Path, args: &[OsString]) -> io::Result<Ran> {
     let started = SystemTime::now();
     let t0 = Instant::now();
-    let mut child = Command::new(rustc)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+    let mut child = Command::new(rustc).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
     let out = child.stdout.take().expect("piped");
     let err = child.stderr.take().expect("piped");
     let out_t = std::thread::spawn(move || tee(out, io::stdout()));
     let stderr = tee(err, io::stderr());
     let stdout = out_t.join().unwrap_or_default();
     let status = child.wait()?;
-    Ok(Ran {
-        status,
-        stdout,
-        stderr,
-        took: t0.elapsed(),
-        started,
-    })
+    Ok(Ran { status, stdout, stderr, took: t0.elapsed(), started })
 }
 
 fn tee(mut from: impl Read, mut to: impl Write) -> Vec<u8> {
@@ -89,12 +79,7 @@ pub fn collect_outputs(
         }
         let bytes = fs::read(e.path())?;
         let hash = *blake3::hash(&bytes).as_bytes();
-        files.push(OutputFile {
-            name,
-            mode: meta.permissions().mode() & 0o7777,
-            hash,
-            bytes,
-        });
+        files.push(OutputFile { name, mode: meta.permissions().mode() & 0o7777, hash, bytes });
     }
     files.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(files)
@@ -107,12 +92,7 @@ pub fn restore_file(dir: &Path, name: &str, mode: u32, bytes: &[u8]) -> io::Resu
     }
     let tmp = dir.join(format!(".cairn-{}-{name}", std::process::id()));
     let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
+        let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
         f.write_all(bytes)?;
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         drop(f);

@@ -57,14 +57,7 @@ fn read_memo(cpath: &CString, stamp: (u64, i64, i64)) -> Option<[u8; 32]> {
     let mut buf = [0u8; RECORD_LEN];
     // SAFETY: both pointers are valid for the lengths given; the kernel writes at most
     // buf.len() bytes.
-    let n = unsafe {
-        libc::getxattr(
-            cpath.as_ptr(),
-            XATTR.as_ptr().cast(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
+    let n = unsafe { libc::getxattr(cpath.as_ptr(), XATTR.as_ptr().cast(), buf.as_mut_ptr().cast(), buf.len()) };
     if n != RECORD_LEN as isize {
         return None;
     }

@@ -24,17 +24,10 @@ use super::toolchain::resolve_program;
 /// Labelled content hashes of the link's inputs, in a fixed order.
 pub fn link_inputs(inv: &Invocation, memo_dir: &Path) -> io::Result<Vec<(String, Option<[u8; 32]>)>> {
     let linker = inv.linker.clone().unwrap_or_else(|| "cc".into());
-    let mut out = vec![(
-        "linker".to_string(),
-        Some(linker_identity(Path::new(&linker), memo_dir)?),
-    )];
+    let mut out = vec![("linker".to_string(), Some(linker_identity(Path::new(&linker), memo_dir)?))];
     for name in &inv.libs {
         for file in [format!("lib{name}.a"), format!("lib{name}.so")] {
-            let found = inv
-                .native_paths
-                .iter()
-                .map(|d| Path::new(d).join(&file))
-                .find(|p| p.is_file());
+            let found = inv.native_paths.iter().map(|d| Path::new(d).join(&file)).find(|p| p.is_file());
             out.push((format!("lib:{file}"), found.map(|p| hash_file(&p)).transpose()?));
         }
     }
@@ -46,9 +39,7 @@ pub fn link_inputs(inv: &Invocation, memo_dir: &Path) -> io::Result<Vec<(String,
             }
         }
     }
-    let lp = std::env::var("LIBRARY_PATH")
-        .ok()
-        .map(|v| *blake3::hash(v.as_bytes()).as_bytes());
+    let lp = std::env::var("LIBRARY_PATH").ok().map(|v| *blake3::hash(v.as_bytes()).as_bytes());
     out.push(("env:LIBRARY_PATH".into(), lp));
     Ok(out)
 }
@@ -94,14 +85,9 @@ fn programs(linker: &Path) -> io::Result<Vec<PathBuf>> {
 
 /// Digest of the linker, memoized by the stamps of the programs involved.
 pub fn linker_identity(linker: &Path, memo_dir: &Path) -> io::Result<[u8; 32]> {
-    let memo_path = memo_dir.join(format!(
-        "linker-{}.bin",
-        &blake3::hash(linker.as_os_str().as_encoded_bytes()).to_hex()[..32]
-    ));
-    if let Some(memo) = fs::read(&memo_path)
-        .ok()
-        .and_then(|b| bincode::deserialize::<Memo>(&b).ok())
-    {
+    let memo_path =
+        memo_dir.join(format!("linker-{}.bin", &blake3::hash(linker.as_os_str().as_encoded_bytes()).to_hex()[..32]));
+    if let Some(memo) = fs::read(&memo_path).ok().and_then(|b| bincode::deserialize::<Memo>(&b).ok()) {
         let current: io::Result<Vec<Stamp>> = memo.stamps.iter().map(|s| stamp(Path::new(&s.path))).collect();
         // The memo also records which programs the linker name resolved to; resolving again
         // costs a PATH walk, which is cheap, and catches a changed PATH.
@@ -113,11 +99,7 @@ pub fn linker_identity(linker: &Path, memo_dir: &Path) -> io::Result<[u8; 32]> {
         }
     }
     let progs = programs(linker)?;
-    let version = Command::new(&progs[0])
-        .arg("--version")
-        .output()
-        .map(|o| o.stdout)
-        .unwrap_or_default();
+    let version = Command::new(&progs[0]).arg("--version").output().map(|o| o.stdout).unwrap_or_default();
     let mut h = blake3::Hasher::new();
     h.update(b"cairn-linker-v1\0");
     h.update(&version);
@@ -145,11 +127,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn script(p: &Path, version: &str) {
-        fs::write(
-            p,
-            format!("#!/bin/sh\n[ \"$1\" = --version ] && echo '{version}'\nexec cc \"$@\"\n"),
-        )
-        .unwrap();
+        fs::write(p, format!("#!/bin/sh\n[ \"$1\" = --version ] && echo '{version}'\nexec cc \"$@\"\n")).unwrap();
         fs::set_permissions(p, fs::Permissions::from_mode(0o755)).unwrap();
     }
 

@@ -32,9 +32,7 @@ pub fn record(crate_name: &str, key: Option<&Key>, outcome: &str, took: Duration
         key.map(|k| k.to_hex()).unwrap_or_else(|| "-".into()),
         outcome,
         took.as_secs_f64() * 1000.0,
-        compile
-            .map(|c| format!("{:.1}", c.as_secs_f64() * 1000.0))
-            .unwrap_or_else(|| "-".into()),
+        compile.map(|c| format!("{:.1}", c.as_secs_f64() * 1000.0)).unwrap_or_else(|| "-".into()),
     );
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);

@@ -25,6 +25,7 @@ pub mod link;
 pub mod log;
 pub mod mount;
 pub mod object;
+pub mod report;
 pub mod toolchain;
 
 use std::ffi::OsString;
@@ -53,6 +54,9 @@ pub fn main(argv: Vec<OsString>) -> i32 {
     match args::classify(args) {
         Classified::NotCompilation => exec(&rustc, args),
         Classified::NotCacheable(reason) => {
+            if let Some(mp) = mount::mountpoint().filter(|m| mount::probe(m) == mount::Probe::Live) {
+                report::send(&mp, &report::Event::NotCacheable(reason.as_str()));
+            }
             log::record(
                 &args::crate_name_of(args),
                 None,
@@ -87,13 +91,8 @@ fn cached(rustc: &Path, args: &[OsString], inv: &Invocation) -> i32 {
     let (base, tc) = match base_key(rustc, inv, &rel) {
         Ok(x) => x,
         Err(e) => {
-            log::record(
-                &inv.crate_name,
-                None,
-                &format!("error:key:{}", oneword(&e)),
-                t0.elapsed(),
-                None,
-            );
+            log::record(&inv.crate_name, None, &format!("error:key:{}", oneword(&e)), t0.elapsed(), None);
+            report::send(&mnt, &report::Event::Error);
             return exec(rustc, args);
         }
     };
@@ -131,6 +130,14 @@ fn cached(rustc: &Path, args: &[OsString], inv: &Invocation) -> i32 {
             match restore(inv, &result, &rel) {
                 Ok(()) => {
                     let code = result.meta.exit_code;
+                    report::send(
+                        &mnt,
+                        &report::Event::Hit {
+                            compile_ns: result.meta.compile_ns,
+                            took_ns: t0.elapsed().as_nanos() as u64,
+                            bytes: bytes.len() as u64,
+                        },
+                    );
                     log::record(
                         &inv.crate_name,
                         Some(&rkey),
@@ -148,6 +155,7 @@ fn cached(rustc: &Path, args: &[OsString], inv: &Invocation) -> i32 {
                         t0.elapsed(),
                         None,
                     );
+                    report::send(&mnt, &report::Event::Error);
                     break;
                 }
             }
@@ -165,27 +173,22 @@ fn cached(rustc: &Path, args: &[OsString], inv: &Invocation) -> i32 {
         // A failure is stored only when rustc wrote dep-info (so its inputs are known) and
         // exited normally; a crash or a signal is never replayed.
         let key = match ran.status.code() {
-            Some(_) => store(&mnt, inv, &base, &tc, manifest, &ran, &rel).ok(),
+            Some(_) => store(&mnt, inv, &base, &tc, manifest, &ran, &rel).ok().map(|(k, _)| k),
             None => None,
         };
-        log::record(
-            &inv.crate_name,
-            key.as_ref(),
-            "miss:failed",
-            t0.elapsed(),
-            Some(ran.took),
-        );
+        log::record(&inv.crate_name, key.as_ref(), "miss:failed", t0.elapsed(), Some(ran.took));
+        report::send(&mnt, &report::Event::Miss { compile_ns: ran.took.as_nanos() as u64, bytes: 0 });
         return ran.status.code().unwrap_or(101);
     }
     match store(&mnt, inv, &base, &tc, manifest, &ran, &rel) {
-        Ok(rkey) => log::record(&inv.crate_name, Some(&rkey), "miss", t0.elapsed(), Some(ran.took)),
-        Err(e) => log::record(
-            &inv.crate_name,
-            None,
-            &format!("error:store:{}", oneword(&e)),
-            t0.elapsed(),
-            Some(ran.took),
-        ),
+        Ok((rkey, bytes)) => {
+            log::record(&inv.crate_name, Some(&rkey), "miss", t0.elapsed(), Some(ran.took));
+            report::send(&mnt, &report::Event::Miss { compile_ns: ran.took.as_nanos() as u64, bytes });
+        }
+        Err(e) => {
+            log::record(&inv.crate_name, None, &format!("error:store:{}", oneword(&e)), t0.elapsed(), Some(ran.took));
+            report::send(&mnt, &report::Event::Error);
+        }
     }
     0
 }
@@ -196,15 +199,10 @@ fn oneword(e: &io::Error) -> String {
 
 /// Gathers the base key's inputs and hashes them.
 fn base_key(rustc: &Path, inv: &Invocation, rel: &Rel) -> io::Result<(Key, toolchain::Toolchain)> {
-    let memo = mount::cache_base()
-        .ok_or_else(|| io::Error::other("no HOME"))?
-        .join("toolchains");
+    let memo = mount::cache_base().ok_or_else(|| io::Error::other("no HOME"))?.join("toolchains");
     let tc = toolchain::identify(rustc, inv.target.as_deref(), &memo)?;
     let link = if inv.links() {
-        link::link_inputs(inv, &memo)?
-            .into_iter()
-            .map(|(label, h)| (rel.rel(&label), h))
-            .collect()
+        link::link_inputs(inv, &memo)?.into_iter().map(|(label, h)| (rel.rel(&label), h)).collect()
     } else {
         Vec::new()
     };
@@ -212,22 +210,14 @@ fn base_key(rustc: &Path, inv: &Invocation, rel: &Rel) -> io::Result<(Key, toolc
     let externs = inv
         .externs
         .iter()
-        .map(|(name, path)| {
-            Ok((
-                name.clone(),
-                path.as_ref().map(|p| filehash::hash_file(Path::new(p))).transpose()?,
-            ))
-        })
+        .map(|(name, path)| Ok((name.clone(), path.as_ref().map(|p| filehash::hash_file(Path::new(p))).transpose()?)))
         .collect::<io::Result<Vec<_>>>()?;
     let static_libs = inv
         .static_libs
         .iter()
         .map(|name| {
-            let found = inv
-                .native_paths
-                .iter()
-                .map(|d| Path::new(d).join(format!("lib{name}.a")))
-                .find(|p| p.is_file());
+            let found =
+                inv.native_paths.iter().map(|d| Path::new(d).join(format!("lib{name}.a"))).find(|p| p.is_file());
             Ok((name.clone(), found.map(|p| filehash::hash_file(&p)).transpose()?))
         })
         .collect::<io::Result<Vec<_>>>()?;
@@ -235,10 +225,8 @@ fn base_key(rustc: &Path, inv: &Invocation, rel: &Rel) -> io::Result<(Key, toolc
         Some(t) if t.ends_with(".json") => Some(filehash::hash_file(Path::new(t))?),
         _ => None,
     };
-    let mut env: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| cache_key::is_crate_env(k))
-        .map(|(k, v)| (k, rel.rel(&v)))
-        .collect();
+    let mut env: Vec<(String, String)> =
+        std::env::vars().filter(|(k, _)| cache_key::is_crate_env(k)).map(|(k, v)| (k, rel.rel(&v))).collect();
     env.sort();
     let inputs = BaseInputs {
         toolchain: tc.digest,
@@ -263,11 +251,8 @@ fn result_key_now(base: &Key, v: &Variant, rel: &Rel) -> Option<Key> {
     for f in &v.files {
         files.push((f.clone(), Some(filehash::hash_file(Path::new(&rel.abs(f))).ok()?)));
     }
-    let env: Vec<(String, Option<String>)> = v
-        .env
-        .iter()
-        .map(|k| (k.clone(), std::env::var(k).ok().map(|v| rel.rel(&v))))
-        .collect();
+    let env: Vec<(String, Option<String>)> =
+        v.env.iter().map(|k| (k.clone(), std::env::var(k).ok().map(|v| rel.rel(&v)))).collect();
     Some(cache_key::result_key(base, &files, &env))
 }
 
@@ -323,24 +308,18 @@ fn store(
     manifest: Option<Manifest>,
     ran: &compile::Ran,
     rel: &Rel,
-) -> io::Result<Key> {
+) -> io::Result<(Key, u64)> {
     let out_dir = Path::new(&inv.out_dir);
     let files = compile::collect_outputs(out_dir, &inv.crate_name, &inv.extra_filename, ran.started)?;
     let dep_name = format!("{}{}.d", inv.crate_name, inv.extra_filename);
-    let dep = files
-        .iter()
-        .find(|f| f.name == dep_name)
-        .ok_or_else(|| io::Error::other("no dep-info written"))?;
+    let dep = files.iter().find(|f| f.name == dep_name).ok_or_else(|| io::Error::other("no dep-info written"))?;
     let deps = depinfo::parse(&String::from_utf8_lossy(&dep.bytes));
     for f in &files {
         if f.name != dep_name {
             filehash::remember(&out_dir.join(&f.name), &f.hash);
         }
     }
-    let variant = Variant {
-        files: deps.files.iter().map(|f| rel.rel(f)).collect(),
-        env: deps.env,
-    };
+    let variant = Variant { files: deps.files.iter().map(|f| rel.rel(f)).collect(), env: deps.env };
     let rkey =
         result_key_now(base, &variant, rel).ok_or_else(|| io::Error::other("a source vanished during the compile"))?;
     let result = CompileResult {
@@ -350,10 +329,7 @@ fn store(
             target: tc.target.clone(),
             rustc_version: tc.version.clone(),
             compile_ns: ran.took.as_nanos() as u64,
-            created_unix: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
+            created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
             out_dir: inv.out_dir.clone(),
             exit_code: ran.status.code().unwrap_or(0),
             root: rel.root().unwrap_or("").to_string(),
@@ -362,22 +338,20 @@ fn store(
         stdout: ran.stdout.clone(),
         stderr: ran.stderr.clone(),
     };
-    put_object(mnt, &rkey, &result.encode(), false)?;
+    let encoded = result.encode();
+    put_object(mnt, &rkey, &encoded, false)?;
     let mut m = manifest.unwrap_or_default();
     if m.variants.first() != Some(&variant) {
         m.push_front(variant);
         put_object(mnt, &cache_key::manifest_key(base), &m.encode(), true)?;
     }
-    Ok(rkey)
+    Ok((rkey, encoded.len() as u64))
 }
 
 /// Commits bytes under a key: write a temporary, rename it onto the key. `replace` swaps out
 /// an existing object with different bytes (manifests); results are never replaced.
 fn put_object(mnt: &Path, key: &Key, bytes: &[u8], replace: bool) -> io::Result<()> {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let tmp = mnt.join(format!(".tmp.rustc.{}.{nanos}", std::process::id()));
     let dest = mnt.join(key.to_hex());
     let result = (|| {

@@ -150,11 +150,7 @@ impl CompileResult {
     pub fn encode(&self) -> Vec<u8> {
         let header = Header {
             meta: self.meta.clone(),
-            files: self
-                .files
-                .iter()
-                .map(|f| (f.name.clone(), f.mode, f.hash, f.bytes.len() as u64))
-                .collect(),
+            files: self.files.iter().map(|f| (f.name.clone(), f.mode, f.hash, f.bytes.len() as u64)).collect(),
             stdout_len: self.stdout.len() as u64,
             stderr_len: self.stderr.len() as u64,
         };
@@ -185,9 +181,8 @@ impl CompileResult {
             return Err(ObjectError::Checksum);
         }
         let hlen = u64::from_le_bytes(body[8..16].try_into().expect("8 bytes")) as usize;
-        let header_bytes = body
-            .get(16..16usize.checked_add(hlen).ok_or(ObjectError::Decode)?)
-            .ok_or(ObjectError::Decode)?;
+        let header_bytes =
+            body.get(16..16usize.checked_add(hlen).ok_or(ObjectError::Decode)?).ok_or(ObjectError::Decode)?;
         let header: Header = bincode::deserialize(header_bytes).map_err(|_| ObjectError::Decode)?;
         let mut rest = &body[16 + hlen..];
         let mut take = |n: u64| -> Result<&[u8], ObjectError> {
@@ -201,24 +196,44 @@ impl CompileResult {
         };
         let mut files = Vec::with_capacity(header.files.len());
         for (name, mode, hash, len) in header.files {
-            files.push(FileView {
-                name,
-                mode,
-                hash,
-                bytes: take(len)?,
-            });
+            files.push(FileView { name, mode, hash, bytes: take(len)? });
         }
         let stdout = take(header.stdout_len)?;
         let stderr = take(header.stderr_len)?;
         if !rest.is_empty() {
             return Err(ObjectError::Decode);
         }
-        Ok(ResultView {
-            meta: header.meta,
-            files,
-            stdout,
-            stderr,
-        })
+        Ok(ResultView { meta: header.meta, files, stdout, stderr })
+    }
+}
+
+/// What the first bytes of an object say, before any checksum is checked.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Peek {
+    /// Not a result object (a manifest, or any other file).
+    NotResult,
+    /// A result whose header needs this many bytes from the start.
+    NeedBytes(usize),
+    /// A result's metadata.
+    Meta(EntryMeta),
+}
+
+/// Reads a result's metadata from the start of its bytes, for display (`ls`, xattrs, stats).
+/// The checksum is not checked here; the mount checks it whenever the object is opened.
+pub fn peek_meta(prefix: &[u8]) -> Peek {
+    if prefix.len() < 16 || &prefix[..8] != RESULT_MAGIC {
+        return Peek::NotResult;
+    }
+    let hlen = u64::from_le_bytes(prefix[8..16].try_into().expect("8 bytes")) as usize;
+    if hlen > 16 << 20 {
+        return Peek::NotResult;
+    }
+    match prefix.get(16..16 + hlen) {
+        None => Peek::NeedBytes(16 + hlen),
+        Some(h) => match bincode::deserialize::<Header>(h) {
+            Ok(h) => Peek::Meta(h.meta),
+            Err(_) => Peek::NotResult,
+        },
     }
 }
 
@@ -289,13 +304,19 @@ mod tests {
     }
 
     #[test]
+    fn metadata_can_be_read_from_the_first_bytes() {
+        let bytes = sample().encode();
+        assert_eq!(peek_meta(&bytes), Peek::Meta(sample().meta));
+        match peek_meta(&bytes[..20]) {
+            Peek::NeedBytes(n) => assert_eq!(peek_meta(&bytes[..n]), Peek::Meta(sample().meta)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(peek_meta(b"just some file contents"), Peek::NotResult);
+    }
+
+    #[test]
     fn a_manifest_is_not_a_result() {
-        let m = Manifest {
-            variants: vec![Variant {
-                files: vec!["a.rs".into()],
-                env: vec![],
-            }],
-        };
+        let m = Manifest { variants: vec![Variant { files: vec!["a.rs".into()], env: vec![] }] };
         assert_eq!(CompileResult::decode(&m.encode()).unwrap_err(), ObjectError::BadMagic);
         assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
     }

@@ -63,29 +63,17 @@ pub fn identify(rustc: &Path, target: Option<&str>, memo_dir: &Path) -> io::Resu
         &blake3::hash(format!("{}\0{}\0{}", rustc.display(), target.unwrap_or(""), sysroot.display()).as_bytes())
             .to_hex()[..32]
     ));
-    if let Some(memo) = fs::read(&memo_path)
-        .ok()
-        .and_then(|b| bincode::deserialize::<Memo>(&b).ok())
-    {
+    if let Some(memo) = fs::read(&memo_path).ok().and_then(|b| bincode::deserialize::<Memo>(&b).ok()) {
         if memo.sysroot == sysroot.display().to_string() {
             if let Ok(stamps) = stamp_all(rustc, &sysroot, &memo.target) {
                 if stamps == memo.stamps {
-                    return Ok(Toolchain {
-                        digest: memo.digest,
-                        version: first_line(&memo.vv),
-                        target: memo.target,
-                    });
+                    return Ok(Toolchain { digest: memo.digest, version: first_line(&memo.vv), target: memo.target });
                 }
             }
         }
     }
     let vv = run(rustc, &["-vV"])?;
-    let host = vv
-        .lines()
-        .find_map(|l| l.strip_prefix("host: "))
-        .unwrap_or("unknown")
-        .trim()
-        .to_string();
+    let host = vv.lines().find_map(|l| l.strip_prefix("host: ")).unwrap_or("unknown").trim().to_string();
     let target = target.map(str::to_string).unwrap_or(host);
     let stamps = stamp_all(rustc, &sysroot, &target)?;
     let mut h = blake3::Hasher::new();
@@ -97,13 +85,7 @@ pub fn identify(rustc: &Path, target: Option<&str>, memo_dir: &Path) -> io::Resu
         h.update(&super::filehash::hash_file(Path::new(&s.path))?);
     }
     let digest = *h.finalize().as_bytes();
-    let memo = Memo {
-        sysroot: sysroot.display().to_string(),
-        stamps,
-        digest,
-        vv: vv.clone(),
-        target: target.clone(),
-    };
+    let memo = Memo { sysroot: sysroot.display().to_string(), stamps, digest, vv: vv.clone(), target: target.clone() };
     if fs::create_dir_all(memo_dir).is_ok() {
         let tmp = memo_path.with_extension(format!("tmp{}", std::process::id()));
         if let Ok(bytes) = bincode::serialize(&memo) {
@@ -112,11 +94,7 @@ pub fn identify(rustc: &Path, target: Option<&str>, memo_dir: &Path) -> io::Resu
             }
         }
     }
-    Ok(Toolchain {
-        digest,
-        version: first_line(&vv),
-        target,
-    })
+    Ok(Toolchain { digest, version: first_line(&vv), target })
 }
 
 /// A bare program name (`rustc`) looked up on `PATH`, as the shell would.
@@ -148,21 +126,14 @@ fn first_line(s: &str) -> String {
 fn run(rustc: &Path, args: &[&str]) -> io::Result<String> {
     let out = Command::new(rustc).args(args).output()?;
     if !out.status.success() {
-        return Err(io::Error::other(format!(
-            "{} {} failed",
-            rustc.display(),
-            args.join(" ")
-        )));
+        return Err(io::Error::other(format!("{} {} failed", rustc.display(), args.join(" "))));
     }
     String::from_utf8(out.stdout).map_err(io::Error::other)
 }
 
 fn stamp_all(rustc: &Path, sysroot: &Path, target: &str) -> io::Result<Vec<Stamp>> {
     let mut out = vec![stamp(rustc)?];
-    for dir in [
-        sysroot.join("lib"),
-        sysroot.join("lib/rustlib").join(target).join("lib"),
-    ] {
+    for dir in [sysroot.join("lib"), sysroot.join("lib/rustlib").join(target).join("lib")] {
         let mut names: Vec<PathBuf> = match fs::read_dir(&dir) {
             Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,

@@ -1,0 +1,211 @@
+//! The admin commands that work through the mount like any program would: `cairn stats`,
+//! `cairn evict`, `cairn clear`. Every removal is an `unlink` of `<mnt>/<key>`, the same path
+//! as a user's `rm` (so it reaches S3 too once configured).
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::key::Key;
+
+/// One removed entry, for printing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removed {
+    pub key: Key,
+    pub crate_name: Option<String>,
+    pub size: u64,
+}
+
+/// Parses `30d`, `12h`, `90m`, `45s` or plain seconds.
+pub fn parse_age(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (num, mult) = match t.chars().last() {
+        Some('d') => (&t[..t.len() - 1], 86_400),
+        Some('h') => (&t[..t.len() - 1], 3_600),
+        Some('m') => (&t[..t.len() - 1], 60),
+        Some('s') => (&t[..t.len() - 1], 1),
+        _ => (t, 1),
+    };
+    let n: u64 = num.trim().parse().map_err(|_| format!("bad age {text:?}: try 30d, 12h, 90m or 45s"))?;
+    Ok(Duration::from_secs(n * mult))
+}
+
+fn xattr(path: &Path, name: &str) -> Option<String> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    let n = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: valid C strings and a buffer of the length given.
+    let len = unsafe { libc::getxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if len < 0 {
+        return None;
+    }
+    buf.truncate(len as usize);
+    String::from_utf8(buf).ok()
+}
+
+/// Every object in the mount: key, path, size, last use.
+fn objects(mnt: &Path) -> io::Result<Vec<(Key, PathBuf, u64, SystemTime)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(mnt)? {
+        let e = e?;
+        let Some(key) = e.file_name().to_str().and_then(Key::parse) else { continue };
+        let m = e.metadata()?;
+        out.push((key, e.path(), m.len(), m.modified()?));
+    }
+    Ok(out)
+}
+
+fn remove(mnt: &Path, key: Key, size: u64) -> io::Result<Removed> {
+    let path = mnt.join(key.to_hex());
+    let crate_name = xattr(&path, "user.cairn.crate");
+    std::fs::remove_file(&path)?;
+    Ok(Removed { key, crate_name, size })
+}
+
+/// Removes every entry of one crate (listed in `<mnt>/by-crate/<name>/`).
+pub fn evict_crate(mnt: &Path, name: &str) -> io::Result<Vec<Removed>> {
+    let dir = mnt.join("by-crate").join(name);
+    let mut out = Vec::new();
+    let listing = match std::fs::read_dir(&dir) {
+        Ok(l) => l,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for e in listing {
+        let e = e?;
+        let Some(key) = e.file_name().to_str().and_then(Key::parse) else { continue };
+        let size = std::fs::metadata(mnt.join(key.to_hex())).map(|m| m.len()).unwrap_or(0);
+        match remove(mnt, key, size) {
+            Ok(r) => out.push(r),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// Removes every entry not used for `age`.
+pub fn evict_older(mnt: &Path, age: Duration) -> io::Result<Vec<Removed>> {
+    let cutoff = SystemTime::now() - age;
+    let mut out = Vec::new();
+    for (key, _, size, used) in objects(mnt)? {
+        if used < cutoff {
+            out.push(remove(mnt, key, size)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Removes every entry.
+pub fn clear(mnt: &Path) -> io::Result<Vec<Removed>> {
+    objects(mnt)?.into_iter().map(|(key, _, size, _)| remove(mnt, key, size)).collect()
+}
+
+/// The stats document of the mount.
+pub fn stats_json(mnt: &Path) -> io::Result<String> {
+    std::fs::read_to_string(mnt.join(".cairn/stats.json"))
+}
+
+/// Starts the "since zero" counters over.
+pub fn zero(mnt: &Path) -> io::Result<()> {
+    std::fs::write(mnt.join(".cairn/control"), b"zero\n")
+}
+
+fn duration_text(secs: f64) -> String {
+    if secs >= 3600.0 {
+        format!("{:.0} h {:.0} min", (secs / 3600.0).floor(), (secs % 3600.0) / 60.0)
+    } else if secs >= 60.0 {
+        format!("{:.1} min", secs / 60.0)
+    } else {
+        format!("{secs:.1} s")
+    }
+}
+
+/// The short table `cairn stats` prints.
+pub fn render(json: &str) -> Result<String, String> {
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("unreadable stats: {e}"))?;
+    let z = &v["since_zero"];
+    let s = &v["since_start"];
+    let n = |x: &serde_json::Value| x.as_u64().unwrap_or(0);
+    let f = |x: &serde_json::Value| x.as_f64().unwrap_or(0.0);
+    let rate = |p: &serde_json::Value| {
+        let (h, m) = (n(&p["hits"]), n(&p["misses"]));
+        if h + m == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.0} %", 100.0 * h as f64 / (h + m) as f64)
+        }
+    };
+    let nc = |p: &serde_json::Value| {
+        let map = p["not_cacheable"].as_object().cloned().unwrap_or_default();
+        if map.is_empty() {
+            "0".to_string()
+        } else {
+            map.iter().map(|(k, c)| format!("{k} {}", c.as_u64().unwrap_or(0))).collect::<Vec<_>>().join(", ")
+        }
+    };
+    let size = crate::size::format_size;
+    let mut out = String::new();
+    out.push_str(&format!("{:<16}{:>24}{:>24}\n", "", "since zero", "since daemon start"));
+    out.push_str(&format!("{:<16}{:>24}{:>24}\n", "hits", n(&z["hits"]), n(&s["hits"])));
+    out.push_str(&format!("{:<16}{:>24}{:>24}\n", "misses", n(&z["misses"]), n(&s["misses"])));
+    out.push_str(&format!("{:<16}{:>24}{:>24}\n", "hit rate", rate(z), rate(s)));
+    out.push_str(&format!(
+        "{:<16}{:>24}{:>24}\n",
+        "time saved",
+        duration_text(f(&z["time_saved_secs"])),
+        duration_text(f(&s["time_saved_secs"]))
+    ));
+    out.push_str(&format!("{:<16}{:>24}{:>24}\n", "errors", n(&z["errors"]), n(&s["errors"])));
+    out.push_str(&format!(
+        "{:<16}{:>24}{:>24}\n",
+        "read / written",
+        format!("{} / {}", size(n(&z["bytes_read"])), size(n(&z["bytes_written"]))),
+        format!("{} / {}", size(n(&s["bytes_read"])), size(n(&s["bytes_written"])))
+    ));
+    out.push_str(&format!("{:<16}{}\n", "not cacheable", nc(z)));
+    let l = &v["local"];
+    out.push_str(&format!(
+        "{:<16}{} of {} in {} objects ({} evicted, {} corrupt removed)\n",
+        "local store",
+        size(n(&l["used_bytes"])),
+        size(n(&l["limit_bytes"])),
+        n(&l["objects"]),
+        n(&l["evicted"]),
+        n(&l["corrupt_removed"])
+    ));
+    let s3 = &v["s3"];
+    if s3["configured"].as_bool().unwrap_or(false) {
+        out.push_str(&format!(
+            "{:<16}{} uploads pending, {} failed\n",
+            "S3",
+            n(&s3["uploads_pending"]),
+            n(&s3["uploads_failed"])
+        ));
+    } else {
+        out.push_str(&format!("{:<16}not configured\n", "S3"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages() {
+        assert_eq!(parse_age("30d").unwrap(), Duration::from_secs(30 * 86_400));
+        assert_eq!(parse_age("90m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_age("7").unwrap(), Duration::from_secs(7));
+        assert!(parse_age("soon").is_err());
+    }
+
+    #[test]
+    fn the_table_shows_time_saved_in_minutes_and_hours() {
+        let mut s = crate::stats::Stats::default();
+        s.apply(&crate::stats::Event::Hit { compile_ns: 7_500_000_000_000, took_ns: 0, bytes: 1 });
+        let t = render(&s.to_json(&Default::default())).unwrap();
+        assert!(t.contains("2 h 5 min"), "{t}");
+        assert!(t.contains("100 %"), "{t}");
+    }
+}

@@ -1,0 +1,159 @@
+//! Counters for `cairn stats`: what the wrapper reported, since the daemon started and since
+//! the last `cairn stats --zero`.
+//!
+//! The wrapper is the only one that knows whether a compile hit, how long the original
+//! compile took and how long the hit took, so it reports one line per compile to the daemon
+//! by writing it into `<mnt>/.cairn/report` (see `wrapper::report`). This module parses those
+//! lines and keeps the sums. Pure: no I/O.
+//!
+//! Time saved = the sum over hits of (original compile time − time the hit took).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::wrapper::report::Event;
+
+/// Sums over a period.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub hits: u64,
+    pub misses: u64,
+    pub not_cacheable: BTreeMap<String, u64>,
+    pub errors: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    /// Sum over hits of the original compile time.
+    pub hit_compile_ns: u64,
+    /// Sum over hits of max(0, original compile time − hit time).
+    pub saved_ns: u64,
+    /// Sum over misses of the compile time.
+    pub miss_compile_ns: u64,
+}
+
+impl Counters {
+    fn apply(&mut self, e: &Event) {
+        match e {
+            Event::Hit { compile_ns, took_ns, bytes } => {
+                self.hits += 1;
+                self.bytes_read += bytes;
+                self.hit_compile_ns += compile_ns;
+                self.saved_ns += compile_ns.saturating_sub(*took_ns);
+            }
+            Event::Miss { compile_ns, bytes } => {
+                self.misses += 1;
+                self.bytes_written += bytes;
+                self.miss_compile_ns += compile_ns;
+            }
+            Event::NotCacheable(r) => *self.not_cacheable.entry(r.clone()).or_insert(0) += 1,
+            Event::Error => self.errors += 1,
+        }
+    }
+}
+
+/// Counters since the daemon started, and since the last zeroing (persisted by the daemon).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub since_start: Counters,
+    pub since_zero: Counters,
+    /// When the daemon started and when the counters were last zeroed, seconds since the epoch.
+    pub started_unix: u64,
+    pub zeroed_unix: u64,
+}
+
+/// Numbers from outside the stats: the store and the S3 tier.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gauges {
+    pub used: u64,
+    pub limit: u64,
+    pub objects: u64,
+    pub evicted: u64,
+    pub corrupt_removed: u64,
+    pub uploads_pending: u64,
+    pub uploads_failed: u64,
+    pub s3_configured: bool,
+}
+
+impl Stats {
+    /// Counts one event in both periods.
+    pub fn apply(&mut self, e: &Event) {
+        self.since_start.apply(e);
+        self.since_zero.apply(e);
+    }
+
+    /// Starts the "since zero" period over.
+    pub fn zero(&mut self, now_unix: u64) {
+        self.since_zero = Counters::default();
+        self.zeroed_unix = now_unix;
+    }
+
+    /// The JSON document of `cairn stats --json` and `<mnt>/.cairn/stats.json`. Top-level
+    /// counters are "since zero"; both periods are also given in full.
+    pub fn to_json(&self, g: &Gauges) -> String {
+        let z = &self.since_zero;
+        let doc = serde_json::json!({
+            "hits": z.hits,
+            "misses": z.misses,
+            "direct_hits": z.hits,
+            "not_cacheable": z.not_cacheable,
+            "errors": z.errors,
+            "bytes_read": z.bytes_read,
+            "bytes_written": z.bytes_written,
+            "time_saved_secs": z.saved_ns as f64 / 1e9,
+            "hit_rate": rate(z),
+            "local": { "used_bytes": g.used, "limit_bytes": g.limit, "objects": g.objects,
+                       "evicted": g.evicted, "corrupt_removed": g.corrupt_removed },
+            "s3": { "configured": g.s3_configured, "uploads_pending": g.uploads_pending,
+                    "uploads_failed": g.uploads_failed },
+            "since_zero": period(z, self.zeroed_unix),
+            "since_start": period(&self.since_start, self.started_unix),
+        });
+        serde_json::to_string_pretty(&doc).expect("a JSON value always serializes") + "\n"
+    }
+}
+
+fn rate(c: &Counters) -> f64 {
+    let n = c.hits + c.misses;
+    if n == 0 {
+        0.0
+    } else {
+        c.hits as f64 / n as f64
+    }
+}
+
+fn period(c: &Counters, since: u64) -> serde_json::Value {
+    serde_json::json!({
+        "since_unix": since,
+        "hits": c.hits,
+        "misses": c.misses,
+        "direct_hits": c.hits,
+        "not_cacheable": c.not_cacheable,
+        "errors": c.errors,
+        "bytes_read": c.bytes_read,
+        "bytes_written": c.bytes_written,
+        "time_saved_secs": c.saved_ns as f64 / 1e9,
+        "hit_compile_secs": c.hit_compile_ns as f64 / 1e9,
+        "miss_compile_secs": c.miss_compile_ns as f64 / 1e9,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_saved_is_compile_time_minus_hit_time_and_never_negative() {
+        let mut s = Stats::default();
+        s.apply(&Event::Hit { compile_ns: 3_000_000_000, took_ns: 1_000_000_000, bytes: 1 });
+        s.apply(&Event::Hit { compile_ns: 1, took_ns: 5, bytes: 1 });
+        s.apply(&Event::Miss { compile_ns: 4, bytes: 2 });
+        assert_eq!(s.since_zero.saved_ns, 2_000_000_000);
+        let doc: serde_json::Value = serde_json::from_str(&s.to_json(&Gauges::default())).unwrap();
+        assert_eq!(doc["hits"], 2);
+        assert_eq!(doc["misses"], 1);
+        assert_eq!(doc["time_saved_secs"], 2.0);
+        s.zero(10);
+        assert_eq!(s.since_zero, Counters::default());
+        assert_eq!(s.since_start.hits, 2);
+    }
+}
