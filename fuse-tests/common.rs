@@ -150,9 +150,9 @@ impl Mount {
     /// Commits `data` under `key`.
     pub fn put_as(&self, key: &Key, data: &[u8]) -> std::io::Result<()> {
         let tmp = self.path(&format!(".tmp.{}.{}", std::process::id(), rand_suffix()));
-        std::fs::write(&tmp, data)?;
-        let r = std::fs::rename(&tmp, self.path(&key.to_hex()));
+        let r = std::fs::write(&tmp, data).and_then(|()| std::fs::rename(&tmp, self.path(&key.to_hex())));
         if r.is_err() {
+            // A writer that fails must delete its temporary, or it holds the space.
             let _ = std::fs::remove_file(&tmp);
         }
         r

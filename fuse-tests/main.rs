@@ -6,11 +6,14 @@
 mod common;
 mod workspace;
 
+mod access;
+
 mod commit;
 mod concurrency;
 mod corruption;
 mod crash;
 mod eviction;
+mod full_disk;
 mod immutability;
 mod inspection;
 mod names;

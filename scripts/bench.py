@@ -3,7 +3,7 @@ import json, os, shutil, statistics, subprocess, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / ".bench" / "build"
+BENCH = ROOT / ".bench-build"
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 HITS = int(os.environ.get("BENCH_HITS", "20"))
 CAIRN = ROOT / "target/release/cairn"
@@ -155,16 +155,47 @@ def hit_overhead(cmd, wrapper, env_over):
 def compile_times():
     """Compile time per crate from the cairn log of the cold build (column 6, ms)."""
     times = {}
-    for line in (BENCH / "cairn-rustc.log").read_text().splitlines():
+    for line in (BENCH / "cairn-rustc.log").read_text().splitlines():  # the cold build's log
         f = line.split("\t")
         if len(f) >= 6 and f[3] == "miss" and f[5] != "-":
             times[f[1]] = float(f[5]) / 1000
     return times
 
 
+def timed_build(env, wrapper, out):
+    """A build whose every wrapper call is timed by a small shim (same shim for both caches)."""
+    shim = BENCH / "time-shim.sh"
+    shim.write_text('#!/bin/bash\nt0=$(date +%s%N)\n"$REAL_WRAPPER" "$@"\nrc=$?\n'
+                    'echo "$(( $(date +%s%N) - t0 ))" >> "$TIMES_OUT"\nexit $rc\n')
+    shim.chmod(0o755)
+    env = dict(env)
+    env.update(RUSTC_WRAPPER=str(shim), REAL_WRAPPER=wrapper, TIMES_OUT=str(out))
+    out.unlink(missing_ok=True)
+    clean()
+    sh(["cargo", "build", "--quiet"], cwd=WORK, env=env, stdout=subprocess.DEVNULL)
+    return sum(int(x) for x in out.read_text().split()) / 1e9
+
+
+def share_avoided():
+    """Share of the cold build's wrapper-call time (compiles) that the warm build avoids."""
+    print("\n| cache | cold: time in rustc calls | warm: time in rustc calls | share avoided |")
+    print("|---|---|---|---|")
+    for name, reset, env, wrapper in [
+        ("sccache", sccache_reset, sccache_env, SCCACHE),
+        ("cairn", cairn_reset, cairn_env, str(WRAPPER)),
+    ]:
+        reset()
+        cold = timed_build(env(), wrapper, BENCH / f"times-{name}-cold")
+        warm = timed_build(env(), wrapper, BENCH / f"times-{name}-warm")
+        print(f"| {name} | {cold:.1f} s | {warm:.1f} s | {100 * (1 - warm / cold):.1f} % |")
+
+
 def main():
     BENCH.mkdir(parents=True, exist_ok=True)
     setup()
+    if os.environ.get("BENCH_ONLY") == "share":
+        share_avoided()
+        return
     res = {k: [] for k in ["plain", "sccache_cold", "sccache_warm", "cairn_cold", "cairn_warm"]}
     for i in range(RUNS):
         print(f"run {i + 1}/{RUNS}", file=sys.stderr)
@@ -175,7 +206,14 @@ def main():
         (BENCH / "cairn-rustc.log").unlink(missing_ok=True)
         clean(); res["cairn_cold"].append(build(cairn_env()))
         ctimes = compile_times()
+        (BENCH / "cairn-rustc.log").rename(BENCH / "cairn-rustc-cold.log")
         clean(); res["cairn_warm"].append(build(cairn_env()))
+        warm = [l.split("\t") for l in (BENCH / "cairn-rustc.log").read_text().splitlines()]
+        hit_ms = [float(f[4]) for f in warm if f[3].startswith("hit")]
+        ran = sum(1 for f in warm if not f[3].startswith("hit"))
+        warm_summary = (f"{len(hit_ms)} hits, {ran} rustc runs; hit time over all crates: median "
+                        f"{median(hit_ms):.1f} ms, p90 {statistics.quantiles(hit_ms, n=10)[-1]:.1f} ms (under cargo -j2)")
+        (BENCH / "cairn-rustc-cold.log").rename(BENCH / "cairn-rustc.log")
         print({k: round(v[-1], 2) for k, v in res.items()}, file=sys.stderr)
     m = {k: median(v) for k, v in res.items()}
     print(f"\n## Build cache (median of {RUNS} interleaved runs; workload: {len(DEPS.splitlines())} direct dependencies)\n")
@@ -183,9 +221,7 @@ def main():
     print("|---|---|---|---|---|---|")
     print(f"| cold | {m['plain']:.1f} s | {m['sccache_cold']:.1f} s | {m['cairn_cold']:.1f} s | {m['cairn_cold'] / m['sccache_cold']:.2f} | {m['cairn_cold'] / m['plain']:.2f} |")
     print(f"| warm (after cargo clean) | — | {m['sccache_warm']:.1f} s | {m['cairn_warm']:.1f} s | {m['cairn_warm'] / m['sccache_warm']:.2f} | {m['cairn_warm'] / m['plain']:.2f} |")
-    log = (BENCH / "cairn-rustc.log").read_text().splitlines()
-    warm = [l.split("\t") for l in log]
-    print(f"\ncairn log of the last warm build: {sum(1 for f in warm if f[3] == 'hit')} hits, {sum(1 for f in warm if f[3] == 'miss')} misses, {sum(1 for f in warm if f[3].startswith('not-cacheable'))} not cacheable (cold + warm lines)")
+    print(f"\ncairn, last warm build: {warm_summary}")
     # Per-crate hit overhead, both caches warm.
     crates = ["itoa", "once_cell", "memchr", "serde_json", "regex_syntax", "syn", "tokio"]
     cmds = capture_commands(crates)
@@ -202,6 +238,7 @@ def main():
         ratios.append(ch)
         print(f"| {c} | {ctimes.get(c, float('nan')) * 1000:.0f} ms | {ch * 1000:.1f} ms | {sc * 1000:.1f} ms | {ch / sc:.2f} |")
     print(f"\nmedian cairn hit over these crates: {median(ratios) * 1000:.1f} ms")
+    share_avoided()
     sh([str(CAIRN), "umount", str(MNT)], check=False)
     sh([SCCACHE, "--stop-server"], env=sccache_env(), check=False, stdout=subprocess.DEVNULL)
 
