@@ -10,6 +10,8 @@
 //! Daemon modules (feature `daemon`):
 //! - [`store`] — the `Store` trait and its disk, memory and fault-injecting versions; the LRU
 //!   index and its journal.
+//! - [`remote`] — the shared tier: the `Remote` trait (memory, fault-injecting and S3
+//!   versions), the durable upload/delete queue; `store::tiered` puts it behind the local store.
 //! - [`fs`] — the filesystem as plain Rust: names, inodes, handles, the commit protocol.
 //! - [`fuse`] — the thin adapter from `fuser` callbacks to [`fs`].
 //! - [`daemon`] — mounting, signals, background start, unmounting.
@@ -33,6 +35,8 @@ pub mod daemon;
 pub mod fs;
 #[cfg(feature = "daemon")]
 pub mod fuse;
+#[cfg(feature = "daemon")]
+pub mod remote;
 #[cfg(feature = "daemon")]
 pub mod stats;
 #[cfg(feature = "daemon")]

@@ -113,7 +113,9 @@ impl<S: Store> CacheFs<S> {
             objects: u.objects,
             evicted: u.evicted,
             corrupt_removed: u.corrupt_removed,
-            ..Default::default()
+            uploads_pending: u.uploads_pending,
+            uploads_failed: u.uploads_failed,
+            s3_configured: u.remote,
         };
         self.stats.lock().unwrap_or_else(|p| p.into_inner()).to_json(&g)
     }

@@ -423,7 +423,21 @@ impl Store for DiskStore {
             objects: inner.index.len() as u64,
             corrupt_removed: self.shared.corrupt_removed.load(Ordering::Relaxed),
             evicted: self.shared.evicted.load(Ordering::Relaxed),
+            ..Usage::default()
         }
+    }
+
+    fn pin(&self, key: &Key) -> bool {
+        let mut inner = self.shared.lock();
+        let exists = inner.index.peek(key).is_some();
+        if exists {
+            inner.index.pin(key);
+        }
+        exists
+    }
+
+    fn unpin(&self, key: &Key) {
+        self.shared.unpin(key);
     }
 
     fn persist(&self) -> Result<(), StoreError> {

@@ -90,6 +90,12 @@ impl<S: Store> Store for FaultyStore<S> {
     fn usage(&self) -> Usage {
         self.inner.usage()
     }
+    fn pin(&self, key: &Key) -> bool {
+        self.inner.pin(key)
+    }
+    fn unpin(&self, key: &Key) {
+        self.inner.unpin(key)
+    }
     fn persist(&self) -> Result<(), StoreError> {
         self.inner.persist()
     }

@@ -205,6 +205,20 @@ impl Store for MemoryStore {
             objects: inner.index.len() as u64,
             corrupt_removed: self.shared.corrupt_removed.load(Ordering::Relaxed),
             evicted: self.shared.evicted.load(Ordering::Relaxed),
+            ..Usage::default()
         }
+    }
+
+    fn pin(&self, key: &Key) -> bool {
+        let mut inner = self.lock();
+        let exists = inner.index.peek(key).is_some();
+        if exists {
+            inner.index.pin(key);
+        }
+        exists
+    }
+
+    fn unpin(&self, key: &Key) {
+        self.lock().index.unpin(key);
     }
 }

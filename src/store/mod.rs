@@ -17,6 +17,7 @@ pub mod faulty;
 pub mod index;
 pub mod journal;
 pub mod memory;
+pub mod tiered;
 
 use std::fs::File;
 use std::io;
@@ -38,7 +39,7 @@ pub struct ObjectMeta {
 }
 
 /// How full the store is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
     /// Bytes of committed objects.
     pub used: u64,
@@ -50,6 +51,13 @@ pub struct Usage {
     pub corrupt_removed: u64,
     /// Objects evicted to make room since the store was opened.
     pub evicted: u64,
+    /// Whether a remote (S3) tier is behind this store.
+    pub remote: bool,
+    /// Uploads and deletions waiting for the remote.
+    pub uploads_pending: u64,
+    pub deletes_pending: u64,
+    /// Remote calls for uploads that failed (each is retried).
+    pub uploads_failed: u64,
 }
 
 /// How a commit went when it did not fail.
@@ -149,6 +157,11 @@ pub trait Store: Send + Sync + 'static {
     fn remove(&self, key: &Key) -> Result<bool, StoreError>;
     /// How full the store is.
     fn usage(&self) -> Usage;
+    /// Keeps `key` from being evicted (for example until it is uploaded); counted, like open
+    /// readers. Returns whether the object exists.
+    fn pin(&self, key: &Key) -> bool;
+    /// Undoes one [`pin`](Store::pin).
+    fn unpin(&self, key: &Key);
     /// Writes whatever state must survive a restart. Called at clean shutdown.
     fn persist(&self) -> Result<(), StoreError> {
         Ok(())

@@ -1,0 +1,70 @@
+//! A remote wrapper that fails (or stalls) on demand, for tests of the tiered store.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+
+use super::{Remote, RemoteError, RemoteErrorKind, RemoteObject};
+use crate::key::Key;
+
+/// Wraps a remote; while a fault is armed every call fails with it; while stalled, calls wait.
+#[derive(Debug)]
+pub struct FaultyRemote<R> {
+    inner: R,
+    state: Mutex<(Option<RemoteErrorKind>, bool)>,
+    resumed: Condvar,
+    calls: AtomicU64,
+}
+
+impl<R: Remote> FaultyRemote<R> {
+    /// Wraps `inner`, healthy.
+    pub fn new(inner: R) -> FaultyRemote<R> {
+        FaultyRemote { inner, state: Mutex::new((None, false)), resumed: Condvar::new(), calls: AtomicU64::new(0) }
+    }
+    /// Every call fails with `kind` until [`heal`](Self::heal).
+    pub fn fail(&self, kind: RemoteErrorKind) {
+        self.state.lock().unwrap().0 = Some(kind);
+    }
+    /// Calls wait until [`heal`](Self::heal) (a stalled server).
+    pub fn stall(&self) {
+        self.state.lock().unwrap().1 = true;
+    }
+    /// Back to normal.
+    pub fn heal(&self) {
+        *self.state.lock().unwrap() = (None, false);
+        self.resumed.notify_all();
+    }
+    /// The wrapped remote.
+    pub fn inner(&self) -> &R {
+        &self.inner
+    }
+    /// How many calls reached this remote.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+    fn gate(&self) -> Result<(), RemoteError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let mut s = self.state.lock().unwrap();
+        while s.1 {
+            s = self.resumed.wait(s).unwrap();
+        }
+        match s.0 {
+            Some(kind) => Err(RemoteError::new(kind, "injected fault")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<R: Remote> Remote for FaultyRemote<R> {
+    fn get(&self, key: &Key) -> Result<Option<RemoteObject>, RemoteError> {
+        self.gate()?;
+        self.inner.get(key)
+    }
+    fn put(&self, key: &Key, bytes: &[u8], checksum: &[u8; 32]) -> Result<(), RemoteError> {
+        self.gate()?;
+        self.inner.put(key, bytes, checksum)
+    }
+    fn delete(&self, key: &Key) -> Result<(), RemoteError> {
+        self.gate()?;
+        self.inner.delete(key)
+    }
+}

@@ -1,0 +1,154 @@
+//! The durable queue of uploads and deletions waiting for the remote.
+//!
+//! An append-only log (`<store>/v1/remote-queue.log`) of `Upload`, `Uploaded`, `Delete` and
+//! `Deleted` records, one `write` each, replayed at start: an upload or deletion without its
+//! completion record is still pending. A deletion cancels a pending upload of the same key (so
+//! an `rm` can never be undone by a late upload). The log is rewritten with only the pending
+//! work at each start.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::key::Key;
+
+/// A pending piece of work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Work {
+    Upload,
+    Delete,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum Record {
+    Queued(Key, Work),
+    Done(Key, Work),
+}
+
+/// Pending work by key, in arrival order, persisted.
+#[derive(Debug)]
+pub struct Queue {
+    path: PathBuf,
+    file: File,
+    seq: u64,
+    pending: HashMap<Key, (u64, Work)>,
+}
+
+impl Queue {
+    /// Opens the queue in `dir`, replaying what an earlier daemon left pending.
+    pub fn open(dir: &Path) -> io::Result<Queue> {
+        let path = dir.join("remote-queue.log");
+        let mut pending: HashMap<Key, (u64, Work)> = HashMap::new();
+        let mut seq = 0;
+        if let Ok(bytes) = fs::read(&path) {
+            let mut rest = &bytes[..];
+            while rest.len() >= 4 {
+                let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+                let Some(body) = rest.get(4..4 + len) else { break };
+                let Ok(r) = bincode::deserialize::<Record>(body) else { break };
+                seq += 1;
+                match r {
+                    Record::Queued(k, w) => {
+                        pending.insert(k, (seq, w));
+                    }
+                    Record::Done(k, w) => {
+                        if pending.get(&k).map(|(_, pw)| *pw) == Some(w) {
+                            pending.remove(&k);
+                        }
+                    }
+                }
+                rest = &rest[4 + len..];
+            }
+        }
+        // Rewrite with only what is pending.
+        let tmp = path.with_extension("tmp");
+        {
+            let mut f = File::create(&tmp)?;
+            let mut order: Vec<_> = pending.iter().map(|(k, (s, w))| (*s, *k, *w)).collect();
+            order.sort_by_key(|(s, _, _)| *s);
+            for (_, k, w) in order {
+                f.write_all(&frame(&Record::Queued(k, w)))?;
+            }
+        }
+        fs::rename(&tmp, &path)?;
+        let file = OpenOptions::new().append(true).open(&path)?;
+        Ok(Queue { path, file, seq, pending })
+    }
+
+    fn append(&mut self, r: Record) -> io::Result<()> {
+        self.file.write_all(&frame(&r))
+    }
+
+    /// Queues `work` for `key` (a deletion replaces a pending upload).
+    pub fn push(&mut self, key: Key, work: Work) -> io::Result<()> {
+        self.append(Record::Queued(key, work))?;
+        self.seq += 1;
+        self.pending.insert(key, (self.seq, work));
+        Ok(())
+    }
+
+    /// Marks `work` for `key` done, unless newer work for the key replaced it.
+    pub fn done(&mut self, key: &Key, work: Work) -> io::Result<bool> {
+        if self.pending.get(key).map(|(_, w)| *w) != Some(work) {
+            return Ok(false);
+        }
+        self.append(Record::Done(*key, work))?;
+        self.pending.remove(key);
+        Ok(true)
+    }
+
+    /// What is pending for `key`.
+    pub fn get(&self, key: &Key) -> Option<Work> {
+        self.pending.get(key).map(|(_, w)| *w)
+    }
+
+    /// All pending work, oldest first.
+    pub fn all(&self) -> Vec<(Key, Work)> {
+        let order: BTreeMap<u64, (Key, Work)> = self.pending.iter().map(|(k, (s, w))| (*s, (*k, *w))).collect();
+        order.into_values().collect()
+    }
+
+    /// How many uploads and deletions are pending.
+    pub fn counts(&self) -> (u64, u64) {
+        let uploads = self.pending.values().filter(|(_, w)| *w == Work::Upload).count() as u64;
+        (uploads, self.pending.len() as u64 - uploads)
+    }
+
+    /// The log's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn frame(r: &Record) -> Vec<u8> {
+    let body = bincode::serialize(r).expect("serializing to memory cannot fail");
+    let mut out = (body.len() as u32).to_le_bytes().to_vec();
+    out.extend_from_slice(&body);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_work_survives_a_restart_and_a_delete_cancels_an_upload() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (Key([1; 32]), Key([2; 32]), Key([3; 32]));
+        {
+            let mut q = Queue::open(dir.path()).unwrap();
+            q.push(a, Work::Upload).unwrap();
+            q.push(b, Work::Upload).unwrap();
+            q.push(c, Work::Upload).unwrap();
+            assert!(q.done(&b, Work::Upload).unwrap());
+            q.push(c, Work::Delete).unwrap();
+            assert!(!q.done(&c, Work::Upload).unwrap(), "a late upload completion does not undo the rm");
+        }
+        let q = Queue::open(dir.path()).unwrap();
+        assert_eq!(q.all(), vec![(a, Work::Upload), (c, Work::Delete)]);
+        assert_eq!(q.counts(), (1, 1));
+    }
+}

@@ -1,0 +1,382 @@
+//! A local store in front of a shared remote: read-through on a local miss, write-back
+//! uploads in the background, deletions that reach the bucket.
+//!
+//! - **Read-through**: when the local store lacks a key, the remote is asked; an object whose
+//!   bytes do not match the checksum recorded with it is ignored (a miss). A found object is
+//!   committed locally (it counts toward the LRU limit) and served from there. "Not in the
+//!   bucket" is remembered for [`NEGATIVE_TTL`]; a commit on this mount clears it, so a key
+//!   committed here is never hidden.
+//! - **Write-back**: a commit returns at local speed; the upload is queued in a durable log
+//!   ([`crate::remote::queue`]) and done by [`WORKERS`] background threads with jittered
+//!   exponential backoff. A queued object is pinned so eviction cannot drop it before it is
+//!   uploaded. After a crash, the queue is replayed at the next start.
+//! - **Deletion**: `remove` deletes locally and queues the remote deletion (durably too); a
+//!   deletion cancels a pending upload, and a key with a pending deletion is never fetched back.
+//! - **Faults**: an unreachable remote is not asked again for [`DOWN_FOR`], so lookups of absent
+//!   keys fail fast as misses and the mount works at local speed. Each kind of failure is
+//!   logged once, in plain words, with the fix ([`RemoteError::explain`]).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::{Committed, ObjectMeta, ObjectRead, Store, StoreError, TempWrite, Usage};
+use crate::key::Key;
+use crate::remote::queue::{Queue, Work};
+use crate::remote::{Remote, RemoteError, RemoteErrorKind};
+
+/// How long "not in the bucket" is believed.
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(5);
+/// How long an unreachable remote is left alone.
+pub const DOWN_FOR: Duration = Duration::from_secs(30);
+/// Background upload/delete threads (bounded concurrency).
+pub const WORKERS: usize = 4;
+/// Pending uploads beyond which new ones are not queued (the remote cannot keep up).
+pub const MAX_PENDING: u64 = 100_000;
+
+/// Names used in explanations.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteLabel {
+    pub bucket: String,
+    pub endpoint: String,
+}
+
+struct Shared<L, R> {
+    local: L,
+    remote: R,
+    label: RemoteLabel,
+    queue: Mutex<Queue>,
+    /// Wakes the workers: new work, or shutdown.
+    wake: Condvar,
+    in_flight: Mutex<HashSet<Key>>,
+    retry_at: Mutex<HashMap<Key, (Instant, u32)>>,
+    negative: Mutex<HashMap<Key, Instant>>,
+    down_until: Mutex<Option<Instant>>,
+    explained: Mutex<HashSet<RemoteErrorKind>>,
+    uploads_failed: AtomicU64,
+    said_full: AtomicBool,
+    stop: AtomicBool,
+}
+
+/// The two tiers as one [`Store`].
+pub struct TieredStore<L: Store, R: Remote> {
+    shared: Arc<Shared<L, R>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<L: Store, R: Remote> TieredStore<L, R> {
+    /// Puts `remote` behind `local`, with the durable queue in `queue_dir`; resumes the work an
+    /// earlier daemon left pending and starts the workers.
+    pub fn new(local: L, remote: R, queue_dir: &std::path::Path, label: RemoteLabel) -> Result<Self, StoreError> {
+        let queue = Queue::open(queue_dir).map_err(StoreError::io("opening the upload queue"))?;
+        let shared = Arc::new(Shared {
+            local,
+            remote,
+            label,
+            queue: Mutex::new(queue),
+            wake: Condvar::new(),
+            in_flight: Mutex::new(HashSet::new()),
+            retry_at: Mutex::new(HashMap::new()),
+            negative: Mutex::new(HashMap::new()),
+            down_until: Mutex::new(None),
+            explained: Mutex::new(HashSet::new()),
+            uploads_failed: AtomicU64::new(0),
+            said_full: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+        });
+        {
+            let mut q = lock(&shared.queue);
+            for (key, work) in q.all() {
+                if work == Work::Upload && !shared.local.pin(&key) {
+                    // Gone locally before it could be uploaded (a lost object): nothing to send.
+                    let _ = q.done(&key, Work::Upload);
+                }
+            }
+        }
+        let workers = (0..WORKERS)
+            .map(|i| {
+                let sh = Arc::clone(&shared);
+                std::thread::Builder::new()
+                    .name(format!("remote-{i}"))
+                    .spawn(move || sh.work())
+                    .expect("spawning a thread")
+            })
+            .collect();
+        Ok(TieredStore { shared, workers })
+    }
+
+    /// The remote (for tests).
+    pub fn remote(&self) -> &R {
+        &self.shared.remote
+    }
+
+    /// The local store.
+    pub fn local(&self) -> &L {
+        &self.shared.local
+    }
+
+    /// Waits until no upload or deletion is pending, or `timeout` passes; returns whether the
+    /// queue drained (for tests and a clean shutdown).
+    pub fn drain(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut q = lock(&self.shared.queue);
+        while !q.all().is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            q = self
+                .shared
+                .wake
+                .wait_timeout(q, left.min(Duration::from_millis(50)))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
+    }
+}
+
+impl<L: Store, R: Remote> Drop for TieredStore<L, R> {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        self.shared.wake.notify_all();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+impl<L: Store, R: Remote> Shared<L, R> {
+    fn is_down(&self) -> bool {
+        lock(&self.down_until).is_some_and(|t| Instant::now() < t)
+    }
+
+    /// Logs a failure's explanation once per kind; an unreachable remote is left alone a while.
+    fn note(&self, e: &RemoteError) {
+        if lock(&self.explained).insert(e.kind) {
+            tracing::warn!("{}", e.explain(&self.label.bucket, &self.label.endpoint));
+        } else {
+            tracing::debug!("remote call failed: {e}");
+        }
+        if matches!(e.kind, RemoteErrorKind::Unreachable | RemoteErrorKind::Tls) {
+            *lock(&self.down_until) = Some(Instant::now() + DOWN_FOR);
+        }
+    }
+
+    /// Brings `key` from the remote into the local store. `Ok(true)` when it is now local.
+    fn fetch(&self, key: &Key) -> Result<bool, StoreError> {
+        if self.is_down() || lock(&self.queue).get(key) == Some(Work::Delete) {
+            return Ok(false);
+        }
+        if lock(&self.negative).get(key).is_some_and(|t| t.elapsed() < NEGATIVE_TTL) {
+            return Ok(false);
+        }
+        let obj = match self.remote.get(key) {
+            Ok(Some(o)) => o,
+            Ok(None) => {
+                lock(&self.negative).insert(*key, Instant::now());
+                return Ok(false);
+            }
+            Err(e) => {
+                self.note(&e);
+                return Ok(false);
+            }
+        };
+        if obj.checksum != Some(*blake3::hash(&obj.bytes).as_bytes()) {
+            tracing::warn!(%key, "the bucket's copy does not match its checksum; treating it as a miss");
+            return Ok(false);
+        }
+        let temp = self.local.create_temp()?;
+        if let Err(e) = temp.write_at(0, &obj.bytes) {
+            self.local.discard(&temp);
+            return Err(StoreError::Io { context: "writing a fetched object", source: e });
+        }
+        match self.local.commit(&temp, key) {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                self.local.discard(&temp);
+                Err(e)
+            }
+        }
+    }
+
+    /// The next work item ready to run, marked in flight.
+    fn next(&self) -> Option<(Key, Work)> {
+        let q = lock(&self.queue);
+        let mut in_flight = lock(&self.in_flight);
+        let retry = lock(&self.retry_at);
+        let now = Instant::now();
+        let item =
+            q.all().into_iter().find(|(k, _)| !in_flight.contains(k) && retry.get(k).is_none_or(|(t, _)| *t <= now))?;
+        in_flight.insert(item.0);
+        Some(item)
+    }
+
+    fn work(&self) {
+        while !self.stop.load(Ordering::Relaxed) {
+            let item = if self.is_down() { None } else { self.next() };
+            let Some((key, work)) = item else {
+                let q = lock(&self.queue);
+                let _ = self.wake.wait_timeout(q, Duration::from_millis(250));
+                continue;
+            };
+            let result = match work {
+                Work::Upload => self.upload(&key),
+                Work::Delete => self.remote.delete(&key),
+            };
+            match result {
+                Ok(()) => {
+                    lock(&self.retry_at).remove(&key);
+                    if lock(&self.queue).done(&key, work).unwrap_or(false) && work == Work::Upload {
+                        self.local.unpin(&key);
+                    }
+                }
+                Err(e) => {
+                    if work == Work::Upload {
+                        self.uploads_failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.note(&e);
+                    let mut retry = lock(&self.retry_at);
+                    let tries = retry.get(&key).map(|(_, n)| n + 1).unwrap_or(1);
+                    retry.insert(key, (Instant::now() + backoff(tries, &key), tries));
+                }
+            }
+            lock(&self.in_flight).remove(&key);
+            self.wake.notify_all();
+        }
+    }
+
+    fn upload(&self, key: &Key) -> Result<(), RemoteError> {
+        let (meta, reader) = match (self.local.stat(key), self.local.open(key)) {
+            (Ok(Some(m)), Ok(Some(r))) => (m, r),
+            // Gone locally (removed, or found corrupt): nothing to upload.
+            _ => return Ok(()),
+        };
+        let mut bytes = Vec::with_capacity(meta.size as usize);
+        while (bytes.len() as u64) < meta.size {
+            let chunk = reader
+                .read_at(bytes.len() as u64, (meta.size - bytes.len() as u64).min(8 << 20) as u32)
+                .map_err(|e| RemoteError::new(RemoteErrorKind::Other, format!("reading the local copy: {e}")))?;
+            if chunk.is_empty() {
+                break;
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        self.remote.put(key, &bytes, &meta.checksum)
+    }
+}
+
+/// 0.2 s, 0.4 s … up to 60 s, with ±50 % jitter derived from the key (no RNG needed).
+fn backoff(tries: u32, key: &Key) -> Duration {
+    let base = 200u64.saturating_mul(1 << tries.min(9)).min(60_000);
+    let jitter = (key.0[0] as u64 * 256 + key.0[1] as u64 + tries as u64 * 7919) % 1000;
+    Duration::from_millis(base / 2 + base * jitter / 1000)
+}
+
+impl<L: Store, R: Remote> Store for TieredStore<L, R> {
+    type Reader = L::Reader;
+    type Temp = L::Temp;
+
+    fn stat(&self, key: &Key) -> Result<Option<ObjectMeta>, StoreError> {
+        if let Some(m) = self.shared.local.stat(key)? {
+            return Ok(Some(m));
+        }
+        if self.shared.fetch(key)? {
+            return self.shared.local.stat(key);
+        }
+        Ok(None)
+    }
+
+    fn list(&self) -> Result<Vec<(Key, ObjectMeta)>, StoreError> {
+        self.shared.local.list()
+    }
+
+    fn open(&self, key: &Key) -> Result<Option<L::Reader>, StoreError> {
+        if let Some(r) = self.shared.local.open(key)? {
+            return Ok(Some(r));
+        }
+        if self.shared.fetch(key)? {
+            return self.shared.local.open(key);
+        }
+        Ok(None)
+    }
+
+    fn create_temp(&self) -> Result<L::Temp, StoreError> {
+        self.shared.local.create_temp()
+    }
+
+    fn commit(&self, temp: &L::Temp, key: &Key) -> Result<Committed, StoreError> {
+        let sh = &self.shared;
+        let outcome = sh.local.commit(temp, key)?;
+        lock(&sh.negative).remove(key);
+        if let Committed::New { .. } = outcome {
+            let mut q = lock(&sh.queue);
+            if q.counts().0 >= MAX_PENDING {
+                if !sh.said_full.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("S3 cannot keep up: {MAX_PENDING} uploads are pending; new objects stay local only");
+                }
+            } else if sh.local.pin(key) {
+                if let Err(e) = q.push(*key, Work::Upload) {
+                    sh.local.unpin(key);
+                    tracing::warn!(%key, "could not queue the upload ({e}); the object stays local only");
+                }
+            }
+            drop(q);
+            sh.wake.notify_all();
+        }
+        Ok(outcome)
+    }
+
+    fn discard(&self, temp: &L::Temp) {
+        self.shared.local.discard(temp)
+    }
+
+    fn remove(&self, key: &Key) -> Result<bool, StoreError> {
+        let sh = &self.shared;
+        let removed = sh.local.remove(key)?;
+        if removed {
+            let mut q = lock(&sh.queue);
+            if q.get(key) == Some(Work::Upload) {
+                sh.local.unpin(key);
+            }
+            q.push(*key, Work::Delete).map_err(StoreError::io("queueing the remote deletion"))?;
+            drop(q);
+            lock(&sh.negative).insert(*key, Instant::now());
+            sh.wake.notify_all();
+        }
+        Ok(removed)
+    }
+
+    fn usage(&self) -> Usage {
+        let (uploads, deletes) = lock(&self.shared.queue).counts();
+        Usage {
+            remote: true,
+            uploads_pending: uploads,
+            deletes_pending: deletes,
+            uploads_failed: self.shared.uploads_failed.load(Ordering::Relaxed),
+            ..self.shared.local.usage()
+        }
+    }
+
+    fn pin(&self, key: &Key) -> bool {
+        self.shared.local.pin(key)
+    }
+
+    fn unpin(&self, key: &Key) {
+        self.shared.local.unpin(key)
+    }
+
+    fn persist(&self) -> Result<(), StoreError> {
+        self.shared.local.persist()
+    }
+}
+
+#[cfg(test)]
+#[path = "tiered_tests.rs"]
+mod tests;

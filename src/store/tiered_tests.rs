@@ -1,0 +1,164 @@
+//! Tests of the tiered store: two "machines" (memory stores) sharing one remote.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::remote::faulty::FaultyRemote;
+use crate::remote::memory::MemoryRemote;
+use crate::store::memory::MemoryStore;
+
+type Bucket = Arc<FaultyRemote<MemoryRemote>>;
+type Tiered = TieredStore<MemoryStore, Bucket>;
+
+fn bucket() -> Bucket {
+    Arc::new(FaultyRemote::new(MemoryRemote::new()))
+}
+
+fn machine(limit: u64, remote: &Bucket, dir: &std::path::Path) -> Tiered {
+    TieredStore::new(MemoryStore::new(limit), Arc::clone(remote), dir, RemoteLabel::default()).unwrap()
+}
+
+fn put<S: Store>(s: &S, key: &Key, data: &[u8]) -> Result<Committed, StoreError> {
+    let t = s.create_temp()?;
+    t.write_at(0, data).unwrap();
+    s.commit(&t, key)
+}
+
+fn read<S: Store>(s: &S, key: &Key) -> Option<Vec<u8>> {
+    let r = s.open(key).unwrap()?;
+    Some(r.read_at(0, 1 << 20).unwrap())
+}
+
+fn key(n: u8) -> Key {
+    Key([n; 32])
+}
+
+#[test]
+fn an_object_committed_on_one_machine_is_read_on_another() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let remote = bucket();
+    let a = machine(1 << 20, &remote, da.path());
+    let b = machine(1 << 20, &remote, db.path());
+    put(&a, &key(1), b"shared bytes").unwrap();
+    assert!(a.drain(Duration::from_secs(5)));
+    assert!(remote.inner().contains(&key(1)));
+    assert_eq!(read(&b, &key(1)).unwrap(), b"shared bytes");
+    assert!(b.local().stat(&key(1)).unwrap().is_some(), "stored locally on b, counted in its LRU");
+}
+
+#[test]
+fn a_commit_returns_at_local_speed_while_the_remote_is_stalled() {
+    let d = tempfile::tempdir().unwrap();
+    let remote = bucket();
+    remote.stall();
+    let a = machine(1 << 20, &remote, d.path());
+    let t0 = std::time::Instant::now();
+    for n in 0..20 {
+        put(&a, &key(n), &[n; 1000]).unwrap();
+    }
+    assert!(t0.elapsed() < Duration::from_secs(2), "commits never wait for the remote");
+    assert_eq!(a.usage().uploads_pending, 20);
+    remote.heal();
+    assert!(a.drain(Duration::from_secs(10)));
+    assert_eq!(remote.inner().len(), 20);
+}
+
+#[test]
+fn pending_uploads_survive_a_crash_and_arrive_after_restart() {
+    let d = tempfile::tempdir().unwrap();
+    let remote = bucket();
+    remote.fail(RemoteErrorKind::Unreachable);
+    let local = MemoryStore::new(1 << 20);
+    {
+        let a = TieredStore::new(local.clone(), Arc::clone(&remote), d.path(), RemoteLabel::default()).unwrap();
+        put(&a, &key(7), b"late").unwrap();
+        assert!(!a.drain(Duration::from_millis(300)));
+        // The process dies here: its upload is still queued on disk.
+    }
+    remote.heal();
+    let a = TieredStore::new(local, Arc::clone(&remote), d.path(), RemoteLabel::default()).unwrap();
+    assert!(a.drain(Duration::from_secs(10)));
+    assert!(remote.inner().contains(&key(7)));
+}
+
+#[test]
+fn rm_reaches_the_bucket_and_an_rm_is_never_undone() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let remote = bucket();
+    let a = machine(1 << 20, &remote, da.path());
+    put(&a, &key(2), b"bad entry").unwrap();
+    assert!(a.drain(Duration::from_secs(5)));
+    assert!(a.remove(&key(2)).unwrap());
+    assert!(a.stat(&key(2)).unwrap().is_none(), "not fetched back while the delete is pending or done");
+    assert!(a.drain(Duration::from_secs(5)));
+    assert!(!remote.inner().contains(&key(2)));
+    let b = machine(1 << 20, &remote, db.path());
+    assert!(b.stat(&key(2)).unwrap().is_none());
+}
+
+#[test]
+fn an_unreachable_remote_makes_misses_fast_and_is_asked_once() {
+    let d = tempfile::tempdir().unwrap();
+    let remote = bucket();
+    remote.fail(RemoteErrorKind::Unreachable);
+    let a = machine(1 << 20, &remote, d.path());
+    assert!(a.stat(&key(3)).unwrap().is_none());
+    let calls = remote.calls();
+    for n in 10..50 {
+        assert!(a.stat(&key(n)).unwrap().is_none());
+    }
+    assert_eq!(remote.calls(), calls, "no further calls while the remote is down");
+    put(&a, &key(4), b"still works locally").unwrap();
+    assert_eq!(read(&a, &key(4)).unwrap(), b"still works locally");
+}
+
+#[test]
+fn an_object_waiting_for_upload_is_not_evicted() {
+    let d = tempfile::tempdir().unwrap();
+    let remote = bucket();
+    remote.stall();
+    let a = machine(30, &remote, d.path());
+    put(&a, &key(1), &[1; 10]).unwrap();
+    put(&a, &key(2), &[2; 10]).unwrap();
+    put(&a, &key(3), &[3; 10]).unwrap();
+    // Full, and everything is waiting for the remote: no room rather than a lost upload.
+    assert!(matches!(put(&a, &key(4), &[4; 10]), Err(StoreError::NoRoom { .. })));
+    remote.heal();
+    assert!(a.drain(Duration::from_secs(5)));
+    put(&a, &key(4), &[4; 10]).unwrap();
+    assert!(a.local().stat(&key(1)).unwrap().is_none(), "uploaded, so evictable");
+    assert!(a.drain(Duration::from_secs(5)));
+    assert_eq!(remote.inner().len(), 4);
+}
+
+#[test]
+fn a_damaged_copy_in_the_bucket_is_a_miss() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let remote = bucket();
+    let a = machine(1 << 20, &remote, da.path());
+    put(&a, &key(5), b"original").unwrap();
+    assert!(a.drain(Duration::from_secs(5)));
+    remote.inner().corrupt(&key(5));
+    let b = machine(1 << 20, &remote, db.path());
+    assert!(b.stat(&key(5)).unwrap().is_none());
+}
+
+#[test]
+fn a_key_committed_here_is_never_hidden_by_a_negative_answer() {
+    let d = tempfile::tempdir().unwrap();
+    let remote = bucket();
+    let a = machine(1 << 20, &remote, d.path());
+    assert!(a.stat(&key(6)).unwrap().is_none()); // remembered as absent remotely
+    put(&a, &key(6), b"now here").unwrap();
+    assert_eq!(read(&a, &key(6)).unwrap(), b"now here");
+}
+
+#[test]
+fn failures_are_explained_with_the_fix() {
+    let e = RemoteError::new(RemoteErrorKind::Denied, "403 Forbidden");
+    let text = e.explain("cache", "http://127.0.0.1:9000");
+    assert!(text.contains("403") && text.contains("AWS_SECRET_ACCESS_KEY"), "{text}");
+    let e = RemoteError::new(RemoteErrorKind::Tls, "handshake");
+    assert!(e.explain("cache", "https://x").contains("http://"));
+}
