@@ -31,6 +31,17 @@ pub fn mount_with(test: &str, limit: &str, flags: &[&str]) -> Option<Mount> {
 
 /// Like [`mount_with`], over a given store folder (shared between tests that run one at a time).
 pub fn mount_store(test: &str, store: Option<&Path>, limit: &str, flags: &[&str]) -> Option<Mount> {
+    mount_store_with_env(test, store, limit, flags, &[])
+}
+
+/// Like [`mount_store`], with extra environment for the daemon.
+pub fn mount_store_with_env(
+    test: &str,
+    store: Option<&Path>,
+    limit: &str,
+    flags: &[&str],
+    env: &[(String, String)],
+) -> Option<Mount> {
     if let Some(why) = skip_reason() {
         println!("SKIPPED {test}: {why}");
         return None;
@@ -42,9 +53,11 @@ pub fn mount_store(test: &str, store: Option<&Path>, limit: &str, flags: &[&str]
         log: dir.path().join("daemon.log"),
         limit: limit.to_string(),
         flags: flags.iter().map(|s| s.to_string()).collect(),
+        env: Vec::new(),
         child: None,
         _dir: dir,
     };
+    m.env = env.to_vec();
     m.start();
     Some(m)
 }
@@ -56,6 +69,8 @@ pub struct Mount {
     pub log: PathBuf,
     limit: String,
     flags: Vec<String>,
+    /// Extra environment for the daemon (S3 credentials).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
     _dir: tempfile::TempDir,
 }
@@ -88,6 +103,7 @@ impl Mount {
             .env("CAIRN_READY_FD", wfd.to_string())
             .env("CAIRN_CONFIG", "/nonexistent/cairn.toml")
             .env("CAIRN_LOG_LEVEL", "debug")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env_remove("CAIRN_MOUNT")
             .env_remove("CAIRN_STORE")
             .env_remove("CAIRN_MAX_SIZE")
@@ -185,6 +201,16 @@ fn rand_suffix() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Waits for a condition that another process brings about (an upload arriving, a deletion
+/// reaching the bucket), checking every 20 ms, for at most `secs` seconds.
+pub fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// Runs a shell command; returns (success, stdout, stderr).

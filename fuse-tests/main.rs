@@ -4,6 +4,7 @@
 //! print why and skip; everywhere else they run for real.
 
 mod common;
+mod s3server;
 mod workspace;
 
 mod access;
@@ -18,6 +19,7 @@ mod immutability;
 mod inspection;
 mod names;
 mod restart;
+mod s3;
 mod tools;
 mod wrapper_autostart;
 mod wrapper_changes;

@@ -22,6 +22,12 @@ pub struct FileConfig {
     pub mount: Option<PathBuf>,
     /// Let other users use the mount.
     pub allow_other: Option<bool>,
+    /// S3 bucket shared by many machines.
+    pub s3_bucket: Option<String>,
+    pub s3_prefix: Option<String>,
+    pub s3_region: Option<String>,
+    pub s3_endpoint: Option<String>,
+    pub s3_path_style: Option<bool>,
 }
 
 /// Why configuration could not be read.
@@ -44,6 +50,8 @@ pub struct MountConfig {
     pub store: PathBuf,
     pub max_size: u64,
     pub allow_other: bool,
+    /// The shared S3 tier, when a bucket is configured.
+    pub s3: Option<crate::remote::s3::S3Config>,
 }
 
 /// What the command line (with env) said; `None` means "not given".
@@ -53,6 +61,29 @@ pub struct Overrides {
     pub store: Option<PathBuf>,
     pub max_size: Option<String>,
     pub allow_other: bool,
+    pub s3: S3Overrides,
+}
+
+/// S3 settings from flags or `CAIRN_S3_*` variables.
+#[derive(Debug, Default, Clone)]
+pub struct S3Overrides {
+    pub bucket: Option<String>,
+    pub prefix: Option<String>,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub path_style: Option<bool>,
+}
+
+/// The S3 settings in effect (flags/env over the file), if a bucket is named.
+pub fn resolve_s3(over: S3Overrides, file: &FileConfig) -> Option<crate::remote::s3::S3Config> {
+    let bucket = over.bucket.or_else(|| file.s3_bucket.clone())?;
+    Some(crate::remote::s3::S3Config {
+        bucket,
+        prefix: over.prefix.or_else(|| file.s3_prefix.clone()).unwrap_or_default(),
+        region: over.region.or_else(|| file.s3_region.clone()),
+        endpoint: over.endpoint.or_else(|| file.s3_endpoint.clone()),
+        path_style: over.path_style.or(file.s3_path_style),
+    })
 }
 
 fn home() -> Result<PathBuf, ConfigError> {
@@ -97,6 +128,7 @@ pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
 
 /// Resolves flags/env over the file over the defaults.
 pub fn resolve(over: Overrides, file: FileConfig) -> Result<MountConfig, ConfigError> {
+    let s3 = resolve_s3(over.s3.clone(), &file);
     let mountpoint = match over.mountpoint.or(file.mount) {
         Some(p) => p,
         None => default_mountpoint()?,
@@ -109,7 +141,13 @@ pub fn resolve(over: Overrides, file: FileConfig) -> Result<MountConfig, ConfigE
         Some(s) => parse_size(&s).map_err(ConfigError::Size)?,
         None => DEFAULT_MAX_SIZE,
     };
-    Ok(MountConfig { mountpoint, store, max_size, allow_other: over.allow_other || file.allow_other.unwrap_or(false) })
+    Ok(MountConfig {
+        mountpoint,
+        store,
+        max_size,
+        allow_other: over.allow_other || file.allow_other.unwrap_or(false),
+        s3,
+    })
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 //! - [`daemon`] — mounting, signals, background start, unmounting.
 //! - [`config`] — flags, `CAIRN_*` variables, the config file and defaults.
 //! - [`admin`] — `cairn stats`, `evict` and `clear`, working through the mount.
+//! - [`doctor`] — `cairn doctor`: FUSE, the mount, and the S3 set-up, one check per line.
 //! - [`stats`] — the counters behind `cairn stats`, fed by the wrapper's reports.
 //!
 //! docs/architecture.md explains the layers and why they are cut this way.
@@ -31,6 +32,8 @@ pub mod admin;
 pub mod config;
 #[cfg(feature = "daemon")]
 pub mod daemon;
+#[cfg(feature = "daemon")]
+pub mod doctor;
 #[cfg(feature = "daemon")]
 pub mod fs;
 #[cfg(feature = "daemon")]

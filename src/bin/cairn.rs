@@ -51,6 +51,14 @@ enum Command {
         #[command(flatten)]
         at: At,
     },
+    /// Check FUSE, the mount and the S3 set-up; each failure names its fix.
+    Doctor {
+        #[command(flatten)]
+        s3: S3Args,
+        /// Mount point to check [default: CAIRN_MOUNT, the config file, or ~/.cache/cairn/mnt]
+        #[arg(long = "mount", env = "CAIRN_MOUNT")]
+        mount: Option<PathBuf>,
+    },
     /// Remove every entry.
     Clear {
         /// Yes, remove everything.
@@ -59,6 +67,54 @@ enum Command {
         #[command(flatten)]
         at: At,
     },
+}
+
+/// The shared S3 tier (mount and doctor take the same flags).
+#[derive(Args, Clone, Default)]
+struct S3Args {
+    /// S3 bucket shared by many machines (enables the S3 tier)
+    #[arg(long, env = "CAIRN_S3_BUCKET")]
+    s3_bucket: Option<String>,
+    /// Prefix of every object name in the bucket, such as team-a/
+    #[arg(long, env = "CAIRN_S3_PREFIX")]
+    s3_prefix: Option<String>,
+    /// Region of the bucket [default: from the AWS config, else us-east-1]
+    #[arg(long, env = "CAIRN_S3_REGION")]
+    s3_region: Option<String>,
+    /// Endpoint of an S3-compatible server, such as http://127.0.0.1:9000 (also AWS_ENDPOINT_URL)
+    #[arg(long, env = "CAIRN_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// Path-style addressing: true or false [default: true for a custom endpoint]
+    #[arg(long, env = "CAIRN_S3_PATH_STYLE", num_args = 0..=1, default_missing_value = "true")]
+    s3_path_style: Option<bool>,
+}
+
+impl S3Args {
+    fn overrides(&self) -> config::S3Overrides {
+        config::S3Overrides {
+            bucket: self.s3_bucket.clone(),
+            prefix: self.s3_prefix.clone(),
+            region: self.s3_region.clone(),
+            endpoint: self.s3_endpoint.clone(),
+            path_style: self.s3_path_style,
+        }
+    }
+
+    /// The same settings as arguments, for a background daemon.
+    fn to_args(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        let mut push = |flag: &str, val: &Option<String>| {
+            if let Some(x) = val {
+                v.push(format!("--{flag}={x}"));
+            }
+        };
+        push("s3-bucket", &self.s3_bucket);
+        push("s3-prefix", &self.s3_prefix);
+        push("s3-region", &self.s3_region);
+        push("s3-endpoint", &self.s3_endpoint);
+        push("s3-path-style", &self.s3_path_style.map(|b| b.to_string()));
+        v
+    }
 }
 
 #[derive(Args, Clone)]
@@ -113,6 +169,8 @@ struct MountArgs {
     /// Return once the mount is ready, leaving the daemon running.
     #[arg(long)]
     background: bool,
+    #[command(flatten)]
+    s3: S3Args,
     /// Mount point [default: ~/.cache/cairn/mnt]
     #[arg(env = "CAIRN_MOUNT")]
     mountpoint: Option<PathBuf>,
@@ -127,6 +185,7 @@ fn resolve(a: &MountArgs) -> Result<MountConfig> {
             store: a.store.clone(),
             max_size: a.max_size.clone(),
             allow_other: a.allow_other,
+            s3: a.s3.overrides(),
         },
         file,
     )?)
@@ -156,6 +215,7 @@ fn mount(a: MountArgs, background: bool) -> Result<()> {
         if let Some(t) = a.threads {
             extra.push(format!("--threads={t}"));
         }
+        extra.extend(a.s3.to_args());
         let exe = std::env::current_exe().context("finding the cairn executable")?;
         let pid = background::start(&exe, &cfg, &extra)?;
         eprintln!(
@@ -227,6 +287,28 @@ fn main() -> Result<()> {
                 removed.extend(admin::evict_older(&mnt, age).context("evicting old entries")?);
             }
             print_removed(&removed);
+            Ok(())
+        }
+        Command::Doctor { s3, mount } => {
+            let file = config::read_file(&config::config_path()?)?;
+            let mp = match mount.or(file.mount.clone()) {
+                Some(p) => p,
+                None => config::default_mountpoint()?,
+            };
+            let s3 = config::resolve_s3(s3.overrides(), &file);
+            let checks = cairn::doctor::run(&mounts::absolute(&mp), s3.as_ref());
+            for c in &checks {
+                println!("{:<5} {:<15} {}", if c.ok { "ok" } else { "FAIL" }, c.name, c.detail);
+            }
+            if s3.is_none() {
+                println!(
+                    "{:<5} {:<15} no bucket configured (--s3-bucket or CAIRN_S3_BUCKET): local cache only",
+                    "-", "s3"
+                );
+            }
+            if checks.iter().any(|c| !c.ok) {
+                std::process::exit(1);
+            }
             Ok(())
         }
         Command::Clear { yes, at } => {

@@ -21,7 +21,9 @@ use nix::sys::signal::{SigSet, Signal};
 use crate::config::MountConfig;
 use crate::fs::{CacheFs, FsOptions, Invalidation};
 use crate::fuse::FuseAdapter;
+use crate::remote::s3::S3Remote;
 use crate::store::disk::DiskStore;
+use crate::store::tiered::{RemoteLabel, TieredStore};
 use crate::store::{now_ns, Store};
 
 /// How long an unopened temporary may sit untouched before it counts as abandoned.
@@ -40,6 +42,8 @@ pub enum DaemonError {
     Mount { path: String, source: io::Error },
     #[error("{0}")]
     Io(#[from] io::Error),
+    #[error("S3: {0}")]
+    Remote(String),
 }
 
 /// Options that are about running, not about the cache.
@@ -70,9 +74,32 @@ pub fn run(cfg: &MountConfig, opts: RunOptions, ready: impl FnOnce()) -> Result<
     signals.add(Signal::SIGHUP);
     signals.thread_block().map_err(io::Error::from)?;
 
+    prepare_mountpoint(&cfg.mountpoint)?;
+    let disk = open_store(cfg)?;
+    match &cfg.s3 {
+        None => serve(cfg, opts, Arc::new(disk), signals, ready),
+        Some(s3) => {
+            let remote =
+                S3Remote::new(s3).map_err(|e| DaemonError::Remote(e.explain(&s3.bucket, &s3.endpoint_label())))?;
+            let label = RemoteLabel { bucket: s3.bucket.clone(), endpoint: s3.endpoint_label() };
+            tracing::info!(bucket = %s3.bucket, endpoint = %label.endpoint, prefix = %s3.prefix, "S3 tier configured");
+            let queue_dir = cfg.store.join(crate::store::disk::LAYOUT_VERSION);
+            let tiered = TieredStore::new(disk, remote, &queue_dir, label)
+                .map_err(|source| DaemonError::Store { path: cfg.store.display().to_string(), source })?;
+            serve(cfg, opts, Arc::new(tiered), signals, ready)
+        }
+    }
+}
+
+/// Mounts the filesystem over `store` and serves until unmounted.
+fn serve<S: Store>(
+    cfg: &MountConfig,
+    opts: RunOptions,
+    store: Arc<S>,
+    signals: SigSet,
+    ready: impl FnOnce(),
+) -> Result<(), DaemonError> {
     let mp = &cfg.mountpoint;
-    prepare_mountpoint(mp)?;
-    let store = Arc::new(open_store(cfg)?);
     let fs = Arc::new(CacheFs::new(
         Arc::clone(&store),
         FsOptions {

@@ -11,6 +11,7 @@
 pub mod faulty;
 pub mod memory;
 pub mod queue;
+pub mod s3;
 
 use crate::key::Key;
 

@@ -35,6 +35,8 @@ pub const DOWN_FOR: Duration = Duration::from_secs(30);
 pub const WORKERS: usize = 4;
 /// Pending uploads beyond which new ones are not queued (the remote cannot keep up).
 pub const MAX_PENDING: u64 = 100_000;
+/// How long a clean unmount waits for pending S3 work.
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(120);
 
 /// Names used in explanations.
 #[derive(Debug, Clone, Default)]
@@ -372,7 +374,18 @@ impl<L: Store, R: Remote> Store for TieredStore<L, R> {
         self.shared.local.unpin(key)
     }
 
+    /// At a clean unmount: waits (up to [`SHUTDOWN_DRAIN`]) for pending uploads and deletions,
+    /// so an ephemeral machine (a CI runner) does not take them with it; what is left stays in
+    /// the durable queue for the next start.
     fn persist(&self) -> Result<(), StoreError> {
+        let (up, del) = lock(&self.shared.queue).counts();
+        if up + del > 0 && !self.shared.is_down() {
+            tracing::info!(uploads = up, deletions = del, "waiting for pending S3 work before exiting");
+            if !self.drain(SHUTDOWN_DRAIN) {
+                let (up, del) = lock(&self.shared.queue).counts();
+                tracing::warn!(uploads = up, deletions = del, "S3 work still pending; it resumes at the next mount");
+            }
+        }
         self.shared.local.persist()
     }
 }

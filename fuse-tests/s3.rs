@@ -1,0 +1,150 @@
+//! Two mounts with separate local stores sharing one bucket on a real S3-compatible server
+//! (s3s-fs on 127.0.0.1).
+
+use std::process::Command;
+
+use crate::common::{sh, wait_until};
+use crate::s3server::{credentials, S3Server};
+use crate::workspace::{cacheable, cargo, lock, log_path, ok, read_log, ws};
+
+fn stats(mnt: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(mnt.join(".cairn/stats.json")).unwrap()).unwrap()
+}
+
+fn pending(mnt: &std::path::Path) -> u64 {
+    stats(mnt)["s3"]["uploads_pending"].as_u64().unwrap()
+}
+
+#[test]
+fn an_object_committed_on_a_is_read_on_b_and_rm_on_b_reaches_the_bucket() {
+    let server = S3Server::start("cache");
+    let Some(a) = server.mount("s3 a", None, "cache") else { return };
+    let Some(b) = server.mount("s3 b", None, "cache") else { return };
+    let data = b"built once, shared by all".repeat(1000);
+    let key = a.put(&data);
+    let in_bucket = server.object_path("cache", &key.to_hex());
+    wait_until(30, "the upload", || in_bucket.exists());
+    assert_eq!(pending(&a.mnt), 0);
+    assert!(stats(&a.mnt)["s3"]["configured"].as_bool().unwrap());
+    // B has never seen it: it comes through from the bucket, checked, and is now local to B.
+    assert_eq!(std::fs::read(b.path(&key.to_hex())).unwrap(), data);
+    assert!(b.store_path(&key).exists());
+    // rm on B removes it from the bucket too, so it cannot come back anywhere.
+    let (okk, _, err) = sh(&format!("rm {}/{}", b.mnt.display(), key));
+    assert!(okk, "{err}");
+    wait_until(30, "the remote deletion", || !in_bucket.exists());
+    let Some(c) = server.mount("s3 c", None, "cache") else { return };
+    assert!(!c.path(&key.to_hex()).exists(), "a third machine does not find it");
+}
+
+#[test]
+fn uploads_pending_when_the_daemon_is_killed_arrive_after_restart() {
+    let server = S3Server::start("cache");
+    let Some(mut a) = server.mount("s3 kill", None, "cache") else { return };
+    server.stall();
+    let keys: Vec<_> = (0..5u8).map(|i| a.put(&vec![i; 10_000])).collect();
+    assert_eq!(pending(&a.mnt), 5, "commits returned at local speed; uploads wait");
+    a.kill9();
+    server.resume();
+    a.start();
+    for k in &keys {
+        let p = server.object_path("cache", &k.to_hex());
+        wait_until(30, "the resumed upload", || p.exists());
+    }
+    assert_eq!(pending(&a.mnt), 0);
+}
+
+#[test]
+fn a_build_on_b_after_a_compiles_nothing_that_a_cached() {
+    let _g = lock();
+    let server = S3Server::start("builds");
+    let dir = tempfile::tempdir().unwrap();
+    let Some(a) = server.mount("s3 build a", Some(&dir.path().join("a")), "builds") else { return };
+    let target = "t-s3";
+    let _ = std::fs::remove_dir_all(ws().root.join(target));
+    let build = |m: &crate::common::Mount, name: &str| {
+        let log = log_path(name);
+        ok(cargo(Some(m), target, &log, &["build"]));
+        read_log(&log)
+    };
+    build(&a, "s3-a");
+    wait_until(120, "A's uploads", || pending(&a.mnt) == 0);
+    // Machine B: its own, empty local store.
+    let Some(b) = server.mount("s3 build b", Some(&dir.path().join("b")), "builds") else { return };
+    ok(cargo(None, target, &log_path("x"), &["clean"]));
+    let lines = build(&b, "s3-b");
+    assert!(cacheable(&lines).len() >= 25);
+    let ran: Vec<_> = lines.iter().filter(|l| !l.outcome.starts_with("hit")).collect();
+    assert!(ran.is_empty(), "B compiled what A had cached: {ran:?}");
+}
+
+#[test]
+fn the_server_stopped_mid_build_still_gives_a_correct_build() {
+    let _g = lock();
+    let mut server = S3Server::start("gone");
+    let dir = tempfile::tempdir().unwrap();
+    let Some(m) = server.mount("s3 server dies", Some(&dir.path().join("s")), "gone") else { return };
+    let target = "t-s3-dies";
+    let _ = std::fs::remove_dir_all(ws().root.join(target));
+    // The server dies as cargo reaches memchr; everything after must still build.
+    let shim = dir.path().join("shim.sh");
+    std::fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh\ncase \" $* \" in *\" --crate-name memchr \"*) kill -9 {} 2>/dev/null;; esac\nexec {} \"$@\"\n",
+            server.pid(),
+            env!("CARGO_BIN_EXE_cairn-rustc")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut c = cargo(Some(&m), target, &log_path("s3-dies"), &["build"]);
+    c.env("RUSTC_WRAPPER", &shim);
+    ok(c);
+    server.kill();
+    let out = ok(Command::new(ws().root.join(target).join("debug/app")));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"generated\""));
+    assert!(m.log_text().contains("cannot reach the S3 endpoint"), "explained in plain words:\n{}", m.log_text());
+}
+
+fn doctor(args: &[&str], env: &[(String, String)]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("doctor")
+        .args(args)
+        .env_remove("CAIRN_MOUNT")
+        .env("CAIRN_CONFIG", "/nonexistent/cairn.toml")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn doctor_names_the_fix_for_each_s3_misconfiguration() {
+    let server = S3Server::start("real");
+    let good = credentials();
+    let (okk, out) = doctor(&["--s3-bucket", "real", "--s3-endpoint", &server.endpoint], &good);
+    assert!(okk, "{out}");
+    assert!(out.contains("ok    s3 read/write"), "{out}");
+
+    let mut wrong = good.clone();
+    wrong.retain(|(k, _)| k != "AWS_SECRET_ACCESS_KEY");
+    wrong.push(("AWS_SECRET_ACCESS_KEY".into(), "not-the-secret".into()));
+    let (okk, out) = doctor(&["--s3-bucket", "real", "--s3-endpoint", &server.endpoint], &wrong);
+    assert!(!okk);
+    assert!(out.contains("FAIL  s3 credentials") && out.contains("AWS_SECRET_ACCESS_KEY"), "{out}");
+
+    let (okk, out) = doctor(&["--s3-bucket", "missing", "--s3-endpoint", &server.endpoint], &good);
+    assert!(!okk);
+    assert!(out.contains("FAIL  s3 bucket") && out.contains("does not exist"), "{out}");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (okk, out) = doctor(&["--s3-bucket", "real", "--s3-endpoint", &format!("http://{closed}")], &good);
+    assert!(!okk);
+    assert!(out.contains("FAIL  s3 endpoint") && out.contains("cannot connect"), "{out}");
+
+    let https = server.endpoint.replace("http://", "https://");
+    let (okk, out) = doctor(&["--s3-bucket", "real", "--s3-endpoint", &https], &good);
+    assert!(!okk);
+    assert!(out.contains("FAIL  s3 tls") && out.contains("http://"), "{out}");
+}

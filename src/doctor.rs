@@ -1,0 +1,206 @@
+//! `cairn doctor`: one line per check, each failure with its fix in one sentence.
+//!
+//! Checks FUSE (the device, fusermount3, passthrough support), the mount, and with S3
+//! configured: the endpoint is reachable, TLS, credentials and region (a signed call to the
+//! bucket), the bucket exists, and put/get/delete work (with a probe object it removes).
+
+use std::io::Read;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::daemon::mounts::{self, MountState};
+use crate::key::Key;
+use crate::remote::s3::{classify, S3Config, S3Remote};
+use crate::remote::{Remote, RemoteErrorKind};
+
+/// One check's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    /// What was found (ok) or what is wrong and how to fix it (failed).
+    pub detail: String,
+}
+
+fn ok(name: &'static str, detail: impl Into<String>) -> Check {
+    Check { name, ok: true, detail: detail.into() }
+}
+
+fn fail(name: &'static str, detail: impl Into<String>) -> Check {
+    Check { name, ok: false, detail: detail.into() }
+}
+
+/// Runs every check that applies.
+pub fn run(mountpoint: &Path, s3: Option<&S3Config>) -> Vec<Check> {
+    let mut v = vec![fuse_device(), fusermount(), passthrough(), mount(mountpoint)];
+    if let Some(cfg) = s3 {
+        v.extend(s3_checks(cfg));
+    }
+    v
+}
+
+fn fuse_device() -> Check {
+    match std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse") {
+        Ok(_) => ok("fuse device", "/dev/fuse opens for reading and writing"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fail(
+            "fuse device",
+            "/dev/fuse is missing: load the module (modprobe fuse) or, in a container, pass --device /dev/fuse",
+        ),
+        Err(e) => fail("fuse device", format!("/dev/fuse cannot be opened ({e}): run as a user allowed to use FUSE")),
+    }
+}
+
+fn fusermount() -> Check {
+    match std::process::Command::new("fusermount3").arg("-V").output() {
+        Ok(o) => ok("fusermount3", String::from_utf8_lossy(&o.stdout).trim().to_string()),
+        Err(_) => fail("fusermount3", "fusermount3 is not installed: apt-get install fuse3"),
+    }
+}
+
+fn passthrough() -> Check {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    let root = nix::unistd::geteuid().is_root();
+    match ((major, minor) >= (6, 9), root) {
+        (true, true) => ok("passthrough", format!("kernel {} supports FUSE passthrough", release.trim())),
+        (true, false) => ok(
+            "passthrough",
+            format!("kernel {} supports it, but it needs CAP_SYS_ADMIN; reads go through the daemon (slower, still correct)", release.trim()),
+        ),
+        (false, _) => ok(
+            "passthrough",
+            format!("kernel {} is older than 6.9: reads go through the daemon (slower, still correct)", release.trim()),
+        ),
+    }
+}
+
+fn mount(mp: &Path) -> Check {
+    match mounts::state(mp) {
+        MountState::Live => ok("mount", format!("cairn is mounted at {}", mp.display())),
+        MountState::NotMounted => ok("mount", format!("nothing mounted at {} (cairn start mounts it)", mp.display())),
+        MountState::Dead => fail(
+            "mount",
+            format!("{} is a dead cairn mount (daemon killed): run cairn umount, then cairn start", mp.display()),
+        ),
+        MountState::Other => {
+            fail("mount", format!("something else is mounted at {}: choose another mount point", mp.display()))
+        }
+    }
+}
+
+/// Host and port of an endpoint URL.
+fn host_port(url: &str) -> Option<(String, u16)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let hostport = rest.split('/').next()?;
+    let default = if scheme == "http" { 80 } else { 443 };
+    match hostport.rsplit_once(':') {
+        Some((h, p)) => Some((h.trim_matches(['[', ']']).to_string(), p.parse().ok()?)),
+        None => Some((hostport.to_string(), default)),
+    }
+}
+
+fn s3_checks(cfg: &S3Config) -> Vec<Check> {
+    let endpoint = cfg.endpoint_label();
+    let mut v = Vec::new();
+    // 1. Reachable at all (a TCP connection).
+    if let Some((host, port)) = host_port(&endpoint) {
+        let addr = (host.as_str(), port).to_socket_addrs().ok().and_then(|mut a| a.next());
+        match addr.map(|a| TcpStream::connect_timeout(&a, Duration::from_secs(3))) {
+            Some(Ok(mut s)) => {
+                v.push(ok("s3 endpoint", format!("{host}:{port} accepts connections")));
+                // 2. TLS or not: an https endpoint must not answer in plain HTTP.
+                if endpoint.starts_with("https://") {
+                    use std::io::Write;
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+                    let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
+                    let mut buf = [0u8; 5];
+                    if s.read(&mut buf).is_ok_and(|n| n >= 4) && &buf[..4] == b"HTTP" {
+                        v.push(fail(
+                            "s3 tls",
+                            format!("{endpoint} speaks plain HTTP: write the endpoint as http://{host}:{port}"),
+                        ));
+                        return v;
+                    }
+                }
+            }
+            _ => {
+                v.push(fail(
+                    "s3 endpoint",
+                    format!("cannot connect to {endpoint}: check the address and port and that the server runs (--s3-endpoint or AWS_ENDPOINT_URL)"),
+                ));
+                return v;
+            }
+        }
+    }
+    let remote = match S3Remote::new(cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            v.push(fail("s3 client", e.explain(&cfg.bucket, &endpoint)));
+            return v;
+        }
+    };
+    // 3. Credentials, region and the bucket: one signed call.
+    let (rt, client, bucket) = remote.parts();
+    match rt.block_on(client.head_bucket().bucket(bucket).send()) {
+        Ok(_) => v.push(ok("s3 bucket", format!("bucket {bucket} exists and the credentials are accepted"))),
+        Err(e) => {
+            let err = classify(e);
+            let name = match err.kind {
+                RemoteErrorKind::Denied | RemoteErrorKind::NoCredentials => "s3 credentials",
+                RemoteErrorKind::WrongRegion | RemoteErrorKind::BadRequest => "s3 region",
+                RemoteErrorKind::Tls => "s3 tls",
+                RemoteErrorKind::Unreachable => "s3 endpoint",
+                RemoteErrorKind::NoBucket | RemoteErrorKind::Other => "s3 bucket",
+            };
+            // HEAD answers without a body, so a 404 here means no bucket.
+            let err = if err.kind == RemoteErrorKind::Other && err.message.contains("404") {
+                crate::remote::RemoteError::new(RemoteErrorKind::NoBucket, err.message)
+            } else {
+                err
+            };
+            v.push(fail(name, err.explain(bucket, &endpoint)));
+            return v;
+        }
+    }
+    // 4. Put, get, delete a probe object.
+    let probe = Key::of_bytes(format!("cairn doctor probe {}", std::process::id()).as_bytes());
+    let bytes = b"cairn doctor probe".to_vec();
+    let sum = *blake3::hash(&bytes).as_bytes();
+    let steps = remote
+        .put(&probe, &bytes, &sum)
+        .map_err(|e| ("s3 put", e))
+        .and_then(|()| remote.get(&probe).map_err(|e| ("s3 get", e)))
+        .and_then(|got| {
+            if got.as_ref().map(|o| &o.bytes) == Some(&bytes) {
+                Ok(())
+            } else {
+                Err((
+                    "s3 get",
+                    crate::remote::RemoteError::new(RemoteErrorKind::Other, "the probe object came back different"),
+                ))
+            }
+        })
+        .and_then(|()| remote.delete(&probe).map_err(|e| ("s3 delete", e)));
+    match steps {
+        Ok(()) => v.push(ok("s3 read/write", "put, get and delete of a probe object work")),
+        Err((name, e)) => {
+            let _ = remote.delete(&probe);
+            v.push(fail(name, e.explain(bucket, &endpoint)));
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse_to_host_and_port() {
+        assert_eq!(host_port("http://127.0.0.1:9000"), Some(("127.0.0.1".into(), 9000)));
+        assert_eq!(host_port("https://s3.amazonaws.com"), Some(("s3.amazonaws.com".into(), 443)));
+        assert_eq!(host_port("http://minio/"), Some(("minio".into(), 80)));
+    }
+}

@@ -1,0 +1,319 @@
+//! The S3 remote: any S3-compatible server (AWS, MinIO, Ceph, Garage, R2, s3s).
+//!
+//! Blocking at the trait boundary, with a small tokio runtime inside, so nothing above it is
+//! async. Credentials come from the AWS standard chain (environment, profile, SSO, IMDS/ECS);
+//! `AWS_ENDPOINT_URL` is honoured. Choices that avoid sccache's well-known traps:
+//! - no region configured anywhere means `us-east-1` (what MinIO and most servers expect),
+//!   never "no region" (sccache #1508, #1783);
+//! - a custom endpoint uses path-style addressing unless told otherwise;
+//! - HTTPS unless the endpoint says `http://`;
+//! - short timeouts, one retry: a lookup of an absent key must fail fast, not hang a build;
+//! - every error is classified ([`RemoteErrorKind`]) so it can be explained with its fix.
+//!
+//! Each object's BLAKE3 travels as user metadata (`x-amz-meta-blake3`); readers verify it.
+//! Objects above [`MULTIPART_ABOVE`] are uploaded in parts.
+
+use std::time::Duration;
+
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+
+use super::{Remote, RemoteError, RemoteErrorKind, RemoteObject};
+use crate::key::Key;
+
+/// How long a lookup may take before the remote counts as unreachable. Lookups sit on a
+/// build's critical path; after one timeout the tiered store stops asking for a while.
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Objects larger than this are uploaded as multipart uploads.
+pub const MULTIPART_ABOVE: usize = 32 << 20;
+const PART: usize = 16 << 20;
+
+/// Where the bucket is and how to talk to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Prepended to every object name (`team-a/`), "" for none.
+    pub prefix: String,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    /// Path-style addressing; `None`: on for a custom endpoint, off for AWS.
+    pub path_style: Option<bool>,
+}
+
+impl S3Config {
+    /// The endpoint in effect: the configured one, `AWS_ENDPOINT_URL`, or AWS's.
+    pub fn endpoint_label(&self) -> String {
+        self.endpoint
+            .clone()
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+            .unwrap_or_else(|| "https://s3.amazonaws.com".into())
+    }
+}
+
+/// A bucket reached through the AWS SDK.
+pub struct S3Remote {
+    rt: tokio::runtime::Runtime,
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    prefix: String,
+}
+
+impl S3Remote {
+    /// Builds the client (no network traffic yet).
+    pub fn new(cfg: &S3Config) -> Result<S3Remote, RemoteError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("s3")
+            .enable_all()
+            .build()
+            .map_err(|e| RemoteError::new(RemoteErrorKind::Other, format!("starting the S3 runtime: {e}")))?;
+        let custom_endpoint = cfg.endpoint.is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some();
+        let sdk = rt.block_on(async {
+            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .timeout_config(
+                    aws_config::timeout::TimeoutConfig::builder()
+                        .connect_timeout(Duration::from_secs(2))
+                        .operation_attempt_timeout(Duration::from_secs(20))
+                        .operation_timeout(Duration::from_secs(60))
+                        .build(),
+                )
+                .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2));
+            if let Some(r) = &cfg.region {
+                loader = loader.region(aws_config::Region::new(r.clone()));
+            }
+            if let Some(e) = &cfg.endpoint {
+                loader = loader.endpoint_url(e.clone());
+            }
+            loader.load().await
+        });
+        let mut b = aws_sdk_s3::config::Builder::from(&sdk);
+        if sdk.region().is_none() {
+            b = b.region(aws_config::Region::new("us-east-1"));
+        }
+        let conf = b.force_path_style(cfg.path_style.unwrap_or(custom_endpoint)).build();
+        Ok(S3Remote {
+            rt,
+            client: aws_sdk_s3::Client::from_conf(conf),
+            bucket: cfg.bucket.clone(),
+            prefix: cfg.prefix.clone(),
+        })
+    }
+
+    fn name(&self, key: &Key) -> String {
+        format!("{}{}", self.prefix, key.to_hex())
+    }
+
+    /// The client, bucket and runtime (for `cairn doctor`).
+    pub fn parts(&self) -> (&tokio::runtime::Runtime, &aws_sdk_s3::Client, &str) {
+        (&self.rt, &self.client, &self.bucket)
+    }
+
+    async fn put_multipart(&self, name: &str, bytes: &[u8], sum: &str) -> Result<(), RemoteError> {
+        let c = &self.client;
+        let up = c
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(name)
+            .metadata("blake3", sum)
+            .send()
+            .await
+            .map_err(classify)?;
+        let id = up.upload_id().unwrap_or_default().to_string();
+        let mut parts = Vec::new();
+        for (i, chunk) in bytes.chunks(PART).enumerate() {
+            let n = i as i32 + 1;
+            let r = c
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(name)
+                .upload_id(&id)
+                .part_number(n)
+                .body(ByteStream::from(chunk.to_vec()))
+                .send()
+                .await;
+            match r {
+                Ok(p) => {
+                    parts.push(CompletedPart::builder().part_number(n).set_e_tag(p.e_tag().map(str::to_string)).build())
+                }
+                Err(e) => {
+                    let _ = c.abort_multipart_upload().bucket(&self.bucket).key(name).upload_id(&id).send().await;
+                    return Err(classify(e));
+                }
+            }
+        }
+        c.complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(name)
+            .upload_id(&id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+}
+
+/// Sorts an SDK error into a kind that can be explained.
+pub fn classify<E, R>(err: SdkError<E, R>) -> RemoteError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + HttpStatus,
+{
+    let full = format!("{}", DisplayErrorContext(&err));
+    let lower = full.to_lowercase();
+    // Short details: the status and S3's own code and message where there are any; else the
+    // first line of the transport error.
+    let message = match &err {
+        SdkError::ServiceError(s) => {
+            let mut m = format!("HTTP {}", s.raw().status());
+            if let Some(code) = s.err().code() {
+                m.push_str(&format!(", {code}"));
+            }
+            if let Some(text) = s.err().message() {
+                m.push_str(&format!(": {text}"));
+            }
+            m
+        }
+        SdkError::ResponseError(r) => format!("HTTP {}, a response that is not S3's", r.raw().status()),
+        _ => full.chars().take(240).collect(),
+    };
+    let tlsish = ["tls", "certificate", "handshake", "invalidcontenttype", "wrong version number", "corrupt message"];
+    let kind = match &err {
+        SdkError::TimeoutError(_) => RemoteErrorKind::Unreachable,
+        SdkError::DispatchFailure(d) if d.is_timeout() || d.is_io() => {
+            if tlsish.iter().any(|w| lower.contains(w)) {
+                RemoteErrorKind::Tls
+            } else {
+                RemoteErrorKind::Unreachable
+            }
+        }
+        SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) if lower.contains("credential") => {
+            RemoteErrorKind::NoCredentials
+        }
+        SdkError::DispatchFailure(_) if tlsish.iter().any(|w| lower.contains(w)) => RemoteErrorKind::Tls,
+        SdkError::DispatchFailure(_) => RemoteErrorKind::Unreachable,
+        SdkError::ServiceError(s) => by_status(s.raw().status(), s.err().code()),
+        SdkError::ResponseError(r) => {
+            // An answer that is not S3 at all: often plain HTTP spoken to an https:// endpoint
+            // or the other way round, or a proxy.
+            if tlsish.iter().any(|w| lower.contains(w)) {
+                RemoteErrorKind::Tls
+            } else {
+                by_status(r.raw().status(), None)
+            }
+        }
+        _ => RemoteErrorKind::Other,
+    };
+    RemoteError::new(kind, message)
+}
+
+/// The status code of a raw response.
+pub trait HttpStatus {
+    fn status(&self) -> u16;
+}
+
+impl HttpStatus for aws_sdk_s3::config::http::HttpResponse {
+    fn status(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+fn by_status(status: u16, code: Option<&str>) -> RemoteErrorKind {
+    match (status, code) {
+        (_, Some("NoSuchBucket")) => RemoteErrorKind::NoBucket,
+        (_, Some("AuthorizationHeaderMalformed" | "PermanentRedirect" | "IllegalLocationConstraintException")) => {
+            RemoteErrorKind::WrongRegion
+        }
+        (301, _) => RemoteErrorKind::WrongRegion,
+        (403, _) => RemoteErrorKind::Denied,
+        (400, _) => RemoteErrorKind::BadRequest,
+        _ => RemoteErrorKind::Other,
+    }
+}
+
+fn hex(sum: &[u8; 32]) -> String {
+    Key(*sum).to_hex()
+}
+
+impl Remote for S3Remote {
+    fn get(&self, key: &Key) -> Result<Option<RemoteObject>, RemoteError> {
+        self.rt.block_on(async {
+            let send = self.client.get_object().bucket(&self.bucket).key(self.name(key)).send();
+            let sent = tokio::time::timeout(LOOKUP_TIMEOUT, send).await.map_err(|_| {
+                RemoteError::new(
+                    RemoteErrorKind::Unreachable,
+                    format!("no answer within {} s", LOOKUP_TIMEOUT.as_secs()),
+                )
+            })?;
+            let out = match sent {
+                Ok(o) => o,
+                Err(SdkError::ServiceError(s)) if s.err().is_no_such_key() => return Ok(None),
+                Err(SdkError::ServiceError(s))
+                    if s.raw().status().as_u16() == 404 && s.err().code() != Some("NoSuchBucket") =>
+                {
+                    return Ok(None)
+                }
+                Err(e) => return Err(classify(e)),
+            };
+            let checksum = out.metadata().and_then(|m| m.get("blake3")).and_then(|h| Key::parse(h)).map(|k| k.0);
+            let bytes = out
+                .body
+                .collect()
+                .await
+                .map_err(|e| RemoteError::new(RemoteErrorKind::Unreachable, format!("reading the object body: {e}")))?
+                .into_bytes()
+                .to_vec();
+            Ok(Some(RemoteObject { bytes, checksum }))
+        })
+    }
+
+    fn put(&self, key: &Key, bytes: &[u8], checksum: &[u8; 32]) -> Result<(), RemoteError> {
+        let name = self.name(key);
+        let sum = hex(checksum);
+        self.rt.block_on(async {
+            if bytes.len() > MULTIPART_ABOVE {
+                return self.put_multipart(&name, bytes, &sum).await;
+            }
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&name)
+                .metadata("blake3", &sum)
+                .body(ByteStream::from(bytes.to_vec()))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(classify)
+        })
+    }
+
+    fn delete(&self, key: &Key) -> Result<(), RemoteError> {
+        self.rt.block_on(async {
+            self.client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(self.name(key))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(classify)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_kinds_that_can_be_explained() {
+        assert_eq!(by_status(403, Some("SignatureDoesNotMatch")), RemoteErrorKind::Denied);
+        assert_eq!(by_status(403, Some("InvalidAccessKeyId")), RemoteErrorKind::Denied);
+        assert_eq!(by_status(404, Some("NoSuchBucket")), RemoteErrorKind::NoBucket);
+        assert_eq!(by_status(400, Some("AuthorizationHeaderMalformed")), RemoteErrorKind::WrongRegion);
+        assert_eq!(by_status(301, None), RemoteErrorKind::WrongRegion);
+        assert_eq!(by_status(400, Some("InvalidRequest")), RemoteErrorKind::BadRequest);
+    }
+}
