@@ -190,11 +190,72 @@ def share_avoided():
         print(f"| {name} | {cold:.1f} s | {warm:.1f} s | {100 * (1 - warm / cold):.1f} % |")
 
 
+def s3_bench():
+    """Two machines sharing a bucket on a local s3s-fs: the second builds from S3 alone."""
+    s3s = shutil.which("s3s-fs") or str(Path.home() / ".cargo/bin/s3s-fs")
+    data = BENCH / "s3-data"
+    shutil.rmtree(data, ignore_errors=True)
+    (data / "cache").mkdir(parents=True)
+    srv = subprocess.Popen([s3s, "--host", "127.0.0.1", "--port", "0", "--access-key", "ak", "--secret-key", "sk", str(data)],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "RUST_LOG": "info"})
+    endpoint = None
+    for line in srv.stdout:
+        if "server is running at " in line:
+            endpoint = line.split("server is running at ")[1].strip()
+            break
+    import threading
+    threading.Thread(target=lambda: [None for _ in srv.stdout], daemon=True).start()
+    creds = dict(AWS_ACCESS_KEY_ID="ak", AWS_SECRET_ACCESS_KEY="sk", AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
+    s3flags = ["--s3-bucket", "cache", "--s3-endpoint", endpoint]
+
+    def start(store, s3):
+        sh([str(CAIRN), "umount", str(MNT)], check=False, stderr=subprocess.DEVNULL)
+        shutil.rmtree(store, ignore_errors=True)
+        sh([str(CAIRN), "start", "--store", str(store), "--max-size", "20GiB", str(MNT)] + (s3flags if s3 else []),
+           env={**os.environ, **creds}, stderr=subprocess.DEVNULL)
+
+    def pending():
+        return json.loads((MNT / ".cairn/stats.json").read_text())["s3"]["uploads_pending"]
+
+    res = {k: [] for k in ["cold_local", "cold_s3", "warm_local", "warm_s3_cold_local", "upload_mb_s"]}
+    for i in range(RUNS):
+        print(f"s3 run {i + 1}/{RUNS}", file=sys.stderr)
+        start(STORE, False); shutil.rmtree(BENCH / "xdg", ignore_errors=True)
+        clean(); res["cold_local"].append(build(cairn_env()))
+        clean(); res["warm_local"].append(build(cairn_env()))
+        shutil.rmtree(data / "cache"); (data / "cache").mkdir()
+        start(BENCH / "store-a", True)
+        clean(); res["cold_s3"].append(build(cairn_env()))
+        t0 = time.perf_counter()
+        while pending() > 0:
+            time.sleep(0.05)
+        drained = time.perf_counter() - t0
+        size = sum(f.stat().st_size for f in (data / "cache").rglob("*") if f.is_file())
+        res["upload_mb_s"].append(size / 1e6 / max(drained, 1e-3) if drained > 0.05 else float("nan"))
+        start(BENCH / "store-b", True)  # machine B: empty local store, same bucket
+        clean(); res["warm_s3_cold_local"].append(build(cairn_env()))
+        print({k: round(v[-1], 2) for k, v in res.items()}, file=sys.stderr)
+    sh([str(CAIRN), "umount", str(MNT)], check=False)
+    srv.kill()
+    m = {k: median(v) for k, v in res.items()}
+    print(f"\n## S3 tier (median of {RUNS} runs; s3s-fs on 127.0.0.1)\n")
+    print("| build | time | ratio |")
+    print("|---|---|---|")
+    print(f"| cold, local only | {m['cold_local']:.1f} s | 1.00 |")
+    print(f"| cold, S3 configured (uploads in the background) | {m['cold_s3']:.1f} s | {m['cold_s3'] / m['cold_local']:.2f} × cold local |")
+    print(f"| warm, local store | {m['warm_local']:.1f} s | 1.00 |")
+    print(f"| warm from S3, empty local store | {m['warm_s3_cold_local']:.1f} s | {m['warm_s3_cold_local'] / m['warm_local']:.2f} × warm local |")
+    print(f"\nUploads still pending when the cold build finished drained at {m['upload_mb_s']:.0f} MB/s (nan: none were pending).")
+
+
 def main():
     BENCH.mkdir(parents=True, exist_ok=True)
     setup()
     if os.environ.get("BENCH_ONLY") == "share":
         share_avoided()
+        return
+    if os.environ.get("BENCH_ONLY") == "s3":
+        s3_bench()
         return
     res = {k: [] for k in ["plain", "sccache_cold", "sccache_warm", "cairn_cold", "cairn_warm"]}
     for i in range(RUNS):

@@ -11,7 +11,6 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -19,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::args::Invocation;
 use super::filehash::hash_file;
+use super::memo::{self, stamp, Stamp};
 use super::toolchain::resolve_program;
 
 /// Labelled content hashes of the link's inputs, in a fixed order.
@@ -44,28 +44,10 @@ pub fn link_inputs(inv: &Invocation, memo_dir: &Path) -> io::Result<Vec<(String,
     Ok(out)
 }
 
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
-struct Stamp {
-    path: String,
-    size: u64,
-    mtime_ns: i128,
-    ino: u64,
-}
-
 #[derive(Serialize, Deserialize)]
 struct Memo {
     stamps: Vec<Stamp>,
     digest: [u8; 32],
-}
-
-fn stamp(p: &Path) -> io::Result<Stamp> {
-    let m = fs::metadata(p)?;
-    Ok(Stamp {
-        path: p.display().to_string(),
-        size: m.len(),
-        mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
-        ino: m.ino(),
-    })
 }
 
 /// The programs whose contents make up the linker's identity.
@@ -87,7 +69,7 @@ fn programs(linker: &Path) -> io::Result<Vec<PathBuf>> {
 pub fn linker_identity(linker: &Path, memo_dir: &Path) -> io::Result<[u8; 32]> {
     let memo_path =
         memo_dir.join(format!("linker-{}.bin", &blake3::hash(linker.as_os_str().as_encoded_bytes()).to_hex()[..32]));
-    if let Some(memo) = fs::read(&memo_path).ok().and_then(|b| bincode::deserialize::<Memo>(&b).ok()) {
+    if let Some(memo) = memo::load::<Memo>(&memo_path) {
         let current: io::Result<Vec<Stamp>> = memo.stamps.iter().map(|s| stamp(Path::new(&s.path))).collect();
         // The memo also records which programs the linker name resolved to; resolving again
         // costs a PATH walk, which is cheap, and catches a changed PATH.
@@ -110,14 +92,7 @@ pub fn linker_identity(linker: &Path, memo_dir: &Path) -> io::Result<[u8; 32]> {
         stamps.push(stamp(p)?);
     }
     let digest = *h.finalize().as_bytes();
-    if fs::create_dir_all(memo_dir).is_ok() {
-        let tmp = memo_path.with_extension(format!("tmp{}", std::process::id()));
-        if let Ok(bytes) = bincode::serialize(&Memo { stamps, digest }) {
-            if fs::write(&tmp, bytes).is_ok() && fs::rename(&tmp, &memo_path).is_err() {
-                let _ = fs::remove_file(&tmp);
-            }
-        }
-    }
+    memo::save(&memo_path, &Memo { stamps, digest });
     Ok(digest)
 }
 

@@ -23,6 +23,7 @@ pub mod depinfo;
 pub mod filehash;
 pub mod link;
 pub mod log;
+pub mod memo;
 pub mod mount;
 pub mod object;
 pub mod report;

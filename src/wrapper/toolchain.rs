@@ -12,11 +12,12 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde::{Deserialize, Serialize};
+
+use super::memo::{self, stamp, Stamp};
 
 /// Identity of one toolchain for one target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,14 +28,6 @@ pub struct Toolchain {
     pub version: String,
     /// The target triple compiled for.
     pub target: String,
-}
-
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
-struct Stamp {
-    path: String,
-    size: u64,
-    mtime_ns: i128,
-    ino: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -63,7 +56,7 @@ pub fn identify(rustc: &Path, target: Option<&str>, memo_dir: &Path) -> io::Resu
         &blake3::hash(format!("{}\0{}\0{}", rustc.display(), target.unwrap_or(""), sysroot.display()).as_bytes())
             .to_hex()[..32]
     ));
-    if let Some(memo) = fs::read(&memo_path).ok().and_then(|b| bincode::deserialize::<Memo>(&b).ok()) {
+    if let Some(memo) = memo::load::<Memo>(&memo_path) {
         if memo.sysroot == sysroot.display().to_string() {
             if let Ok(stamps) = stamp_all(rustc, &sysroot, &memo.target) {
                 if stamps == memo.stamps {
@@ -86,14 +79,7 @@ pub fn identify(rustc: &Path, target: Option<&str>, memo_dir: &Path) -> io::Resu
     }
     let digest = *h.finalize().as_bytes();
     let memo = Memo { sysroot: sysroot.display().to_string(), stamps, digest, vv: vv.clone(), target: target.clone() };
-    if fs::create_dir_all(memo_dir).is_ok() {
-        let tmp = memo_path.with_extension(format!("tmp{}", std::process::id()));
-        if let Ok(bytes) = bincode::serialize(&memo) {
-            if fs::write(&tmp, bytes).is_ok() && fs::rename(&tmp, &memo_path).is_err() {
-                let _ = fs::remove_file(&tmp);
-            }
-        }
-    }
+    memo::save(&memo_path, &memo);
     Ok(Toolchain { digest, version: first_line(&vv), target })
 }
 
@@ -147,16 +133,6 @@ fn stamp_all(rustc: &Path, sysroot: &Path, target: &str) -> io::Result<Vec<Stamp
         }
     }
     Ok(out)
-}
-
-fn stamp(p: &Path) -> io::Result<Stamp> {
-    let m = fs::metadata(p)?;
-    Ok(Stamp {
-        path: p.display().to_string(),
-        size: m.len(),
-        mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
-        ino: m.ino(),
-    })
 }
 
 #[cfg(test)]
