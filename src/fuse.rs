@@ -237,13 +237,11 @@ impl<S: Store> Filesystem for FuseAdapter<S> {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        match self.fs.xattrs(ino.0) {
-            Ok(attrs) => match attrs.iter().find(|(n, _)| name == n.as_str()) {
-                Some((_, v)) if size == 0 => reply.size(v.len() as u32),
-                Some((_, v)) if v.len() <= size as usize => reply.data(v),
-                Some(_) => reply.error(Errno::ERANGE),
-                None => reply.error(Errno::NO_XATTR),
-            },
+        match self.fs.xattr(ino.0, name) {
+            Ok(Some(v)) if size == 0 => reply.size(v.len() as u32),
+            Ok(Some(v)) if v.len() <= size as usize => reply.data(&v),
+            Ok(Some(_)) => reply.error(Errno::ERANGE),
+            Ok(None) => reply.error(Errno::NO_XATTR),
             Err(e) => reply.error(errno(e)),
         }
     }

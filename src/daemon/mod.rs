@@ -73,6 +73,12 @@ pub fn run(cfg: &MountConfig, opts: RunOptions, ready: impl FnOnce()) -> Result<
     signals.add(Signal::SIGTERM);
     signals.add(Signal::SIGHUP);
     signals.thread_block().map_err(io::Error::from)?;
+    // Eight FUSE workers would each get a glibc malloc arena that keeps its peak; two arenas
+    // hold the daemon's memory near its working set (issue #2's RSS goal).
+    // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 
     prepare_mountpoint(&cfg.mountpoint)?;
     let disk = open_store(cfg)?;

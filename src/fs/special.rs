@@ -298,6 +298,16 @@ impl<S: Store> CacheFs<S> {
         }
     }
 
+    /// One extended attribute. Only `user.cairn.*` names are computed: `ls -l` asks every
+    /// file for `security.selinux` and ACLs, and must not make the daemon open (and check)
+    /// every object for that.
+    pub fn xattr(&self, ino: u64, name: &OsStr) -> Result<Option<Vec<u8>>, FsError> {
+        if !name.to_str().is_some_and(|n| n.starts_with("user.cairn.")) {
+            return Ok(None);
+        }
+        Ok(self.xattrs(ino)?.into_iter().find(|(n, _)| name == n.as_str()).map(|(_, v)| v))
+    }
+
     /// The `user.cairn.*` attributes of an object (empty for anything else).
     pub fn xattrs(&self, ino: u64) -> Result<Vec<(String, Vec<u8>)>, FsError> {
         let key = match self.names().nodes.get(&ino) {
