@@ -408,7 +408,8 @@ impl<S: Store> Filesystem for FuseAdapter<S> {
     }
 
     fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        match self.fs.readdir(fh.into(), offset, 4096) {
+        // A kernel readdir buffer holds about fifty entries; ask for a few more, not thousands.
+        match self.fs.readdir(fh.into(), offset, 256) {
             Ok(entries) => {
                 for (next, e) in entries {
                     if reply.add(INodeNo(e.ino), next, file_type(e.kind), &e.name) {
