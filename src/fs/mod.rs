@@ -192,6 +192,8 @@ pub struct CacheFs<S: Store> {
     stats: Mutex<crate::stats::Stats>,
     entries: Mutex<entries::Entries>,
     view: Mutex<special::View>,
+    /// When the filesystem was made: the folders' times.
+    started_ns: u64,
 }
 
 impl<S: Store> CacheFs<S> {
@@ -213,6 +215,7 @@ impl<S: Store> CacheFs<S> {
             stats: Mutex::new(crate::stats::Stats { started_unix: now_ns() / 1_000_000_000, ..Default::default() }),
             entries: Mutex::new(entries::Entries::default()),
             view: Mutex::new(special::View::default()),
+            started_ns: now_ns(),
         }
     }
 
@@ -276,9 +279,9 @@ impl<S: Store> CacheFs<S> {
             kind: Kind::Dir,
             size: 0,
             blocks: 0,
-            atime_ns: 0,
-            mtime_ns: 0,
-            ctime_ns: 0,
+            atime_ns: self.started_ns,
+            mtime_ns: self.started_ns,
+            ctime_ns: self.started_ns,
             perm: 0o755,
             nlink: 2,
             uid: self.opts.uid,
