@@ -7,11 +7,17 @@
 //! The namespace is one flat directory. Committed objects are named by their key; writers create
 //! `.tmp*` names, write them, and `rename` them onto the key, which is the commit. Temporaries
 //! are never listed. See docs/mount.md for the rules and every errno.
+//!
+//! Files: this one (inodes, handles, lookups, opens, reads, writes, removal); `commit.rs` (the
+//! rename that commits, temporaries); `special.rs` (`by-crate/`, `.cairn/`); `entries.rs`
+//! (what each object is); `names.rs`, `error.rs`, `types.rs` (plain data).
 
+mod commit;
 pub mod entries;
 pub mod error;
 pub mod names;
 mod special;
+mod types;
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -19,106 +25,16 @@ use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
 
 use crate::key::Key;
-use crate::store::{now_ns, Committed, ObjectMeta, ObjectRead, Store, TempWrite};
+use crate::store::{now_ns, ObjectMeta, ObjectRead, Store, TempWrite};
 pub use error::FsError;
 use names::{classify, Name, NAME_RULE};
 pub use special::{is_special, Sink, BY_CRATE, CAIRN_DIR};
+pub use types::{Attr, DirEntry, FsOptions, FsStats, Invalidation, Kind, OpenMode, Opened};
 
 /// Inode number of the mount root.
 pub const ROOT_INO: u64 = 1;
-
-/// How long a rename waits for the temporary's writers to close it. The kernel sends RELEASE
-/// asynchronously after `close()`, so a rename can arrive just before it.
-const RELEASE_WAIT: Duration = Duration::from_secs(2);
-
-/// What kind of node an inode is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// The root directory.
-    Dir,
-    /// A committed object or a temporary file.
-    File,
-    /// A link of the `by-crate/` view.
-    Symlink,
-}
-
-/// Attributes of a node, in plain numbers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Attr {
-    pub ino: u64,
-    pub kind: Kind,
-    pub size: u64,
-    /// 512-byte blocks, so `du` adds up object sizes.
-    pub blocks: u64,
-    /// Last use (objects) or last write (temporaries), ns since the epoch.
-    pub atime_ns: u64,
-    /// Same as `atime_ns`, so that `ls -l` shows the last-use time.
-    pub mtime_ns: u64,
-    /// Commit time (objects).
-    pub ctime_ns: u64,
-    pub perm: u16,
-    pub nlink: u32,
-    pub uid: u32,
-    pub gid: u32,
-}
-
-/// Filesystem-wide numbers for `statfs` (`df`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FsStats {
-    pub block_size: u32,
-    pub blocks: u64,
-    pub blocks_free: u64,
-    pub files: u64,
-}
-
-/// One entry of a directory listing.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DirEntry {
-    pub ino: u64,
-    pub kind: Kind,
-    pub name: OsString,
-}
-
-/// A kernel entry to invalidate (an object that vanished without the kernel's knowledge).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Invalidation {
-    pub parent: u64,
-    pub name: OsString,
-}
-
-/// A successful open.
-#[derive(Debug)]
-pub struct Opened {
-    pub fh: u64,
-    /// A duplicate of the file holding the bytes, for FUSE passthrough, when asked for and the
-    /// store has one.
-    pub backing: Option<File>,
-    /// Whether the kernel may keep cached pages across opens (true for immutable objects).
-    pub keep_cache: bool,
-    /// Whether every read must come to the daemon (generated files such as stats.json).
-    pub direct_io: bool,
-}
-
-/// Open flags the filesystem cares about, decoded by the adapter.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct OpenMode {
-    pub write: bool,
-    pub truncate: bool,
-    pub append: bool,
-    pub exclusive: bool,
-}
-
-/// Owner and options fixed at mount time.
-#[derive(Clone, Debug)]
-pub struct FsOptions {
-    pub uid: u32,
-    pub gid: u32,
-    /// Hand the kernel backing files for passthrough.
-    pub want_backing: bool,
-}
 
 enum Node {
     Object(Key),
@@ -634,138 +550,6 @@ impl<S: Store> CacheFs<S> {
         }
     }
 
-    /// Renames. Renaming a temporary onto a key commits it; nothing else may change a key.
-    pub fn rename(
-        &self,
-        parent: u64,
-        name: &OsStr,
-        newparent: u64,
-        newname: &OsStr,
-        noreplace: bool,
-    ) -> Result<(), FsError> {
-        if let Some(e) = self.special_parent(parent, "rename").or_else(|| self.special_parent(newparent, "rename")) {
-            return Err(e);
-        }
-        Self::check_root(parent)?;
-        Self::check_root(newparent)?;
-        if classify(name) == Name::Invalid && [CAIRN_DIR, BY_CRATE].iter().any(|n| name == *n || newname == *n) {
-            return Err(FsError::ReadOnly);
-        }
-        match (classify(name), classify(newname)) {
-            (Name::Temp(_), Name::Object(key)) => self.commit(name, key, noreplace),
-            (Name::Temp(_), Name::Temp(_)) => self.rename_temp(name, newname, noreplace),
-            (Name::Object(a), Name::Object(b)) if a == b => {
-                self.store.stat(&a)?.ok_or(FsError::NotFound)?;
-                Ok(())
-            }
-            (Name::Object(key), _) => {
-                self.store.stat(&key)?.ok_or(FsError::NotFound)?;
-                Err(FsError::Immutable)
-            }
-            (Name::Temp(_), Name::Invalid) => {
-                tracing::warn!(name = ?newname, "refused to rename onto a bad name: {NAME_RULE}");
-                Err(FsError::InvalidName)
-            }
-            (Name::Invalid, _) => Err(FsError::NotFound),
-        }
-    }
-
-    fn rename_temp(&self, from: &OsStr, to: &OsStr, noreplace: bool) -> Result<(), FsError> {
-        let mut names = self.names();
-        if !names.temps.contains_key(from) {
-            return Err(FsError::NotFound);
-        }
-        if from == to {
-            return Ok(());
-        }
-        if names.temps.contains_key(to) {
-            if noreplace {
-                return Err(FsError::Exists);
-            }
-            let old = names.temps.remove(to).expect("checked");
-            names.nodes.remove(&old.ino);
-            self.store.discard(&old.temp);
-        }
-        let t = names.temps.remove(from).expect("checked");
-        names.nodes.insert(t.ino, Node::Temp(to.to_owned()));
-        names.temps.insert(to.to_owned(), t);
-        // Open handles keep their old name for bookkeeping; fix them.
-        drop(names);
-        for h in self.handles().values_mut() {
-            if let Handle::Temp { name, .. } = h {
-                if name == from {
-                    *name = to.to_owned();
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn commit(&self, name: &OsStr, key: Key, noreplace: bool) -> Result<(), FsError> {
-        // Mark the temporary as committing (no new writers), then wait for its writers to go.
-        let temp = {
-            let mut names = self.names();
-            let t = names.temps.get_mut(name).ok_or(FsError::NotFound)?;
-            if t.committing {
-                return Err(FsError::Busy);
-            }
-            t.committing = true;
-            let deadline = std::time::Instant::now() + RELEASE_WAIT;
-            loop {
-                let t = names.temps.get(name).ok_or(FsError::NotFound)?;
-                if t.writers == 0 {
-                    break Arc::clone(&t.temp);
-                }
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                if left.is_zero() {
-                    if let Some(t) = names.temps.get_mut(name) {
-                        t.committing = false;
-                    }
-                    tracing::warn!(?name, %key, "refused to commit a temporary that is still open for writing; close it first");
-                    return Err(FsError::Busy);
-                }
-                names = self.released.wait_timeout(names, left).unwrap_or_else(|p| p.into_inner()).0;
-            }
-        };
-        // What the entry is, from its header, while the bytes are still the temporary's.
-        let meta = entries::read_meta(|off, len| temp.read_at(off, len));
-        let result = if noreplace && self.store.stat(&key)?.is_some() {
-            Err(FsError::Exists)
-        } else {
-            self.store.commit(&temp, &key).map_err(FsError::from)
-        };
-        let mut names = self.names();
-        match result {
-            Ok(outcome) => {
-                let t = names.temps.remove(name).expect("a committing temp is not removed");
-                names.nodes.insert(t.ino, Node::Object(key));
-                names.key_ino.entry(key).or_insert(t.ino);
-                drop(names);
-                self.entries.lock().unwrap_or_else(|p| p.into_inner()).insert(key, meta);
-                match outcome {
-                    Committed::New { meta, evicted } => {
-                        tracing::debug!(%key, size = meta.size, "committed");
-                        for k in &evicted {
-                            tracing::info!(key = %k, "evicted to stay within the size limit");
-                            self.invalidate(k);
-                        }
-                    }
-                    Committed::AlreadyPresent(_) => {
-                        tracing::debug!(%key, "commit of identical bytes; kept the existing object")
-                    }
-                }
-                Ok(())
-            }
-            Err(e) => {
-                if let Some(t) = names.temps.get_mut(name) {
-                    t.committing = false;
-                }
-                tracing::warn!(%key, errno = e.errno(), "commit failed: {e}");
-                Err(e)
-            }
-        }
-    }
-
     /// Removing a folder: the special folders are read-only; there are no others.
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> FsError {
         if parent == ROOT_INO && [CAIRN_DIR, BY_CRATE].iter().any(|n| name == *n) {
@@ -791,27 +575,6 @@ impl<S: Store> CacheFs<S> {
         let blocks = u.limit / bs;
         let used = u.used.div_ceil(bs);
         FsStats { block_size: bs as u32, blocks, blocks_free: blocks.saturating_sub(used), files: u.objects }
-    }
-
-    /// Deletes temporaries that no one has open and no one touched for `max_idle`: their
-    /// writers are gone. Returns how many.
-    pub fn reap_idle_temps(&self, now_ns: u64, max_idle: Duration) -> usize {
-        let mut names = self.names();
-        let dead: Vec<OsString> = names
-            .temps
-            .iter()
-            .filter(|(_, t)| {
-                t.opens == 0 && !t.committing && now_ns.saturating_sub(t.last_active_ns) >= max_idle.as_nanos() as u64
-            })
-            .map(|(n, _)| n.clone())
-            .collect();
-        for n in &dead {
-            if let Some(t) = names.temps.remove(n) {
-                names.nodes.remove(&t.ino);
-                self.store.discard(&t.temp);
-            }
-        }
-        dead.len()
     }
 }
 
