@@ -24,7 +24,8 @@ fn an_object_committed_on_a_is_read_on_b_and_rm_on_b_reaches_the_bucket() {
     let key = a.put(&data);
     let in_bucket = server.object_path("cache", &key.to_hex());
     wait_until(30, "the upload", || in_bucket.exists());
-    assert_eq!(pending(&a.mnt), 0);
+    // The server writes the file before its answer reaches the daemon; then the queue empties.
+    wait_until(30, "the upload to be recorded as done", || pending(&a.mnt) == 0);
     assert!(stats(&a.mnt)["s3"]["configured"].as_bool().unwrap());
     // B has never seen it: it comes through from the bucket, checked, and is now local to B.
     assert_eq!(std::fs::read(b.path(&key.to_hex())).unwrap(), data);
