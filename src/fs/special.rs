@@ -90,6 +90,11 @@ fn link_target(key: &Key) -> String {
 }
 
 impl<S: Store> CacheFs<S> {
+    /// The view's inode table; a poisoned lock is still consistent (each change is one call).
+    fn view(&self) -> std::sync::MutexGuard<'_, View> {
+        self.view.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn dir_attr(&self, ino: u64, perm: u16) -> Attr {
         Attr { ino, kind: Kind::Dir, perm, nlink: 2, ..self.root_attr() }
     }
@@ -156,18 +161,18 @@ impl<S: Store> CacheFs<S> {
             }),
             BY_CRATE_INO => Some(match self.by_crate() {
                 Ok(map) if map.contains_key(text) => {
-                    let ino = self.view.lock().unwrap().crate_ino(text);
+                    let ino = self.view().crate_ino(text);
                     Ok(self.dir_attr(ino, 0o555))
                 }
                 Ok(_) => Err(FsError::NotFound),
                 Err(e) => Err(e),
             }),
             ino if ino >= FIRST_VIEW_INO => {
-                let node = self.view.lock().unwrap().nodes.get(&ino).cloned();
+                let node = self.view().nodes.get(&ino).cloned();
                 Some(match (node, crate::key::Key::parse(text)) {
                     (Some(ViewNode::CrateDir(c)), Some(key)) => match (self.store.stat(&key), self.entry_meta(&key)) {
                         (Ok(Some(_)), Some(m)) if m.crate_name == c => {
-                            let ino = self.view.lock().unwrap().link_ino(key);
+                            let ino = self.view().link_ino(key);
                             Ok(self.link_attr(ino, &key))
                         }
                         _ => Err(FsError::NotFound),
@@ -187,7 +192,7 @@ impl<S: Store> CacheFs<S> {
             STATS_INO => Some(Ok(self.special_file_attr(ino, self.stats_json().len() as u64, 0o444))),
             REPORT_INO => Some(Ok(self.special_file_attr(ino, 0, 0o622))),
             CONTROL_INO => Some(Ok(self.special_file_attr(ino, 0, 0o600))),
-            ino if ino >= FIRST_VIEW_INO => Some(match self.view.lock().unwrap().nodes.get(&ino).cloned() {
+            ino if ino >= FIRST_VIEW_INO => Some(match self.view().nodes.get(&ino).cloned() {
                 Some(ViewNode::CrateDir(_)) => Ok(self.dir_attr(ino, 0o555)),
                 Some(ViewNode::Link(key)) => Ok(self.link_attr(ino, &key)),
                 None => Err(FsError::NotFound),
@@ -221,18 +226,18 @@ impl<S: Store> CacheFs<S> {
             ])),
             BY_CRATE_INO => Some(self.by_crate().map(|map| {
                 let mut v = vec![dot(BY_CRATE_INO), dotdot(ROOT_INO)];
-                let mut view = self.view.lock().unwrap();
+                let mut view = self.view();
                 for c in map.keys() {
                     v.push(DirEntry { ino: view.crate_ino(c), kind: Kind::Dir, name: OsString::from(c) });
                 }
                 v
             })),
             ino if ino >= FIRST_VIEW_INO => {
-                let node = self.view.lock().unwrap().nodes.get(&ino).cloned();
+                let node = self.view().nodes.get(&ino).cloned();
                 Some(match node {
                     Some(ViewNode::CrateDir(c)) => self.by_crate().map(|map| {
                         let mut v = vec![dot(ino), dotdot(BY_CRATE_INO)];
-                        let mut view = self.view.lock().unwrap();
+                        let mut view = self.view();
                         for key in map.get(&c).into_iter().flatten() {
                             v.push(DirEntry {
                                 ino: view.link_ino(*key),
@@ -292,7 +297,7 @@ impl<S: Store> CacheFs<S> {
 
     /// The target of a `by-crate/` link.
     pub fn readlink(&self, ino: u64) -> Result<Vec<u8>, FsError> {
-        match self.view.lock().unwrap().nodes.get(&ino) {
+        match self.view().nodes.get(&ino) {
             Some(ViewNode::Link(key)) => Ok(link_target(key).into_bytes()),
             _ => Err(FsError::InvalidName),
         }
