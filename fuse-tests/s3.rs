@@ -149,3 +149,38 @@ fn doctor_names_the_fix_for_each_s3_misconfiguration() {
     assert!(!okk);
     assert!(out.contains("FAIL  s3 tls") && out.contains("http://"), "{out}");
 }
+
+/// A build through a mount whose S3 tier fails in one way: it must pass, and the daemon's log
+/// must name the fix.
+fn build_passes_and_log_says(server: &S3Server, env: Vec<(String, String)>, target: &str, says: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--s3-bucket", "cache", "--s3-endpoint", server.endpoint.as_str()];
+    let Some(m) = crate::common::mount_store_with_env(target, Some(&dir.path().join("s")), "8GiB", &flags, &env) else {
+        return;
+    };
+    let _ = std::fs::remove_dir_all(ws().root.join(target));
+    let log = log_path(target);
+    ok(cargo(Some(&m), target, &log, &["build", "-p", "probe"]));
+    assert!(read_log(&log).iter().any(|l| l.krate == "probe" && l.outcome == "miss"));
+    // The upload of what was just compiled meets the fault too; the log explains it.
+    wait_until(30, "the explanation in the log", || m.log_text().contains(says));
+}
+
+#[test]
+fn wrong_credentials_still_build_and_the_log_names_the_fix() {
+    let _g = lock();
+    let server = S3Server::start("cache");
+    let mut env = credentials();
+    env.retain(|(k, _)| k != "AWS_SECRET_ACCESS_KEY");
+    env.push(("AWS_SECRET_ACCESS_KEY".into(), "wrong".into()));
+    build_passes_and_log_says(&server, env, "t-s3-denied", "S3 refused access to bucket cache (403)");
+}
+
+#[test]
+fn a_stalled_server_still_builds_and_the_log_names_the_fix() {
+    let _g = lock();
+    let server = S3Server::start("cache");
+    server.stall();
+    build_passes_and_log_says(&server, credentials(), "t-s3-stalled", "cannot reach the S3 endpoint");
+    server.resume();
+}
