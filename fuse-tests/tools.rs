@@ -52,9 +52,16 @@ fn ls_shows_the_last_use_time() {
         std::hint::spin_loop();
     }
     std::fs::read(m.path(&k.to_hex())).unwrap();
-    // The kernel may cache attributes for up to a second; ask through a fresh lookup.
-    let (ok, out, _) = sh(&format!("sleep 1.1; stat -c %Y.%y {}/{}", m.mnt.display(), k));
-    assert!(ok);
-    let after = std::fs::metadata(m.path(&k.to_hex())).unwrap().modified().unwrap();
-    assert!(after > before, "mtime moved from {before:?} to {after:?} ({out})");
+    // The kernel caches attributes for up to a second: wait (bounded) until `ls -l` shows the
+    // new time, which it must, rather than sleeping past the cache.
+    let path = m.path(&k.to_hex());
+    crate::common::wait_until(5, "ls -l to show the new last-use time", || {
+        std::fs::metadata(&path).unwrap().modified().unwrap() > before
+    });
+    // And `ls -l` itself prints it.
+    let (ok, out, _) = sh(&format!("ls -l --time-style=+%s.%N {}", path.display()));
+    assert!(ok, "{out}");
+    let shown: f64 = out.split_whitespace().rev().nth(1).and_then(|t| t.parse().ok()).expect("a time in ls -l");
+    let before = before.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!(shown > before, "ls -l shows {shown}, the object was committed at {before}");
 }
