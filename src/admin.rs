@@ -174,6 +174,16 @@ pub fn render(json: &str) -> Result<String, String> {
         n(&l["evicted"]),
         n(&l["corrupt_removed"])
     ));
+    // The common surprise: cargo's dev profile compiles workspace members incrementally, and
+    // incremental compiles are passed through.
+    let incremental = z["not_cacheable"]["incremental"].as_u64().unwrap_or(0);
+    if incremental > 0 && incremental * 4 >= n(&z["misses"]) + incremental {
+        out.push_str(&format!(
+            "{:<16}{incremental} compiles were incremental (cargo's dev default for workspace members) and not\n\
+             {:<16}cached; CARGO_INCREMENTAL=0 (or profile.dev.incremental = false) caches them too\n",
+            "hint", ""
+        ));
+    }
     let s3 = &v["s3"];
     if s3["configured"].as_bool().unwrap_or(false) {
         out.push_str(&format!(
@@ -198,6 +208,19 @@ mod tests {
         assert_eq!(parse_age("90m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_age("7").unwrap(), Duration::from_secs(7));
         assert!(parse_age("soon").is_err());
+    }
+
+    #[test]
+    fn many_incremental_compiles_bring_a_hint() {
+        let mut s = crate::stats::Stats::default();
+        for _ in 0..3 {
+            s.apply(&crate::stats::Event::NotCacheable("incremental".into()));
+        }
+        s.apply(&crate::stats::Event::Miss { compile_ns: 1, bytes: 1 });
+        let t = render(&s.to_json(&Default::default())).unwrap();
+        assert!(t.contains("CARGO_INCREMENTAL=0"), "{t}");
+        let quiet = render(&crate::stats::Stats::default().to_json(&Default::default())).unwrap();
+        assert!(!quiet.contains("hint"));
     }
 
     #[test]
