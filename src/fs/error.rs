@@ -78,7 +78,6 @@ impl From<StoreError> for FsError {
             StoreError::TooLarge { .. } => FsError::TooLarge,
             StoreError::NoRoom { .. } => FsError::NoSpace,
             StoreError::Corrupt(_) => FsError::Corrupt,
-            StoreError::StaleTemp => FsError::NotFound,
             StoreError::Io { source, .. } => FsError::Io(source.raw_os_error().unwrap_or(libc::EIO)),
         }
     }

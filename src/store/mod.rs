@@ -84,9 +84,6 @@ pub enum StoreError {
     /// The stored bytes do not match their checksum (or length); the object was removed.
     #[error("object {0} is corrupt (checksum mismatch); it has been removed")]
     Corrupt(Key),
-    /// The temporary file is unknown or already committed.
-    #[error("temporary file is no longer available")]
-    StaleTemp,
     /// An I/O error from the layer below, such as a full disk.
     #[error("{context}: {source}")]
     Io {

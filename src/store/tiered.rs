@@ -128,7 +128,7 @@ impl<L: Store, R: Remote> TieredStore<L, R> {
     pub fn drain(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut q = lock(&self.shared.queue);
-        while !q.all().is_empty() {
+        while !q.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return false;
@@ -214,8 +214,7 @@ impl<L: Store, R: Remote> Shared<L, R> {
         let mut in_flight = lock(&self.in_flight);
         let retry = lock(&self.retry_at);
         let now = Instant::now();
-        let item =
-            q.all().into_iter().find(|(k, _)| !in_flight.contains(k) && retry.get(k).is_none_or(|(t, _)| *t <= now))?;
+        let item = q.iter().find(|(k, _)| !in_flight.contains(k) && retry.get(k).is_none_or(|(t, _)| *t <= now))?;
         in_flight.insert(item.0);
         Some(item)
     }
@@ -235,7 +234,10 @@ impl<L: Store, R: Remote> Shared<L, R> {
             match result {
                 Ok(()) => {
                     lock(&self.retry_at).remove(&key);
-                    if lock(&self.queue).done(&key, work).unwrap_or(false) && work == Work::Upload {
+                    // Unpin under the queue lock (queue, then store: the order commit and remove
+                    // use), so no one sees an empty queue while the object is still pinned.
+                    let mut q = lock(&self.queue);
+                    if q.done(&key, work).unwrap_or(false) && work == Work::Upload {
                         self.local.unpin(&key);
                     }
                 }

@@ -100,9 +100,9 @@ mod tests {
     }
 
     #[test]
-    fn a_stale_memo_with_a_matching_stamp_is_the_only_way_to_fool_it() {
-        // Writing a wrong memo by hand with the right stamp is trusted: document that the
-        // memo assumes nobody forges xattrs. A wrong stamp is not trusted.
+    fn a_memo_taken_at_another_size_or_mtime_is_ignored() {
+        // (A memo forged with the right stamp would be trusted: the memo assumes nobody forges
+        // xattrs on files in the target dir; docs/cache-key.md.)
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
         std::fs::write(&p, b"data").unwrap();
