@@ -77,6 +77,15 @@ fn a_build_on_b_after_a_compiles_nothing_that_a_cached() {
     assert!(cacheable(&lines).len() >= 25);
     let ran: Vec<_> = lines.iter().filter(|l| !l.outcome.starts_with("hit")).collect();
     assert!(ran.is_empty(), "B compiled what A had cached: {ran:?}");
+    // Each crate's manifest named its result, so B fetched the results ahead of the lookups:
+    // one round trip per crate, not two. (A prefetch that loses the race to the lookup is not
+    // counted, hence "most".)
+    let s3 = &stats(&b.mnt)["s3"];
+    let (fetched, prefetched) = (s3["fetched"].as_u64().unwrap(), s3["prefetched"].as_u64().unwrap());
+    let hits = cacheable(&lines).len() as u64;
+    println!("B: {hits} hits, {fetched} objects fetched from the bucket, {prefetched} of them ahead of need");
+    assert!(fetched >= 2 * hits, "a manifest and a result per crate: {fetched} fetched for {hits} hits");
+    assert!(prefetched * 2 >= hits, "most results were prefetched: {prefetched} of {hits}");
 }
 
 #[test]

@@ -8,6 +8,7 @@ RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 HITS = int(os.environ.get("BENCH_HITS", "20"))
 CAIRN = ROOT / "target/release/cairn"
 WRAPPER = ROOT / "target/release/cairn-rustc"
+BENCH_SERVER = ROOT / "scripts/s3-bench-server/target/release/s3-bench-server"
 SCCACHE = shutil.which("sccache")
 WORK = BENCH / "workload"
 MNT, STORE, SCC = BENCH / "mnt", BENCH / "store", BENCH / "sccache"
@@ -190,14 +191,19 @@ def share_avoided():
         print(f"| {name} | {cold:.1f} s | {warm:.1f} s | {100 * (1 - warm / cold):.1f} % |")
 
 
-def s3_bench():
-    """Two machines sharing a bucket on a local s3s-fs: the second builds from S3 alone."""
-    s3s = shutil.which("s3s-fs") or str(Path.home() / ".cargo/bin/s3s-fs")
-    data = BENCH / "s3-data"
+def start_s3_server(kind, data):
+    """`s3s-fs` (what the tests use), `nodelay` (scripts/s3-bench-server), or `nodelay+MS` (the
+    same with MS ms added to every request, a stand-in for a distant bucket). Returns (process,
+    endpoint)."""
     shutil.rmtree(data, ignore_errors=True)
     (data / "cache").mkdir(parents=True)
-    srv = subprocess.Popen([s3s, "--host", "127.0.0.1", "--port", "0", "--access-key", "ak", "--secret-key", "sk", str(data)],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "RUST_LOG": "info"})
+    if kind == "s3s-fs":
+        s3s = shutil.which("s3s-fs") or str(Path.home() / ".cargo/bin/s3s-fs")
+        cmd = [s3s, "--host", "127.0.0.1", "--port", "0", "--access-key", "ak", "--secret-key", "sk", str(data)]
+    else:
+        delay = kind.split("+")[1] if "+" in kind else "0"
+        cmd = [str(BENCH_SERVER), str(data), "--delay-ms", delay]
+    srv = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "RUST_LOG": "info"})
     endpoint = None
     for line in srv.stdout:
         if "server is running at " in line:
@@ -205,47 +211,79 @@ def s3_bench():
             break
     import threading
     threading.Thread(target=lambda: [None for _ in srv.stdout], daemon=True).start()
-    creds = dict(AWS_ACCESS_KEY_ID="ak", AWS_SECRET_ACCESS_KEY="sk", AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
-    s3flags = ["--s3-bucket", "cache", "--s3-endpoint", endpoint]
+    return srv, endpoint
 
-    def start(store, s3):
+
+def s3_bench():
+    """Machines sharing a bucket: A builds cold, B (empty local store) builds warm from the
+    bucket alone; the same for sccache, whose S3 mode has no local tier."""
+    kinds = os.environ.get("BENCH_S3_SERVERS", "s3s-fs,nodelay,nodelay+25").split(",")
+    if any(k != "s3s-fs" for k in kinds):
+        sh(["cargo", "build", "--release", "--quiet", "--manifest-path", str(ROOT / "scripts/s3-bench-server/Cargo.toml")])
+    data = BENCH / "s3-data"
+    creds = dict(AWS_ACCESS_KEY_ID="ak", AWS_SECRET_ACCESS_KEY="sk", AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
+
+    def start(store, extra):
         sh([str(CAIRN), "umount", str(MNT)], check=False, stderr=subprocess.DEVNULL)
         shutil.rmtree(store, ignore_errors=True)
-        sh([str(CAIRN), "start", "--store", str(store), "--max-size", "20GiB", str(MNT)] + (s3flags if s3 else []),
+        sh([str(CAIRN), "start", "--store", str(store), "--max-size", "20GiB", str(MNT)] + extra,
            env={**os.environ, **creds}, stderr=subprocess.DEVNULL)
 
     def pending():
         return json.loads((MNT / ".cairn/stats.json").read_text())["s3"]["uploads_pending"]
 
-    res = {k: [] for k in ["cold_local", "cold_s3", "warm_local", "warm_s3_cold_local", "upload_mb_s"]}
+    def sccache_s3_env(endpoint):
+        env = sccache_env()
+        env.pop("SCCACHE_DIR")
+        env.update(creds, SCCACHE_BUCKET="cache", SCCACHE_ENDPOINT=endpoint, SCCACHE_REGION="us-east-1",
+                   SCCACHE_S3_USE_SSL="false", SCCACHE_S3_KEY_PREFIX="sccache/")
+        return env
+
+    def sccache_restart(env):
+        sh([SCCACHE, "--stop-server"], env=env, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        sh([SCCACHE, "--start-server"], env=env, stdout=subprocess.DEVNULL)
+
+    res = {k: [] for k in ["cold_local", "warm_local"]}
+    for kind in kinds:
+        for k in ["cold_s3", "warm_s3", "warm_s3_noprefetch", "sccache_cold_s3", "sccache_warm_s3"]:
+            res[f"{kind}:{k}"] = []
     for i in range(RUNS):
         print(f"s3 run {i + 1}/{RUNS}", file=sys.stderr)
-        start(STORE, False); shutil.rmtree(BENCH / "xdg", ignore_errors=True)
+        start(STORE, []); shutil.rmtree(BENCH / "xdg", ignore_errors=True)
         clean(); res["cold_local"].append(build(cairn_env()))
         clean(); res["warm_local"].append(build(cairn_env()))
-        shutil.rmtree(data / "cache"); (data / "cache").mkdir()
-        start(BENCH / "store-a", True)
-        clean(); res["cold_s3"].append(build(cairn_env()))
-        t0 = time.perf_counter()
-        while pending() > 0:
-            time.sleep(0.05)
-        drained = time.perf_counter() - t0
-        size = sum(f.stat().st_size for f in (data / "cache").rglob("*") if f.is_file())
-        res["upload_mb_s"].append(size / 1e6 / max(drained, 1e-3) if drained > 0.05 else float("nan"))
-        start(BENCH / "store-b", True)  # machine B: empty local store, same bucket
-        clean(); res["warm_s3_cold_local"].append(build(cairn_env()))
+        for kind in kinds:
+            srv, endpoint = start_s3_server(kind, data)
+            s3flags = ["--s3-bucket", "cache", "--s3-endpoint", endpoint]
+            start(BENCH / "store-a", s3flags)
+            clean(); res[f"{kind}:cold_s3"].append(build(cairn_env()))
+            while pending() > 0:
+                time.sleep(0.05)
+            start(BENCH / "store-b", s3flags)  # machine B: empty local store, same bucket
+            clean(); res[f"{kind}:warm_s3"].append(build(cairn_env()))
+            start(BENCH / "store-c", s3flags + ["--s3-prefetch=false"])  # machine C: the same, no prefetch
+            clean(); res[f"{kind}:warm_s3_noprefetch"].append(build(cairn_env()))
+            sh([str(CAIRN), "umount", str(MNT)], check=False)
+            env = sccache_s3_env(endpoint)
+            sccache_restart(env)
+            clean(); res[f"{kind}:sccache_cold_s3"].append(build(env))
+            sccache_restart(env)  # nothing local survives: sccache's S3 mode reads the bucket only
+            clean(); res[f"{kind}:sccache_warm_s3"].append(build(env))
+            sh([SCCACHE, "--stop-server"], env=env, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            srv.kill()
+            srv.wait()
         print({k: round(v[-1], 2) for k, v in res.items()}, file=sys.stderr)
-    sh([str(CAIRN), "umount", str(MNT)], check=False)
-    srv.kill()
     m = {k: median(v) for k, v in res.items()}
-    print(f"\n## S3 tier (median of {RUNS} runs; s3s-fs on 127.0.0.1)\n")
-    print("| build | time | ratio |")
-    print("|---|---|---|")
-    print(f"| cold, local only | {m['cold_local']:.1f} s | 1.00 |")
-    print(f"| cold, S3 configured (uploads in the background) | {m['cold_s3']:.1f} s | {m['cold_s3'] / m['cold_local']:.2f} × cold local |")
-    print(f"| warm, local store | {m['warm_local']:.1f} s | 1.00 |")
-    print(f"| warm from S3, empty local store | {m['warm_s3_cold_local']:.1f} s | {m['warm_s3_cold_local'] / m['warm_local']:.2f} × warm local |")
-    print(f"\nUploads still pending when the cold build finished drained at {m['upload_mb_s']:.0f} MB/s (nan: none were pending).")
+    print(f"\n## S3 tier (median of {RUNS} runs; servers on 127.0.0.1)\n")
+    print(f"cairn, local store only: cold {m['cold_local']:.1f} s, warm {m['warm_local']:.1f} s.\n")
+    print("| server | cairn cold (A) | cairn warm from S3 (B) | B / warm local | B without prefetch | sccache cold | sccache warm from S3 | cairn B / sccache warm |")
+    print("|---|---|---|---|---|---|---|---|")
+    for kind in kinds:
+        g = lambda k: m[f"{kind}:{k}"]
+        print(f"| {kind} | {g('cold_s3'):.1f} s | {g('warm_s3'):.1f} s | {g('warm_s3') / m['warm_local']:.2f} | "
+              f"{g('warm_s3_noprefetch'):.1f} s | {g('sccache_cold_s3'):.1f} s | {g('sccache_warm_s3'):.1f} s | "
+              f"{g('warm_s3') / g('sccache_warm_s3'):.2f} |")
+    print("\nraw:", json.dumps({k: [round(x, 2) for x in v] for k, v in res.items()}))
 
 
 def main():

@@ -187,10 +187,12 @@ pub fn render(json: &str) -> Result<String, String> {
     let s3 = &v["s3"];
     if s3["configured"].as_bool().unwrap_or(false) {
         out.push_str(&format!(
-            "{:<16}{} uploads pending, {} failed\n",
+            "{:<16}{} uploads pending, {} failed; {} objects fetched since start ({} ahead of need)\n",
             "S3",
             n(&s3["uploads_pending"]),
-            n(&s3["uploads_failed"])
+            n(&s3["uploads_failed"]),
+            n(&s3["fetched"]),
+            n(&s3["prefetched"])
         ));
     } else {
         out.push_str(&format!("{:<16}not configured\n", "S3"));

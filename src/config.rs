@@ -28,6 +28,8 @@ pub struct FileConfig {
     pub s3_region: Option<String>,
     pub s3_endpoint: Option<String>,
     pub s3_path_style: Option<bool>,
+    /// Fetch the results a fetched manifest names before they are asked for (default true).
+    pub s3_prefetch: Option<bool>,
 }
 
 /// Why configuration could not be read.
@@ -72,6 +74,7 @@ pub struct S3Overrides {
     pub region: Option<String>,
     pub endpoint: Option<String>,
     pub path_style: Option<bool>,
+    pub prefetch: Option<bool>,
 }
 
 /// The S3 settings in effect (flags/env over the file), if a bucket is named.
@@ -83,6 +86,7 @@ pub fn resolve_s3(over: S3Overrides, file: &FileConfig) -> Option<crate::remote:
         region: over.region.or_else(|| file.s3_region.clone()),
         endpoint: over.endpoint.or_else(|| file.s3_endpoint.clone()),
         path_style: over.path_style.or(file.s3_path_style),
+        prefetch: over.prefetch.or(file.s3_prefetch).unwrap_or(true),
     })
 }
 

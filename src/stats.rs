@@ -71,6 +71,8 @@ pub struct Gauges {
     pub corrupt_removed: u64,
     pub uploads_pending: u64,
     pub uploads_failed: u64,
+    pub fetched: u64,
+    pub prefetched: u64,
     pub s3_configured: bool,
 }
 
@@ -104,7 +106,7 @@ impl Stats {
             "local": { "used_bytes": g.used, "limit_bytes": g.limit, "objects": g.objects,
                        "evicted": g.evicted, "corrupt_removed": g.corrupt_removed },
             "s3": { "configured": g.s3_configured, "uploads_pending": g.uploads_pending,
-                    "uploads_failed": g.uploads_failed },
+                    "uploads_failed": g.uploads_failed, "fetched": g.fetched, "prefetched": g.prefetched },
             "since_zero": period(z, self.zeroed_unix),
             "since_start": period(&self.since_start, self.started_unix),
         });

@@ -87,6 +87,10 @@ struct S3Args {
     /// Path-style addressing: true or false [default: true for a custom endpoint]
     #[arg(long, env = "CAIRN_S3_PATH_STYLE", num_args = 0..=1, default_missing_value = "true")]
     s3_path_style: Option<bool>,
+    /// Fetch a crate's result along with its manifest, before it is asked for: true or false
+    /// [default: true]
+    #[arg(long, env = "CAIRN_S3_PREFETCH", num_args = 0..=1, default_missing_value = "true")]
+    s3_prefetch: Option<bool>,
 }
 
 impl S3Args {
@@ -97,6 +101,7 @@ impl S3Args {
             region: self.s3_region.clone(),
             endpoint: self.s3_endpoint.clone(),
             path_style: self.s3_path_style,
+            prefetch: self.s3_prefetch,
         }
     }
 
@@ -113,6 +118,7 @@ impl S3Args {
         push("s3-region", &self.s3_region);
         push("s3-endpoint", &self.s3_endpoint);
         push("s3-path-style", &self.s3_path_style.map(|b| b.to_string()));
+        push("s3-prefetch", &self.s3_prefetch.map(|b| b.to_string()));
         v
     }
 }

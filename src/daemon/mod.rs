@@ -90,7 +90,11 @@ pub fn run(cfg: &MountConfig, opts: RunOptions, ready: impl FnOnce()) -> Result<
             let label = RemoteLabel { bucket: s3.bucket.clone(), endpoint: s3.endpoint_label() };
             tracing::info!(bucket = %s3.bucket, endpoint = %label.endpoint, prefix = %s3.prefix, "S3 tier configured");
             let queue_dir = cfg.store.join(crate::store::disk::LAYOUT_VERSION);
-            let tiered = TieredStore::new(disk, remote, &queue_dir, label)
+            let hints: Option<crate::store::tiered::Hints> = match s3.prefetch {
+                true => Some(Box::new(crate::wrapper::object::prefetch_hints)),
+                false => None,
+            };
+            let tiered = TieredStore::with_hints(disk, remote, &queue_dir, label, hints)
                 .map_err(|source| DaemonError::Store { path: cfg.store.display().to_string(), source })?;
             serve(cfg, opts, Arc::new(tiered), signals, ready)
         }

@@ -120,6 +120,8 @@ impl<S: Store> CacheFs<S> {
             corrupt_removed: u.corrupt_removed,
             uploads_pending: u.uploads_pending,
             uploads_failed: u.uploads_failed,
+            fetched: u.fetched,
+            prefetched: u.prefetched,
             s3_configured: u.remote,
         };
         self.stats.lock().unwrap_or_else(|p| p.into_inner()).to_json(&g)

@@ -40,6 +40,8 @@ pub struct S3Config {
     pub endpoint: Option<String>,
     /// Path-style addressing; `None`: on for a custom endpoint, off for AWS.
     pub path_style: Option<bool>,
+    /// Fetch the results a fetched manifest names ahead of need (the tiered store's hints).
+    pub prefetch: bool,
 }
 
 impl S3Config {

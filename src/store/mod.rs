@@ -58,6 +58,10 @@ pub struct Usage {
     pub deletes_pending: u64,
     /// Remote calls for uploads that failed (each is retried).
     pub uploads_failed: u64,
+    /// Objects brought from the remote since the store was opened, and how many of those
+    /// were fetched ahead of need (hinted by an object fetched before them).
+    pub fetched: u64,
+    pub prefetched: u64,
 }
 
 /// How a commit went when it did not fail.

@@ -12,6 +12,12 @@
 //!   uploaded. After a crash, the queue is replayed at the next start.
 //! - **Deletion**: `remove` deletes locally and queues the remote deletion (durably too); a
 //!   deletion cancels a pending upload, and a key with a pending deletion is never fetched back.
+//! - **One GET per key**: concurrent lookups of a key that is being fetched wait for that fetch
+//!   instead of asking the bucket again.
+//! - **Prefetch**: a fetched object may name others that will be wanted next (a manifest names
+//!   the results last stored under it: [`Hints`]). Those are fetched by [`PREFETCHERS`] background
+//!   threads at once, so a build pays one round trip per crate instead of two. A prefetched
+//!   object is checked exactly like one fetched on demand.
 //! - **Faults**: an unreachable remote is not asked again for [`DOWN_FOR`], so lookups of absent
 //!   keys fail fast as misses and the mount works at local speed. Each kind of failure is
 //!   logged once, in plain words, with the fix ([`RemoteError::explain`]).
@@ -35,6 +41,10 @@ pub const DOWN_FOR: Duration = Duration::from_secs(30);
 pub const WORKERS: usize = 4;
 /// Pending uploads beyond which new ones are not queued (the remote cannot keep up).
 pub const MAX_PENDING: u64 = 100_000;
+/// Background threads that fetch hinted keys ahead of need.
+pub const PREFETCHERS: usize = 4;
+/// Hinted keys waiting beyond which new hints are dropped.
+pub const MAX_PREFETCH_QUEUE: usize = 1024;
 /// How long a clean unmount waits for pending S3 work.
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(120);
 
@@ -45,10 +55,24 @@ pub struct RemoteLabel {
     pub endpoint: String,
 }
 
+/// Reads a fetched object's bytes and names the keys likely wanted next (empty for most).
+pub type Hints = Box<dyn Fn(&[u8]) -> Vec<Key> + Send + Sync>;
+
 struct Shared<L, R> {
     local: L,
     remote: R,
     label: RemoteLabel,
+    hints: Option<Hints>,
+    /// Keys whose GET is under way; waiters sleep on `fetched`.
+    fetching: Mutex<HashSet<Key>>,
+    fetched: Condvar,
+    /// Threads waiting for another's fetch (for tests).
+    waiting: AtomicU64,
+    /// Hinted keys to fetch ahead of need; the prefetchers sleep on `prefetch_wake`.
+    prefetch: Mutex<std::collections::VecDeque<Key>>,
+    prefetch_wake: Condvar,
+    fetched_count: AtomicU64,
+    prefetched_count: AtomicU64,
     queue: Mutex<Queue>,
     /// Wakes the workers: new work, or shutdown.
     wake: Condvar,
@@ -76,11 +100,30 @@ impl<L: Store, R: Remote> TieredStore<L, R> {
     /// Puts `remote` behind `local`, with the durable queue in `queue_dir`; resumes the work an
     /// earlier daemon left pending and starts the workers.
     pub fn new(local: L, remote: R, queue_dir: &std::path::Path, label: RemoteLabel) -> Result<Self, StoreError> {
+        Self::with_hints(local, remote, queue_dir, label, None)
+    }
+
+    /// As [`new`](Self::new), with a way to find, in a fetched object, the keys to prefetch.
+    pub fn with_hints(
+        local: L,
+        remote: R,
+        queue_dir: &std::path::Path,
+        label: RemoteLabel,
+        hints: Option<Hints>,
+    ) -> Result<Self, StoreError> {
         let queue = Queue::open(queue_dir).map_err(StoreError::io("opening the upload queue"))?;
         let shared = Arc::new(Shared {
             local,
             remote,
             label,
+            hints,
+            fetching: Mutex::new(HashSet::new()),
+            fetched: Condvar::new(),
+            waiting: AtomicU64::new(0),
+            prefetch: Mutex::new(std::collections::VecDeque::new()),
+            prefetch_wake: Condvar::new(),
+            fetched_count: AtomicU64::new(0),
+            prefetched_count: AtomicU64::new(0),
             queue: Mutex::new(queue),
             wake: Condvar::new(),
             in_flight: Mutex::new(HashSet::new()),
@@ -101,7 +144,7 @@ impl<L: Store, R: Remote> TieredStore<L, R> {
                 }
             }
         }
-        let workers = (0..WORKERS)
+        let mut workers: Vec<JoinHandle<()>> = (0..WORKERS)
             .map(|i| {
                 let sh = Arc::clone(&shared);
                 std::thread::Builder::new()
@@ -110,12 +153,26 @@ impl<L: Store, R: Remote> TieredStore<L, R> {
                     .expect("spawning a thread")
             })
             .collect();
+        if shared.hints.is_some() {
+            workers.extend((0..PREFETCHERS).map(|i| {
+                let sh = Arc::clone(&shared);
+                std::thread::Builder::new()
+                    .name(format!("prefetch-{i}"))
+                    .spawn(move || sh.prefetch_loop())
+                    .expect("spawning a thread")
+            }));
+        }
         Ok(TieredStore { shared, workers })
     }
 
     /// The remote (for tests).
     pub fn remote(&self) -> &R {
         &self.shared.remote
+    }
+
+    /// Threads now waiting for a GET another thread started (for tests).
+    pub fn fetch_waiters(&self) -> u64 {
+        self.shared.waiting.load(Ordering::Relaxed)
     }
 
     /// The local store.
@@ -148,6 +205,11 @@ impl<L: Store, R: Remote> Drop for TieredStore<L, R> {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
         self.shared.wake.notify_all();
+        {
+            // Under the lock, so a prefetcher between its check and its wait cannot miss this.
+            let _q = lock(&self.shared.prefetch);
+            self.shared.prefetch_wake.notify_all();
+        }
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
@@ -171,8 +233,33 @@ impl<L: Store, R: Remote> Shared<L, R> {
         }
     }
 
-    /// Brings `key` from the remote into the local store. `Ok(true)` when it is now local.
+    /// Brings `key` from the remote into the local store. `Ok(true)` when it is now local. When
+    /// another thread is already fetching it, waits for that one instead of asking again.
     fn fetch(&self, key: &Key) -> Result<bool, StoreError> {
+        {
+            let mut f = lock(&self.fetching);
+            if f.contains(key) {
+                self.waiting.fetch_add(1, Ordering::Relaxed);
+                while f.contains(key) {
+                    f = self.fetched.wait(f).unwrap_or_else(|p| p.into_inner());
+                }
+                drop(f);
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
+                return Ok(self.local.stat(key)?.is_some());
+            }
+            f.insert(*key);
+        }
+        let result = self.fetch_once(key);
+        lock(&self.fetching).remove(key);
+        self.fetched.notify_all();
+        result
+    }
+
+    fn fetch_once(&self, key: &Key) -> Result<bool, StoreError> {
+        if self.local.stat(key)?.is_some() {
+            // Brought in by a fetch that finished between the caller's look and ours.
+            return Ok(true);
+        }
         if self.is_down() || lock(&self.queue).get(key) == Some(Work::Delete) {
             return Ok(false);
         }
@@ -200,10 +287,61 @@ impl<L: Store, R: Remote> Shared<L, R> {
             return Err(StoreError::Io { context: "writing a fetched object", source: e });
         }
         match self.local.commit(&temp, key) {
-            Ok(_) => Ok(true),
+            Ok(_) => {
+                self.fetched_count.fetch_add(1, Ordering::Relaxed);
+                if let Some(hints) = &self.hints {
+                    self.queue_prefetch(hints(&obj.bytes));
+                }
+                Ok(true)
+            }
             Err(e) => {
                 self.local.discard(&temp);
                 Err(e)
+            }
+        }
+    }
+
+    /// Queues hinted keys that are neither local nor already on their way.
+    fn queue_prefetch(&self, keys: Vec<Key>) {
+        if keys.is_empty() {
+            return;
+        }
+        let mut q = lock(&self.prefetch);
+        for k in keys {
+            if q.len() >= MAX_PREFETCH_QUEUE || q.contains(&k) || lock(&self.fetching).contains(&k) {
+                continue;
+            }
+            if matches!(self.local.stat(&k), Ok(Some(_))) {
+                continue;
+            }
+            q.push_back(k);
+        }
+        self.prefetch_wake.notify_all();
+    }
+
+    /// A prefetcher: fetches queued hints until the store is dropped.
+    fn prefetch_loop(&self) {
+        loop {
+            let key = {
+                let mut q = lock(&self.prefetch);
+                loop {
+                    if self.stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    if let Some(k) = q.pop_front() {
+                        break k;
+                    }
+                    q = self.prefetch_wake.wait(q).unwrap_or_else(|p| p.into_inner());
+                }
+            };
+            let before = self.fetched_count.load(Ordering::Relaxed);
+            match self.fetch(&key) {
+                // Counted as prefetched only when this thread's GET brought it in.
+                Ok(true) if self.fetched_count.load(Ordering::Relaxed) > before => {
+                    self.prefetched_count.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(%key, "prefetch failed: {e}"),
             }
         }
     }
@@ -364,6 +502,8 @@ impl<L: Store, R: Remote> Store for TieredStore<L, R> {
             uploads_pending: uploads,
             deletes_pending: deletes,
             uploads_failed: self.shared.uploads_failed.load(Ordering::Relaxed),
+            fetched: self.shared.fetched_count.load(Ordering::Relaxed),
+            prefetched: self.shared.prefetched_count.load(Ordering::Relaxed),
             ..self.shared.local.usage()
         }
     }

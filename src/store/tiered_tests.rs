@@ -162,3 +162,75 @@ fn failures_are_explained_with_the_fix() {
     let e = RemoteError::new(RemoteErrorKind::Tls, "handshake");
     assert!(e.explain("cache", "https://x").contains("http://"));
 }
+
+/// A hint format for these tests: `hint:` followed by raw 32-byte keys.
+fn test_hints() -> Option<Hints> {
+    Some(Box::new(|b: &[u8]| match b.strip_prefix(b"hint:") {
+        Some(rest) => rest.chunks_exact(32).map(|c| Key(c.try_into().unwrap())).collect(),
+        None => Vec::new(),
+    }))
+}
+
+#[test]
+fn keys_a_fetched_object_hints_at_arrive_before_they_are_asked_for() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let remote = bucket();
+    let a = machine(1 << 20, &remote, da.path());
+    put(&a, &key(2), b"the result").unwrap();
+    put(&a, &key(3), b"another result").unwrap();
+    let mut manifest = b"hint:".to_vec();
+    manifest.extend_from_slice(&key(2).0);
+    manifest.extend_from_slice(&key(3).0);
+    manifest.extend_from_slice(&key(9).0); // not in the bucket: a miss, nothing else
+    put(&a, &key(1), &manifest).unwrap();
+    assert!(a.drain(Duration::from_secs(5)));
+    let b = TieredStore::with_hints(
+        MemoryStore::new(1 << 20),
+        Arc::clone(&remote),
+        db.path(),
+        RemoteLabel::default(),
+        test_hints(),
+    )
+    .unwrap();
+    assert_eq!(read(&b, &key(1)).unwrap(), manifest);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while b.usage().prefetched < 2 {
+        assert!(std::time::Instant::now() < deadline, "the hinted keys were not prefetched");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(b.local().stat(&key(2)).unwrap().is_some() && b.local().stat(&key(3)).unwrap().is_some());
+    assert!(b.local().stat(&key(9)).unwrap().is_none());
+    let calls = remote.calls();
+    assert_eq!(read(&b, &key(2)).unwrap(), b"the result", "served locally");
+    assert_eq!(remote.calls(), calls, "no second GET for a prefetched key");
+    assert_eq!(b.usage().fetched, 3);
+}
+
+#[test]
+fn concurrent_lookups_of_one_missing_key_make_one_get() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let remote = bucket();
+    let a = machine(1 << 20, &remote, da.path());
+    put(&a, &key(5), b"wanted by four").unwrap();
+    assert!(a.drain(Duration::from_secs(5)));
+    let b = Arc::new(machine(1 << 20, &remote, db.path()));
+    remote.stall();
+    let before = remote.calls();
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let b = Arc::clone(&b);
+            std::thread::spawn(move || read(&*b, &key(5)))
+        })
+        .collect();
+    // One reader is inside the stalled GET; the other three wait for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while remote.calls() < before + 1 || b.fetch_waiters() < 3 {
+        assert!(std::time::Instant::now() < deadline, "readers did not line up behind one GET");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    remote.heal();
+    for r in readers {
+        assert_eq!(r.join().unwrap().unwrap(), b"wanted by four");
+    }
+    assert_eq!(remote.calls(), before + 1, "one GET for four readers");
+}

@@ -342,8 +342,9 @@ fn store(
     let encoded = result.encode();
     put_object(mnt, &rkey, &encoded, false)?;
     let mut m = manifest.unwrap_or_default();
-    if m.variants.first() != Some(&variant) {
+    if m.variants.first() != Some(&variant) || m.recent.first() != Some(&rkey) {
         m.push_front(variant);
+        m.push_result(rkey);
         put_object(mnt, &cache_key::manifest_key(base), &m.encode(), true)?;
     }
     Ok((rkey, encoded.len() as u64))

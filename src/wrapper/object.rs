@@ -19,7 +19,7 @@
 use serde::{Deserialize, Serialize};
 
 const RESULT_MAGIC: &[u8; 8] = b"CAIRNR04";
-const MANIFEST_MAGIC: &[u8; 8] = b"CAIRNM01";
+const MANIFEST_MAGIC: &[u8; 8] = b"CAIRNM02";
 
 /// Why an object could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -108,14 +108,21 @@ pub struct Variant {
     pub env: Vec<String>,
 }
 
-/// The dependency sets seen for one base key, newest first.
+/// The dependency sets seen for one base key, newest first, and the results last stored
+/// under it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub variants: Vec<Variant>,
+    /// Result keys last stored under this base key, newest first. Only a prefetch hint for a
+    /// mount with a remote tier (fetch these along with the manifest: they are probably the
+    /// next lookup); the wrapper never uses them to decide a hit.
+    pub recent: Vec<crate::key::Key>,
 }
 
 /// How many dependency sets a manifest keeps.
 pub const MAX_VARIANTS: usize = 4;
+/// How many recent result keys a manifest names.
+pub const MAX_RECENT: usize = 2;
 
 impl Manifest {
     /// Puts `v` first, dropping duplicates and the oldest beyond [`MAX_VARIANTS`].
@@ -124,6 +131,22 @@ impl Manifest {
         self.variants.insert(0, v);
         self.variants.truncate(MAX_VARIANTS);
     }
+
+    /// Puts `key` first among the recent results.
+    pub fn push_result(&mut self, key: crate::key::Key) {
+        self.recent.retain(|k| *k != key);
+        self.recent.insert(0, key);
+        self.recent.truncate(MAX_RECENT);
+    }
+}
+
+/// The keys an object suggests fetching next: a manifest's recent results; nothing for any
+/// other bytes (or a damaged manifest).
+pub fn prefetch_hints(bytes: &[u8]) -> Vec<crate::key::Key> {
+    if !bytes.starts_with(MANIFEST_MAGIC) {
+        return Vec::new();
+    }
+    Manifest::decode(bytes).map(|m| m.recent).unwrap_or_default()
 }
 
 fn encode<T: Serialize>(magic: &[u8; 8], body: &T) -> Vec<u8> {
@@ -316,8 +339,26 @@ mod tests {
 
     #[test]
     fn a_manifest_is_not_a_result() {
-        let m = Manifest { variants: vec![Variant { files: vec!["a.rs".into()], env: vec![] }] };
+        let m = Manifest { variants: vec![Variant { files: vec!["a.rs".into()], env: vec![] }], recent: vec![] };
         assert_eq!(CompileResult::decode(&m.encode()).unwrap_err(), ObjectError::BadMagic);
         assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
+    }
+
+    #[test]
+    fn a_manifest_hints_at_its_newest_results_and_nothing_else_does() {
+        use crate::key::Key;
+        let mut m = Manifest::default();
+        for n in 1..=3u8 {
+            m.push_result(Key([n; 32]));
+        }
+        m.push_result(Key([2; 32]));
+        assert_eq!(m.recent, vec![Key([2; 32]), Key([3; 32])], "newest first, no duplicates, capped");
+        assert_eq!(prefetch_hints(&m.encode()), m.recent);
+        assert!(prefetch_hints(&sample().encode()).is_empty(), "a result hints at nothing");
+        let mut damaged = m.encode();
+        let last = damaged.len() - 40;
+        damaged[last] ^= 1;
+        assert!(prefetch_hints(&damaged).is_empty(), "a damaged manifest hints at nothing");
+        assert!(prefetch_hints(b"hello").is_empty());
     }
 }
