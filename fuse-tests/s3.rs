@@ -27,6 +27,8 @@ fn an_object_committed_on_a_is_read_on_b_and_rm_on_b_reaches_the_bucket() {
     // The server writes the file before its answer reaches the daemon; then the queue empties.
     wait_until(30, "the upload to be recorded as done", || pending(&a.mnt) == 0);
     assert!(stats(&a.mnt)["s3"]["configured"].as_bool().unwrap());
+    let stored = std::fs::metadata(&in_bucket).unwrap().len();
+    assert!(stored * 3 < data.len() as u64, "the bucket holds it compressed: {stored} of {} bytes", data.len());
     // B has never seen it: it comes through from the bucket, checked, and is now local to B.
     assert_eq!(std::fs::read(b.path(&key.to_hex())).unwrap(), data);
     assert!(b.store_path(&key).exists());
@@ -36,6 +38,34 @@ fn an_object_committed_on_a_is_read_on_b_and_rm_on_b_reaches_the_bucket() {
     wait_until(30, "the remote deletion", || !in_bucket.exists());
     let Some(c) = server.mount("s3 c", None, "cache") else { return };
     assert!(!c.path(&key.to_hex()).exists(), "a third machine does not find it");
+}
+
+/// Bytes that do not compress (so the upload stays above the multipart threshold).
+fn noise(len: usize, seed: u8) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    blake3::Hasher::new().update(&[seed]).finalize_xof().fill(&mut out);
+    out
+}
+
+#[test]
+fn a_large_object_goes_up_in_parts_and_a_damaged_bucket_copy_is_a_miss() {
+    let server = S3Server::start("big");
+    let Some(a) = server.mount("s3 big a", None, "big") else { return };
+    let Some(b) = server.mount("s3 big b", None, "big") else { return };
+    let big = noise(40 << 20, 1);
+    let small = noise(100_000, 2);
+    let (kbig, ksmall) = (a.put(&big), a.put(&small));
+    wait_until(60, "the uploads", || pending(&a.mnt) == 0);
+    assert!(a.log_text().matches("failed").count() == 0, "{}", a.log_text());
+    assert!(std::fs::read(b.path(&kbig.to_hex())).unwrap() == big, "40 MiB, multipart, back whole");
+    // Damage the bucket's copy of the other: B must treat it as a miss, never as bytes.
+    let in_bucket = server.object_path("big", &ksmall.to_hex());
+    let mut stored = std::fs::read(&in_bucket).unwrap();
+    let mid = stored.len() / 2;
+    stored[mid] ^= 0x40;
+    std::fs::write(&in_bucket, &stored).unwrap();
+    assert_eq!(crate::common::errno(std::fs::read(b.path(&ksmall.to_hex()))), libc::ENOENT);
+    assert!(!b.store_path(&ksmall).exists());
 }
 
 #[test]

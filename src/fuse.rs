@@ -288,8 +288,11 @@ impl<S: Store> Filesystem for FuseAdapter<S> {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.open(ino.0, open_mode(flags.0)) {
+        let mode = open_mode(flags.0);
+        match self.fs.open(ino.0, mode) {
             Ok(o) => {
+                // A read-only open has nothing to flush: spare the close its FLUSH round trip.
+                let noflush = if mode.write { FopenFlags::empty() } else { FopenFlags::FOPEN_NOFLUSH };
                 let flags = match (o.keep_cache, o.direct_io) {
                     (_, true) => FopenFlags::FOPEN_DIRECT_IO,
                     (true, false) => FopenFlags::FOPEN_KEEP_CACHE,
@@ -299,11 +302,11 @@ impl<S: Store> Filesystem for FuseAdapter<S> {
                     if let Some(id) = self.backing_for(ino.0, o.fh, file, |f| reply.open_backing(f)) {
                         // KEEP_CACHE is for the daemon's own page cache; with passthrough the
                         // backing file's cache serves reads, and the kernel rejects the mix.
-                        reply.opened_passthrough(FileHandle(o.fh), FopenFlags::empty(), &id);
+                        reply.opened_passthrough(FileHandle(o.fh), noflush, &id);
                         return;
                     }
                 }
-                reply.opened(FileHandle(o.fh), flags);
+                reply.opened(FileHandle(o.fh), flags | noflush);
             }
             Err(e) => reply.error(errno(e)),
         }

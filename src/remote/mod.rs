@@ -8,6 +8,7 @@
 //! Versions: [`memory::MemoryRemote`] (tests), [`faulty::FaultyRemote`] (wraps another and
 //! injects failures or stalls).
 
+pub mod codec;
 pub mod faulty;
 pub mod memory;
 pub mod queue;

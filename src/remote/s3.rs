@@ -11,7 +11,8 @@
 //! - every error is classified ([`RemoteErrorKind`]) so it can be explained with its fix.
 //!
 //! Each object's BLAKE3 travels as user metadata (`x-amz-meta-blake3`); readers verify it.
-//! Objects above [`MULTIPART_ABOVE`] are uploaded in parts.
+//! Objects are zstd-compressed on the wire and in the bucket ([`super::codec`]); objects above
+//! [`MULTIPART_ABOVE`] (compressed) are uploaded in parts.
 
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
+use super::codec::{self, ENCODING_META, SIZE_META, ZSTD};
 use super::{Remote, RemoteError, RemoteErrorKind, RemoteObject};
 use crate::key::Key;
 
@@ -112,16 +114,13 @@ impl S3Remote {
         (&self.rt, &self.client, &self.bucket)
     }
 
-    async fn put_multipart(&self, name: &str, bytes: &[u8], sum: &str) -> Result<(), RemoteError> {
+    async fn put_multipart(&self, name: &str, bytes: &[u8], meta: &[(&str, String)]) -> Result<(), RemoteError> {
         let c = &self.client;
-        let up = c
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(name)
-            .metadata("blake3", sum)
-            .send()
-            .await
-            .map_err(classify)?;
+        let mut create = c.create_multipart_upload().bucket(&self.bucket).key(name);
+        for (k, v) in meta {
+            create = create.metadata(*k, v);
+        }
+        let up = create.send().await.map_err(classify)?;
         let id = up.upload_id().unwrap_or_default().to_string();
         let mut parts = Vec::new();
         for (i, chunk) in bytes.chunks(PART).enumerate() {
@@ -259,7 +258,9 @@ impl Remote for S3Remote {
                 }
                 Err(e) => return Err(classify(e)),
             };
-            let checksum = out.metadata().and_then(|m| m.get("blake3")).and_then(|h| Key::parse(h)).map(|k| k.0);
+            let meta = |name: &str| out.metadata().and_then(|m| m.get(name)).cloned();
+            let checksum = meta("blake3").and_then(|h| Key::parse(&h)).map(|k| k.0);
+            let (encoding, size) = (meta(ENCODING_META), meta(SIZE_META));
             let bytes = out
                 .body
                 .collect()
@@ -267,27 +268,26 @@ impl Remote for S3Remote {
                 .map_err(|e| RemoteError::new(RemoteErrorKind::Unreachable, format!("reading the object body: {e}")))?
                 .into_bytes()
                 .to_vec();
+            let bytes = codec::unpack(bytes, encoding.as_deref(), size.as_deref()).map_err(|e| {
+                RemoteError::new(RemoteErrorKind::Other, format!("the bucket's copy of {key} cannot be decoded: {e}"))
+            })?;
             Ok(Some(RemoteObject { bytes, checksum }))
         })
     }
 
     fn put(&self, key: &Key, bytes: &[u8], checksum: &[u8; 32]) -> Result<(), RemoteError> {
         let name = self.name(key);
-        let sum = hex(checksum);
+        let packed = codec::pack(bytes);
+        let meta = [("blake3", hex(checksum)), (ENCODING_META, ZSTD.to_string()), (SIZE_META, bytes.len().to_string())];
         self.rt.block_on(async {
-            if bytes.len() > MULTIPART_ABOVE {
-                return self.put_multipart(&name, bytes, &sum).await;
+            if packed.len() > MULTIPART_ABOVE {
+                return self.put_multipart(&name, &packed, &meta).await;
             }
-            self.client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(&name)
-                .metadata("blake3", &sum)
-                .body(ByteStream::from(bytes.to_vec()))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(classify)
+            let mut put = self.client.put_object().bucket(&self.bucket).key(&name);
+            for (k, v) in &meta {
+                put = put.metadata(*k, v);
+            }
+            put.body(ByteStream::from(packed)).send().await.map(|_| ()).map_err(classify)
         })
     }
 

@@ -266,6 +266,7 @@ impl<L: Store, R: Remote> Shared<L, R> {
         if lock(&self.negative).get(key).is_some_and(|t| t.elapsed() < NEGATIVE_TTL) {
             return Ok(false);
         }
+        let started = Instant::now();
         let obj = match self.remote.get(key) {
             Ok(Some(o)) => o,
             Ok(None) => {
@@ -286,8 +287,11 @@ impl<L: Store, R: Remote> Shared<L, R> {
             self.local.discard(&temp);
             return Err(StoreError::Io { context: "writing a fetched object", source: e });
         }
+        let got = started.elapsed();
         match self.local.commit(&temp, key) {
             Ok(_) => {
+                tracing::debug!(%key, size = obj.bytes.len(), get_ms = got.as_millis() as u64,
+                    stored_ms = (started.elapsed() - got).as_millis() as u64, "fetched from the bucket");
                 self.fetched_count.fetch_add(1, Ordering::Relaxed);
                 if let Some(hints) = &self.hints {
                     self.queue_prefetch(hints(&obj.bytes));
