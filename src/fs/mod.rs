@@ -29,7 +29,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use crate::key::Key;
 use crate::store::{now_ns, ObjectMeta, ObjectRead, Store, TempWrite};
 pub use error::FsError;
-use names::{classify, Name, NAME_RULE};
+use names::{classify, Name, NAME_RULE, TEMP_PREFIX};
 pub use special::{is_special, Sink, BY_CRATE, CAIRN_DIR};
 pub use types::{Attr, DirEntry, FsOptions, FsStats, Invalidation, Kind, OpenMode, Opened};
 
@@ -242,6 +242,12 @@ impl<S: Store> CacheFs<S> {
         ino
     }
 
+    /// Whether a temporary named `.tmp.<key>…` exists (the wrapper names its temporaries so).
+    fn announced(&self, key: &Key) -> bool {
+        let prefix = format!("{TEMP_PREFIX}.{}", key.to_hex());
+        self.names().temps.keys().any(|n| n.as_encoded_bytes().starts_with(prefix.as_bytes()))
+    }
+
     fn check_root(parent: u64) -> Result<(), FsError> {
         if parent == ROOT_INO {
             Ok(())
@@ -258,7 +264,14 @@ impl<S: Store> CacheFs<S> {
         Self::check_root(parent)?;
         match classify(name) {
             Name::Object(key) => {
-                let meta = self.store.stat(&key)?.ok_or(FsError::NotFound)?;
+                // The kernel looks the target up before every rename. When a temporary here
+                // announces this key, that rename is about to commit it: asking S3 first would
+                // only add a round trip to every commit.
+                let meta = match self.announced(&key) {
+                    true => self.store.stat_local(&key)?,
+                    false => self.store.stat(&key)?,
+                }
+                .ok_or(FsError::NotFound)?;
                 let ino = Self::ino_for_key(&mut self.names(), key);
                 Ok(self.object_attr(ino, &meta))
             }

@@ -289,3 +289,31 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_temporary_that_announces_its_key_keeps_the_rename_lookup_off_the_remote() {
+    use crate::remote::faulty::FaultyRemote;
+    use crate::remote::memory::MemoryRemote;
+    use crate::store::tiered::{RemoteLabel, TieredStore};
+    let q = tempfile::tempdir().unwrap();
+    let remote = Arc::new(FaultyRemote::new(MemoryRemote::new()));
+    let store = TieredStore::new(MemoryStore::new(1 << 20), Arc::clone(&remote), q.path(), RemoteLabel::default());
+    let fs = CacheFs::new(Arc::new(store.unwrap()), FsOptions { uid: 1, gid: 1, want_backing: false });
+    let k = key(4);
+    // A lookup with no announcing temporary asks the bucket.
+    assert!(matches!(fs.lookup(ROOT_INO, &name(&k)), Err(FsError::NotFound)));
+    let asked = remote.calls();
+    assert_eq!(asked, 1);
+    // While `.tmp.<key>…` exists, the lookup (the kernel's, before the rename) stays local.
+    let tmp = format!(".tmp.{}.123.456", k.to_hex());
+    let (_, o) = fs.create(ROOT_INO, OsStr::new(&tmp), W).unwrap();
+    fs.write(o.fh, 0, b"about to be committed").unwrap();
+    fs.release(o.fh);
+    assert!(matches!(fs.lookup(ROOT_INO, &name(&k)), Err(FsError::NotFound)));
+    assert_eq!(remote.calls(), asked, "no GET for an announced key");
+    // Another key is not covered by that temporary.
+    let _ = fs.lookup(ROOT_INO, &name(&key(5)));
+    assert_eq!(remote.calls(), asked + 1);
+    fs.rename(ROOT_INO, OsStr::new(&tmp), ROOT_INO, &name(&k), false).unwrap();
+    assert_eq!(get(&fs, &k).unwrap(), b"about to be committed");
+}

@@ -65,6 +65,9 @@ impl<S: Store> Store for FaultyStore<S> {
     fn stat(&self, key: &Key) -> Result<Option<ObjectMeta>, StoreError> {
         self.inner.stat(key)
     }
+    fn stat_local(&self, key: &Key) -> Result<Option<ObjectMeta>, StoreError> {
+        self.inner.stat_local(key)
+    }
     fn list(&self) -> Result<Vec<(Key, ObjectMeta)>, StoreError> {
         self.inner.list()
     }

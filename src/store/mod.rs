@@ -142,6 +142,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Metadata of a committed object; `Ok(None)` when there is none.
     fn stat(&self, key: &Key) -> Result<Option<ObjectMeta>, StoreError>;
+    /// As [`stat`](Self::stat), but never asking a remote tier: for a key a writer on this
+    /// machine is about to commit, where the remote's answer would change nothing.
+    fn stat_local(&self, key: &Key) -> Result<Option<ObjectMeta>, StoreError> {
+        self.stat(key)
+    }
     /// Every committed object, least recently used first.
     fn list(&self) -> Result<Vec<(Key, ObjectMeta)>, StoreError>;
     /// Opens a committed object after checking its bytes against the checksum, and marks it

@@ -439,6 +439,10 @@ impl<L: Store, R: Remote> Store for TieredStore<L, R> {
         Ok(None)
     }
 
+    fn stat_local(&self, key: &Key) -> Result<Option<ObjectMeta>, StoreError> {
+        self.shared.local.stat(key)
+    }
+
     fn list(&self) -> Result<Vec<(Key, ObjectMeta)>, StoreError> {
         self.shared.local.list()
     }

@@ -163,6 +163,15 @@ fn failures_are_explained_with_the_fix() {
     assert!(e.explain("cache", "https://x").contains("http://"));
 }
 
+/// Polls `cond` until it holds (10 s at most).
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// A hint format for these tests: `hint:` followed by raw 32-byte keys.
 fn test_hints() -> Option<Hints> {
     Some(Box::new(|b: &[u8]| match b.strip_prefix(b"hint:") {
@@ -193,11 +202,7 @@ fn keys_a_fetched_object_hints_at_arrive_before_they_are_asked_for() {
     )
     .unwrap();
     assert_eq!(read(&b, &key(1)).unwrap(), manifest);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while b.usage().prefetched < 2 {
-        assert!(std::time::Instant::now() < deadline, "the hinted keys were not prefetched");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for("the hinted keys to be prefetched", || b.usage().prefetched >= 2);
     assert!(b.local().stat(&key(2)).unwrap().is_some() && b.local().stat(&key(3)).unwrap().is_some());
     assert!(b.local().stat(&key(9)).unwrap().is_none());
     let calls = remote.calls();
@@ -223,11 +228,7 @@ fn concurrent_lookups_of_one_missing_key_make_one_get() {
         })
         .collect();
     // One reader is inside the stalled GET; the other three wait for it.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while remote.calls() < before + 1 || b.fetch_waiters() < 3 {
-        assert!(std::time::Instant::now() < deadline, "readers did not line up behind one GET");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for("readers to line up behind one GET", || remote.calls() > before && b.fetch_waiters() == 3);
     remote.heal();
     for r in readers {
         assert_eq!(r.join().unwrap().unwrap(), b"wanted by four");
