@@ -24,6 +24,9 @@ use crate::store::Store;
 /// last-use times; eviction and corruption are pushed to the kernel as invalidations anyway.
 const TTL: Duration = Duration::from_secs(1);
 
+/// Listings at least this long are followed by a `malloc_trim`.
+const TRIM_AFTER_LISTING: usize = 10_000;
+
 /// The special folders are generated on every request (`by-crate/` changes with every commit
 /// and removal, `stats.json` with every compile), so the kernel must not cache them.
 fn ttl(ino: u64) -> Duration {
@@ -426,8 +429,17 @@ impl<S: Store> Filesystem for FuseAdapter<S> {
     }
 
     fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
-        self.fs.release(fh.into());
+        let entries = self.fs.release_dir(fh.into());
         reply.ok();
+        if entries >= TRIM_AFTER_LISTING {
+            // Listing the whole mount allocates a few bytes per object for the listing and the
+            // store's snapshot of its index; glibc keeps freed memory for reuse. Give it back,
+            // so memory after an `ls -l` of a large cache settles near memory at rest.
+            // SAFETY: malloc_trim only walks the allocator's own free lists.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        }
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

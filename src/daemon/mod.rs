@@ -119,6 +119,11 @@ fn serve<S: Store>(
         },
     ));
     state::load(&fs, &cfg.store);
+    // Loading the index and the saved state leaves freed buffers behind; hand them back.
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     let (inval_tx, inval_rx) = mpsc::channel::<Invalidation>();
     fs.set_invalidation_sink(inval_tx);
 

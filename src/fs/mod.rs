@@ -352,11 +352,11 @@ impl<S: Store> CacheFs<S> {
             DirEntry { ino: special::CAIRN_DIR_INO, kind: Kind::Dir, name: CAIRN_DIR.into() },
             DirEntry { ino: special::BY_CRATE_INO, kind: Kind::Dir, name: BY_CRATE.into() },
         ];
-        let list = self.store.list()?;
-        let mut objects = Vec::with_capacity(list.len());
+        let keys = self.store.keys()?;
+        let mut objects = Vec::with_capacity(keys.len());
         {
             let mut names = self.names();
-            for (key, _) in list {
+            for key in keys {
                 objects.push((Self::ino_for_key(&mut names, key), key));
             }
         }
@@ -514,6 +514,15 @@ impl<S: Store> CacheFs<S> {
         };
         temp.write_at(offset, data)?;
         Ok(data.len() as u32)
+    }
+
+    /// Closes a directory handle (the kernel's RELEASEDIR); returns how many entries its
+    /// listing held, so the caller can hand a large one's memory back to the system.
+    pub fn release_dir(&self, fh: u64) -> usize {
+        match self.handles().remove(&fh) {
+            Some(Handle::Dir(listing)) => listing.len(),
+            _ => 0,
+        }
     }
 
     /// Closes a handle (the kernel's RELEASE).

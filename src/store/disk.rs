@@ -285,6 +285,10 @@ impl Store for DiskStore {
         Ok(self.shared.lock().index.lru_order())
     }
 
+    fn keys(&self) -> Result<Vec<Key>, StoreError> {
+        Ok(self.shared.lock().index.lru_keys())
+    }
+
     fn open(&self, key: &Key) -> Result<Option<DiskReader>, StoreError> {
         let sh = &self.shared;
         let meta = {

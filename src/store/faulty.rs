@@ -71,6 +71,9 @@ impl<S: Store> Store for FaultyStore<S> {
     fn list(&self) -> Result<Vec<(Key, ObjectMeta)>, StoreError> {
         self.inner.list()
     }
+    fn keys(&self) -> Result<Vec<Key>, StoreError> {
+        self.inner.keys()
+    }
     fn open(&self, key: &Key) -> Result<Option<S::Reader>, StoreError> {
         self.check(|f| if let Fault::Open(e) = f { Some(e) } else { None })?;
         self.inner.open(key)

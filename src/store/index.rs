@@ -151,6 +151,11 @@ impl Index {
     pub fn lru_order(&self) -> Vec<(Key, ObjectMeta)> {
         self.entries.iter().rev().map(|(k, m)| (*k, *m)).collect()
     }
+
+    /// The keys alone, in the same order (a third of the memory, for listings).
+    pub fn lru_keys(&self) -> Vec<Key> {
+        self.entries.iter().rev().map(|(k, _)| *k).collect()
+    }
 }
 
 #[cfg(test)]
@@ -279,6 +284,7 @@ mod tests {
                     ix.lru_order().iter().map(|(k, _)| k.0[0]).collect::<Vec<_>>(),
                     model.iter().map(|(k, _)| *k).collect::<Vec<_>>()
                 );
+                prop_assert_eq!(ix.lru_keys(), ix.lru_order().into_iter().map(|(k, _)| k).collect::<Vec<_>>());
             }
         }
     }

@@ -139,6 +139,10 @@ impl Store for MemoryStore {
         Ok(self.lock().index.lru_order())
     }
 
+    fn keys(&self) -> Result<Vec<Key>, StoreError> {
+        Ok(self.lock().index.lru_keys())
+    }
+
     fn open(&self, key: &Key) -> Result<Option<MemoryReader>, StoreError> {
         let mut inner = self.lock();
         let Some(meta) = inner.index.touch(key, now_ns()) else {

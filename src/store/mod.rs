@@ -149,6 +149,10 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Every committed object, least recently used first.
     fn list(&self) -> Result<Vec<(Key, ObjectMeta)>, StoreError>;
+    /// The keys of [`list`](Self::list), without their metadata.
+    fn keys(&self) -> Result<Vec<Key>, StoreError> {
+        Ok(self.list()?.into_iter().map(|(k, _)| k).collect())
+    }
     /// Opens a committed object after checking its bytes against the checksum, and marks it
     /// used. A corrupt object is removed and reported as [`StoreError::Corrupt`].
     fn open(&self, key: &Key) -> Result<Option<Self::Reader>, StoreError>;

@@ -447,6 +447,10 @@ impl<L: Store, R: Remote> Store for TieredStore<L, R> {
         self.shared.local.list()
     }
 
+    fn keys(&self) -> Result<Vec<Key>, StoreError> {
+        self.shared.local.keys()
+    }
+
     fn open(&self, key: &Key) -> Result<Option<L::Reader>, StoreError> {
         if let Some(r) = self.shared.local.open(key)? {
             return Ok(Some(r));
