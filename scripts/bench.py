@@ -96,9 +96,9 @@ def clean():
     shutil.rmtree(WORK / "target", ignore_errors=True)
 
 
-def build(env):
+def build(env, extra=()):
     clean_start = time.perf_counter()
-    sh(["cargo", "build", "--quiet"], cwd=WORK, env=env, stdout=subprocess.DEVNULL)
+    sh(["cargo", "build", "--quiet", *extra], cwd=WORK, env=env, stdout=subprocess.DEVNULL)
     return time.perf_counter() - clean_start
 
 
@@ -218,6 +218,7 @@ def s3_bench():
     """Machines sharing a bucket: A builds cold, B (empty local store) builds warm from the
     bucket alone; the same for sccache, whose S3 mode has no local tier."""
     kinds = os.environ.get("BENCH_S3_SERVERS", "s3s-fs,nodelay,nodelay+25").split(",")
+    jobs = os.environ.get("BENCH_S3_JOBS")  # also a warm build from S3 with `cargo build -j N`
     if any(k != "s3s-fs" for k in kinds):
         sh(["cargo", "build", "--release", "--quiet", "--manifest-path", str(ROOT / "scripts/s3-bench-server/Cargo.toml")])
     data = BENCH / "s3-data"
@@ -245,7 +246,7 @@ def s3_bench():
 
     res = {k: [] for k in ["cold_local", "warm_local"]}
     for kind in kinds:
-        for k in ["cold_s3", "warm_s3", "warm_s3_noprefetch", "sccache_cold_s3", "sccache_warm_s3"]:
+        for k in ["cold_s3", "warm_s3", "warm_s3_noprefetch", "sccache_cold_s3", "sccache_warm_s3"] + (["warm_s3_j"] if jobs else []):
             res[f"{kind}:{k}"] = []
     for i in range(RUNS):
         print(f"s3 run {i + 1}/{RUNS}", file=sys.stderr)
@@ -263,6 +264,9 @@ def s3_bench():
             clean(); res[f"{kind}:warm_s3"].append(build(cairn_env()))
             start(BENCH / "store-c", s3flags + ["--s3-prefetch=false"])  # machine C: the same, no prefetch
             clean(); res[f"{kind}:warm_s3_noprefetch"].append(build(cairn_env()))
+            if jobs:
+                start(BENCH / "store-d", s3flags)  # machine D: as B, with more cargo jobs
+                clean(); res[f"{kind}:warm_s3_j"].append(build(cairn_env(), ["-j", jobs]))
             sh([str(CAIRN), "umount", str(MNT)], check=False)
             env = sccache_s3_env(endpoint)
             sccache_restart(env)
@@ -283,6 +287,10 @@ def s3_bench():
         print(f"| {kind} | {g('cold_s3'):.1f} s | {g('warm_s3'):.1f} s | {g('warm_s3') / m['warm_local']:.2f} | "
               f"{g('warm_s3_noprefetch'):.1f} s | {g('sccache_cold_s3'):.1f} s | {g('sccache_warm_s3'):.1f} s | "
               f"{g('warm_s3') / g('sccache_warm_s3'):.2f} |")
+    if jobs:
+        for kind in kinds:
+            print(f"\n{kind}: cairn warm from S3 with -j {jobs}: {m[f'{kind}:warm_s3_j']:.1f} s "
+                  f"({m[f'{kind}:warm_s3_j'] / m['warm_local']:.2f} × warm local)")
     print("\nraw:", json.dumps({k: [round(x, 2) for x in v] for k, v in res.items()}))
 
 
