@@ -244,8 +244,13 @@ impl<S: Store> CacheFs<S> {
 
     /// Whether a temporary named `.tmp.<key>…` exists (the wrapper names its temporaries so).
     fn announced(&self, key: &Key) -> bool {
+        let names = self.names();
+        if names.temps.is_empty() {
+            // The common case on a hit's lookups: nothing being written, nothing to format.
+            return false;
+        }
         let prefix = format!("{TEMP_PREFIX}.{}", key.to_hex());
-        self.names().temps.keys().any(|n| n.as_encoded_bytes().starts_with(prefix.as_bytes()))
+        names.temps.keys().any(|n| n.as_encoded_bytes().starts_with(prefix.as_bytes()))
     }
 
     fn check_root(parent: u64) -> Result<(), FsError> {

@@ -55,6 +55,17 @@ pub struct RemoteLabel {
     pub endpoint: String,
 }
 
+/// What a fetch found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fetch {
+    /// This call's GET brought the object in.
+    Fetched,
+    /// It was already local, or another thread's GET brought it in.
+    Present,
+    /// Not to be had (absent, remote down or failing, deletion pending): a miss.
+    Absent,
+}
+
 /// Reads a fetched object's bytes and names the keys likely wanted next (empty for most).
 pub type Hints = Box<dyn Fn(&[u8]) -> Vec<Key> + Send + Sync>;
 
@@ -233,9 +244,9 @@ impl<L: Store, R: Remote> Shared<L, R> {
         }
     }
 
-    /// Brings `key` from the remote into the local store. `Ok(true)` when it is now local. When
-    /// another thread is already fetching it, waits for that one instead of asking again.
-    fn fetch(&self, key: &Key) -> Result<bool, StoreError> {
+    /// Brings `key` from the remote into the local store. When another thread is already
+    /// fetching it, waits for that one instead of asking again.
+    fn fetch(&self, key: &Key) -> Result<Fetch, StoreError> {
         {
             let mut f = lock(&self.fetching);
             if f.contains(key) {
@@ -245,7 +256,7 @@ impl<L: Store, R: Remote> Shared<L, R> {
                 }
                 drop(f);
                 self.waiting.fetch_sub(1, Ordering::Relaxed);
-                return Ok(self.local.stat(key)?.is_some());
+                return Ok(if self.local.stat(key)?.is_some() { Fetch::Present } else { Fetch::Absent });
             }
             f.insert(*key);
         }
@@ -255,32 +266,32 @@ impl<L: Store, R: Remote> Shared<L, R> {
         result
     }
 
-    fn fetch_once(&self, key: &Key) -> Result<bool, StoreError> {
+    fn fetch_once(&self, key: &Key) -> Result<Fetch, StoreError> {
         if self.local.stat(key)?.is_some() {
             // Brought in by a fetch that finished between the caller's look and ours.
-            return Ok(true);
+            return Ok(Fetch::Present);
         }
         if self.is_down() || lock(&self.queue).get(key) == Some(Work::Delete) {
-            return Ok(false);
+            return Ok(Fetch::Absent);
         }
         if lock(&self.negative).get(key).is_some_and(|t| t.elapsed() < NEGATIVE_TTL) {
-            return Ok(false);
+            return Ok(Fetch::Absent);
         }
         let started = Instant::now();
         let obj = match self.remote.get(key) {
             Ok(Some(o)) => o,
             Ok(None) => {
                 lock(&self.negative).insert(*key, Instant::now());
-                return Ok(false);
+                return Ok(Fetch::Absent);
             }
             Err(e) => {
                 self.note(&e);
-                return Ok(false);
+                return Ok(Fetch::Absent);
             }
         };
         if obj.checksum != Some(*blake3::hash(&obj.bytes).as_bytes()) {
             tracing::warn!(%key, "the bucket's copy does not match its checksum; treating it as a miss");
-            return Ok(false);
+            return Ok(Fetch::Absent);
         }
         let temp = self.local.create_temp()?;
         if let Err(e) = temp.write_at(0, &obj.bytes) {
@@ -296,7 +307,7 @@ impl<L: Store, R: Remote> Shared<L, R> {
                 if let Some(hints) = &self.hints {
                     self.queue_prefetch(hints(&obj.bytes));
                 }
-                Ok(true)
+                Ok(Fetch::Fetched)
             }
             Err(e) => {
                 self.local.discard(&temp);
@@ -305,20 +316,17 @@ impl<L: Store, R: Remote> Shared<L, R> {
         }
     }
 
-    /// Queues hinted keys that are neither local nor already on their way.
+    /// Queues hinted keys for the prefetchers. Keys already local or on their way cost a
+    /// prefetcher a local look (or a wait), never a second GET: [`fetch`](Self::fetch) sees to it.
     fn queue_prefetch(&self, keys: Vec<Key>) {
         if keys.is_empty() {
             return;
         }
         let mut q = lock(&self.prefetch);
         for k in keys {
-            if q.len() >= MAX_PREFETCH_QUEUE || q.contains(&k) || lock(&self.fetching).contains(&k) {
-                continue;
+            if q.len() < MAX_PREFETCH_QUEUE && !q.contains(&k) {
+                q.push_back(k);
             }
-            if matches!(self.local.stat(&k), Ok(Some(_))) {
-                continue;
-            }
-            q.push_back(k);
         }
         self.prefetch_wake.notify_all();
     }
@@ -338,10 +346,9 @@ impl<L: Store, R: Remote> Shared<L, R> {
                     q = self.prefetch_wake.wait(q).unwrap_or_else(|p| p.into_inner());
                 }
             };
-            let before = self.fetched_count.load(Ordering::Relaxed);
             match self.fetch(&key) {
-                // Counted as prefetched only when this thread's GET brought it in.
-                Ok(true) if self.fetched_count.load(Ordering::Relaxed) > before => {
+                // Counted only when this thread's GET brought it in.
+                Ok(Fetch::Fetched) => {
                     self.prefetched_count.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(_) => {}
@@ -433,7 +440,7 @@ impl<L: Store, R: Remote> Store for TieredStore<L, R> {
         if let Some(m) = self.shared.local.stat(key)? {
             return Ok(Some(m));
         }
-        if self.shared.fetch(key)? {
+        if self.shared.fetch(key)? != Fetch::Absent {
             return self.shared.local.stat(key);
         }
         Ok(None)
@@ -455,7 +462,7 @@ impl<L: Store, R: Remote> Store for TieredStore<L, R> {
         if let Some(r) = self.shared.local.open(key)? {
             return Ok(Some(r));
         }
-        if self.shared.fetch(key)? {
+        if self.shared.fetch(key)? != Fetch::Absent {
             return self.shared.local.open(key);
         }
         Ok(None)
