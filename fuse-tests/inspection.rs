@@ -5,17 +5,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::{errno, mount};
-use crate::workspace::{cacheable, cargo, ensure_warm, lock, log_path, mount as ws_mount, ok, read_log};
-
-fn xattr(path: &Path, name: &str) -> Option<String> {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    let n = std::ffi::CString::new(name).unwrap();
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: valid C strings and a buffer of the given length.
-    let len = unsafe { libc::getxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    (len >= 0).then(|| String::from_utf8_lossy(&buf[..len as usize]).into_owned())
-}
+use crate::common::{errno, mount, xattr};
+use crate::workspace::{cacheable, cargo, ensure_warm, lock, log_path, mount as ws_mount, ok, read_log, read_log_all};
 
 fn cairn(args: &[&str], mnt: &Path) -> std::process::Output {
     let out = Command::new(env!("CARGO_BIN_EXE_cairn")).args(args).arg("--mount").arg(mnt).output().unwrap();
@@ -84,8 +75,15 @@ fn stats_count_hits_and_time_saved_and_survive_a_restart() {
     let misses = lines.iter().filter(|l| l.outcome.starts_with("miss")).count() as u64;
     assert!(hits > 20, "{lines:?}");
     let s = stats(&m.mnt);
-    assert_eq!(s["hits"].as_u64().unwrap(), hits, "{s}");
-    assert_eq!(s["misses"].as_u64().unwrap(), misses, "{s}");
+    assert_eq!(s["kinds"]["rustc"]["hits"].as_u64().unwrap(), hits, "{s}");
+    assert_eq!(s["kinds"]["rustc"]["misses"].as_u64().unwrap_or(0), misses, "{s}");
+    // Build-script runs are their own kind; the top-level counts add up every kind.
+    let all = read_log_all(&log_path_existing("stats"));
+    let scripts = all.iter().filter(|l| l.kind == "build-script" && l.outcome == "hit").count() as u64;
+    assert!(scripts >= 3, "serde, probe … ran no script: {all:?}");
+    assert_eq!(s["kinds"]["build-script"]["hits"].as_u64().unwrap(), scripts, "{s}");
+    let all_hits = all.iter().filter(|l| l.outcome.starts_with("hit")).count() as u64;
+    assert_eq!(s["hits"].as_u64().unwrap(), all_hits, "{s}");
     // Time saved: positive, and at most the sum of the original compile times of the hits.
     let compiled: f64 = std::fs::read_to_string(log_path_existing("stats"))
         .unwrap()

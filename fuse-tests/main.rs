@@ -4,10 +4,12 @@
 //! print why and skip; everywhere else they run for real.
 
 mod common;
+mod csys;
 mod s3server;
 mod workspace;
 
 mod access;
+mod build_scripts;
 
 mod commit;
 mod concurrency;

@@ -25,6 +25,8 @@ pub struct Line {
     pub krate: String,
     pub key: String,
     pub outcome: String,
+    /// `rustc`, `build-script` or `cc`.
+    pub kind: String,
 }
 
 static LOCK: Mutex<()> = Mutex::new(());
@@ -174,15 +176,21 @@ pub fn mount(test: &str) -> Option<Mount> {
 /// A cargo command in the workspace with the wrapper (when `mnt` is given) and a target dir.
 pub fn cargo(mnt: Option<&Mount>, target: &str, log: &Path, args: &[&str]) -> Command {
     let w = ws();
+    cargo_in(&w.root, &w.xdg, mnt, target, log, args)
+}
+
+/// A cargo command in any workspace `root`, with `xdg` as the cache home (where the wrapper
+/// keeps its memos), the wrapper when `mnt` is given, and target dir `root/target`.
+pub fn cargo_in(root: &Path, xdg: &Path, mnt: Option<&Mount>, target: &str, log: &Path, args: &[&str]) -> Command {
     let mut c = Command::new("cargo");
-    c.args(args).current_dir(&w.root);
+    c.args(args).current_dir(root);
     for (k, _) in std::env::vars() {
         // The test runner's own cargo variables must not leak into the build under test.
         if k.starts_with("CARGO_") && k != "CARGO_HOME" || k.starts_with("CAIRN_") || k == "RUSTC_WRAPPER" {
             c.env_remove(k);
         }
     }
-    c.env("CARGO_TARGET_DIR", w.root.join(target)).env("CARGO_INCREMENTAL", "0").env("XDG_CACHE_HOME", &w.xdg);
+    c.env("CARGO_TARGET_DIR", root.join(target)).env("CARGO_INCREMENTAL", "0").env("XDG_CACHE_HOME", xdg);
     if let Some(m) = mnt {
         c.env("RUSTC_WRAPPER", env!("CARGO_BIN_EXE_cairn-rustc"))
             .env("CAIRN_MOUNT", &m.mnt)
@@ -199,14 +207,24 @@ pub fn ok(mut c: Command) -> Output {
     out
 }
 
-/// Lines of a wrapper log.
+/// The rustc lines of a wrapper log.
 pub fn read_log(path: &Path) -> Vec<Line> {
+    read_log_all(path).into_iter().filter(|l| l.kind == "rustc").collect()
+}
+
+/// Every line of a wrapper log: rustc compiles, build-script runs and C compiles.
+pub fn read_log_all(path: &Path) -> Vec<Line> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
-            Some(Line { krate: f.get(1)?.to_string(), key: f.get(2)?.to_string(), outcome: f.get(3)?.to_string() })
+            Some(Line {
+                krate: f.get(1)?.to_string(),
+                key: f.get(2)?.to_string(),
+                outcome: f.get(3)?.to_string(),
+                kind: f.get(6).unwrap_or(&"rustc").to_string(),
+            })
         })
         .collect()
 }

@@ -156,6 +156,16 @@ pub fn render(json: &str) -> Result<String, String> {
         duration_text(f(&z["time_saved_secs"])),
         duration_text(f(&s["time_saved_secs"]))
     ));
+    // One line per kind (rustc compiles, build-script runs, C/C++ objects): hits / misses, saved.
+    let kinds = |p: &serde_json::Value, k: &str| {
+        let c = &p["kinds"][k];
+        format!("{} / {}, {}", n(&c["hits"]), n(&c["misses"]), duration_text(f(&c["time_saved_secs"])))
+    };
+    for (k, label) in [("rustc", "  rustc"), ("build-script", "  build scripts"), ("cc", "  C/C++ objects")] {
+        if !z["kinds"][k].is_null() || !s["kinds"][k].is_null() {
+            out.push_str(&format!("{:<16}{:>24}{:>24}\n", label, kinds(z, k), kinds(s, k)));
+        }
+    }
     out.push_str(&format!("{:<16}{:>24}{:>24}\n", "errors", n(&z["errors"]), n(&s["errors"])));
     out.push_str(&format!(
         "{:<16}{:>24}{:>24}\n",
@@ -218,7 +228,7 @@ mod tests {
         for _ in 0..3 {
             s.apply(&crate::stats::Event::NotCacheable("incremental".into()));
         }
-        s.apply(&crate::stats::Event::Miss { compile_ns: 1, bytes: 1 });
+        s.apply(&crate::stats::Event::Miss { kind: crate::stats::Kind::Rustc, compile_ns: 1, bytes: 1 });
         let t = render(&s.to_json(&Default::default())).unwrap();
         assert!(t.contains("CARGO_INCREMENTAL=0"), "{t}");
         let quiet = render(&crate::stats::Stats::default().to_json(&Default::default())).unwrap();
@@ -228,7 +238,12 @@ mod tests {
     #[test]
     fn the_table_shows_time_saved_in_minutes_and_hours() {
         let mut s = crate::stats::Stats::default();
-        s.apply(&crate::stats::Event::Hit { compile_ns: 7_500_000_000_000, took_ns: 0, bytes: 1 });
+        s.apply(&crate::stats::Event::Hit {
+            kind: crate::stats::Kind::Rustc,
+            compile_ns: 7_500_000_000_000,
+            took_ns: 0,
+            bytes: 1,
+        });
         let t = render(&s.to_json(&Default::default())).unwrap();
         assert!(t.contains("2 h 5 min"), "{t}");
         assert!(t.contains("100 %"), "{t}");

@@ -6,6 +6,10 @@
 //! - [`size`] — human sizes (`10GiB`).
 //! - [`wrapper`] — `cairn-rustc`: argument classification, cache keys, toolchain identity,
 //!   dep-info, the object format, and the hit/miss flow.
+//! - [`build_script`] — build-script runs: the launcher put in place of each build script,
+//!   the run's key, `OUT_DIR` snapshots.
+//! - [`cc`] — `cairn-cc`/`cairn-c++`: C and C++ compiles of one object file, run by build
+//!   scripts.
 //!
 //! Daemon modules (feature `daemon`):
 //! - [`store`] — the `Store` trait and its disk, memory and fault-injecting versions; the LRU
@@ -22,6 +26,8 @@
 //!
 //! docs/architecture.md explains the layers and why they are cut this way.
 
+pub mod build_script;
+pub mod cc;
 pub mod key;
 pub mod size;
 pub mod wrapper;

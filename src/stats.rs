@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::wrapper::report::Event;
+pub use crate::wrapper::report::{Event, Kind};
 
 /// Sums over a period.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,21 +29,40 @@ pub struct Counters {
     pub saved_ns: u64,
     /// Sum over misses of the compile time.
     pub miss_compile_ns: u64,
+    /// The same sums for each kind (`rustc`, `build-script`, `cc`); the fields above add
+    /// them all up.
+    pub kinds: BTreeMap<String, KindCounters>,
+}
+
+/// Hits, misses and time saved of one kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindCounters {
+    pub hits: u64,
+    pub misses: u64,
+    pub saved_ns: u64,
+    pub miss_compile_ns: u64,
 }
 
 impl Counters {
     fn apply(&mut self, e: &Event) {
         match e {
-            Event::Hit { compile_ns, took_ns, bytes } => {
+            Event::Hit { kind, compile_ns, took_ns, bytes } => {
+                let saved = compile_ns.saturating_sub(*took_ns);
                 self.hits += 1;
                 self.bytes_read += bytes;
                 self.hit_compile_ns += compile_ns;
-                self.saved_ns += compile_ns.saturating_sub(*took_ns);
+                self.saved_ns += saved;
+                let k = self.kinds.entry(kind.as_str().to_string()).or_default();
+                k.hits += 1;
+                k.saved_ns += saved;
             }
-            Event::Miss { compile_ns, bytes } => {
+            Event::Miss { kind, compile_ns, bytes } => {
                 self.misses += 1;
                 self.bytes_written += bytes;
                 self.miss_compile_ns += compile_ns;
+                let k = self.kinds.entry(kind.as_str().to_string()).or_default();
+                k.misses += 1;
+                k.miss_compile_ns += compile_ns;
             }
             Event::NotCacheable(r) => *self.not_cacheable.entry(r.clone()).or_insert(0) += 1,
             Event::Error => self.errors += 1,
@@ -103,6 +122,7 @@ impl Stats {
             "bytes_written": z.bytes_written,
             "time_saved_secs": z.saved_ns as f64 / 1e9,
             "hit_rate": rate(z),
+            "kinds": period(z, self.zeroed_unix)["kinds"],
             "local": { "used_bytes": g.used, "limit_bytes": g.limit, "objects": g.objects,
                        "evicted": g.evicted, "corrupt_removed": g.corrupt_removed },
             "s3": { "configured": g.s3_configured, "uploads_pending": g.uploads_pending,
@@ -136,6 +156,12 @@ fn period(c: &Counters, since: u64) -> serde_json::Value {
         "time_saved_secs": c.saved_ns as f64 / 1e9,
         "hit_compile_secs": c.hit_compile_ns as f64 / 1e9,
         "miss_compile_secs": c.miss_compile_ns as f64 / 1e9,
+        "kinds": c.kinds.iter().map(|(name, k)| (name.clone(), serde_json::json!({
+            "hits": k.hits,
+            "misses": k.misses,
+            "time_saved_secs": k.saved_ns as f64 / 1e9,
+            "miss_compile_secs": k.miss_compile_ns as f64 / 1e9,
+        }))).collect::<serde_json::Map<_, _>>(),
     })
 }
 
@@ -146,14 +172,18 @@ mod tests {
     #[test]
     fn time_saved_is_compile_time_minus_hit_time_and_never_negative() {
         let mut s = Stats::default();
-        s.apply(&Event::Hit { compile_ns: 3_000_000_000, took_ns: 1_000_000_000, bytes: 1 });
-        s.apply(&Event::Hit { compile_ns: 1, took_ns: 5, bytes: 1 });
-        s.apply(&Event::Miss { compile_ns: 4, bytes: 2 });
+        s.apply(&Event::Hit { kind: Kind::Rustc, compile_ns: 3_000_000_000, took_ns: 1_000_000_000, bytes: 1 });
+        s.apply(&Event::Hit { kind: Kind::BuildScript, compile_ns: 1, took_ns: 5, bytes: 1 });
+        s.apply(&Event::Miss { kind: Kind::Cc, compile_ns: 4, bytes: 2 });
         assert_eq!(s.since_zero.saved_ns, 2_000_000_000);
         let doc: serde_json::Value = serde_json::from_str(&s.to_json(&Gauges::default())).unwrap();
         assert_eq!(doc["hits"], 2);
         assert_eq!(doc["misses"], 1);
         assert_eq!(doc["time_saved_secs"], 2.0);
+        assert_eq!(doc["kinds"]["rustc"]["hits"], 1);
+        assert_eq!(doc["kinds"]["build-script"]["hits"], 1);
+        assert_eq!(doc["kinds"]["cc"]["misses"], 1);
+        assert_eq!(doc["kinds"]["rustc"]["time_saved_secs"], 2.0);
         s.zero(10);
         assert_eq!(s.since_zero, Counters::default());
         assert_eq!(s.since_start.hits, 2);

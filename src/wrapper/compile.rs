@@ -23,9 +23,17 @@ pub struct Ran {
 /// Runs rustc, copying its stdout and stderr to ours as they come (cargo reads JSON messages
 /// from stderr while the compile runs, to pipeline dependents) and keeping a copy of each.
 pub fn run_and_capture(rustc: &Path, args: &[OsString]) -> io::Result<Ran> {
+    let mut cmd = Command::new(rustc);
+    cmd.args(args);
+    capture(cmd)
+}
+
+/// Runs any command the same way: output passed through as it comes, and kept. Shared by the
+/// build-script launcher and the C compiler front end.
+pub fn capture(mut cmd: Command) -> io::Result<Ran> {
     let started = SystemTime::now();
     let t0 = Instant::now();
-    let mut child = Command::new(rustc).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
     let out = child.stdout.take().expect("piped");
     let err = child.stderr.take().expect("piped");
     let out_t = std::thread::spawn(move || tee(out, io::stdout()));

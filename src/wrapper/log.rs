@@ -3,7 +3,8 @@
 //!
 //! Columns, tab-separated: unix time, crate name, result key (the name to `rm` from the
 //! mount; `-` when none), outcome (`hit`, `miss`, `not-cacheable:<reason>`, `error:<what>`),
-//! milliseconds, compile milliseconds saved (hits) or spent (misses).
+//! milliseconds, compile milliseconds saved (hits) or spent (misses), kind (`rustc`,
+//! `build-script`, `cc`; see `report::Kind`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -22,10 +23,22 @@ pub fn log_path() -> Option<PathBuf> {
 /// Appends one line (a single `write` with `O_APPEND`, so lines of concurrent wrappers do not
 /// interleave). Logging never fails a build.
 pub fn record(crate_name: &str, key: Option<&Key>, outcome: &str, took: Duration, compile: Option<Duration>) {
+    record_kind(super::report::Kind::Rustc, crate_name, key, outcome, took, compile)
+}
+
+/// [`record`] for any front end.
+pub fn record_kind(
+    kind: super::report::Kind,
+    crate_name: &str,
+    key: Option<&Key>,
+    outcome: &str,
+    took: Duration,
+    compile: Option<Duration>,
+) {
     let Some(path) = log_path() else { return };
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let line = format!(
-        "{}.{:03}\t{}\t{}\t{}\t{:.1}\t{}\n",
+        "{}.{:03}\t{}\t{}\t{}\t{:.1}\t{}\t{}\n",
         now.as_secs(),
         now.subsec_millis(),
         crate_name,
@@ -33,6 +46,7 @@ pub fn record(crate_name: &str, key: Option<&Key>, outcome: &str, took: Duration
         outcome,
         took.as_secs_f64() * 1000.0,
         compile.map(|c| format!("{:.1}", c.as_secs_f64() * 1000.0)).unwrap_or_else(|| "-".into()),
+        kind.as_str(),
     );
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);

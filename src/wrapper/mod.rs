@@ -45,6 +45,14 @@ use object::{CompileResult, EntryMeta, Manifest, ResultView, Variant};
 
 /// Runs the wrapper on its command line (`argv[0]` is the wrapper) and returns the exit code.
 pub fn main(argv: Vec<OsString>) -> i32 {
+    // The same binary is three front ends: the rustc wrapper, the build-script launcher's
+    // target, and (under the names cairn-cc / cairn-c++) the C and C++ compiler wrapper.
+    if argv.get(1).is_some_and(|a| a == crate::build_script::FLAG) {
+        return crate::build_script::run(&argv);
+    }
+    if let Some(lang) = argv.first().and_then(|a| crate::cc::language_of(Path::new(a))) {
+        return crate::cc::main(lang, &argv[1..]);
+    }
     let Some(rustc) = argv.get(1).map(PathBuf::from) else {
         eprintln!("cairn-rustc: usage: cairn-rustc RUSTC [ARGS...]  (as RUSTC_WRAPPER=cairn-rustc)");
         return 2;
@@ -131,9 +139,13 @@ fn cached(rustc: &Path, args: &[OsString], inv: &Invocation) -> i32 {
             match restore(inv, &result, &rel) {
                 Ok(()) => {
                     let code = result.meta.exit_code;
+                    if code == 0 {
+                        launcher(inv);
+                    }
                     report::send(
                         &mnt,
                         &report::Event::Hit {
+                            kind: report::Kind::Rustc,
                             compile_ns: result.meta.compile_ns,
                             took_ns: t0.elapsed().as_nanos() as u64,
                             bytes: bytes.len() as u64,
@@ -178,13 +190,21 @@ fn cached(rustc: &Path, args: &[OsString], inv: &Invocation) -> i32 {
             None => None,
         };
         log::record(&inv.crate_name, key.as_ref(), "miss:failed", t0.elapsed(), Some(ran.took));
-        report::send(&mnt, &report::Event::Miss { compile_ns: ran.took.as_nanos() as u64, bytes: 0 });
+        report::send(
+            &mnt,
+            &report::Event::Miss { kind: report::Kind::Rustc, compile_ns: ran.took.as_nanos() as u64, bytes: 0 },
+        );
         return ran.status.code().unwrap_or(101);
     }
-    match store(&mnt, inv, &base, &tc, manifest, &ran, &rel) {
+    let stored = store(&mnt, inv, &base, &tc, manifest, &ran, &rel);
+    launcher(inv);
+    match stored {
         Ok((rkey, bytes)) => {
             log::record(&inv.crate_name, Some(&rkey), "miss", t0.elapsed(), Some(ran.took));
-            report::send(&mnt, &report::Event::Miss { compile_ns: ran.took.as_nanos() as u64, bytes });
+            report::send(
+                &mnt,
+                &report::Event::Miss { kind: report::Kind::Rustc, compile_ns: ran.took.as_nanos() as u64, bytes },
+            );
         }
         Err(e) => {
             log::record(&inv.crate_name, None, &format!("error:store:{}", oneword(&e)), t0.elapsed(), Some(ran.took));
@@ -192,6 +212,19 @@ fn cached(rustc: &Path, args: &[OsString], inv: &Invocation) -> i32 {
         }
     }
     0
+}
+
+/// A build script just compiled or restored gets the launcher that caches its runs.
+fn launcher(inv: &Invocation) {
+    if !crate::build_script::is_build_script(&inv.crate_name, &inv.crate_types)
+        || std::env::var("CAIRN_BUILD_SCRIPTS").as_deref() == Ok("0")
+    {
+        return;
+    }
+    let bin = format!("{}{}", inv.crate_name, inv.extra_filename);
+    if let Err(e) = crate::build_script::install_launcher(Path::new(&inv.out_dir), &bin) {
+        log::record(&inv.crate_name, None, &format!("error:launcher:{}", oneword(&e)), Default::default(), None);
+    }
 }
 
 fn oneword(e: &io::Error) -> String {
@@ -247,7 +280,7 @@ fn base_key(rustc: &Path, inv: &Invocation, rel: &Rel) -> io::Result<(Key, toolc
 /// The result key for a dependency set, from the files and variables as they are now.
 /// `None` when a listed file cannot be read (it was deleted: that set no longer applies).
 /// Paths in `v` are stored relative to the checkout root (when `CAIRN_BASEDIR` applies).
-fn result_key_now(base: &Key, v: &Variant, rel: &Rel) -> Option<Key> {
+pub(crate) fn result_key_now(base: &Key, v: &Variant, rel: &Rel) -> Option<Key> {
     let mut files = Vec::with_capacity(v.files.len());
     for f in &v.files {
         files.push((f.clone(), Some(filehash::hash_file(Path::new(&rel.abs(f))).ok()?)));
@@ -258,7 +291,7 @@ fn result_key_now(base: &Key, v: &Variant, rel: &Rel) -> Option<Key> {
 }
 
 /// Reads an object; any failure (absent, damaged, mount gone) is a miss.
-fn read_object(mnt: &Path, key: &Key) -> Option<Vec<u8>> {
+pub(crate) fn read_object(mnt: &Path, key: &Key) -> Option<Vec<u8>> {
     match fs::read(mnt.join(key.to_hex())) {
         Ok(b) => Some(b),
         Err(e) => {
@@ -276,17 +309,7 @@ fn read_object(mnt: &Path, key: &Key) -> Option<Vec<u8>> {
 fn restore(inv: &Invocation, r: &ResultView<'_>, rel: &Rel) -> io::Result<()> {
     let out_dir = Path::new(&inv.out_dir);
     fs::create_dir_all(out_dir)?;
-    // Paths naming the original out-dir, then the original checkout, now name ours.
-    let fix = |bytes: &[u8]| -> Vec<u8> {
-        let b = depinfo::rewrite(bytes, &r.meta.out_dir, &inv.out_dir);
-        match (r.meta.root.as_str(), rel.root()) {
-            (from, Some(to)) if !from.is_empty() && from != to => match String::from_utf8(b) {
-                Ok(s) => basedir::replace_path(&s, from, to).into_bytes(),
-                Err(e) => e.into_bytes(),
-            },
-            _ => b,
-        }
-    };
+    let fix = |bytes: &[u8]| relocate(bytes, &r.meta, &inv.out_dir, rel);
     for f in &r.files {
         if f.name.ends_with(".d") {
             compile::restore_file(out_dir, &f.name, f.mode, &fix(f.bytes))?;
@@ -298,6 +321,19 @@ fn restore(inv: &Invocation, r: &ResultView<'_>, rel: &Rel) -> io::Result<()> {
     io::stdout().write_all(&fix(r.stdout))?;
     io::stderr().write_all(&fix(r.stderr))?;
     Ok(())
+}
+
+/// Stored bytes with paths naming the entry's original output folder, then its original
+/// checkout, made to name this build's.
+pub(crate) fn relocate(bytes: &[u8], meta: &EntryMeta, out_dir: &str, rel: &Rel) -> Vec<u8> {
+    let b = depinfo::rewrite(bytes, &meta.out_dir, out_dir);
+    match (meta.root.as_str(), rel.root()) {
+        (from, Some(to)) if !from.is_empty() && from != to => match String::from_utf8(b) {
+            Ok(s) => basedir::replace_path(&s, from, to).into_bytes(),
+            Err(e) => e.into_bytes(),
+        },
+        _ => b,
+    }
 }
 
 /// Stores a successful compile and records its dependency set in the manifest.
@@ -352,7 +388,7 @@ fn store(
 
 /// Commits bytes under a key: write a temporary, rename it onto the key. `replace` swaps out
 /// an existing object with different bytes (manifests); results are never replaced.
-fn put_object(mnt: &Path, key: &Key, bytes: &[u8], replace: bool) -> io::Result<()> {
+pub(crate) fn put_object(mnt: &Path, key: &Key, bytes: &[u8], replace: bool) -> io::Result<()> {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     // `.tmp.<key>…` tells the daemon which key this temporary becomes, so the lookup the kernel
     // makes before the rename is answered locally, never by S3.

@@ -8,13 +8,46 @@
 use std::io::Write;
 use std::path::Path;
 
+/// Which front end met the build: each is its own kind in the log, in `cairn stats` and in the
+/// objects' metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// A rustc compile (`cairn-rustc`).
+    Rustc,
+    /// A build-script run (the launcher cairn-rustc puts in place of a build script).
+    BuildScript,
+    /// A C or C++ compile of one object file (`cairn-cc`, run by build scripts).
+    Cc,
+}
+
+impl Kind {
+    /// Short, stable text for logs, reports and stats.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Rustc => "rustc",
+            Kind::BuildScript => "build-script",
+            Kind::Cc => "cc",
+        }
+    }
+
+    /// Parses [`Kind::as_str`]'s text.
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "rustc" => Some(Kind::Rustc),
+            "build-script" => Some(Kind::BuildScript),
+            "cc" => Some(Kind::Cc),
+            _ => None,
+        }
+    }
+}
+
 /// One compile's outcome, as reported by the wrapper.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A cache hit: the original compile took `compile_ns`, the hit `took_ns`; `bytes` read.
-    Hit { compile_ns: u64, took_ns: u64, bytes: u64 },
+    Hit { kind: Kind, compile_ns: u64, took_ns: u64, bytes: u64 },
     /// A miss: compiled in `compile_ns`, stored `bytes`.
-    Miss { compile_ns: u64, bytes: u64 },
+    Miss { kind: Kind, compile_ns: u64, bytes: u64 },
     /// Not cacheable, with the reason.
     NotCacheable(String),
     /// A cache-side error (the compile went ahead without the cache).
@@ -30,8 +63,12 @@ impl Event {
     /// The report line for this event (the wrapper's side).
     pub fn to_line(&self) -> String {
         match self {
-            Event::Hit { compile_ns, took_ns, bytes } => format!("v1 hit {compile_ns} {took_ns} {bytes}\n"),
-            Event::Miss { compile_ns, bytes } => format!("v1 miss {compile_ns} {bytes}\n"),
+            // The kind is a trailing field, absent for rustc: a daemon that predates kinds
+            // still reads rustc's lines.
+            Event::Hit { kind, compile_ns, took_ns, bytes } => {
+                format!("v1 hit {compile_ns} {took_ns} {bytes}{}\n", kind_suffix(*kind))
+            }
+            Event::Miss { kind, compile_ns, bytes } => format!("v1 miss {compile_ns} {bytes}{}\n", kind_suffix(*kind)),
             Event::NotCacheable(r) => format!("v1 not-cacheable {}\n", r.replace(char::is_whitespace, "_")),
             Event::Error => "v1 error\n".to_string(),
         }
@@ -42,13 +79,26 @@ impl Event {
         let bad = || BadLine(line.chars().take(80).collect());
         let f: Vec<&str> = line.split_whitespace().collect();
         let num = |i: usize| f.get(i).and_then(|s| s.parse::<u64>().ok()).ok_or_else(bad);
+        let kind = |i: usize| match f.get(i) {
+            None => Ok(Kind::Rustc),
+            Some(s) => Kind::parse(s).ok_or_else(bad),
+        };
         match (f.first(), f.get(1)) {
-            (Some(&"v1"), Some(&"hit")) => Ok(Event::Hit { compile_ns: num(2)?, took_ns: num(3)?, bytes: num(4)? }),
-            (Some(&"v1"), Some(&"miss")) => Ok(Event::Miss { compile_ns: num(2)?, bytes: num(3)? }),
+            (Some(&"v1"), Some(&"hit")) => {
+                Ok(Event::Hit { kind: kind(5)?, compile_ns: num(2)?, took_ns: num(3)?, bytes: num(4)? })
+            }
+            (Some(&"v1"), Some(&"miss")) => Ok(Event::Miss { kind: kind(4)?, compile_ns: num(2)?, bytes: num(3)? }),
             (Some(&"v1"), Some(&"not-cacheable")) => Ok(Event::NotCacheable(f.get(2).ok_or_else(bad)?.to_string())),
             (Some(&"v1"), Some(&"error")) => Ok(Event::Error),
             _ => Err(bad()),
         }
+    }
+}
+
+fn kind_suffix(kind: Kind) -> String {
+    match kind {
+        Kind::Rustc => String::new(),
+        other => format!(" {}", other.as_str()),
     }
 }
 
@@ -66,14 +116,17 @@ mod tests {
     #[test]
     fn lines_round_trip_and_bad_lines_are_refused() {
         for e in [
-            Event::Hit { compile_ns: 5, took_ns: 1, bytes: 9 },
-            Event::Miss { compile_ns: 7, bytes: 3 },
+            Event::Hit { kind: Kind::Rustc, compile_ns: 5, took_ns: 1, bytes: 9 },
+            Event::Miss { kind: Kind::Rustc, compile_ns: 7, bytes: 3 },
+            Event::Hit { kind: Kind::BuildScript, compile_ns: 5, took_ns: 1, bytes: 9 },
+            Event::Miss { kind: Kind::Cc, compile_ns: 7, bytes: 3 },
             Event::NotCacheable("incremental".into()),
             Event::Error,
         ] {
             assert_eq!(Event::parse(&e.to_line()).unwrap(), e);
         }
-        for bad in ["", "v2 hit 1 2 3", "v1 hit one 2 3", "v1 miss 1", "hello"] {
+        assert_eq!(Event::to_line(&Event::Miss { kind: Kind::Rustc, compile_ns: 7, bytes: 3 }), "v1 miss 7 3\n");
+        for bad in ["", "v2 hit 1 2 3", "v1 hit one 2 3", "v1 miss 1", "hello", "v1 miss 1 2 python"] {
             assert!(Event::parse(bad).is_err(), "{bad}");
         }
     }

@@ -1,0 +1,167 @@
+//! Build scripts and the C they compile (fixture: csys.rs). A warm build runs no build script
+//! and no C compiler; every change to a script's inputs reruns exactly that script and gives
+//! what plain cargo gives from clean; a failing script is never replayed; `rm` of one entry
+//! reruns just that script.
+
+use std::process::Command;
+
+use crate::csys::{clean_build_run, count_lines, csys, lock, log_path, mount, mycc_log, runs_file, write, write_mycc};
+use crate::workspace::{read_log_all, Line};
+
+fn script_lines<'a>(lines: &'a [Line], krate: &str) -> Vec<&'a Line> {
+    lines.iter().filter(|l| l.kind == "build-script" && l.krate == krate).collect()
+}
+
+fn no_tweak(_: &mut Command) {}
+
+#[test]
+fn a_warm_build_runs_no_build_script_and_no_c_compiler() {
+    let _g = lock();
+    let Some(m) = mount("a_warm_build_runs_no_build_script_and_no_c_compiler") else { return };
+    let plain = clean_build_run(None, "t-plain", "app", &log_path("plain"), &no_tweak);
+    let cold = clean_build_run(Some(&m), "t-cairn", "app", &log_path("cold"), &no_tweak);
+    assert_eq!(cold, plain);
+    let (runs, calls) = (count_lines(&runs_file()), count_lines(&mycc_log()));
+    let log = log_path("warm");
+    let warm = clean_build_run(Some(&m), "t-cairn", "app", &log, &no_tweak);
+    assert_eq!(warm, plain, "a warm build gives what plain cargo gives");
+    assert_eq!(count_lines(&runs_file()), runs, "cnative's build script ran in a warm build");
+    assert_eq!(count_lines(&mycc_log()), calls, "the C compiler ran in a warm build");
+    let lines = read_log_all(&log);
+    let scripts: Vec<_> = lines.iter().filter(|l| l.kind == "build-script").collect();
+    assert_eq!(script_lines(&lines, "cnative").len(), 1, "cnative's script: {lines:?}");
+    assert!(scripts.iter().all(|l| l.outcome == "hit"), "{scripts:?}");
+    assert!(lines.iter().all(|l| l.kind != "cc"), "no C compile at all: {lines:?}");
+    // Cargo sees the restored OUT_DIR as fresh: nothing runs again.
+    let again = log_path("again");
+    let out = crate::workspace::ok(crate::csys::cargo(Some(&m), "t-cairn", &again, &["build", "-p", "app", "-v"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("Running `"), "cargo ran something again:\n{stderr}");
+}
+
+/// One change to cnative's inputs: plain cargo from clean and a cairn build from clean give
+/// the same output, that output is new, and cnative's script missed (reran) under cairn.
+fn check_change(m: &crate::common::Mount, name: &str, tweak: &dyn Fn(&mut Command), before: &str) -> String {
+    let plain = clean_build_run(None, "t-plain", "app", &log_path(&format!("{name}-plain")), tweak);
+    let log = log_path(name);
+    let runs = count_lines(&runs_file());
+    let cached = clean_build_run(Some(m), "t-cairn", "app", &log, tweak);
+    assert_eq!(cached, plain, "{name}: cairn's output differs from plain cargo's");
+    assert_ne!(cached, before, "{name}: the change did not change the program (a weak test)");
+    let lines = read_log_all(&log);
+    let s = script_lines(&lines, "cnative");
+    assert_eq!(s.len(), 1, "{name}: {lines:?}");
+    assert_eq!(s[0].outcome, "miss", "{name}: cnative's script must rerun: {lines:?}");
+    assert_eq!(count_lines(&runs_file()), runs + 1, "{name}: the script ran once");
+    let others: Vec<_> =
+        lines.iter().filter(|l| l.kind == "build-script" && l.krate != "cnative" && l.outcome != "hit").collect();
+    assert!(others.is_empty(), "{name}: only cnative's script may rerun: {others:?}");
+    cached
+}
+
+#[test]
+fn each_input_change_reruns_that_script_and_matches_plain_cargo() {
+    let _g = lock();
+    let Some(m) = mount("each_input_change_reruns_that_script_and_matches_plain_cargo") else { return };
+    let root = &csys().root;
+    let base = clean_build_run(Some(&m), "t-cairn", "app", &log_path("base"), &no_tweak);
+    // A file in the declared folder.
+    write(&root.join("cnative/c/value.h"), "#define VALUE 2\n");
+    check_change(&m, "declared-file", &no_tweak, &base);
+    write(&root.join("cnative/c/value.h"), "#define VALUE 1\n");
+    // A header the script never declared, found through the C compile's dependencies.
+    write(&root.join("cnative/include/other.h"), "#define OTHER 20\n");
+    check_change(&m, "undeclared-header", &no_tweak, &base);
+    write(&root.join("cnative/include/other.h"), "#define OTHER 10\n");
+    // A declared variable.
+    check_change(&m, "declared-variable", &|c| drop(c.env("CNATIVE_MODE", "fast")), &base);
+    // CFLAGS, read by cc-rs.
+    check_change(&m, "cflags", &|c| drop(c.env("CFLAGS", "-DFROM_CFLAGS")), &base);
+    // A feature.
+    check_change(&m, "feature", &|c| drop(c.args(["--features", "cnative/extra"])), &base);
+    // The C compiler itself: same name, new contents.
+    write_mycc(root, 2);
+    check_change(&m, "compiler", &no_tweak, &base);
+    write_mycc(root, 1);
+    // Everything back as it was: the first entry serves again, and the script does not run.
+    let runs = count_lines(&runs_file());
+    let log = log_path("back");
+    assert_eq!(clean_build_run(Some(&m), "t-cairn", "app", &log, &no_tweak), base);
+    assert_eq!(script_lines(&read_log_all(&log), "cnative")[0].outcome, "hit");
+    assert_eq!(count_lines(&runs_file()), runs);
+}
+
+#[test]
+fn a_failing_build_script_is_never_replayed() {
+    let _g = lock();
+    let Some(m) = mount("a_failing_build_script_is_never_replayed") else { return };
+    let root = &csys().root;
+    let good = std::fs::read_to_string(root.join("cnative/c/value.c")).unwrap();
+    write(&root.join("cnative/c/value.c"), &format!("{good}\n#error broken on purpose\n"));
+    for attempt in ["fail-1", "fail-2"] {
+        let log = log_path(attempt);
+        crate::workspace::ok(crate::csys::cargo(None, "t-cairn", &log, &["clean"]));
+        let out = crate::csys::cargo(Some(&m), "t-cairn", &log, &["build", "-p", "app"]).output().unwrap();
+        assert!(!out.status.success(), "{attempt}: the build must fail");
+        let lines = read_log_all(&log);
+        let s = script_lines(&lines, "cnative");
+        assert_eq!(s.len(), 1, "{lines:?}");
+        assert_eq!(s[0].outcome, "miss:failed", "{attempt}: the failure ran, not replayed: {lines:?}");
+    }
+    write(&root.join("cnative/c/value.c"), &good);
+}
+
+#[test]
+fn rm_of_one_entry_reruns_just_that_script_and_by_crate_shows_each_kind() {
+    let _g = lock();
+    let Some(m) = mount("rm_of_one_entry_reruns_just_that_script_and_by_crate_shows_each_kind") else { return };
+    clean_build_run(Some(&m), "t-cairn", "app", &log_path("rm-warm"), &no_tweak);
+    let log = log_path("rm-hit");
+    let before = clean_build_run(Some(&m), "t-cairn", "app", &log, &no_tweak);
+    let lines = read_log_all(&log);
+    let hit = script_lines(&lines, "cnative")[0].clone();
+    assert_eq!(hit.outcome, "hit");
+    // The crate's folder lists its rustc result, its build-script run and its C object.
+    let kinds: Vec<String> = std::fs::read_dir(m.mnt.join("by-crate/cnative"))
+        .unwrap()
+        .map(|e| crate::common::xattr(&e.unwrap().path(), "user.cairn.crate_types").unwrap_or_default())
+        .collect();
+    for k in ["build-script-run", "c-object", "lib"] {
+        assert!(kinds.iter().any(|x| x == k), "by-crate/cnative lacks a {k} entry: {kinds:?}");
+    }
+    std::fs::remove_file(m.mnt.join(&hit.key)).unwrap();
+    let runs = count_lines(&runs_file());
+    let log = log_path("rm-after");
+    assert_eq!(clean_build_run(Some(&m), "t-cairn", "app", &log, &no_tweak), before);
+    let lines = read_log_all(&log);
+    assert_eq!(script_lines(&lines, "cnative")[0].outcome, "miss", "{lines:?}");
+    assert_eq!(count_lines(&runs_file()), runs + 1);
+    let others: Vec<_> =
+        lines.iter().filter(|l| l.kind != "cc" && l.krate != "cnative" && l.outcome != "hit").collect();
+    assert!(others.is_empty(), "only that script reruns: {others:?}");
+    // Its C compile was not removed: the rerun hit it.
+    assert!(lines.iter().any(|l| l.kind == "cc" && l.krate == "cnative" && l.outcome == "hit"), "{lines:?}");
+}
+
+#[test]
+fn real_sys_crates_warm_build_runs_no_script_and_matches_plain_cargo() {
+    let _g = lock();
+    let Some(m) = mount("real_sys_crates_warm_build_runs_no_script_and_matches_plain_cargo") else { return };
+    let plain = clean_build_run(None, "t-plain", "heavy", &log_path("heavy-plain"), &no_tweak);
+    assert!(plain.contains("sqlite=3.") && plain.contains("zstd="), "{plain}");
+    let cold = clean_build_run(Some(&m), "t-cairn", "heavy", &log_path("heavy-cold"), &no_tweak);
+    assert_eq!(cold, plain, "cold");
+    let calls = count_lines(&mycc_log());
+    let log = log_path("heavy-warm");
+    let warm = clean_build_run(Some(&m), "t-cairn", "heavy", &log, &no_tweak);
+    assert_eq!(warm, plain, "warm");
+    assert_eq!(count_lines(&mycc_log()), calls, "the C compiler ran in a warm build");
+    let lines = read_log_all(&log);
+    for krate in ["zstd_sys", "libsqlite3_sys", "ring", "cnative"] {
+        let s = script_lines(&lines, krate);
+        assert_eq!(s.len(), 1, "{krate}: {lines:?}");
+        assert_eq!(s[0].outcome, "hit", "{krate}");
+    }
+    let not_hit: Vec<_> = lines.iter().filter(|l| l.outcome != "hit").collect();
+    assert!(not_hit.is_empty(), "{not_hit:?}");
+}

@@ -1,0 +1,183 @@
+//! Reading a C or C++ compiler command line: is it one source compiled to one object file
+//! (cacheable), or anything else (passed to the compiler as it is, with the reason)?
+//!
+//! Pure: no I/O.
+
+use std::ffi::OsString;
+
+/// A compile of one source file to one object file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compile {
+    /// The source file, as given.
+    pub input: String,
+    /// The `-o` path, as given.
+    pub output: String,
+    /// Every argument but `-o` and its value, in order: what enters the key.
+    pub keyed_args: Vec<String>,
+}
+
+/// What a compiler command line is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Classified {
+    Cacheable(Compile),
+    /// Passed through, with a short reason for the log.
+    NotCacheable(&'static str),
+}
+
+/// Flags whose value is the next argument.
+const TAKES_VALUE: [&str; 27] = [
+    "-I",
+    "-D",
+    "-U",
+    "-include",
+    "-imacros",
+    "-isystem",
+    "-iquote",
+    "-idirafter",
+    "-iprefix",
+    "-iwithprefix",
+    "-iwithprefixbefore",
+    "-isysroot",
+    "--sysroot",
+    "-x",
+    "-L",
+    "-l",
+    "-Xlinker",
+    "-Xassembler",
+    "-Xpreprocessor",
+    "-Xclang",
+    "-target",
+    "--target",
+    "-arch",
+    "--param",
+    "-T",
+    "-u",
+    "-z",
+];
+
+/// Source file endings compiled to an object by `-c`.
+const SOURCES: [&str; 13] = ["c", "cc", "cpp", "cxx", "c++", "C", "m", "mm", "s", "S", "sx", "i", "ii"];
+
+/// Classifies the arguments (everything after the compiler).
+pub fn classify(args: &[OsString]) -> Classified {
+    let mut strs = Vec::with_capacity(args.len());
+    for a in args {
+        match a.to_str() {
+            Some(s) => strs.push(s.to_string()),
+            None => return Classified::NotCacheable("non-utf8-argument"),
+        }
+    }
+    let (mut compile_only, mut output, mut inputs, mut keyed) = (false, None, Vec::new(), Vec::new());
+    let mut it = strs.into_iter();
+    while let Some(a) = it.next() {
+        if let Some(reason) = refused(&a) {
+            return Classified::NotCacheable(reason);
+        }
+        match a.as_str() {
+            "-c" => {
+                compile_only = true;
+                keyed.push(a);
+            }
+            "-o" => output = it.next(),
+            _ if a.starts_with("-o") => output = Some(a[2..].to_string()),
+            _ if TAKES_VALUE.contains(&a.as_str()) => {
+                let v = it.next().unwrap_or_default();
+                if let Some(reason) = refused(&v) {
+                    return Classified::NotCacheable(reason);
+                }
+                keyed.push(a);
+                keyed.push(v);
+            }
+            _ if a.starts_with('-') => keyed.push(a),
+            _ => {
+                let ext = a.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
+                if !SOURCES.contains(&ext) {
+                    return Classified::NotCacheable("not-a-source");
+                }
+                inputs.push(a.clone());
+                keyed.push(a);
+            }
+        }
+    }
+    if !compile_only {
+        return Classified::NotCacheable("not-compile-only");
+    }
+    let Some(output) = output else { return Classified::NotCacheable("no-output") };
+    match inputs.len() {
+        1 => Classified::Cacheable(Compile { input: inputs.remove(0), output, keyed_args: keyed }),
+        0 => Classified::NotCacheable("no-input"),
+        _ => Classified::NotCacheable("multiple-inputs"),
+    }
+}
+
+/// Arguments that make a compile uncacheable: other outputs than the object, other work than
+/// compiling, or an input the key cannot see.
+fn refused(a: &str) -> Option<&'static str> {
+    match a {
+        "-" => Some("stdin"),
+        "-E" | "-S" | "-M" | "-MM" | "-fsyntax-only" => Some("not-an-object"),
+        "-MD" | "-MMD" | "-MF" | "-MT" | "-MQ" | "-MP" | "-MG" => Some("dependency-flags"),
+        "--coverage" | "-fprofile-arcs" | "-ftest-coverage" | "-gsplit-dwarf" | "-fstack-usage" | "-aux-info" => {
+            Some("extra-outputs")
+        }
+        _ if a.starts_with('@') => Some("argfile"),
+        _ if a.starts_with("-Wp,") && a.contains("-M") => Some("dependency-flags"),
+        _ if a.starts_with("-save-temps")
+            || a.starts_with("-fprofile-generate")
+            || a.starts_with("-ftime-trace")
+            || a.starts_with("-fdump-") =>
+        {
+            Some("extra-outputs")
+        }
+        _ if a.ends_with("=native")
+            && (a.starts_with("-march") || a.starts_with("-mcpu") || a.starts_with("-mtune")) =>
+        {
+            Some("native-cpu")
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<OsString> {
+        s.split_whitespace().map(OsString::from).collect()
+    }
+
+    const CC_RS: &str = "-O0 -ffunction-sections -fdata-sections -fPIC -gdwarf-4 -fno-omit-frame-pointer -m64 \
+        -I /reg/zstd-sys/zstd/lib -I include -Wall -Wextra -DZSTD_MULTITHREAD=1 \
+        -o /t/build/zstd-sys-1/out/0f2e-zstd_compress.o -c zstd/lib/compress/zstd_compress.c";
+
+    #[test]
+    fn reads_a_cc_rs_object_compile() {
+        let Classified::Cacheable(c) = classify(&args(CC_RS)) else { panic!() };
+        assert_eq!(c.input, "zstd/lib/compress/zstd_compress.c");
+        assert_eq!(c.output, "/t/build/zstd-sys-1/out/0f2e-zstd_compress.o");
+        assert!(!c.keyed_args.iter().any(|a| a.contains("/t/build")), "the output path is not keyed");
+        assert!(c.keyed_args.contains(&"-DZSTD_MULTITHREAD=1".to_string()));
+        let Classified::Cacheable(joined) = classify(&args(&CC_RS.replace("-o /t", "-o/t"))) else { panic!() };
+        assert_eq!(joined.output, c.output);
+    }
+
+    #[test]
+    fn everything_else_passes_through_with_a_reason() {
+        let cases = [
+            (CC_RS.replace(" -c ", " "), "not-compile-only"),
+            ("-E detect.c".to_string(), "not-an-object"),
+            (format!("{CC_RS} -MD -MF x.d"), "dependency-flags"),
+            (format!("{CC_RS} -Wp,-MD,x.d"), "dependency-flags"),
+            (format!("{CC_RS} other.c"), "multiple-inputs"),
+            (CC_RS.replace("-o /t/build/zstd-sys-1/out/0f2e-zstd_compress.o", ""), "no-output"),
+            (format!("{CC_RS} -march=native"), "native-cpu"),
+            (format!("{CC_RS} --coverage"), "extra-outputs"),
+            (format!("{CC_RS} @args"), "argfile"),
+            ("-o prog main.o -lz".to_string(), "not-a-source"),
+            ("-Werror -o x.o -c".to_string(), "no-input"),
+        ];
+        for (cmd, why) in cases {
+            assert_eq!(classify(&args(&cmd)), Classified::NotCacheable(why), "{cmd}");
+        }
+    }
+}
