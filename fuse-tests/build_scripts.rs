@@ -74,11 +74,32 @@ fn each_input_change_reruns_that_script_and_matches_plain_cargo() {
     check_change(&m, "undeclared-header", &no_tweak, &base);
     write(&root.join("cnative/include/other.h"), "#define OTHER 10\n");
     // A declared variable.
-    check_change(&m, "declared-variable", &|c| drop(c.env("CNATIVE_MODE", "fast")), &base);
+    check_change(
+        &m,
+        "declared-variable",
+        &|c| {
+            c.env("CNATIVE_MODE", "fast");
+        },
+        &base,
+    );
     // CFLAGS, read by cc-rs.
-    check_change(&m, "cflags", &|c| drop(c.env("CFLAGS", "-DFROM_CFLAGS")), &base);
+    check_change(
+        &m,
+        "cflags",
+        &|c| {
+            c.env("CFLAGS", "-DFROM_CFLAGS");
+        },
+        &base,
+    );
     // A feature.
-    check_change(&m, "feature", &|c| drop(c.args(["--features", "cnative/extra"])), &base);
+    check_change(
+        &m,
+        "feature",
+        &|c| {
+            c.args(["--features", "cnative/extra"]);
+        },
+        &base,
+    );
     // The C compiler itself: same name, new contents.
     write_mycc(root, 2);
     check_change(&m, "compiler", &no_tweak, &base);
