@@ -136,6 +136,10 @@ fn cached(rustc: &Path, args: &[OsString], inv: &Invocation) -> i32 {
                     continue;
                 }
             };
+            if result.meta.exit_code != 0 && inv.links() {
+                // Stored before failed links stopped being stored: never replay one.
+                continue;
+            }
             match restore(inv, &result, &rel) {
                 Ok(()) => {
                     let code = result.meta.exit_code;
@@ -184,10 +188,13 @@ fn cached(rustc: &Path, args: &[OsString], inv: &Invocation) -> i32 {
     };
     if !ran.status.success() {
         // A failure is stored only when rustc wrote dep-info (so its inputs are known) and
-        // exited normally; a crash or a signal is never replayed.
+        // exited normally; a crash or a signal is never replayed. Nor is a failed compile that
+        // links: a link can fail for what the key does not see (a system library not yet
+        // installed), and replaying it would outlive the fix. Build scripts' compiler probes
+        // are pure compiles, and still replayed.
         let key = match ran.status.code() {
-            Some(_) => store(&mnt, inv, &base, &tc, manifest, &ran, &rel).ok().map(|(k, _)| k),
-            None => None,
+            Some(_) if !inv.links() => store(&mnt, inv, &base, &tc, manifest, &ran, &rel).ok().map(|(k, _)| k),
+            _ => None,
         };
         log::record(&inv.crate_name, key.as_ref(), "miss:failed", t0.elapsed(), Some(ran.took));
         report::send(

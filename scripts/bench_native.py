@@ -1,0 +1,167 @@
+"""Driver for scripts/bench-native: see that file. Runs only on this machine's disk; the only
+network use is cargo's own fetch from crates.io before the timed builds."""
+import os, shutil, statistics, subprocess, sys, tarfile, time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench  # the pure-Rust workload (DEPS, MAIN) and cairn's binaries
+
+ROOT = bench.ROOT
+BENCH = ROOT / ".bench-native"
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+WORKLOADS = os.environ.get("BENCH_WORKLOADS", "csys,ripgrep,pure").split(",")
+TOOLS = os.environ.get("BENCH_TOOLS", "plain,sccache,kache,cairn").split(",")
+SCCACHE, KACHE = shutil.which("sccache"), shutil.which("kache")
+MNT, STORE = BENCH / "mnt", BENCH / "store"
+
+CSYS_DEPS = """zstd = "0.13"
+rusqlite = { version = "0.32", features = ["bundled"] }
+ring = "0.17"
+flate2 = { version = "1", default-features = false, features = ["zlib"] }
+libz-sys = { version = "1", features = ["static"] }
+localc = { path = "localc" }
+"""
+CSYS_MAIN = """use std::io::Write;
+fn main() {
+    let z = zstd::encode_all(&b"cairn"[..], 3).unwrap();
+    let db = rusqlite::Connection::open_in_memory().unwrap();
+    let v: String = db.query_row("select sqlite_version()", [], |r| r.get(0)).unwrap();
+    let d = ring::digest::digest(&ring::digest::SHA256, b"cairn");
+    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(b"cairn").unwrap();
+    println!("{} {v} {:?} {} {}", z.len(), d.as_ref()[0], e.finish().unwrap().len(), localc::value());
+}
+"""
+
+
+def write(p, text):
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text)
+
+
+def setup_workloads():
+    """Each workload is a folder with a cargo project; returns {name: (dir, extra cargo args, env)}."""
+    out = {}
+    base = bench.base_env()
+    if "csys" in WORKLOADS:
+        w = BENCH / "csys"
+        write(w / "Cargo.toml", '[package]\nname = "csys"\nversion = "0.1.0"\nedition = "2021"\n\n[dependencies]\n' + CSYS_DEPS)
+        write(w / "src/main.rs", CSYS_MAIN)
+        write(w / "localc/Cargo.toml", '[package]\nname = "localc"\nversion = "0.1.0"\nedition = "2021"\n\n[build-dependencies]\ncc = "1"\n')
+        write(w / "localc/build.rs", 'fn main() {\n    println!("cargo:rerun-if-changed=c");\n    cc::Build::new().file("c/v.c").compile("v");\n}\n')
+        write(w / "localc/c/v.c", "int localc_value(void) { return 42; }\n")
+        write(w / "localc/src/lib.rs", 'extern "C" { fn localc_value() -> i32; }\npub fn value() -> i32 { unsafe { localc_value() } }\n')
+        out["csys"] = (w, [], {})
+    if "ripgrep" in WORKLOADS:
+        # The published crate, as a new user would build it from its source: `cargo build
+        # --features pcre2` with the Cargo.lock it ships.
+        w = BENCH / "ripgrep-15.1.0"
+        if not w.exists():
+            f = BENCH / "rgfetch"
+            write(f / "Cargo.toml", '[package]\nname = "rgfetch"\nversion = "0.1.0"\nedition = "2021"\n\n[dependencies]\nripgrep = "=15.1.0"\n')
+            write(f / "src/main.rs", "fn main() {}\n")
+            subprocess.run(["cargo", "fetch", "--quiet"], cwd=f, env=base, check=True, stderr=subprocess.DEVNULL)
+            home = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo"))
+            crate = next((home / "registry/cache").glob("*/ripgrep-15.1.0.crate"))
+            with tarfile.open(crate) as t:
+                t.extractall(BENCH, filter="data")
+        out["ripgrep"] = (w, ["--features", "pcre2"], {"PCRE2_SYS_STATIC": "1"})
+    if "pure" in WORKLOADS:
+        w = BENCH / "pure"
+        write(w / "Cargo.toml", '[package]\nname = "workload"\nversion = "0.1.0"\nedition = "2021"\n\n[dependencies]\n' + bench.DEPS)
+        write(w / "src/main.rs", bench.MAIN)
+        out["pure"] = (w, [], {})
+    for w, args, extra in out.values():
+        subprocess.run(["cargo", "fetch", "--quiet"], cwd=w, env={**base, **extra}, check=True)
+    return out
+
+
+def env_for(tool, workdir, extra):
+    env = bench.base_env()
+    env.update(extra, CARGO_TARGET_DIR=str(workdir / "target"))
+    if tool == "sccache":
+        env.update(RUSTC_WRAPPER=SCCACHE, SCCACHE_DIR=str(BENCH / "sccache"), SCCACHE_CACHE_SIZE="20G",
+                   SCCACHE_SERVER_PORT="4228")
+    elif tool == "kache":
+        env.update(RUSTC_WRAPPER=KACHE, KACHE_CACHE_DIR=str(BENCH / "kache"))
+    elif tool == "cairn":
+        env.update(RUSTC_WRAPPER=str(bench.WRAPPER), CAIRN_MOUNT=str(MNT), CAIRN_STORE=str(STORE),
+                   CAIRN_AUTOSTART="0", CAIRN_LOG=str(BENCH / "cairn.log"), XDG_CACHE_HOME=str(BENCH / "xdg"))
+    return env
+
+
+def reset(tool, env):
+    """An empty cache for `tool`."""
+    if tool == "sccache":
+        subprocess.run([SCCACHE, "--stop-server"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(BENCH / "sccache", ignore_errors=True)
+        subprocess.run([SCCACHE, "--start-server"], env=env, check=True, stdout=subprocess.DEVNULL)
+    elif tool == "kache":
+        subprocess.run([KACHE, "daemon", "stop"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(BENCH / "kache", ignore_errors=True)
+    elif tool == "cairn":
+        subprocess.run([str(bench.CAIRN), "umount", str(MNT)], stderr=subprocess.DEVNULL)
+        shutil.rmtree(STORE, ignore_errors=True)
+        shutil.rmtree(BENCH / "xdg", ignore_errors=True)
+        subprocess.run([str(bench.CAIRN), "start", "--store", str(STORE), "--max-size", "20GiB", str(MNT)],
+                       check=True, stderr=subprocess.DEVNULL)
+
+
+def build(workdir, args, env):
+    shutil.rmtree(workdir / "target", ignore_errors=True)
+    t = time.perf_counter()
+    subprocess.run(["cargo", "build", "--quiet", *args], cwd=workdir, env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def cairn_warm_counts():
+    """What ran in cairn's last build: (rustc misses, build scripts run, C compiles run)."""
+    lines = [l.split("\t") for l in (BENCH / "cairn.log").read_text().splitlines()]
+    ran = lambda kind: sum(1 for f in lines if len(f) > 6 and f[6] == kind and not f[3].startswith("hit")
+                           and not f[3].startswith("not-cacheable"))
+    return ran("rustc"), ran("build-script"), ran("cc")
+
+
+def main():
+    BENCH.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    loads = setup_workloads()
+    res = {(w, t, k): [] for w in loads for t in TOOLS for k in ("cold", "warm")}
+    counts = {}
+    for i in range(RUNS):
+        for w, (d, args, extra) in loads.items():
+            for tool in TOOLS:
+                env = env_for(tool, d, extra)
+                if tool == "plain":
+                    res[(w, tool, "cold")].append(build(d, args, env))
+                    continue
+                reset(tool, env)
+                res[(w, tool, "cold")].append(build(d, args, env))
+                if tool == "cairn":
+                    (BENCH / "cairn.log").unlink(missing_ok=True)
+                res[(w, tool, "warm")].append(build(d, args, env))
+                if tool == "cairn":
+                    counts[w] = cairn_warm_counts()
+            print(f"run {i + 1}/{RUNS} {w}:", {f"{t}-{k}": round(v[-1], 1) for (ww, t, k), v in res.items() if ww == w and v},
+                  file=sys.stderr)
+    for tool in TOOLS:
+        reset_env = env_for(tool, BENCH, {})
+        if tool == "sccache":
+            subprocess.run([SCCACHE, "--stop-server"], env=reset_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if tool == "cairn":
+            subprocess.run([str(bench.CAIRN), "umount", str(MNT)], stderr=subprocess.DEVNULL)
+    m = {k: statistics.median(v) for k, v in res.items() if v}
+    print(f"\n## Build scripts and C (median of {RUNS} interleaved runs; warm = after removing the target dir, cache full)\n")
+    print("| workload | plain cold | sccache cold / warm | kache cold / warm | cairn cold / warm | cairn cold / plain | cairn warm / kache warm | cairn warm / sccache warm | ran in cairn's warm build (rustc, scripts, C compiles) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    g = lambda w, t, k: m.get((w, t, k), float("nan"))
+    for w in loads:
+        print(f"| {w} | {g(w, 'plain', 'cold'):.1f} s | {g(w, 'sccache', 'cold'):.1f} / {g(w, 'sccache', 'warm'):.1f} s | "
+              f"{g(w, 'kache', 'cold'):.1f} / {g(w, 'kache', 'warm'):.1f} s | {g(w, 'cairn', 'cold'):.1f} / {g(w, 'cairn', 'warm'):.2f} s | "
+              f"{g(w, 'cairn', 'cold') / g(w, 'plain', 'cold'):.2f} | {g(w, 'cairn', 'warm') / g(w, 'kache', 'warm'):.2f} | "
+              f"{g(w, 'cairn', 'warm') / g(w, 'sccache', 'warm'):.2f} | {counts.get(w)} |")
+    print("\nraw:", {f"{w}/{t}/{k}": [round(x, 2) for x in v] for (w, t, k), v in res.items() if v})
+
+
+if __name__ == "__main__":
+    main()
