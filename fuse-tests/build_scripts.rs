@@ -186,3 +186,35 @@ fn real_sys_crates_warm_build_runs_no_script_and_matches_plain_cargo() {
     let not_hit: Vec<_> = lines.iter().filter(|l| l.outcome != "hit").collect();
     assert!(not_hit.is_empty(), "{not_hit:?}");
 }
+
+#[test]
+fn a_cmake_script_is_replayed_and_its_objects_are_cached_when_it_runs() {
+    let _g = lock();
+    let Some(m) = mount("a_cmake_script_is_replayed_and_its_objects_are_cached_when_it_runs") else { return };
+    let root = &csys().root;
+    let plain = clean_build_run(None, "t-plain", "capp", &log_path("cmake-plain"), &no_tweak);
+    assert_eq!(plain.trim(), "cmk=7");
+    assert_eq!(clean_build_run(Some(&m), "t-cairn", "capp", &log_path("cmake-cold"), &no_tweak), plain);
+    let log = log_path("cmake-warm");
+    assert_eq!(clean_build_run(Some(&m), "t-cairn", "capp", &log, &no_tweak), plain);
+    let lines = read_log_all(&log);
+    assert_eq!(script_lines(&lines, "cmk")[0].outcome, "hit", "{lines:?}");
+    assert!(lines.iter().all(|l| l.kind != "cc"), "{lines:?}");
+    // Excluded from replay, the script runs; cmake's compile of v.c (with -MD -MF) hits.
+    let log = log_path("cmake-excluded");
+    let excluded = |c: &mut Command| {
+        c.env("CAIRN_BUILD_SCRIPT_EXCLUDE", "cmk");
+    };
+    assert_eq!(clean_build_run(Some(&m), "t-cairn", "capp", &log, &excluded), plain);
+    let lines = read_log_all(&log);
+    assert!(script_lines(&lines, "cmk").is_empty(), "an excluded script is not looked up: {lines:?}");
+    assert!(lines.iter().any(|l| l.kind == "cc" && l.krate == "cmk" && l.outcome == "hit"), "{lines:?}");
+    // A header edit: the run and the object miss, and the program changes as plain cargo's does.
+    write(&root.join("cmk/c/v.h"), "#define V 8\n");
+    let plain8 = clean_build_run(None, "t-plain", "capp", &log_path("cmake-plain8"), &no_tweak);
+    let log = log_path("cmake-edit");
+    let cached8 = clean_build_run(Some(&m), "t-cairn", "capp", &log, &no_tweak);
+    write(&root.join("cmk/c/v.h"), "#define V 7\n");
+    assert_eq!((plain8.trim(), cached8.trim()), ("cmk=8", "cmk=8"));
+    assert_eq!(script_lines(&read_log_all(&log), "cmk")[0].outcome, "miss");
+}

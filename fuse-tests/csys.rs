@@ -55,7 +55,36 @@ pub fn write_mycc(root: &Path, tag: u32) {
 }
 
 fn write_workspace(root: &Path) {
-    write(&root.join("Cargo.toml"), "[workspace]\nmembers = [\"app\", \"heavy\", \"cnative\"]\nresolver = \"2\"\n");
+    write(
+        &root.join("Cargo.toml"),
+        "[workspace]\nmembers = [\"app\", \"heavy\", \"cnative\", \"capp\", \"cmk\"]\nresolver = \"2\"\n",
+    );
+    // cmk: a build script that drives cmake (cmake-rs), whose Makefiles compile with -MD -MF.
+    write(
+        &root.join("cmk/Cargo.toml"),
+        "[package]\nname = \"cmk\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[build-dependencies]\ncmake = \"0.1\"\n",
+    );
+    write(
+        &root.join("cmk/build.rs"),
+        "fn main() {\n    let dst = cmake::Config::new(\"c\").build();\n    \
+         println!(\"cargo:rustc-link-search=native={}/lib\", dst.display());\n    \
+         println!(\"cargo:rustc-link-lib=static=cmkv\");\n}\n",
+    );
+    write(
+        &root.join("cmk/c/CMakeLists.txt"),
+        "cmake_minimum_required(VERSION 3.10)\nproject(cmkv C)\nadd_library(cmkv STATIC v.c)\ninstall(TARGETS cmkv DESTINATION lib)\n",
+    );
+    write(&root.join("cmk/c/v.c"), "#include \"v.h\"\nint cmk_value(void) { return V; }\n");
+    write(&root.join("cmk/c/v.h"), "#define V 7\n");
+    write(
+        &root.join("cmk/src/lib.rs"),
+        "extern \"C\" {\n    fn cmk_value() -> i32;\n}\npub fn value() -> i32 {\n    unsafe { cmk_value() }\n}\n",
+    );
+    write(
+        &root.join("capp/Cargo.toml"),
+        "[package]\nname = \"capp\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\ncmk = { path = \"../cmk\" }\n",
+    );
+    write(&root.join("capp/src/main.rs"), "fn main() {\n    println!(\"cmk={}\", cmk::value());\n}\n");
     write(
         &root.join("cnative/Cargo.toml"),
         "[package]\nname = \"cnative\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[features]\nextra = []\n\n\

@@ -22,7 +22,8 @@
 //! is never stored. Every error on the cache side runs the real script.
 //!
 //! Settings: `CAIRN_BUILD_SCRIPTS=0` runs every script as it is;
-//! `CAIRN_BUILD_SCRIPT_EXCLUDE=pkg,pkg` runs those packages' scripts as they are;
+//! `CAIRN_BUILD_SCRIPT_EXCLUDE=pkg,pkg` runs those packages' scripts every time (their C
+//! compiles still cached);
 //! `CAIRN_CC=0` leaves their compilers alone.
 
 pub mod env;
@@ -101,8 +102,19 @@ pub fn run(argv: &[OsString]) -> i32 {
     let real = Path::new(launcher).parent().unwrap_or(Path::new(".")).join(real);
     let args = &argv[4..];
     let pkg = std::env::var("CARGO_PKG_NAME").unwrap_or_default();
-    if !enabled(&pkg) {
-        return exec(&real, args);
+    if std::env::var("CAIRN_BUILD_SCRIPTS").as_deref() == Ok("0") {
+        return exec(Command::new(&real).args(args));
+    }
+    if excluded(&pkg) {
+        // Runs every time, but its C compiles are still cached.
+        let mut cmd = Command::new(&real);
+        cmd.args(args);
+        if std::env::var("CAIRN_CC").as_deref() != Ok("0") {
+            let env: Vec<(String, String)> =
+                std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
+            route_compilers(&mut cmd, &env);
+        }
+        return exec(&mut cmd);
     }
     let crate_name = pkg.replace('-', "_");
     let t0 = Instant::now();
@@ -110,13 +122,13 @@ pub fn run(argv: &[OsString]) -> i32 {
         Ok(m) => m,
         Err(why) => {
             mount::warn_once(&why);
-            return exec(&real, args);
+            return exec(Command::new(&real).args(args));
         }
     };
     let env: Vec<(String, String)> =
         std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
     let Some(out_dir) = get(&env, "OUT_DIR").map(PathBuf::from) else {
-        return exec(&real, args);
+        return exec(Command::new(&real).args(args));
     };
     let cwd = std::env::current_dir().unwrap_or_default();
     let rel = Rel::from_env(&cwd, &out_dir);
@@ -132,7 +144,7 @@ pub fn run(argv: &[OsString]) -> i32 {
                 None,
             );
             report::send(&mnt, &Event::Error);
-            return exec(&real, args);
+            return exec(Command::new(&real).args(args));
         }
     };
     let mkey = cache_key::manifest_key(&base);
@@ -257,14 +269,10 @@ pub fn run(argv: &[OsString]) -> i32 {
     0
 }
 
-/// Whether this package's script goes through the cache (`CAIRN_BUILD_SCRIPTS`,
-/// `CAIRN_BUILD_SCRIPT_EXCLUDE`).
-fn enabled(pkg: &str) -> bool {
-    if std::env::var("CAIRN_BUILD_SCRIPTS").as_deref() == Ok("0") {
-        return false;
-    }
-    let excluded = std::env::var("CAIRN_BUILD_SCRIPT_EXCLUDE").unwrap_or_default();
-    !excluded.split([',', ' ']).any(|p| !p.is_empty() && (p == pkg || p.replace('-', "_") == pkg.replace('-', "_")))
+/// Whether `CAIRN_BUILD_SCRIPT_EXCLUDE` names this package (either spelling).
+fn excluded(pkg: &str) -> bool {
+    let list = std::env::var("CAIRN_BUILD_SCRIPT_EXCLUDE").unwrap_or_default();
+    list.split([',', ' ']).any(|p| !p.is_empty() && p.replace('-', "_") == pkg.replace('-', "_"))
 }
 
 fn get(env: &[(String, String)], k: &str) -> Option<String> {
@@ -275,9 +283,9 @@ fn oneword(e: &io::Error) -> String {
     e.to_string().split_whitespace().take(6).collect::<Vec<_>>().join("_")
 }
 
-fn exec(real: &Path, args: &[OsString]) -> i32 {
-    let err = Command::new(real).args(args).exec();
-    eprintln!("cairn-rustc: cannot run build script {}: {err}", real.display());
+fn exec(cmd: &mut Command) -> i32 {
+    let err = cmd.exec();
+    eprintln!("cairn-rustc: cannot run build script {:?}: {err}", cmd.get_program());
     127
 }
 
@@ -352,8 +360,8 @@ mod tests {
     #[test]
     fn exclusion_matches_package_names_in_either_spelling() {
         std::env::set_var("CAIRN_BUILD_SCRIPT_EXCLUDE", "zstd-sys, ring");
-        assert!(!enabled("zstd-sys") && !enabled("zstd_sys") && !enabled("ring"));
-        assert!(enabled("libsqlite3-sys"));
+        assert!(excluded("zstd-sys") && excluded("zstd_sys") && excluded("ring"));
+        assert!(!excluded("libsqlite3-sys"));
         std::env::remove_var("CAIRN_BUILD_SCRIPT_EXCLUDE");
     }
 

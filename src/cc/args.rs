@@ -12,8 +12,22 @@ pub struct Compile {
     pub input: String,
     /// The `-o` path, as given.
     pub output: String,
-    /// Every argument but `-o` and its value, in order: what enters the key.
+    /// Every argument but `-o` and `-MF` with their values, in order: what enters the key
+    /// (plus the `-o` path when it is written into a dependency file, see `depfile`).
     pub keyed_args: Vec<String>,
+    /// The dependency file the caller asked for with `-MD`/`-MMD` (cmake's and make's
+    /// generated rules do), if any.
+    pub depfile: Option<DepFile>,
+}
+
+/// A dependency file the caller asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DepFile {
+    /// The `-MF` path, or gcc's default: the `-o` path with its suffix replaced by `.d`.
+    pub path: String,
+    /// `-MMD` (system headers left out), which cairn turns into `-MD` so that its own key
+    /// sees every header; the caller's file then lists system headers too.
+    pub user_headers_only: bool,
 }
 
 /// What a compiler command line is.
@@ -68,6 +82,7 @@ pub fn classify(args: &[OsString]) -> Classified {
         }
     }
     let (mut compile_only, mut output, mut inputs, mut keyed) = (false, None, Vec::new(), Vec::new());
+    let (mut md, mut mmd, mut mf, mut named_target) = (false, false, None, false);
     let mut it = strs.into_iter();
     while let Some(a) = it.next() {
         if let Some(reason) = refused(&a) {
@@ -80,6 +95,14 @@ pub fn classify(args: &[OsString]) -> Classified {
             }
             "-o" => output = it.next(),
             _ if a.starts_with("-o") => output = Some(a[2..].to_string()),
+            "-MD" => md = true,
+            "-MMD" => mmd = true,
+            "-MF" => mf = it.next(),
+            "-MT" | "-MQ" => {
+                named_target = true;
+                keyed.push(a);
+                keyed.push(it.next().unwrap_or_default());
+            }
             _ if TAKES_VALUE.contains(&a.as_str()) => {
                 let v = it.next().unwrap_or_default();
                 if let Some(reason) = refused(&v) {
@@ -103,8 +126,29 @@ pub fn classify(args: &[OsString]) -> Classified {
         return Classified::NotCacheable("not-compile-only");
     }
     let Some(output) = output else { return Classified::NotCacheable("no-output") };
+    if mf.is_some() && !(md || mmd) {
+        return Classified::NotCacheable("dependency-flags");
+    }
+    let depfile = (md || mmd).then(|| DepFile {
+        path: mf.unwrap_or_else(|| match output.rsplit_once('.') {
+            Some((stem, ext)) if !ext.contains('/') => format!("{stem}.d"),
+            _ => format!("{output}.d"),
+        }),
+        user_headers_only: mmd && !md,
+    });
+    if depfile.is_some() {
+        // The file's contents: rules for the object, which name it by its `-o` path unless
+        // -MT/-MQ say otherwise.
+        keyed.push("-MD".into());
+        if mmd && !md {
+            keyed.push("-MMD".into());
+        }
+        if !named_target {
+            keyed.push(format!("-o={output}"));
+        }
+    }
     match inputs.len() {
-        1 => Classified::Cacheable(Compile { input: inputs.remove(0), output, keyed_args: keyed }),
+        1 => Classified::Cacheable(Compile { input: inputs.remove(0), output, keyed_args: keyed, depfile }),
         0 => Classified::NotCacheable("no-input"),
         _ => Classified::NotCacheable("multiple-inputs"),
     }
@@ -116,7 +160,7 @@ fn refused(a: &str) -> Option<&'static str> {
     match a {
         "-" => Some("stdin"),
         "-E" | "-S" | "-M" | "-MM" | "-fsyntax-only" => Some("not-an-object"),
-        "-MD" | "-MMD" | "-MF" | "-MT" | "-MQ" | "-MP" | "-MG" => Some("dependency-flags"),
+        "-MG" => Some("dependency-flags"),
         "--coverage" | "-fprofile-arcs" | "-ftest-coverage" | "-gsplit-dwarf" | "-fstack-usage" | "-aux-info" => {
             Some("extra-outputs")
         }
@@ -162,11 +206,30 @@ mod tests {
     }
 
     #[test]
+    fn a_callers_dependency_file_is_an_output_of_the_compile() {
+        // cmake's Makefile and Ninja generators.
+        let cmake =
+            "-DX=1 -O2 -MD -MT CMakeFiles/z.dir/a.c.o -MF CMakeFiles/z.dir/a.c.o.d -o CMakeFiles/z.dir/a.c.o -c /s/a.c";
+        let Classified::Cacheable(c) = classify(&args(cmake)) else { panic!() };
+        let d = c.depfile.unwrap();
+        assert_eq!((d.path.as_str(), d.user_headers_only), ("CMakeFiles/z.dir/a.c.o.d", false));
+        assert!(c.keyed_args.contains(&"CMakeFiles/z.dir/a.c.o".to_string()), "the named target is keyed");
+        assert!(!c.keyed_args.iter().any(|a| a.ends_with(".o.d")), "the -MF path is not");
+        // gcc's defaults: `out.d` beside `out.o`, named after the -o path (so that is keyed).
+        let Classified::Cacheable(c) = classify(&args("-MMD -o obj/out.o -c a.c")) else { panic!() };
+        let d = c.depfile.unwrap();
+        assert_eq!((d.path.as_str(), d.user_headers_only), ("obj/out.d", true));
+        assert!(c.keyed_args.contains(&"-o=obj/out.o".to_string()));
+        let Classified::Cacheable(plain) = classify(&args(CC_RS)) else { panic!() };
+        assert_eq!(plain.depfile, None);
+    }
+
+    #[test]
     fn everything_else_passes_through_with_a_reason() {
         let cases = [
             (CC_RS.replace(" -c ", " "), "not-compile-only"),
             ("-E detect.c".to_string(), "not-an-object"),
-            (format!("{CC_RS} -MD -MF x.d"), "dependency-flags"),
+            (format!("{CC_RS} -MF x.d"), "dependency-flags"),
             (format!("{CC_RS} -Wp,-MD,x.d"), "dependency-flags"),
             (format!("{CC_RS} other.c"), "multiple-inputs"),
             (CC_RS.replace("-o /t/build/zstd-sys-1/out/0f2e-zstd_compress.o", ""), "no-output"),

@@ -15,7 +15,9 @@
 //! it, unless an input changed during the compile. Either way the sources and headers read are
 //! appended to the file `CAIRN_CC_DEPS` names, so the build-script run that ran this compile
 //! has them in its own key. Anything but `-c` of one source to one `-o` (linking, `-E`,
-//! compiler probes, dependency flags of the caller's own) runs the compiler as it is.
+//! compiler probes) runs the compiler as it is. A dependency file the caller asks for
+//! (`-MD`/`-MMD` with `-MF`, as cmake's generated rules do) is a second output, stored and
+//! restored with the object.
 
 pub mod args;
 pub mod makedeps;
@@ -85,19 +87,22 @@ pub fn main(lang: Lang, args: &[OsString]) -> i32 {
         real = vec![default.to_string()];
     }
     let mut cmd = Command::new(&real[0]);
-    cmd.args(&real[1..]).args(args);
+    cmd.args(&real[1..]);
     let inv = match args::classify(args) {
         args::Classified::Cacheable(c) => c,
-        args::Classified::NotCacheable(_) => return exec(cmd),
+        args::Classified::NotCacheable(_) => return exec(cmd.args(args)),
     };
+    // -MMD becomes -MD: the key must see system headers too (args.rs, DepFile).
+    let mmd_to_md = inv.depfile.as_ref().is_some_and(|d| d.user_headers_only);
+    cmd.args(args.iter().map(|a| if mmd_to_md && a == "-MMD" { OsString::from("-MD") } else { a.clone() }));
     if ["DEPENDENCIES_OUTPUT", "SUNPRO_DEPENDENCIES"].iter().any(|v| std::env::var_os(v).is_some()) {
-        return exec(cmd);
+        return exec(&mut cmd);
     }
-    let Ok(mnt) = mount::find_or_start() else { return exec(cmd) };
+    let Ok(mnt) = mount::find_or_start() else { return exec(&mut cmd) };
     cached(&mnt, lang, &real, cmd, &inv)
 }
 
-fn exec(mut cmd: Command) -> i32 {
+fn exec(cmd: &mut Command) -> i32 {
     let err = cmd.exec();
     eprintln!("cairn-cc: cannot run {:?}: {err}", cmd.get_program());
     127
@@ -109,11 +114,14 @@ fn cached(mnt: &Path, lang: Lang, real: &[String], mut cmd: Command, inv: &args:
     let cwd = std::env::current_dir().unwrap_or_default();
     let output = cwd.join(&inv.output);
     let out_dir = output.parent().unwrap_or(&cwd).to_path_buf();
-    let Some(out_name) = output.file_name().and_then(|n| n.to_str()).map(String::from) else { return exec(cmd) };
+    let Some(out_name) = output.file_name().and_then(|n| n.to_str()).map(String::from) else {
+        return exec(&mut cmd);
+    };
+    let depfile = inv.depfile.as_ref().map(|d| cwd.join(&d.path));
     let rel = Rel::from_env(&cwd, &out_dir);
     let base = match base_key(lang, real, inv, &cwd, &rel) {
         Ok(k) => k,
-        Err(_) => return exec(cmd),
+        Err(_) => return exec(&mut cmd),
     };
     let mkey = cache_key::manifest_key(&base);
     let manifest = crate::wrapper::read_object(mnt, &mkey).and_then(|b| Manifest::decode(&b).ok());
@@ -124,11 +132,20 @@ fn cached(mnt: &Path, lang: Lang, real: &[String], mut cmd: Command, inv: &args:
             let _ = fs::remove_file(mnt.join(rkey.to_hex()));
             continue;
         };
-        let Some(f) = r.files.first().filter(|_| r.files.len() == 1) else { continue };
-        let restored = compile::restore_file(&out_dir, &out_name, f.mode, f.bytes).and_then(|()| {
-            io::stdout().write_all(r.stdout)?;
-            io::stderr().write_all(r.stderr)
-        });
+        // The object, then the caller's dependency file if it asked for one.
+        if r.files.len() != 1 + depfile.is_some() as usize {
+            continue;
+        }
+        let f = &r.files[0];
+        let restored = compile::restore_file(&out_dir, &out_name, f.mode, f.bytes)
+            .and_then(|()| match (&depfile, r.files.get(1)) {
+                (Some(p), Some(d)) => restore_at(p, d.mode, d.bytes),
+                _ => Ok(()),
+            })
+            .and_then(|()| {
+                io::stdout().write_all(r.stdout)?;
+                io::stderr().write_all(r.stderr)
+            });
         if restored.is_ok() {
             filehash::remember(&output, &f.hash);
             report_deps(&v.files.iter().map(|p| rel.abs(p)).collect::<Vec<_>>());
@@ -146,9 +163,12 @@ fn cached(mnt: &Path, lang: Lang, real: &[String], mut cmd: Command, inv: &args:
         }
         break;
     }
-    // Miss: compile, asking the compiler which files it read.
-    let depfile = out_dir.join(format!("{out_name}.cairn-{}.d", std::process::id()));
-    cmd.arg("-MD").arg("-MF").arg(&depfile);
+    // Miss: compile, asking the compiler which files it read (into the caller's dependency
+    // file when it asked for one, else into a temporary of ours).
+    let ours = out_dir.join(format!("{out_name}.cairn-{}.d", std::process::id()));
+    if depfile.is_none() {
+        cmd.arg("-MD").arg("-MF").arg(&ours);
+    }
     let ran = match compile::capture(cmd) {
         Ok(r) => r,
         Err(e) => {
@@ -156,8 +176,9 @@ fn cached(mnt: &Path, lang: Lang, real: &[String], mut cmd: Command, inv: &args:
             return 127;
         }
     };
-    let deps = fs::read_to_string(&depfile).map(|t| makedeps::parse(&t)).unwrap_or_default();
-    let _ = fs::remove_file(&depfile);
+    let deps_text = fs::read(depfile.as_ref().unwrap_or(&ours)).unwrap_or_default();
+    let deps = makedeps::parse(&String::from_utf8_lossy(&deps_text));
+    let _ = fs::remove_file(&ours);
     let deps: Vec<String> = deps.iter().map(|d| cwd.join(d).display().to_string()).collect();
     report_deps(&deps);
     let compile_ns = ran.took.as_nanos() as u64;
@@ -194,7 +215,15 @@ fn cached(mnt: &Path, lang: Lang, real: &[String], mut cmd: Command, inv: &args:
                 exit_code: 0,
                 root: rel.root().unwrap_or("").to_string(),
             },
-            files: vec![OutputFile { name: out_name.clone(), mode, hash, bytes }],
+            files: {
+                let mut files = vec![OutputFile { name: out_name.clone(), mode, hash, bytes }];
+                if let Some(p) = &depfile {
+                    let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    let hash = *blake3::hash(&deps_text).as_bytes();
+                    files.push(OutputFile { name, mode: 0o644, hash, bytes: deps_text.clone() });
+                }
+                files
+            },
             stdout: ran.stdout.clone(),
             stderr: ran.stderr.clone(),
         };
@@ -220,6 +249,12 @@ fn cached(mnt: &Path, lang: Lang, real: &[String], mut cmd: Command, inv: &args:
         }
     }
     0
+}
+
+/// Writes a restored file at `path` (temp name, then rename).
+fn restore_at(path: &Path, mode: u32, bytes: &[u8]) -> io::Result<()> {
+    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| io::Error::other("no file name"))?;
+    compile::restore_file(path.parent().unwrap_or(Path::new(".")), name, mode, bytes)
 }
 
 /// The base key of a compile.
