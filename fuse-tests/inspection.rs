@@ -54,8 +54,17 @@ fn entries_carry_their_metadata_and_by_crate_lists_them() {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    for c in ["serde_json", "serde_derive", "app", "build_script_build", "probe"] {
+    for c in ["serde_json", "serde_derive", "app", "probe"] {
         assert!(crates.contains(c), "{c} in {crates:?}");
+    }
+    // A build script's compile is listed under its package, as a build script.
+    assert!(!crates.contains("build_script_build"), "{crates:?}");
+    let probe_types: BTreeSet<String> = std::fs::read_dir(m.mnt.join("by-crate/probe"))
+        .unwrap()
+        .filter_map(|e| xattr(&e.unwrap().path(), "user.cairn.crate_types"))
+        .collect();
+    for t in ["lib", "build-script", "build-script-run"] {
+        assert!(probe_types.contains(t), "{t} in {probe_types:?}");
     }
     // The view is read-only: rm through it is refused, and the object stays.
     assert_eq!(errno(std::fs::remove_file(dir.join(&sj.key))), libc::EROFS);

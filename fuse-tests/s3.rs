@@ -148,10 +148,14 @@ fn the_server_stopped_mid_build_still_gives_a_correct_build() {
 }
 
 fn doctor(args: &[&str], env: &[(String, String)]) -> (bool, String) {
+    // Its own cache home: the machine's default mount (live, dead or absent) is not this test's
+    // business.
+    let home = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
         .arg("doctor")
         .args(args)
         .env_remove("CAIRN_MOUNT")
+        .env("XDG_CACHE_HOME", home.path())
         .env("CAIRN_CONFIG", "/nonexistent/cairn.toml")
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .output()

@@ -366,10 +366,11 @@ fn store(
     let variant = Variant { files: deps.files.iter().map(|f| rel.rel(f)).collect(), env: deps.env };
     let rkey =
         result_key_now(base, &variant, rel).ok_or_else(|| io::Error::other("a source vanished during the compile"))?;
+    let listed = listed_as(inv);
     let result = CompileResult {
         meta: EntryMeta {
-            crate_name: inv.crate_name.clone(),
-            crate_types: inv.crate_types.clone(),
+            crate_name: listed.0,
+            crate_types: listed.1,
             target: tc.target.clone(),
             rustc_version: tc.version.clone(),
             compile_ns: ran.took.as_nanos() as u64,
@@ -418,4 +419,17 @@ pub(crate) fn put_object(mnt: &Path, key: &Key, bytes: &[u8], replace: bool) -> 
     })();
     let _ = fs::remove_file(&tmp);
     result
+}
+
+/// The crate name and types an entry is listed under (`by-crate/`, xattrs). A build script's
+/// compile is listed under its package, as type `build-script`, next to the package's other
+/// entries; rustc calls every build script `build_script_build`, which says nothing.
+fn listed_as(inv: &args::Invocation) -> (String, Vec<String>) {
+    let package = std::env::var("CARGO_PKG_NAME").ok().filter(|p| !p.is_empty());
+    match package {
+        Some(p) if crate::build_script::is_build_script(&inv.crate_name, &inv.crate_types) => {
+            (p.replace('-', "_"), vec!["build-script".to_string()])
+        }
+        _ => (inv.crate_name.clone(), inv.crate_types.clone()),
+    }
 }
