@@ -1,7 +1,8 @@
 //! End-to-end fixture for build scripts and C: a workspace with a local cc-rs crate
 //! (`cnative`) whose every input a test can change, a light binary `app` that prints what
-//! `cnative` compiled, and a binary `heavy` over real published `-sys` crates (zstd-sys,
-//! libsqlite3-sys bundled, ring).
+//! `cnative` compiled, `cdeep` which reaches it only through `cmid` (native code two crates
+//! down), and a binary `heavy` over real published `-sys` crates (zstd-sys, libsqlite3-sys
+//! bundled, ring).
 //!
 //! `cnative`'s script appends a line to the file `CNATIVE_RUNS` names each time it runs, and
 //! the C compiler the tests name in `CC` (`mycc`, a shell script over `cc`) appends one to
@@ -57,7 +58,7 @@ pub fn write_mycc(root: &Path, tag: u32) {
 fn write_workspace(root: &Path) {
     write(
         &root.join("Cargo.toml"),
-        "[workspace]\nmembers = [\"app\", \"heavy\", \"cnative\", \"capp\", \"cmk\"]\nresolver = \"2\"\n",
+        "[workspace]\nmembers = [\"app\", \"heavy\", \"cnative\", \"capp\", \"cmk\", \"cmid\", \"cdeep\"]\nresolver = \"2\"\n",
     );
     // cmk: a build script that drives cmake (cmake-rs), whose Makefiles compile with -MD -MF.
     write(
@@ -157,6 +158,20 @@ pub fn report() -> String {
         "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\ncnative = { path = \"../cnative\" }\n",
     );
     write(&root.join("app/src/main.rs"), "fn main() {\n    println!(\"{}\", cnative::report());\n}\n");
+    // cdeep reaches cnative's C only through cmid: two crates down.
+    write(
+        &root.join("cmid/Cargo.toml"),
+        "[package]\nname = \"cmid\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\ncnative = { path = \"../cnative\" }\n",
+    );
+    write(
+        &root.join("cmid/src/lib.rs"),
+        "pub fn report() -> String {\n    format!(\"via cmid: {}\", cnative::report())\n}\n",
+    );
+    write(
+        &root.join("cdeep/Cargo.toml"),
+        "[package]\nname = \"cdeep\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\ncmid = { path = \"../cmid\" }\n",
+    );
+    write(&root.join("cdeep/src/main.rs"), "fn main() {\n    println!(\"{}\", cmid::report());\n}\n");
     write(
         &root.join("heavy/Cargo.toml"),
         "[package]\nname = \"heavy\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n\

@@ -13,6 +13,7 @@ mod build_scripts;
 
 mod commit;
 mod concurrency;
+mod correctness;
 mod corruption;
 mod crash;
 mod eviction;

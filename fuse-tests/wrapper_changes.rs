@@ -58,6 +58,53 @@ fn a_source_edit_misses_only_that_crate() {
     let _r = edit("probe/src/lib.rs", "    1\n", "    2\n");
     assert_only_probe_missed(&rebuild(&m, "edit", &["build"], |_| {}));
     assert!(run_app("t-main").contains("\"edited\":2"));
+    // `cairn why` names the file. (Other tests' builds of probe are in its history too, so
+    // the nearest earlier build may differ in more than this file.)
+    let why = ok({
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        c.args(["why", "probe"]).env("XDG_CACHE_HOME", &ws().xdg);
+        c
+    });
+    let text = String::from_utf8(why.stdout).unwrap();
+    assert!(text.starts_with("probe (lib) compiled "), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("  changed  source ") && l.contains("probe/src/lib.rs")), "{text}");
+}
+
+#[test]
+fn a_same_size_rewrite_with_its_mtime_put_back_misses() {
+    let _g = lock();
+    let Some(m) = mount("a_same_size_rewrite_with_its_mtime_put_back_misses") else {
+        return;
+    };
+    ensure_warm(&m);
+    // What `cp -p`, `rsync -t` and safe-saving editors do: new content of the same size, the
+    // old mtime put back.
+    let path = ws().root.join("probe/src/lib.rs");
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let _r = edit("probe/src/lib.rs", "    1\n", "    3\n");
+    std::fs::File::options().write(true).open(&path).unwrap().set_modified(mtime).unwrap();
+    assert_only_probe_missed(&rebuild(&m, "same-size", &["build"], |_| {}));
+    assert!(run_app("t-main").contains("\"edited\":3"));
+}
+
+#[test]
+fn target_cpu_native_is_cached_and_hits_on_this_machine() {
+    let _g = lock();
+    let Some(m) = mount("target_cpu_native_is_cached_and_hits_on_this_machine") else {
+        return;
+    };
+    ensure_warm(&m);
+    let native = |c: &mut Command| {
+        c.env("RUSTFLAGS", "-C target-cpu=native");
+    };
+    // The first build compiles for this CPU (the flag changes every crate), the second hits:
+    // `native` resolves the same on the same machine. That another CPU gets another key is
+    // native_cpu.rs's unit test: one machine cannot be two CPUs.
+    rebuild(&m, "native1", &["build"], native);
+    let lines = rebuild(&m, "native2", &["build"], native);
+    let c = cacheable(&lines);
+    assert!(c.len() >= 25 && c.iter().all(|l| l.outcome == "hit"), "{lines:?}");
+    assert!(run_app("t-main").contains("\"edited\":1"));
 }
 
 #[test]
@@ -159,4 +206,12 @@ fn a_different_sysroot_library_misses() {
     assert_eq!(probe(&build("fake2")).as_deref(), Some("hit"), "the same toolchain hits");
     std::fs::write(&lib, b"version two").unwrap();
     assert_eq!(probe(&build("fake3")).as_deref(), Some("miss"), "a changed sysroot library misses");
+    // Deeper in the sysroot: the self-contained linker under rustlib/<host>/bin/gcc-ld.
+    let ld = fake.join(format!("lib/rustlib/{host}/bin/gcc-ld/ld.lld"));
+    std::fs::create_dir_all(ld.parent().unwrap()).unwrap();
+    std::fs::write(&ld, b"lld one").unwrap();
+    build("fake4");
+    assert_eq!(probe(&build("fake5")).as_deref(), Some("hit"));
+    std::fs::write(&ld, b"lld number two").unwrap();
+    assert_eq!(probe(&build("fake6")).as_deref(), Some("miss"), "a changed self-contained linker misses");
 }

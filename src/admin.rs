@@ -4,7 +4,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::key::Key;
 
@@ -208,6 +208,45 @@ pub fn render(json: &str) -> Result<String, String> {
         out.push_str(&format!("{:<16}not configured\n", "S3"));
     }
     Ok(out)
+}
+
+/// `cairn why <crate>`: the newest miss of the crate and what differs from the nearest earlier
+/// build of it on this machine (src/wrapper/why.rs), in words.
+pub fn why(cache_base: &Path, krate: &str) -> String {
+    use crate::wrapper::why::{explain, load, Change};
+    let all = load(cache_base, krate);
+    let Some((newest, nearest)) = explain(&all) else {
+        return format!(
+            "no compile of {krate} recorded on this machine: it has hit every time (or is named differently; \
+             see `ls <mnt>/by-crate/`)\n"
+        );
+    };
+    let when = |unix: u64| {
+        let ago = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0).saturating_sub(unix);
+        format!("{} ago", duration_text(ago as f64))
+    };
+    let mut out =
+        format!("{krate} ({}) compiled {} ({})\n", newest.crate_types.join(","), when(newest.unix), newest.outcome);
+    let Some((near, changes)) = nearest else {
+        out.push_str("  nothing earlier to compare with: the first build of it here with these crate types\n");
+        return out;
+    };
+    out.push_str(&format!("  nearest earlier build: {} ({})\n", when(near.unix), near.outcome));
+    if changes.is_empty() {
+        out.push_str("  no key input differs: the entry was removed (rm, evict) or never stored\n");
+    }
+    for c in changes {
+        let line = match c {
+            Change::Changed { label, from, to } => format!("  changed  {label}: {from} -> {to}"),
+            Change::Added { label, value } if value == "given" => format!("  added    {label}"),
+            Change::Added { label, value } => format!("  added    {label} = {value}"),
+            Change::Removed { label, value } if value == "given" => format!("  removed  {label}"),
+            Change::Removed { label, value } => format!("  removed  {label} = {value}"),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]

@@ -59,6 +59,13 @@ enum Command {
         #[arg(long = "mount", env = "CAIRN_MOUNT")]
         mount: Option<PathBuf>,
     },
+    /// Why a crate recompiled: what differs from the nearest earlier build on this machine.
+    Why {
+        /// The crate, as in the wrapper's log or <mnt>/by-crate/ (a build script is listed
+        /// under its package's name).
+        #[arg(value_name = "CRATE")]
+        krate: String,
+    },
     /// Remove every entry.
     Clear {
         /// Yes, remove everything.
@@ -280,6 +287,11 @@ fn main() -> Result<()> {
                 println!("cairn cache at {}", mnt.display());
                 print!("{}", admin::render(&doc).map_err(anyhow::Error::msg)?);
             }
+            Ok(())
+        }
+        Command::Why { krate } => {
+            let base = cairn::wrapper::mount::cache_base().context("finding the cache folder (is HOME set?)")?;
+            print!("{}", admin::why(&base, &krate));
             Ok(())
         }
         Command::Evict { krate, older_than, at } => {

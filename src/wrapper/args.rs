@@ -147,25 +147,28 @@ pub fn crate_name_of(args: &[OsString]) -> String {
     "-".into()
 }
 
-/// Classifies `args` (everything after the rustc path).
-pub fn classify(args: &[OsString]) -> Classified {
+/// Flag/value pairs and positional inputs.
+type Split = (Vec<(String, Option<String>)>, Vec<String>);
+
+/// Splits a command line into (flag, value) pairs and positional inputs, or says at once what
+/// it is when that is already clear (stdin input, an argument file, non-UTF-8).
+fn split(args: &[OsString]) -> Result<Split, Classified> {
     let mut strs = Vec::with_capacity(args.len());
     for a in args {
         match a.to_str() {
             Some(s) => strs.push(s.to_string()),
-            None => return Classified::NotCacheable(Reason::NonUtf8),
+            None => return Err(Classified::NotCacheable(Reason::NonUtf8)),
         }
     }
-    // Split into (flag, value) pairs and positional inputs.
     let mut pairs: Vec<(String, Option<String>)> = Vec::new();
     let mut inputs = Vec::new();
     let mut it = strs.into_iter();
     while let Some(a) = it.next() {
         if a == "-" {
-            return Classified::NotCompilation;
+            return Err(Classified::NotCompilation);
         }
         if a.starts_with('@') {
-            return Classified::NotCacheable(Reason::ArgFile);
+            return Err(Classified::NotCacheable(Reason::ArgFile));
         }
         if !a.starts_with('-') {
             inputs.push(a);
@@ -186,6 +189,58 @@ pub fn classify(args: &[OsString]) -> Classified {
             None => pairs.push((a, None)),
         }
     }
+    Ok((pairs, inputs))
+}
+
+/// What any compile says of its output, cacheable or not: crate name and types, out dir,
+/// extra filename and externs (the rest of the fields are left empty). The dependency list of
+/// an rlib (graph.rs) needs these even for compiles cairn does not cache.
+pub fn outline(args: &[OsString]) -> Option<Invocation> {
+    let (pairs, inputs) = split(args).ok()?;
+    let mut inv = Invocation {
+        crate_name: String::new(),
+        crate_types: Vec::new(),
+        input: inputs.into_iter().next()?,
+        out_dir: String::new(),
+        extra_filename: String::new(),
+        target: None,
+        externs: Vec::new(),
+        static_libs: Vec::new(),
+        native_paths: Vec::new(),
+        libs: Vec::new(),
+        linker: None,
+        link_args: Vec::new(),
+        keyed_args: Vec::new(),
+        cfgs: Vec::new(),
+    };
+    for (flag, value) in pairs {
+        let v = value.unwrap_or_default();
+        match flag.as_str() {
+            "--crate-name" => inv.crate_name = v,
+            "--crate-type" => inv.crate_types.extend(v.split(',').filter(|t| !t.is_empty()).map(str::to_string)),
+            "--out-dir" => inv.out_dir = v,
+            "-C" | "--codegen" => {
+                if let Some(x) = v.strip_prefix("extra-filename=") {
+                    inv.extra_filename = x.to_string();
+                }
+            }
+            "--extern" => {
+                if let Some((n, p)) = v.split_once('=') {
+                    inv.externs.push((n.to_string(), Some(p.to_string())));
+                }
+            }
+            _ => {}
+        }
+    }
+    (!inv.crate_name.is_empty() && !inv.out_dir.is_empty()).then_some(inv)
+}
+
+/// Classifies `args` (everything after the rustc path).
+pub fn classify(args: &[OsString]) -> Classified {
+    let (pairs, mut inputs) = match split(args) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
     for (flag, _) in &pairs {
         match flag.as_str() {
             "--print" | "-V" | "--version" | "-vV" | "--explain" | "-h" | "--help" => {

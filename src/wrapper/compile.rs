@@ -79,6 +79,10 @@ pub fn collect_outputs(
         if name != bin && !stems.iter().any(|s| name.starts_with(s.as_str())) {
             continue;
         }
+        // cairn's own dependency list of the rlib (graph.rs) names this machine's paths.
+        if name.ends_with(&format!(".{}", super::graph::EXT)) {
+            continue;
+        }
         let meta = e.metadata()?;
         // Allow for coarse timestamps: a file older than the compile's start by more than a
         // second is a leftover of an earlier build, not ours.

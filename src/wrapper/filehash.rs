@@ -2,10 +2,17 @@
 //!
 //! Hashing every `--extern` rlib on every rustc call would cost tens of milliseconds for a
 //! crate with many dependencies. So the hash is stored in an extended attribute of the file
-//! (`user.cairn.b3`) together with the size and mtime it was taken at; a later call that finds
-//! the same inode with the same size and mtime (to the nanosecond) reuses it. Extended
-//! attributes belong to the inode: a rewritten file (rustc writes new files, cargo copies) has
-//! none, or one whose size/mtime no longer match. Where xattrs are unsupported or read-only,
+//! (`user.cairn.b3v2`) together with the size and mtime it was taken at, and the window its
+//! ctime fell in. A later call reuses it only if size and mtime are the same to the nanosecond
+//! *and* the ctime is still inside that window.
+//!
+//! The ctime is what makes this safe: tools put mtimes back (`cp -p`, `rsync -t`, editors'
+//! safe-save, `touch -r`), but any write, rename over or attribute change sets the ctime to now,
+//! and nothing but the kernel sets it. The window is needed because writing the memo is itself
+//! an attribute change: it moves the ctime to the moment of the write. So the memo records
+//! [ctime when hashed, a moment just after the write]; a rewrite later than that is seen. What
+//! is left is a rewrite within that fraction of a second after cairn hashed the file — an edit
+//! racing the build, which docs/cache-key.md lists. Where xattrs are unsupported or read-only,
 //! the file is simply hashed every time.
 
 use std::ffi::CString;
@@ -14,17 +21,35 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const XATTR: &[u8] = b"user.cairn.b3v1\0";
-const RECORD_LEN: usize = 32 + 8 + 8 + 8;
+const XATTR: &[u8] = b"user.cairn.b3v2\0";
+const RECORD_LEN: usize = 32 + 8 * 7;
+/// How long after the memo is written its own ctime change may land.
+const WRITE_SLACK: Duration = Duration::from_millis(50);
+
+/// Nanoseconds since the epoch.
+type Ns = i128;
+
+/// What a memo is checked against: size, mtime and ctime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    size: u64,
+    mtime: Ns,
+    ctime: Ns,
+}
+
+fn stamp_of(meta: &std::fs::Metadata) -> Stamp {
+    let ns = |s: i64, n: i64| s as i128 * 1_000_000_000 + n as i128;
+    Stamp { size: meta.len(), mtime: ns(meta.mtime(), meta.mtime_nsec()), ctime: ns(meta.ctime(), meta.ctime_nsec()) }
+}
 
 /// The BLAKE3 of `path`'s contents.
 pub fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
     let mut f = File::open(path)?;
-    let meta = f.metadata()?;
-    let stamp = (meta.len(), meta.mtime(), meta.mtime_nsec());
+    let before = stamp_of(&f.metadata()?);
     let cpath = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    if let Some(h) = read_memo(&cpath, stamp) {
+    if let Some(h) = read_memo(&cpath, before) {
         return Ok(h);
     }
     let mut hasher = blake3::Hasher::new();
@@ -38,9 +63,8 @@ pub fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
     }
     let hash = *hasher.finalize().as_bytes();
     // Only remember it if the file did not change while we read it.
-    let after = f.metadata()?;
-    if (after.len(), after.mtime(), after.mtime_nsec()) == stamp {
-        write_memo(&cpath, &hash, stamp);
+    if stamp_of(&f.metadata()?) == before {
+        write_memo(&cpath, &hash, before);
     }
     Ok(hash)
 }
@@ -49,11 +73,11 @@ pub fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
 pub fn remember(path: &Path, hash: &[u8; 32]) {
     let Ok(meta) = std::fs::metadata(path) else { return };
     if let Ok(cpath) = CString::new(path.as_os_str().as_bytes()) {
-        write_memo(&cpath, hash, (meta.len(), meta.mtime(), meta.mtime_nsec()));
+        write_memo(&cpath, hash, stamp_of(&meta));
     }
 }
 
-fn read_memo(cpath: &CString, stamp: (u64, i64, i64)) -> Option<[u8; 32]> {
+fn read_memo(cpath: &CString, now: Stamp) -> Option<[u8; 32]> {
     let mut buf = [0u8; RECORD_LEN];
     // SAFETY: both pointers are valid for the lengths given; the kernel writes at most
     // buf.len() bytes.
@@ -61,21 +85,26 @@ fn read_memo(cpath: &CString, stamp: (u64, i64, i64)) -> Option<[u8; 32]> {
     if n != RECORD_LEN as isize {
         return None;
     }
-    let size = u64::from_le_bytes(buf[32..40].try_into().ok()?);
-    let sec = i64::from_le_bytes(buf[40..48].try_into().ok()?);
-    let nsec = i64::from_le_bytes(buf[48..56].try_into().ok()?);
-    if (size, sec, nsec) != stamp {
+    let word = |i: usize| i64::from_le_bytes(buf[32 + 8 * i..40 + 8 * i].try_into().unwrap());
+    let ns = |i: usize| word(i) as i128 * 1_000_000_000 + word(i + 1) as i128;
+    let (size, mtime, ctime_from, ctime_to) = (word(0) as u64, ns(1), ns(3), ns(5));
+    if size != now.size || mtime != now.mtime || now.ctime < ctime_from || now.ctime > ctime_to {
         return None;
     }
     buf[..32].try_into().ok()
 }
 
-fn write_memo(cpath: &CString, hash: &[u8; 32], stamp: (u64, i64, i64)) {
+fn write_memo(cpath: &CString, hash: &[u8; 32], at: Stamp) {
+    let Ok(now) = SystemTime::now().duration_since(UNIX_EPOCH) else { return };
+    let until = (now + WRITE_SLACK).as_nanos() as i128;
     let mut buf = [0u8; RECORD_LEN];
     buf[..32].copy_from_slice(hash);
-    buf[32..40].copy_from_slice(&stamp.0.to_le_bytes());
-    buf[40..48].copy_from_slice(&stamp.1.to_le_bytes());
-    buf[48..56].copy_from_slice(&stamp.2.to_le_bytes());
+    let mut put = |i: usize, v: i64| buf[32 + 8 * i..40 + 8 * i].copy_from_slice(&v.to_le_bytes());
+    put(0, at.size as i64);
+    for (i, t) in [(1, at.mtime), (3, at.ctime), (5, until)] {
+        put(i, t.div_euclid(1_000_000_000) as i64);
+        put(i + 1, t.rem_euclid(1_000_000_000) as i64);
+    }
     // SAFETY: valid pointers and lengths. Failure (EPERM, ENOTSUP, read-only) is fine: the
     // memo is an optimisation only.
     unsafe {
@@ -107,7 +136,33 @@ mod tests {
         let p = dir.path().join("f");
         std::fs::write(&p, b"data").unwrap();
         let cpath = CString::new(p.as_os_str().as_bytes()).unwrap();
-        write_memo(&cpath, &[9; 32], (999, 0, 0));
+        write_memo(&cpath, &[9; 32], Stamp { size: 999, mtime: 0, ctime: 0 });
         assert_eq!(hash_file(&p).unwrap(), *blake3::hash(b"data").as_bytes());
+    }
+
+    #[test]
+    fn a_same_size_rewrite_with_the_mtime_put_back_is_hashed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"old!").unwrap();
+        let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
+        assert_eq!(hash_file(&p).unwrap(), *blake3::hash(b"old!").as_bytes());
+        // Past the window in which the memo's own write may still move the ctime.
+        std::thread::sleep(WRITE_SLACK * 2);
+        std::fs::write(&p, b"new!").unwrap();
+        File::options().write(true).open(&p).unwrap().set_modified(mtime).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().modified().unwrap(), mtime, "mtime put back");
+        assert_eq!(hash_file(&p).unwrap(), *blake3::hash(b"new!").as_bytes());
+    }
+
+    #[test]
+    fn a_memo_survives_its_own_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"data").unwrap();
+        let cpath = CString::new(p.as_os_str().as_bytes()).unwrap();
+        hash_file(&p).unwrap();
+        let before = stamp_of(&std::fs::metadata(&p).unwrap());
+        assert!(read_memo(&cpath, before).is_some(), "the memo's ctime change is inside its window");
     }
 }

@@ -21,13 +21,17 @@ pub mod cache_key;
 pub mod compile;
 pub mod depinfo;
 pub mod filehash;
+pub mod graph;
 pub mod link;
+pub mod linkdeps;
 pub mod log;
 pub mod memo;
 pub mod mount;
+pub mod native_cpu;
 pub mod object;
 pub mod report;
 pub mod toolchain;
+pub mod why;
 
 use std::ffi::OsString;
 use std::fs;
@@ -73,10 +77,42 @@ pub fn main(argv: Vec<OsString>) -> i32 {
                 Default::default(),
                 None,
             );
-            exec(&rustc, args)
+            uncached(&rustc, args, args::outline(args).as_ref())
         }
         Classified::Cacheable(inv) => cached(&rustc, args, &inv),
     }
+}
+
+/// Runs rustc without the cache. A compile that makes an rlib still gets its dependency list
+/// (graph.rs), so the compiles that link it stay cacheable, and a build script still gets its
+/// launcher; any other compile is simply replaced by rustc.
+fn uncached(rustc: &Path, args: &[OsString], inv: Option<&Invocation>) -> i32 {
+    let Some(inv) =
+        inv.filter(|i| graph::makes_rlib(i) || crate::build_script::is_build_script(&i.crate_name, &i.crate_types))
+    else {
+        return exec(rustc, args);
+    };
+    match Command::new(rustc).args(args).status() {
+        Ok(status) => {
+            if status.success() {
+                after_success(inv);
+            }
+            status.code().unwrap_or(101)
+        }
+        Err(e) => {
+            eprintln!("cairn-rustc: cannot run {}: {e}", rustc.display());
+            127
+        }
+    }
+}
+
+/// What follows every successful compile, hit or miss: the rlib's dependency list, the build
+/// script's launcher.
+fn after_success(inv: &Invocation) {
+    if let Err(e) = graph::record(inv) {
+        log::record(&inv.crate_name, None, &format!("error:deps-list:{}", oneword(&e)), Default::default(), None);
+    }
+    launcher(inv);
 }
 
 /// Replaces this process with rustc.
@@ -93,16 +129,29 @@ fn cached(rustc: &Path, args: &[OsString], inv: &Invocation) -> i32 {
         Err(why) => {
             mount::warn_once(&why);
             log::record(&inv.crate_name, None, "error:no-mount", t0.elapsed(), None);
-            return exec(rustc, args);
+            return uncached(rustc, args, Some(inv));
         }
     };
     let rel = Rel::from_env(&std::env::current_dir().unwrap_or_default(), Path::new(&inv.out_dir));
-    let (base, tc) = match base_key(rustc, inv, &rel) {
+    let graph = if graph::needs_graph(inv) {
+        match graph::closure(inv) {
+            Ok(g) => g,
+            Err(_) => {
+                // Some rlib of the graph was built without cairn: what it links is unknown.
+                log::record(&inv.crate_name, None, "not-cacheable:unknown-graph", t0.elapsed(), None);
+                report::send(&mnt, &report::Event::NotCacheable("unknown-graph".into()));
+                return uncached(rustc, args, Some(inv));
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let (base, tc, inputs) = match base_key(rustc, inv, &graph, &rel) {
         Ok(x) => x,
         Err(e) => {
             log::record(&inv.crate_name, None, &format!("error:key:{}", oneword(&e)), t0.elapsed(), None);
             report::send(&mnt, &report::Event::Error);
-            return exec(rustc, args);
+            return uncached(rustc, args, Some(inv));
         }
     };
     let mkey = cache_key::manifest_key(&base);
@@ -144,7 +193,7 @@ fn cached(rustc: &Path, args: &[OsString], inv: &Invocation) -> i32 {
                 Ok(()) => {
                     let code = result.meta.exit_code;
                     if code == 0 {
-                        launcher(inv);
+                        after_success(inv);
                     }
                     report::send(
                         &mnt,
@@ -178,24 +227,37 @@ fn cached(rustc: &Path, args: &[OsString], inv: &Invocation) -> i32 {
             }
         }
     }
-    // Miss: compile for real.
-    let ran = match compile::run_and_capture(rustc, args) {
+    // Miss: compile for real. A compile that links also has the linker list what it read.
+    let link_deps = link_deps_file(rustc, inv, &tc);
+    let mut full_args = args.to_vec();
+    if let Some(p) = &link_deps {
+        full_args.extend(linkdeps::args(p));
+    }
+    let ran = match compile::run_and_capture(rustc, &full_args) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cairn-rustc: cannot run {}: {e}", rustc.display());
             return 127;
         }
     };
+    // Some(None): the linker was asked for its list and wrote none.
+    let linked_files = link_deps.as_ref().map(|p| {
+        let files = fs::read_to_string(p).ok().map(|t| linkdeps::relevant(linkdeps::parse(&t), &inv.out_dir));
+        let _ = fs::remove_file(p);
+        files
+    });
     if !ran.status.success() {
         // A failure is stored only when rustc wrote dep-info (so its inputs are known) and
         // exited normally; a crash or a signal is never replayed. Nor is a failed compile that
         // links: a link can fail for what the key does not see (a system library not yet
         // installed), and replaying it would outlive the fix. Build scripts' compiler probes
         // are pure compiles, and still replayed.
-        let key = match ran.status.code() {
-            Some(_) if !inv.links() => store(&mnt, inv, &base, &tc, manifest, &ran, &rel).ok().map(|(k, _)| k),
+        let stored = match ran.status.code() {
+            Some(_) if !inv.links() => store(&mnt, inv, &base, &tc, manifest, &ran, &[], &rel).ok(),
             _ => None,
         };
+        note_why(inv, &inputs, &tc, stored.as_ref().map(|s| &s.2), &rel, "miss:failed");
+        let key = stored.map(|s| s.0);
         log::record(&inv.crate_name, key.as_ref(), "miss:failed", t0.elapsed(), Some(ran.took));
         report::send(
             &mnt,
@@ -203,10 +265,15 @@ fn cached(rustc: &Path, args: &[OsString], inv: &Invocation) -> i32 {
         );
         return ran.status.code().unwrap_or(101);
     }
-    let stored = store(&mnt, inv, &base, &tc, manifest, &ran, &rel);
-    launcher(inv);
+    let stored = match linked_files {
+        // What the linker read is unknown: do not record this result.
+        Some(None) => Err(io::Error::other("the linker wrote no dependency file")),
+        files => store(&mnt, inv, &base, &tc, manifest, &ran, &files.flatten().unwrap_or_default(), &rel),
+    };
+    after_success(inv);
+    note_why(inv, &inputs, &tc, stored.as_ref().ok().map(|s| &s.2), &rel, "miss");
     match stored {
-        Ok((rkey, bytes)) => {
+        Ok((rkey, bytes, _)) => {
             log::record(&inv.crate_name, Some(&rkey), "miss", t0.elapsed(), Some(ran.took));
             report::send(
                 &mnt,
@@ -219,6 +286,28 @@ fn cached(rustc: &Path, args: &[OsString], inv: &Invocation) -> i32 {
         }
     }
     0
+}
+
+/// Keeps the inputs of a miss for `cairn why` (why.rs). `variant`: the dependency set stored,
+/// when there is one. Best effort: a failure here costs only the explanation.
+fn note_why(
+    inv: &Invocation,
+    inputs: &BaseInputs,
+    tc: &toolchain::Toolchain,
+    variant: Option<&Variant>,
+    rel: &Rel,
+    outcome: &str,
+) {
+    let Some(dir) = mount::cache_base() else { return };
+    let (files, env) = variant.and_then(|v| variant_inputs(v, rel)).unwrap_or_default();
+    let (krate, crate_types) = listed_as(inv);
+    let fp = why::Fingerprint {
+        unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        crate_types,
+        outcome: outcome.to_string(),
+        fields: why::fields(inputs, &tc.version, &files, &env),
+    };
+    let _ = why::append(&dir, &krate, fp);
 }
 
 /// A build script just compiled or restored gets the launcher that caches its runs.
@@ -239,14 +328,21 @@ fn oneword(e: &io::Error) -> String {
 }
 
 /// Gathers the base key's inputs and hashes them.
-fn base_key(rustc: &Path, inv: &Invocation, rel: &Rel) -> io::Result<(Key, toolchain::Toolchain)> {
+/// `graph` is every rlib a linking compile pulls in (graph.rs), by name and content.
+fn base_key(
+    rustc: &Path,
+    inv: &Invocation,
+    graph: &[(String, [u8; 32])],
+    rel: &Rel,
+) -> io::Result<(Key, toolchain::Toolchain, BaseInputs)> {
     let memo = mount::cache_base().ok_or_else(|| io::Error::other("no HOME"))?.join("toolchains");
     let tc = toolchain::identify(rustc, inv.target.as_deref(), &memo)?;
-    let link = if inv.links() {
+    let mut link: Vec<(String, Option<[u8; 32]>)> = if inv.links() {
         link::link_inputs(inv, &memo)?.into_iter().map(|(label, h)| (rel.rel(&label), h)).collect()
     } else {
         Vec::new()
     };
+    link.extend(graph.iter().map(|(name, h)| (name.clone(), Some(*h))));
     let cwd = rel.rel(&std::env::current_dir()?.display().to_string());
     let externs = inv
         .externs
@@ -273,7 +369,12 @@ fn base_key(rustc: &Path, inv: &Invocation, rel: &Rel) -> io::Result<(Key, toolc
         toolchain: tc.digest,
         cwd,
         input: rel.rel(&inv.input),
-        args: inv.keyed_args.iter().map(|a| rel.rel(a)).collect(),
+        args: native_cpu::resolve_args(&inv.keyed_args, || {
+            native_cpu::resolve(rustc, inv.target.as_deref(), &tc.digest, &memo)
+        })?
+        .iter()
+        .map(|a| rel.rel(a))
+        .collect(),
         cfgs: inv.cfgs.iter().map(|a| rel.rel(a)).collect(),
         externs,
         static_libs,
@@ -281,20 +382,30 @@ fn base_key(rustc: &Path, inv: &Invocation, rel: &Rel) -> io::Result<(Key, toolc
         env,
         link,
     };
-    Ok((cache_key::base_key(&inputs), tc))
+    Ok((cache_key::base_key(&inputs), tc, inputs))
 }
 
 /// The result key for a dependency set, from the files and variables as they are now.
 /// `None` when a listed file cannot be read (it was deleted: that set no longer applies).
 /// Paths in `v` are stored relative to the checkout root (when `CAIRN_BASEDIR` applies).
 pub(crate) fn result_key_now(base: &Key, v: &Variant, rel: &Rel) -> Option<Key> {
+    let (files, env) = variant_inputs(v, rel)?;
+    Some(cache_key::result_key(base, &files, &env))
+}
+
+/// Files and variables a result key hashes.
+type VariantInputs = (Vec<(String, Option<[u8; 32]>)>, Vec<(String, Option<String>)>);
+
+/// A dependency set's files with their contents' hashes and variables with their values, as
+/// they are now; `None` when a file cannot be read.
+fn variant_inputs(v: &Variant, rel: &Rel) -> Option<VariantInputs> {
     let mut files = Vec::with_capacity(v.files.len());
     for f in &v.files {
         files.push((f.clone(), Some(filehash::hash_file(Path::new(&rel.abs(f))).ok()?)));
     }
     let env: Vec<(String, Option<String>)> =
         v.env.iter().map(|k| (k.clone(), std::env::var(k).ok().map(|v| rel.rel(&v)))).collect();
-    Some(cache_key::result_key(base, &files, &env))
+    Some((files, env))
 }
 
 /// Reads an object; any failure (absent, damaged, mount gone) is a miss.
@@ -343,7 +454,21 @@ pub(crate) fn relocate(bytes: &[u8], meta: &EntryMeta, out_dir: &str, rel: &Rel)
     }
 }
 
-/// Stores a successful compile and records its dependency set in the manifest.
+/// Where the linker of a compile that links writes its dependency file (linkdeps.rs), when it
+/// can.
+fn link_deps_file(rustc: &Path, inv: &Invocation, tc: &toolchain::Toolchain) -> Option<PathBuf> {
+    let emits_link = inv.keyed_args.iter().any(|a| a.starts_with("--emit=") && a[7..].split(',').any(|e| e == "link"));
+    if !inv.links() || !emits_link || std::env::var("CAIRN_LINK_DEPS").as_deref() == Ok("0") {
+        return None;
+    }
+    let memo = mount::cache_base()?.join("toolchains");
+    linkdeps::supported(rustc, inv, &tc.digest, &memo)
+        .then(|| Path::new(&inv.out_dir).join(format!(".cairn-link-{}.d", std::process::id())))
+}
+
+/// Stores a successful compile and records its dependency set in the manifest: the sources of
+/// its dep-info, and `linked`, the files its linker read (linkdeps.rs).
+#[allow(clippy::too_many_arguments)]
 fn store(
     mnt: &Path,
     inv: &Invocation,
@@ -351,17 +476,24 @@ fn store(
     tc: &toolchain::Toolchain,
     manifest: Option<Manifest>,
     ran: &compile::Ran,
+    linked: &[String],
     rel: &Rel,
-) -> io::Result<(Key, u64)> {
+) -> io::Result<(Key, u64, Variant)> {
     let out_dir = Path::new(&inv.out_dir);
     let files = compile::collect_outputs(out_dir, &inv.crate_name, &inv.extra_filename, ran.started)?;
     let dep_name = format!("{}{}.d", inv.crate_name, inv.extra_filename);
     let dep = files.iter().find(|f| f.name == dep_name).ok_or_else(|| io::Error::other("no dep-info written"))?;
-    let deps = depinfo::parse(&String::from_utf8_lossy(&dep.bytes));
+    let mut deps = depinfo::parse(&String::from_utf8_lossy(&dep.bytes));
+    deps.files.extend(linked.iter().cloned());
     for f in &files {
         if f.name != dep_name {
             filehash::remember(&out_dir.join(&f.name), &f.hash);
         }
+    }
+    // A source modified after the compile started may not be what rustc read: the pair of
+    // its new content and this output must never be recorded (ccache does the same).
+    if let Some(f) = deps.files.iter().find(|f| modified_since(Path::new(f), ran.started)) {
+        return Err(io::Error::other(format!("{f} changed during the compile")));
     }
     let variant = Variant { files: deps.files.iter().map(|f| rel.rel(f)).collect(), env: deps.env };
     let rkey =
@@ -387,11 +519,11 @@ fn store(
     put_object(mnt, &rkey, &encoded, false)?;
     let mut m = manifest.unwrap_or_default();
     if m.variants.first() != Some(&variant) || m.recent.first() != Some(&rkey) {
-        m.push_front(variant);
+        m.push_front(variant.clone());
         m.push_result(rkey);
         put_object(mnt, &cache_key::manifest_key(base), &m.encode(), true)?;
     }
-    Ok((rkey, encoded.len() as u64))
+    Ok((rkey, encoded.len() as u64, variant))
 }
 
 /// Commits bytes under a key: write a temporary, rename it onto the key. `replace` swaps out
@@ -431,5 +563,15 @@ fn listed_as(inv: &args::Invocation) -> (String, Vec<String>) {
             (p.replace('-', "_"), vec!["build-script".to_string()])
         }
         _ => (inv.crate_name.clone(), inv.crate_types.clone()),
+    }
+}
+
+/// Whether `path` was written between `t` and now (a file that is gone counts as changed).
+/// An mtime in the future is a skewed clock or a tarball's stamp, not an edit during the
+/// compile.
+pub(crate) fn modified_since(path: &Path, t: SystemTime) -> bool {
+    match fs::metadata(path).and_then(|m| m.modified()) {
+        Ok(m) => m >= t && m <= SystemTime::now(),
+        Err(_) => true,
     }
 }

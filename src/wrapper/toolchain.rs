@@ -1,13 +1,15 @@
 //! The toolchain's identity: a digest of the compiler's own files, remembered by file identity.
 //!
 //! What goes in: the rustc binary as cargo names it, every file in `<sysroot>/lib` (librustc_driver,
-//! libLLVM, libstd …), every file in `<sysroot>/lib/rustlib/<target>/lib` (the target's std
-//! rlibs), and the output of `rustc -vV`. `rustup update` or a toolchain switch replaces those
+//! libLLVM, libstd …), every file under `<sysroot>/lib/rustlib/<target>/` and `…/<host>/`,
+//! recursively (std's rlibs, the self-contained linker rust-lld and `gcc-ld/`, crt objects,
+//! codegen backends), and the output of `rustc -vV`. `rustup update` or a toolchain switch replaces those
 //! files, so the key changes and nothing stale is ever served.
 //!
 //! Hashing ~300 MB per rustc call would be absurd, so the digest is memoized in
 //! `<cache>/toolchains/<hash of rustc path and target>.bin` together with every file's
-//! (path, size, mtime, inode). A call re-lists the two folders and stats each file; if all match
+//! (path, size, mtime, inode). A call re-lists those folders and stats each file (about a
+//! hundred); if all match
 //! the memo, the digest is reused (no rustc spawn, no hashing). Otherwise it is recomputed.
 
 use std::fs;
@@ -37,6 +39,7 @@ struct Memo {
     digest: [u8; 32],
     vv: String,
     target: String,
+    host: String,
 }
 
 /// Computes (or recalls) the identity of `rustc` compiling for `target` (`None`: the host).
@@ -58,7 +61,7 @@ pub fn identify(rustc: &Path, target: Option<&str>, memo_dir: &Path) -> io::Resu
     ));
     if let Some(memo) = memo::load::<Memo>(&memo_path) {
         if memo.sysroot == sysroot.display().to_string() {
-            if let Ok(stamps) = stamp_all(rustc, &sysroot, &memo.target) {
+            if let Ok(stamps) = stamp_all(rustc, &sysroot, &memo.target, &memo.host) {
                 if stamps == memo.stamps {
                     return Ok(Toolchain { digest: memo.digest, version: first_line(&memo.vv), target: memo.target });
                 }
@@ -67,10 +70,10 @@ pub fn identify(rustc: &Path, target: Option<&str>, memo_dir: &Path) -> io::Resu
     }
     let vv = run(rustc, &["-vV"])?;
     let host = vv.lines().find_map(|l| l.strip_prefix("host: ")).unwrap_or("unknown").trim().to_string();
-    let target = target.map(str::to_string).unwrap_or(host);
-    let stamps = stamp_all(rustc, &sysroot, &target)?;
+    let target = target.map(str::to_string).unwrap_or_else(|| host.clone());
+    let stamps = stamp_all(rustc, &sysroot, &target, &host)?;
     let mut h = blake3::Hasher::new();
-    h.update(b"cairn-toolchain-v1\0");
+    h.update(b"cairn-toolchain-v2\0");
     h.update(vv.as_bytes());
     for s in &stamps {
         h.update(s.path.as_bytes());
@@ -78,7 +81,8 @@ pub fn identify(rustc: &Path, target: Option<&str>, memo_dir: &Path) -> io::Resu
         h.update(&super::filehash::hash_file(Path::new(&s.path))?);
     }
     let digest = *h.finalize().as_bytes();
-    let memo = Memo { sysroot: sysroot.display().to_string(), stamps, digest, vv: vv.clone(), target: target.clone() };
+    let memo =
+        Memo { sysroot: sysroot.display().to_string(), stamps, digest, vv: vv.clone(), target: target.clone(), host };
     memo::save(&memo_path, &memo);
     Ok(Toolchain { digest, version: first_line(&vv), target })
 }
@@ -117,22 +121,52 @@ fn run(rustc: &Path, args: &[&str]) -> io::Result<String> {
     String::from_utf8(out.stdout).map_err(io::Error::other)
 }
 
-fn stamp_all(rustc: &Path, sysroot: &Path, target: &str) -> io::Result<Vec<Stamp>> {
+/// The files that make up the toolchain for `target`, in a fixed order: the rustc binary, the
+/// top level of `<sysroot>/lib` (the compiler's own libraries), and everything under
+/// `lib/rustlib/<target>/` and `lib/rustlib/<host>/`, recursively: std's rlibs, the
+/// self-contained linker and crt objects, `bin/` with rust-lld and gcc-ld, codegen backends.
+/// Not `rustlib/src` (sources: they reach a key through dep-info when a build uses them) nor
+/// `rustlib/etc` (debugger scripts).
+fn stamp_all(rustc: &Path, sysroot: &Path, target: &str, host: &str) -> io::Result<Vec<Stamp>> {
     let mut out = vec![stamp(rustc)?];
-    for dir in [sysroot.join("lib"), sysroot.join("lib/rustlib").join(target).join("lib")] {
-        let mut names: Vec<PathBuf> = match fs::read_dir(&dir) {
-            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        names.sort();
-        for p in names {
-            if p.is_file() {
-                out.push(stamp(&p)?);
-            }
-        }
+    let mut files = Vec::new();
+    list(&sysroot.join("lib"), false, &mut files)?;
+    let rustlib = sysroot.join("lib/rustlib");
+    // A `--target` spec file's sysroot folder is named after the file.
+    let target = match target.strip_suffix(".json") {
+        Some(t) => Path::new(t).file_name().and_then(|n| n.to_str()).unwrap_or(t),
+        None => target,
+    };
+    list(&rustlib.join(target), true, &mut files)?;
+    if host != target {
+        list(&rustlib.join(host), true, &mut files)?;
+    }
+    for p in files {
+        out.push(stamp(&p)?);
     }
     Ok(out)
+}
+
+/// Appends the files of `dir` (sorted; into subfolders too when `deep`, never through a
+/// symlinked folder). A missing folder has no files.
+fn list(dir: &Path, deep: bool, out: &mut Vec<PathBuf>) -> io::Result<()> {
+    let mut names: Vec<PathBuf> = match fs::read_dir(dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    names.sort();
+    for p in names {
+        let meta = fs::symlink_metadata(&p)?;
+        if meta.is_dir() {
+            if deep {
+                list(&p, true, out)?;
+            }
+        } else if p.is_file() {
+            out.push(p);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -163,6 +197,27 @@ mod tests {
         assert!(a.version.starts_with("rustc "));
         assert_eq!(fs::read_dir(&memo).unwrap().count(), 2, "one memo per toolchain");
         assert_eq!(identify(&pa, None, &memo).unwrap(), a, "stable");
+    }
+
+    #[test]
+    fn a_changed_self_contained_linker_is_a_different_toolchain() {
+        let dir = tempfile::tempdir().unwrap();
+        let memo = dir.path().join("memo");
+        let host = run(Path::new("rustc"), &["-vV"]).unwrap();
+        let host = host.lines().find_map(|l| l.strip_prefix("host: ")).unwrap().trim().to_string();
+        // A toolchain folder: bin/rustc (running the real one) next to lib/rustlib, with a
+        // gcc-ld/ld.lld deep under rustlib/<host>/bin.
+        let root = dir.path().join("tc");
+        let ld = root.join(format!("lib/rustlib/{host}/bin/gcc-ld/ld.lld"));
+        fs::create_dir_all(ld.parent().unwrap()).unwrap();
+        fs::create_dir_all(root.join("bin")).unwrap();
+        let rustc = root.join("bin/rustc");
+        fs::write(&rustc, "#!/bin/sh\nexec rustc \"$@\"\n").unwrap();
+        fs::set_permissions(&rustc, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(&ld, "lld one").unwrap();
+        let a = identify(&rustc, None, &memo).unwrap();
+        fs::write(&ld, "lld number two").unwrap();
+        assert_ne!(identify(&rustc, None, &memo).unwrap().digest, a.digest);
     }
 
     #[test]

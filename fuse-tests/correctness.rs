@@ -1,0 +1,148 @@
+//! Inputs outside rustc's dep-info (issue #10), each on a real cargo build compared with plain
+//! cargo's: native code two crates down, a link failure whose cause is later fixed.
+//! (Same-size rewrites with the mtime put back, `target-cpu=native` and the toolchain's
+//! self-contained linker are in wrapper_changes.rs, on that fixture.)
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::csys::{clean_build_run, csys, log_path, write};
+use crate::workspace::{cargo_in, ok, read_log, read_log_all};
+
+/// Puts a file's old text back when dropped, so a failing test leaves the fixture as it was.
+struct Restore(std::path::PathBuf, String);
+impl Drop for Restore {
+    fn drop(&mut self) {
+        std::fs::write(&self.0, &self.1).unwrap();
+    }
+}
+
+#[test]
+fn native_code_two_crates_down_reaches_the_binary() {
+    let _g = crate::csys::lock();
+    let Some(m) = crate::csys::mount("native_code_two_crates_down_reaches_the_binary") else { return };
+    let no_tweak = |_: &mut Command| {};
+    let header = csys().root.join("cnative/c/value.h");
+    let before = clean_build_run(Some(&m), "t-deep", "cdeep", &log_path("deep-base"), &no_tweak);
+    assert!(before.starts_with("via cmid: ") && before.contains("value="), "{before}");
+    let _r = Restore(header.clone(), std::fs::read_to_string(&header).unwrap());
+    write(&header, "#define VALUE 5\n");
+    let plain = clean_build_run(None, "t-deep-plain", "cdeep", &log_path("deep-plain"), &no_tweak);
+    let log = log_path("deep-changed");
+    let cached = clean_build_run(Some(&m), "t-deep", "cdeep", &log, &no_tweak);
+    assert_ne!(plain, before, "the C change shows in the program (else the test is weak)");
+    assert_eq!(cached, plain, "the binary must carry the new C code");
+    // The scenario is the real one: the crate in between kept its rlib (a hit), only the
+    // graph below it changed.
+    let lines = read_log(&log);
+    let outcome = |k: &str| lines.iter().find(|l| l.krate == k).map(|l| l.outcome.clone());
+    assert_eq!(outcome("cmid").as_deref(), Some("hit"), "{lines:?}");
+    assert_eq!(outcome("cdeep").as_deref(), Some("miss"), "{lines:?}");
+}
+
+/// A tiny workspace: `nsys`, whose build script prints `script` (its link directives), and the
+/// binary `linked` over it, which prints `nsys::value()`. The `-l` lives in nsys's rlib, so the
+/// binary's own command line only carries what the script printed.
+fn write_link_workspace(root: &Path, script: &str, lib: &str) {
+    write(&root.join("Cargo.toml"), "[workspace]\nmembers = [\"nsys\", \"linked\"]\nresolver = \"2\"\n");
+    write(&root.join("nsys/Cargo.toml"), "[package]\nname = \"nsys\"\nversion = \"0.1.0\"\nedition = \"2021\"\n");
+    write(&root.join("nsys/build.rs"), &format!("fn main() {{\n{script}}}\n"));
+    write(
+        &root.join("nsys/src/lib.rs"),
+        &format!(
+            "extern \"C\" {{\n    fn {lib}_value() -> i32;\n}}\npub fn value() -> i32 {{\n    unsafe {{ {lib}_value() }}\n}}\n"
+        ),
+    );
+    write(
+        &root.join("linked/Cargo.toml"),
+        "[package]\nname = \"linked\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nnsys = { path = \"../nsys\" }\n",
+    );
+    write(&root.join("linked/src/main.rs"), "fn main() {\n    println!(\"value={}\", nsys::value());\n}\n");
+}
+
+/// Compiles `int <lib>_value(void) { return <value>; }` into `<dir>/lib<lib>.a` or `.so`.
+fn native_lib(dir: &Path, lib: &str, value: i32, shared: bool) {
+    let c = dir.join(format!("{lib}.c"));
+    std::fs::write(&c, format!("int {lib}_value(void) {{ return {value}; }}\n")).unwrap();
+    if shared {
+        let mut cc = Command::new("cc");
+        cc.args(["-shared", "-fPIC", "-o"]).arg(dir.join(format!("lib{lib}.so"))).arg(&c);
+        ok(cc);
+    } else {
+        let o = dir.join(format!("{lib}.o"));
+        let mut cc = Command::new("cc");
+        cc.args(["-c", "-fPIC", "-o"]).arg(&o).arg(&c);
+        ok(cc);
+        let a = dir.join(format!("lib{lib}.a"));
+        let _ = std::fs::remove_file(&a);
+        let mut ar = Command::new("ar");
+        ar.arg("crs").arg(&a).arg(&o);
+        ok(ar);
+    }
+}
+
+#[test]
+fn a_link_that_failed_for_a_missing_library_links_once_it_is_installed() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(m) = crate::common::mount_store("a_link_that_failed", None, "1GiB", &[]) else { return };
+    let (root, libdir, xdg) = (dir.path().join("w"), dir.path().join("lib"), dir.path().join("xdg"));
+    std::fs::create_dir_all(&libdir).unwrap();
+    let script = format!(
+        "    println!(\"cargo:rustc-link-search=native={}\");\n    println!(\"cargo:rustc-link-lib=dylib=cairnmissing\");\n",
+        libdir.display()
+    );
+    write_link_workspace(&root, &script, "cairnmissing");
+    let build =
+        |log: &Path| cargo_in(&root, &xdg, Some(&m), "target", log, &["build", "-p", "linked"]).output().unwrap();
+    let log1 = dir.path().join("1.log");
+    let failed = build(&log1);
+    assert!(!failed.status.success(), "links without the library?");
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("cairnmissing"), "fails for the missing library");
+    assert!(read_log_all(&log1).iter().any(|l| l.krate == "linked" && l.outcome == "miss:failed"));
+    // The user installs the library and builds again, from clean.
+    native_lib(&libdir, "cairnmissing", 42, true);
+    ok(cargo_in(&root, &xdg, None, "target", &dir.path().join("x.log"), &["clean"]));
+    let log2 = dir.path().join("2.log");
+    let out = build(&log2);
+    assert!(out.status.success(), "the failure was replayed:\n{}", String::from_utf8_lossy(&out.stderr));
+    // (A dependency's `rustc-link-arg` does not reach the binary, so no rpath: the loader is told.)
+    let run = ok({
+        let mut bin = Command::new(root.join("target/debug/linked"));
+        bin.env("LD_LIBRARY_PATH", &libdir);
+        bin
+    });
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "value=42\n");
+    let linked: Vec<_> = read_log_all(&log2).into_iter().filter(|l| l.krate == "linked").collect();
+    assert!(linked.iter().all(|l| l.outcome == "miss"), "{linked:?}");
+}
+
+/// A static library the linker finds by itself, through `LIBRARY_PATH`, with no `-L` on any
+/// command line: only the linker's own account of what it read (linkdeps.rs) can tell the
+/// binary's key that the library changed.
+#[test]
+fn a_static_library_found_by_the_linker_alone_is_in_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(m) = crate::common::mount_store("a_static_library_found", None, "1GiB", &[]) else { return };
+    let (root, libdir, xdg) = (dir.path().join("w"), dir.path().join("lib"), dir.path().join("xdg"));
+    std::fs::create_dir_all(&libdir).unwrap();
+    write_link_workspace(&root, "    println!(\"cargo:rustc-link-lib=cairnfound\");\n", "cairnfound");
+    let run = |value: i32, n: u32| {
+        native_lib(&libdir, "cairnfound", value, false);
+        ok(cargo_in(&root, &xdg, None, "target", &dir.path().join("x.log"), &["clean"]));
+        let log = dir.path().join(format!("{n}.log"));
+        let mut build = cargo_in(&root, &xdg, Some(&m), "target", &log, &["build", "-p", "linked"]);
+        build.env("LIBRARY_PATH", &libdir);
+        ok(build);
+        let out = ok(Command::new(root.join("target/debug/linked")));
+        let linked: Vec<_> = read_log_all(&log).into_iter().filter(|l| l.krate == "linked").collect();
+        (String::from_utf8_lossy(&out.stdout).into_owned(), linked)
+    };
+    let (first, _) = run(42, 1);
+    assert_eq!(first, "value=42\n");
+    let (same, linked) = run(42, 2);
+    assert_eq!(same, "value=42\n");
+    assert!(linked.iter().all(|l| l.outcome == "hit"), "an unchanged library hits: {linked:?}");
+    let (changed, linked) = run(43, 3);
+    assert_eq!(changed, "value=43\n", "the binary must carry the new library");
+    assert!(linked.iter().all(|l| l.outcome == "miss"), "{linked:?}");
+}
