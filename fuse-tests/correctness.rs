@@ -146,3 +146,73 @@ fn a_static_library_found_by_the_linker_alone_is_in_the_key() {
     assert_eq!(changed, "value=43\n", "the binary must carry the new library");
     assert!(linked.iter().all(|l| l.outcome == "miss"), "{linked:?}");
 }
+
+/// A workspace whose binary `gated` calls a proc-macro that, while rustc expands it, says it
+/// started (a file) and then holds the compile until the test lets it go (another file). So
+/// the test can edit the source at a known point inside the compile.
+fn write_gate_workspace(root: &Path) {
+    write(&root.join("Cargo.toml"), "[workspace]\nmembers = [\"gate\", \"gated\"]\nresolver = \"2\"\n");
+    write(
+        &root.join("gate/Cargo.toml"),
+        "[package]\nname = \"gate\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[lib]\nproc-macro = true\n",
+    );
+    write(
+        &root.join("gate/src/lib.rs"),
+        "use proc_macro::TokenStream;\nuse std::path::Path;\n\n#[proc_macro]\npub fn gate(_: TokenStream) -> \
+         TokenStream {\n    if let Ok(dir) = std::env::var(\"GATE_DIR\") {\n        let dir = Path::new(&dir);\n        \
+         std::fs::write(dir.join(\"started\"), \"\").unwrap();\n        while !dir.join(\"go\").exists() {\n            \
+         std::thread::sleep(std::time::Duration::from_millis(5));\n        }\n    }\n    TokenStream::new()\n}\n",
+    );
+    write(
+        &root.join("gated/Cargo.toml"),
+        "[package]\nname = \"gated\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\ngate = { path = \"../gate\" }\n",
+    );
+    write(&root.join("gated/src/main.rs"), "gate::gate!();\nfn main() {\n    println!(\"one\");\n}\n");
+}
+
+/// A source edited while rustc compiles it: the output was made from the old text, so the
+/// pair (new text, this output) must not be recorded. The next clean build compiles the new
+/// text instead of restoring the old program.
+#[test]
+fn a_source_edited_during_its_compile_is_not_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(m) = crate::common::mount_store("a_source_edited_during", None, "1GiB", &[]) else { return };
+    let (root, gate, xdg) = (dir.path().join("w"), dir.path().join("gate"), dir.path().join("xdg"));
+    std::fs::create_dir_all(&gate).unwrap();
+    write_gate_workspace(&root);
+    let build = |log: &Path| {
+        let mut c = cargo_in(&root, &xdg, Some(&m), "target", log, &["build", "-p", "gated"]);
+        c.env("GATE_DIR", &gate);
+        c
+    };
+    let log1 = dir.path().join("1.log");
+    let mut child = build(&log1).stdout(std::process::Stdio::null()).spawn().unwrap();
+    // Wait for the macro to report that rustc is expanding `gated` (bounded: a build that
+    // failed early would never get there).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while !gate.join("started").exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the build ended before the compile of gated began: {status}");
+        }
+        assert!(std::time::Instant::now() < deadline, "the compile of gated never began");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    write(&root.join("gated/src/main.rs"), "gate::gate!();\nfn main() {\n    println!(\"two\");\n}\n");
+    std::fs::write(gate.join("go"), "").unwrap();
+    assert!(child.wait().unwrap().success());
+    let first = ok(Command::new(root.join("target/debug/gated")));
+    assert_eq!(String::from_utf8_lossy(&first.stdout), "one\n", "rustc read the old text (else the test is weak)");
+    let gated: Vec<_> = read_log_all(&log1).into_iter().filter(|l| l.krate == "gated").collect();
+    assert!(
+        !gated.is_empty() && gated.iter().all(|l| l.key == "-" && l.outcome.starts_with("error:store")),
+        "recorded under some key: {gated:?}"
+    );
+    // From clean, the program must be the new text.
+    ok(cargo_in(&root, &xdg, None, "target", &dir.path().join("x.log"), &["clean"]));
+    let log2 = dir.path().join("2.log");
+    ok(build(&log2));
+    let second = ok(Command::new(root.join("target/debug/gated")));
+    assert_eq!(String::from_utf8_lossy(&second.stdout), "two\n", "the old program came back");
+    let gated: Vec<_> = read_log_all(&log2).into_iter().filter(|l| l.krate == "gated").collect();
+    assert!(gated.iter().all(|l| l.outcome == "miss"), "{gated:?}");
+}

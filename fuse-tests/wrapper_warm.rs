@@ -1,6 +1,7 @@
 //! After `cargo clean`, a build with a full cache hits every compile — libraries, proc-macros,
 //! build scripts and the binary — so rustc runs zero times; it produces the same binary as
-//! plain cargo, and leaves cargo nothing to do afterwards.
+//! plain cargo given the path remapping cairn applies (cargo's `trim-paths` forms), and leaves
+//! cargo nothing to do afterwards.
 
 use crate::workspace::{cacheable, cargo, ensure_warm, lock, log_path, mount, ok, read_log, ws};
 
@@ -13,7 +14,9 @@ fn warm_build_after_clean_runs_rustc_zero_times_and_matches_plain_cargo() {
     // Plain cargo first, from clean, in the same target dir, as the reference. (Other tests
     // leave wrapper-built artifacts there that cargo would otherwise call fresh.)
     ok(cargo(None, "t-main", &log_path("x"), &["clean"]));
-    ok(cargo(None, "t-main", &log_path("plain"), &["build"]));
+    let mut plain_build = cargo(None, "t-main", &log_path("plain"), &["build"]);
+    plain_build.env("RUSTFLAGS", trim_paths_flags());
+    ok(plain_build);
     let plain = std::fs::read(ws().root.join("t-main/debug/app")).unwrap();
     ok(cargo(None, "t-main", &log_path("x"), &["clean"]));
     ensure_warm(&m);
@@ -37,4 +40,16 @@ fn warm_build_after_clean_runs_rustc_zero_times_and_matches_plain_cargo() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("Running `"), "cargo recompiled something:\n{stderr}");
     assert!(read_log(&again).is_empty());
+}
+
+/// The `--remap-path-prefix` flags cairn gives rustc in this workspace (docs/cache-key.md:
+/// checkout `.`, `CARGO_HOME` `/cargo`, target dir `/cargo/build-dir`, most specific last), for
+/// plain cargo through RUSTFLAGS. Written out here, not taken from cairn, so the test checks it.
+fn trim_paths_flags() -> String {
+    let home = std::env::var("CARGO_HOME")
+        .unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap().trim_end_matches('/')));
+    let root = ws().root.display().to_string();
+    let mut roots = [(root.clone(), "."), (home, "/cargo"), (format!("{root}/t-main"), "/cargo/build-dir")];
+    roots.sort_by_key(|(p, _)| p.len());
+    roots.iter().map(|(p, to)| format!("--remap-path-prefix={p}={to}")).collect::<Vec<_>>().join(" ")
 }

@@ -239,7 +239,7 @@ pub fn run(argv: &[OsString]) -> i32 {
                 created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
                 out_dir: out_dir.display().to_string(),
                 exit_code: 0,
-                root: rel.root().unwrap_or("").to_string(),
+                roots: rel.stored(),
             },
             files,
             stdout: ran.stdout.clone(),

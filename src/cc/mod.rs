@@ -213,7 +213,7 @@ fn cached(mnt: &Path, lang: Lang, real: &[String], mut cmd: Command, inv: &args:
                 created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
                 out_dir: out_dir.display().to_string(),
                 exit_code: 0,
-                root: rel.root().unwrap_or("").to_string(),
+                roots: rel.stored(),
             },
             files: {
                 let mut files = vec![OutputFile { name: out_name.clone(), mode, hash, bytes }];

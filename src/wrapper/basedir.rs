@@ -1,37 +1,104 @@
-//! `CAIRN_BASEDIR`: sharing entries between checkouts of one project at different paths.
+//! Roots: the folders whose absolute paths differ from one machine, checkout or target dir to
+//! the next, while what a compile reads inside them does not. Their paths enter keys as
+//! placeholders, so a teammate's checkout, another `CARGO_HOME` and another target dir compute
+//! the same keys; restored dep-info and messages get this build's paths back.
 //!
-//! `CAIRN_BASEDIR` is a `:`-separated list of folders. For a compile whose working directory
-//! — or, failing that, its `--out-dir` (registry crates compile in the registry, but into the
-//! checkout's target dir) — is inside one of them (the longest that matches), the **checkout
-//! root** is that folder if the path is the folder itself, or else its child that contains the
-//! path. So it may name the checkout itself, or a folder whose children are checkouts (CI work
-//! folders, worktrees). Every path inside the checkout root then enters the keys with the root replaced
-//! by a placeholder, and restored dep-info and messages get the current root back.
+//! For a rustc compile ([`Rel::for_rustc`]) three roots are found with no setting:
+//! - the **checkout**: the working directory when the input path is relative (cargo runs rustc
+//!   from the workspace root, with a relative path, for every package inside the workspace);
+//! - **`CARGO_HOME`**: the prefix before `/registry/src/` or `/git/checkouts/` of the input, or
+//!   else `$CARGO_HOME`, or `$HOME/.cargo`;
+//! - the **target dir**: `--out-dir` up to its profile folder (`<T>/debug/deps`,
+//!   `<T>/<triple>/release/build/<pkg>-<hash>` …).
 //!
-//! Off by default: an artifact compiled in one checkout can still carry that checkout's
-//! absolute paths (debuginfo `DW_AT_comp_dir`, paths of `OUT_DIR` files `include!`d), which
-//! `--remap-path-prefix` removes; see docs/cache-key.md.
+//! `CAIRN_BASEDIR` (a `:`-separated list of folders) names the checkout where cairn cannot
+//! infer it: for a compile whose working directory — or, failing that, its `--out-dir` — is
+//! inside one of them (the longest that matches), the checkout root is that folder if the path
+//! is the folder itself, or else its child that contains the path (CI work folders, worktrees).
+//! Build-script runs and C compiles use `CAIRN_BASEDIR` only ([`Rel::from_env`]).
+//!
+//! A shared key must not hand out an artifact that names another machine's folders, so rustc is
+//! told to write each root as a fixed prefix (`--remap-path-prefix`, after cargo's
+//! `trim-paths`: checkout `.`, `CARGO_HOME` `/cargo`, target dir `/cargo/build-dir`), and an
+//! output that still holds a root's absolute path (a string a proc-macro or `env!` put there, C
+//! debuginfo) is stored bound to that root's value ([`Rel::found_in`]); see docs/cache-key.md.
 
-use std::path::Path;
+use std::path::{Component, Path};
 
 /// Stands for the checkout root in keys and stored dependency sets. Not a valid path start.
 pub const PLACEHOLDER: &str = "\u{1}CAIRN_ROOT";
+/// Stands for `CARGO_HOME`.
+pub const CARGO_HOME: &str = "\u{1}CAIRN_CARGO_HOME";
+/// Stands for the target dir.
+pub const TARGET: &str = "\u{1}CAIRN_TARGET";
 
-/// The checkout root of this compile, if `CAIRN_BASEDIR` applies.
+/// Which root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Checkout,
+    CargoHome,
+    Target,
+}
+
+impl Kind {
+    /// What the root's path is replaced by in keys.
+    pub fn placeholder(self) -> &'static str {
+        match self {
+            Kind::Checkout => PLACEHOLDER,
+            Kind::CargoHome => CARGO_HOME,
+            Kind::Target => TARGET,
+        }
+    }
+
+    /// What rustc writes instead of the root in artifacts (cargo's `trim-paths` forms).
+    pub fn remap_to(self) -> &'static str {
+        match self {
+            Kind::Checkout => ".",
+            Kind::CargoHome => "/cargo",
+            Kind::Target => "/cargo/build-dir",
+        }
+    }
+
+    fn from_placeholder(p: &str) -> Option<Kind> {
+        [Kind::Checkout, Kind::CargoHome, Kind::Target].into_iter().find(|k| k.placeholder() == p)
+    }
+}
+
+/// The roots of one compile, longest path first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rel {
-    root: Option<String>,
+    roots: Vec<(Kind, String)>,
 }
 
 impl Rel {
-    /// From the environment, the working directory and the output folder.
+    /// `CAIRN_BASEDIR` only, from the environment, the working directory and the output folder.
     pub fn from_env(cwd: &Path, out_dir: &Path) -> Rel {
         let dirs = std::env::var("CAIRN_BASEDIR").ok();
         let r = Rel::new(dirs.as_deref(), cwd);
-        if r.root.is_some() {
+        if r.root().is_some() {
             return r;
         }
         Rel::new(dirs.as_deref(), out_dir)
+    }
+
+    /// Every root of a rustc compile: `CAIRN_BASEDIR`'s, else the inferred checkout, then
+    /// `CARGO_HOME` and the target dir. `CAIRN_SHARE_PATHS=0` keeps `CAIRN_BASEDIR`'s only.
+    pub fn for_rustc(cwd: &Path, out_dir: &Path, input: &str, target: Option<&str>) -> Rel {
+        let mut r = Rel::from_env(cwd, out_dir);
+        if std::env::var("CAIRN_SHARE_PATHS").as_deref() == Ok("0") {
+            return r;
+        }
+        if r.root().is_none() && Path::new(input).is_relative() && cwd.components().count() > 1 {
+            r.roots.push((Kind::Checkout, cwd.display().to_string()));
+        }
+        if let Some(home) = cargo_home(input) {
+            r.roots.push((Kind::CargoHome, home));
+        }
+        if let Some(t) = target_root(out_dir, target) {
+            r.roots.push((Kind::Target, t));
+        }
+        r.normalize();
+        r
     }
 
     /// From a `CAIRN_BASEDIR` value and a path inside the checkout.
@@ -47,29 +114,139 @@ impl Rel {
             Some(first) => d.join(first).display().to_string(),
             None => d.display().to_string(),
         });
-        Rel { root }
+        Rel { roots: root.map(|r| vec![(Kind::Checkout, r)]).unwrap_or_default() }
+    }
+
+    /// Longest first (a target dir inside the checkout is replaced before the checkout), one
+    /// root per path.
+    fn normalize(&mut self) {
+        self.roots.retain(|(_, p)| p.len() > 1 && p.starts_with('/'));
+        let mut seen = Vec::new();
+        self.roots.retain(|(_, p)| {
+            let new = !seen.contains(p);
+            seen.push(p.clone());
+            new
+        });
+        self.roots.sort_by_key(|(_, p)| std::cmp::Reverse(p.len()));
     }
 
     /// The checkout root, if any.
     pub fn root(&self) -> Option<&str> {
-        self.root.as_deref()
+        self.get(Kind::Checkout)
     }
 
-    /// `s` with the checkout root (as a whole path component) replaced by the placeholder.
+    /// A root's path, if this compile has it.
+    pub fn get(&self, kind: Kind) -> Option<&str> {
+        self.roots.iter().find(|(k, _)| *k == kind).map(|(_, p)| p.as_str())
+    }
+
+    /// `s` with every root (as a whole path prefix) replaced by its placeholder.
     pub fn rel(&self, s: &str) -> String {
-        match &self.root {
-            Some(root) => replace_path(s, root, PLACEHOLDER),
-            None => s.to_string(),
+        let mut out = s.to_string();
+        for (kind, root) in &self.roots {
+            if out.contains(root.as_str()) {
+                out = replace_path(&out, root, kind.placeholder());
+            }
         }
+        out
     }
 
-    /// A stored relative path made absolute for this checkout.
+    /// A stored relative path made absolute for this compile.
     pub fn abs(&self, s: &str) -> String {
-        match &self.root {
-            Some(root) => s.replace(PLACEHOLDER, root),
-            None => s.to_string(),
+        let mut out = s.to_string();
+        for (kind, root) in &self.roots {
+            out = out.replace(kind.placeholder(), root);
+        }
+        out
+    }
+
+    /// The roots as stored in an entry: (placeholder, path).
+    pub fn stored(&self) -> Vec<(String, String)> {
+        self.roots.iter().map(|(k, p)| (k.placeholder().to_string(), p.clone())).collect()
+    }
+
+    /// The roots an entry was made with.
+    pub fn from_stored(stored: &[(String, String)]) -> Rel {
+        let mut r =
+            Rel { roots: stored.iter().filter_map(|(ph, p)| Some((Kind::from_placeholder(ph)?, p.clone()))).collect() };
+        r.normalize();
+        r
+    }
+
+    /// `s`, written under the roots of `from`, with each made this compile's (a root this
+    /// compile lacks keeps `from`'s path).
+    pub fn relocate(&self, s: &str, from: &Rel) -> String {
+        let mut out = from.rel(s);
+        for (kind, root) in &from.roots {
+            out = out.replace(kind.placeholder(), self.get(*kind).unwrap_or(root));
+        }
+        out
+    }
+
+    /// `--remap-path-prefix` arguments for rustc, most specific last (rustc applies the last
+    /// that matches).
+    pub fn remap_args(&self) -> Vec<String> {
+        self.roots.iter().rev().map(|(k, p)| format!("--remap-path-prefix={p}={}", k.remap_to())).collect()
+    }
+
+    /// The placeholders of the roots whose absolute path occurs in `bytes`.
+    pub fn found_in(&self, bytes: &[u8]) -> Vec<&'static str> {
+        self.roots
+            .iter()
+            .filter(|(_, p)| memchr::memmem::find(bytes, p.as_bytes()).is_some())
+            .map(|(k, _)| k.placeholder())
+            .collect()
+    }
+}
+
+/// `s` with placeholders shown as `<checkout>`, `<cargo-home>`, `<target>`, for people.
+pub fn readable(s: &str) -> String {
+    s.replace(PLACEHOLDER, "<checkout>").replace(CARGO_HOME, "<cargo-home>").replace(TARGET, "<target>")
+}
+
+/// `CARGO_HOME` as cargo resolves it for sources under it: the part of `input` before
+/// `/registry/src/` or `/git/checkouts/`, else `$CARGO_HOME`, else `$HOME/.cargo`.
+fn cargo_home(input: &str) -> Option<String> {
+    for marker in ["/registry/src/", "/git/checkouts/"] {
+        if let Some(i) = input.find(marker) {
+            return Some(input[..i].to_string());
         }
     }
+    match std::env::var("CARGO_HOME") {
+        Ok(h) if h.starts_with('/') => Some(h.trim_end_matches('/').to_string()),
+        _ => std::env::var("HOME")
+            .ok()
+            .filter(|h| h.starts_with('/'))
+            .map(|h| format!("{}/.cargo", h.trim_end_matches('/'))),
+    }
+}
+
+/// The target dir of an `--out-dir` in cargo's layout: `<T>[/<triple>]/<profile>/deps`,
+/// `…/<profile>/build/<pkg>-<hash>`, `…/<profile>/examples`.
+fn target_root(out_dir: &Path, target: Option<&str>) -> Option<String> {
+    let parts: Vec<&str> = out_dir
+        .components()
+        .map(|c| match c {
+            Component::Normal(n) => n.to_str().unwrap_or("\u{0}"),
+            _ => "",
+        })
+        .collect();
+    let n = parts.len();
+    let marker = if n >= 2 && matches!(parts[n - 1], "deps" | "examples") {
+        n - 1
+    } else if n >= 3 && parts[n - 2] == "build" {
+        n - 2
+    } else {
+        return None;
+    };
+    // `marker - 1` is the profile folder; the target dir is above it, and above the triple.
+    let mut end = marker.checked_sub(1)?;
+    let triple = target.map(|t| Path::new(t).file_stem().and_then(|s| s.to_str()).unwrap_or(t));
+    if end >= 1 && triple.is_some_and(|t| parts[end - 1] == t) {
+        end -= 1;
+    }
+    let root: std::path::PathBuf = out_dir.components().take(end).collect();
+    (root.components().count() > 1).then(|| root.display().to_string())
 }
 
 /// Replaces `from` where it stands as a whole path prefix: followed by `/`, the end, or a
@@ -121,5 +298,64 @@ mod tests {
         assert_eq!(r.abs(&r.rel("/w/a/x")), "/w/a/x");
         let other = Rel::new(Some("/w"), Path::new("/w/b"));
         assert_eq!(other.abs(&r.rel("/w/a/x")), "/w/b/x");
+    }
+
+    #[test]
+    fn the_target_dir_is_found_in_cargos_layouts() {
+        let t = |o: &str, tr: Option<&str>| target_root(Path::new(o), tr);
+        assert_eq!(t("/w/target/debug/deps", None).as_deref(), Some("/w/target"));
+        assert_eq!(t("/w/target/release/build/serde-0123abcd", None).as_deref(), Some("/w/target"));
+        assert_eq!(
+            t("/w/t/x86_64-unknown-linux-gnu/debug/deps", Some("x86_64-unknown-linux-gnu")).as_deref(),
+            Some("/w/t")
+        );
+        assert_eq!(t("/w/t/my/debug/deps", Some("/specs/my.json")).as_deref(), Some("/w/t"));
+        assert_eq!(t("/w/t/debug/examples", None).as_deref(), Some("/w/t"));
+        assert_eq!(t("/tmp/out", None), None);
+        assert_eq!(t("/debug/deps", None), None, "never the whole file system");
+    }
+
+    #[test]
+    fn cargo_home_comes_from_the_registry_path_first() {
+        assert_eq!(
+            cargo_home("/home/u/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/serde-1.0.0/src/lib.rs")
+                .as_deref(),
+            Some("/home/u/.cargo")
+        );
+        assert_eq!(cargo_home("/opt/ch/git/checkouts/x-1/abc/src/lib.rs").as_deref(), Some("/opt/ch"));
+    }
+
+    #[test]
+    fn nested_roots_each_get_their_placeholder_and_come_back() {
+        let r = Rel::for_rustc(Path::new("/home/a/ws"), Path::new("/home/a/ws/target/debug/deps"), "src/lib.rs", None);
+        assert_eq!(r.root(), Some("/home/a/ws"));
+        assert_eq!(r.get(Kind::Target), Some("/home/a/ws/target"));
+        let out = r.rel("-L dependency=/home/a/ws/target/debug/deps /home/a/ws/src/lib.rs");
+        assert_eq!(out, format!("-L dependency={TARGET}/debug/deps {PLACEHOLDER}/src/lib.rs"));
+        let b = Rel::for_rustc(Path::new("/srv/b"), Path::new("/tmp/tb/debug/deps"), "src/lib.rs", None);
+        assert_eq!(b.abs(&out), "-L dependency=/tmp/tb/debug/deps /srv/b/src/lib.rs");
+        assert_eq!(
+            b.relocate("/home/a/ws/target/debug/deps/x.rlib /home/a/ws/src/a.rs", &Rel::from_stored(&r.stored())),
+            "/tmp/tb/debug/deps/x.rlib /srv/b/src/a.rs"
+        );
+        // rustc takes the last remap that matches: the target dir must come after the checkout.
+        let args = r.remap_args();
+        let pos = |p: &str| args.iter().position(|a| a.starts_with(&format!("--remap-path-prefix={p}="))).unwrap();
+        assert!(pos("/home/a/ws") < pos("/home/a/ws/target"), "{args:?}");
+        assert_eq!(r.found_in(b"..../home/a/ws/target/x...."), vec![TARGET, PLACEHOLDER]);
+        assert!(r.found_in(b"./src/lib.rs /cargo/build-dir/x").is_empty());
+    }
+
+    #[test]
+    fn an_absolute_input_has_no_inferred_checkout() {
+        let r = Rel::for_rustc(
+            Path::new("/c/registry/src/i/serde-1.0.0"),
+            Path::new("/w/target/debug/deps"),
+            "/c/registry/src/i/serde-1.0.0/src/lib.rs",
+            None,
+        );
+        assert_eq!(r.root(), None);
+        assert_eq!(r.get(Kind::CargoHome), Some("/c"));
+        assert_eq!(r.rel("/c/registry/src/i/serde-1.0.0"), format!("{CARGO_HOME}/registry/src/i/serde-1.0.0"));
     }
 }

@@ -12,7 +12,7 @@
 use crate::key::Key;
 
 /// Bumped whenever anything about the keys or the object format changes.
-pub const FORMAT: &str = "cairn-key-v5";
+pub const FORMAT: &str = "cairn-key-v6";
 
 /// Length-prefixed fields, so no two different field lists can hash alike.
 pub struct KeyHasher(blake3::Hasher);

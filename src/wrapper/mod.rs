@@ -132,7 +132,12 @@ fn cached(rustc: &Path, args: &[OsString], inv: &Invocation) -> i32 {
             return uncached(rustc, args, Some(inv));
         }
     };
-    let rel = Rel::from_env(&std::env::current_dir().unwrap_or_default(), Path::new(&inv.out_dir));
+    let rel = Rel::for_rustc(
+        &std::env::current_dir().unwrap_or_default(),
+        Path::new(&inv.out_dir),
+        &inv.input,
+        inv.target.as_deref(),
+    );
     let graph = if graph::needs_graph(inv) {
         match graph::closure(inv) {
             Ok(g) => g,
@@ -230,6 +235,11 @@ fn cached(rustc: &Path, args: &[OsString], inv: &Invocation) -> i32 {
     // Miss: compile for real. A compile that links also has the linker list what it read.
     let link_deps = link_deps_file(rustc, inv, &tc);
     let mut full_args = args.to_vec();
+    // Artifacts name the roots by fixed prefixes, so they are the same in every checkout
+    // (basedir.rs). A user's own remapping is left alone.
+    if !inv.keyed_args.iter().any(|a| a.contains("remap-path-prefix") || a.contains("remap-cwd-prefix")) {
+        full_args.extend(rel.remap_args().into_iter().map(OsString::from));
+    }
     if let Some(p) = &link_deps {
         full_args.extend(linkdeps::args(p));
     }
@@ -403,8 +413,15 @@ fn variant_inputs(v: &Variant, rel: &Rel) -> Option<VariantInputs> {
     for f in &v.files {
         files.push((f.clone(), Some(filehash::hash_file(Path::new(&rel.abs(f))).ok()?)));
     }
-    let env: Vec<(String, Option<String>)> =
-        v.env.iter().map(|k| (k.clone(), std::env::var(k).ok().map(|v| rel.rel(&v)))).collect();
+    let env: Vec<(String, Option<String>)> = v
+        .env
+        .iter()
+        .map(|k| match k.starts_with('\u{1}') {
+            // A root the output is bound to (see `store`): its path here.
+            true => (k.clone(), Some(rel.abs(k))),
+            false => (k.clone(), std::env::var(k).ok().map(|v| rel.rel(&v))),
+        })
+        .collect();
     Some((files, env))
 }
 
@@ -445,12 +462,13 @@ fn restore(inv: &Invocation, r: &ResultView<'_>, rel: &Rel) -> io::Result<()> {
 /// checkout, made to name this build's.
 pub(crate) fn relocate(bytes: &[u8], meta: &EntryMeta, out_dir: &str, rel: &Rel) -> Vec<u8> {
     let b = depinfo::rewrite(bytes, &meta.out_dir, out_dir);
-    match (meta.root.as_str(), rel.root()) {
-        (from, Some(to)) if !from.is_empty() && from != to => match String::from_utf8(b) {
-            Ok(s) => basedir::replace_path(&s, from, to).into_bytes(),
-            Err(e) => e.into_bytes(),
-        },
-        _ => b,
+    let from = Rel::from_stored(&meta.roots);
+    if from == *rel || meta.roots.is_empty() {
+        return b;
+    }
+    match String::from_utf8(b) {
+        Ok(s) => rel.relocate(&s, &from).into_bytes(),
+        Err(e) => e.into_bytes(),
     }
 }
 
@@ -495,7 +513,17 @@ fn store(
     if let Some(f) = deps.files.iter().find(|f| modified_since(Path::new(f), ran.started)) {
         return Err(io::Error::other(format!("{f} changed during the compile")));
     }
-    let variant = Variant { files: deps.files.iter().map(|f| rel.rel(f)).collect(), env: deps.env };
+    // An output that still holds a root's absolute path (a string a proc-macro or `env!` put
+    // there, C debuginfo) would name this machine's folders elsewhere: it is bound to them.
+    let mut env = deps.env;
+    for f in files.iter().filter(|f| f.name != dep_name) {
+        for ph in rel.found_in(&f.bytes) {
+            if !env.iter().any(|e| e == ph) {
+                env.push(ph.to_string());
+            }
+        }
+    }
+    let variant = Variant { files: deps.files.iter().map(|f| rel.rel(f)).collect(), env };
     let rkey =
         result_key_now(base, &variant, rel).ok_or_else(|| io::Error::other("a source vanished during the compile"))?;
     let listed = listed_as(inv);
@@ -509,7 +537,7 @@ fn store(
             created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
             out_dir: inv.out_dir.clone(),
             exit_code: ran.status.code().unwrap_or(0),
-            root: rel.root().unwrap_or("").to_string(),
+            roots: rel.stored(),
         },
         files,
         stdout: ran.stdout.clone(),

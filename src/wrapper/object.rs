@@ -48,9 +48,9 @@ pub struct EntryMeta {
     /// rustc's exit code. Failed compiles that wrote their dep-info are stored too (build
     /// scripts probe the compiler with code that is meant to fail), and replayed as failures.
     pub exit_code: i32,
-    /// The checkout root under `CAIRN_BASEDIR` it was compiled in ("" when none); paths under
-    /// it are rewritten to the current checkout on restore.
-    pub root: String,
+    /// The roots it was compiled under, (placeholder, path) (basedir.rs); paths under them
+    /// are rewritten to this build's roots on restore.
+    pub roots: Vec<(String, String)>,
 }
 
 /// One output file.
@@ -286,7 +286,7 @@ mod tests {
                 created_unix: 1,
                 out_dir: "/t/deps".into(),
                 exit_code: 0,
-                root: String::new(),
+                roots: Vec::new(),
             },
             files: vec![OutputFile {
                 name: "libserde-1.rlib".into(),

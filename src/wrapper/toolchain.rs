@@ -56,7 +56,7 @@ pub fn identify(rustc: &Path, target: Option<&str>, memo_dir: &Path) -> io::Resu
     };
     let memo_path = memo_dir.join(format!(
         "{}.bin",
-        &blake3::hash(format!("{}\0{}\0{}", rustc.display(), target.unwrap_or(""), sysroot.display()).as_bytes())
+        &blake3::hash(format!("v3\0{}\0{}\0{}", rustc.display(), target.unwrap_or(""), sysroot.display()).as_bytes())
             .to_hex()[..32]
     ));
     if let Some(memo) = memo::load::<Memo>(&memo_path) {
@@ -73,10 +73,14 @@ pub fn identify(rustc: &Path, target: Option<&str>, memo_dir: &Path) -> io::Resu
     let target = target.map(str::to_string).unwrap_or_else(|| host.clone());
     let stamps = stamp_all(rustc, &sysroot, &target, &host)?;
     let mut h = blake3::Hasher::new();
-    h.update(b"cairn-toolchain-v2\0");
+    h.update(b"cairn-toolchain-v3\0");
     h.update(vv.as_bytes());
     for s in &stamps {
-        h.update(s.path.as_bytes());
+        // Named inside the sysroot, so the same toolchain under another RUSTUP_HOME is the same;
+        // contents decide.
+        let p = Path::new(&s.path);
+        let name = p.strip_prefix(&sysroot).ok().or_else(|| p.file_name().map(Path::new)).unwrap_or(p);
+        h.update(name.as_os_str().as_encoded_bytes());
         h.update(b"\0");
         h.update(&super::filehash::hash_file(Path::new(&s.path))?);
     }
