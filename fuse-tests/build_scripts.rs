@@ -3,10 +3,13 @@
 //! what plain cargo gives from clean; a failing script is never replayed; `rm` of one entry
 //! reruns just that script.
 
+use std::path::Path;
 use std::process::Command;
 
-use crate::csys::{clean_build_run, count_lines, csys, lock, log_path, mount, mycc_log, runs_file, write, write_mycc};
-use crate::workspace::{read_log_all, Line};
+use crate::csys::{
+    cargo, clean_build_run, count_lines, csys, lock, log_path, mount, mycc_log, runs_file, write, write_mycc,
+};
+use crate::workspace::{ok, read_log_all, Line};
 
 fn script_lines<'a>(lines: &'a [Line], krate: &str) -> Vec<&'a Line> {
     lines.iter().filter(|l| l.kind == "build-script" && l.krate == krate).collect()
@@ -217,4 +220,51 @@ fn a_cmake_script_is_replayed_and_its_objects_are_cached_when_it_runs() {
     write(&root.join("cmk/c/v.h"), "#define V 7\n");
     assert_eq!((plain8.trim(), cached8.trim()), ("cmk=8", "cmk=8"));
     assert_eq!(script_lines(&read_log_all(&log), "cmk")[0].outcome, "miss");
+}
+
+/// The `-sys` crates, from another checkout path into another target dir: every build-script
+/// run hits (their `OUT_DIR`s hold C objects whose debuginfo names the folders as fixed
+/// prefixes, `-ffile-prefix-map`), no C compiler runs, and the program is plain cargo's.
+#[test]
+fn real_sys_crates_in_another_checkout_run_no_script_and_no_c_compiler() {
+    let _g = lock();
+    let Some(m) = mount("real_sys_crates_in_another_checkout_run_no_script_and_no_c_compiler") else { return };
+    let plain = clean_build_run(None, "t-plain", "heavy", &log_path("second-plain"), &no_tweak);
+    clean_build_run(Some(&m), "t-cairn", "heavy", &log_path("second-first"), &no_tweak);
+    let second = csys().root.parent().unwrap().join("elsewhere/checkout");
+    let _ = std::fs::remove_dir_all(&second);
+    copy_tree(&csys().root, &second);
+    let calls = count_lines(&mycc_log());
+    let log = log_path("second-checkout");
+    let mut c = cargo(Some(&m), "unused", &log, &["build", "-p", "heavy"]);
+    c.current_dir(&second).env("CARGO_TARGET_DIR", second.join("out"));
+    ok(c);
+    let run = ok(Command::new(second.join("out/debug/heavy")));
+    assert_eq!(String::from_utf8(run.stdout).unwrap(), plain);
+    assert_eq!(count_lines(&mycc_log()), calls, "a C compiler ran in the other checkout");
+    let lines = read_log_all(&log);
+    for krate in ["zstd_sys", "libsqlite3_sys", "ring", "cnative"] {
+        let s = script_lines(&lines, krate);
+        assert_eq!(s.len(), 1, "{krate}: {lines:?}");
+        assert_eq!(s[0].outcome, "hit", "{krate}: {lines:?}");
+    }
+    let not_hit: Vec<_> = lines.iter().filter(|l| !l.outcome.starts_with("hit")).collect();
+    assert!(not_hit.is_empty(), "{not_hit:?}");
+}
+
+/// Copies a workspace's sources (not its target dirs).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name();
+        if name.to_string_lossy().starts_with("t-") || name == "target" {
+            continue;
+        }
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(&name));
+        } else {
+            std::fs::copy(e.path(), to.join(&name)).unwrap();
+        }
+    }
 }

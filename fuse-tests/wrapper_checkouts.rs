@@ -1,7 +1,7 @@
 //! One cache for a team: another checkout path, `CARGO_HOME` and target dir hit with no setting;
 //! under one `CAIRN_BASEDIR` a second checkout compiles nothing the first built.
 
-use crate::workspace::{cacheable, cargo, lock, log_path, mount, ok, read_log, ws};
+use crate::workspace::{cacheable, cargo, lock, log_path, mount, ok, read_log, read_log_all, ws};
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -56,8 +56,9 @@ fn a_second_checkout_under_one_basedir_compiles_nothing_the_first_built() {
 }
 
 /// A teammate: another checkout path, another `CARGO_HOME` (registry sources unpacked at
-/// another path) and another target dir, with no setting at all. Nearly every compile hits,
-/// the program is the same, and restored dep-info names only this machine's folders.
+/// another path) and another target dir, with no setting at all. Nearly every compile and
+/// every build-script run hits, the program is the same, and restored dep-info names only this
+/// machine's folders.
 #[test]
 fn a_teammates_checkout_home_and_target_dir_hit_with_no_setting() {
     let _g = lock();
@@ -88,16 +89,19 @@ fn a_teammates_checkout_home_and_target_dir_hit_with_no_setting() {
         }
         ok(c);
         let out = ok(std::process::Command::new(target.join("debug/app")));
-        (read_log(&log), out.stdout)
+        (read_log_all(&log), out.stdout)
     };
     let (_, out_a) = build(&a, &a.join("target"), None, "teammate-a");
     let bob_target = base.join("bob/build-output");
     let (lines, out_b) = build(&b, &bob_target, Some(&bob_home), "teammate-b");
+    let scripts: Vec<_> = lines.iter().filter(|l| l.kind == "build-script").collect();
+    assert!(scripts.len() >= 3 && scripts.iter().all(|l| l.outcome == "hit"), "build-script runs: {scripts:?}");
     assert!(bob_home.join("registry/src").is_dir(), "the sources were unpacked in Bob's home");
-    let c = cacheable(&lines);
+    let rustc: Vec<_> = lines.iter().filter(|l| l.kind == "rustc").cloned().collect();
+    let c = cacheable(&rustc);
     assert!(c.len() >= 25, "{lines:?}");
     let hits = c.iter().filter(|l| l.outcome == "hit").count();
-    let missed: Vec<_> = lines.iter().filter(|l| !l.outcome.starts_with("hit")).collect();
+    let missed: Vec<_> = rustc.iter().filter(|l| !l.outcome.starts_with("hit")).collect();
     assert!(hits * 100 >= c.len() * 95, "{hits} of {} hit; missed: {missed:?}", c.len());
     assert_eq!(out_a, out_b);
     for e in std::fs::read_dir(bob_target.join("debug/deps")).unwrap() {

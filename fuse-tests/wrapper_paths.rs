@@ -55,3 +55,61 @@ fn another_target_dir_hits_every_crate() {
     ok(cargo(Some(&m), "t-main", &log_path("x"), &["build"]));
     assert_eq!(run_app(target), run_app("t-main"));
 }
+
+/// The same toolchain at another path (another `RUSTUP_HOME`): every compile hits, because the
+/// toolchain enters keys by its files' contents, named inside the sysroot.
+#[test]
+fn the_same_toolchain_at_another_path_hits_every_crate() {
+    let _g = lock();
+    let Some(m) = mount("the_same_toolchain_at_another_path_hits_every_crate") else {
+        return;
+    };
+    ensure_warm(&m);
+    let sysroot = String::from_utf8(
+        ok({
+            let mut c = std::process::Command::new("rustc");
+            c.args(["--print", "sysroot"]);
+            c
+        })
+        .stdout,
+    )
+    .unwrap();
+    let sysroot = std::path::Path::new(sysroot.trim());
+    let copy = ws().root.parent().unwrap().join("other-rustup/toolchains/same");
+    let _ = std::fs::remove_dir_all(&copy);
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    // Hard links where the file system allows (instant), else a real copy.
+    let linked = std::process::Command::new("cp").arg("-al").arg(sysroot).arg(&copy).status().unwrap();
+    if !linked.success() {
+        let _ = std::fs::remove_dir_all(&copy);
+        ok({
+            let mut c = std::process::Command::new("cp");
+            c.arg("-a").arg(sysroot).arg(&copy);
+            c
+        });
+    }
+    let rustc = copy.join("bin/rustc");
+    let moved = String::from_utf8(
+        ok({
+            // (The test runner's LD_LIBRARY_PATH names the first toolchain's libraries: the
+            // copy would load those and call that its sysroot.)
+            let mut c = std::process::Command::new(&rustc);
+            c.args(["--print", "sysroot"]).env_remove("LD_LIBRARY_PATH");
+            c
+        })
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(std::path::Path::new(moved.trim()), copy, "the copy is a toolchain of its own");
+    let target = "t-toolchain";
+    let _ = std::fs::remove_dir_all(ws().root.join(target));
+    let log = log_path("other-toolchain");
+    let mut c = cargo(Some(&m), target, &log, &["build"]);
+    c.env("RUSTC", &rustc).env_remove("LD_LIBRARY_PATH");
+    ok(c);
+    let lines = read_log(&log);
+    let missed: Vec<_> = lines.iter().filter(|l| !l.outcome.starts_with("hit")).collect();
+    assert!(missed.is_empty(), "misses with the toolchain at another path: {missed:?}");
+    assert!(cacheable(&lines).len() >= 25, "{lines:?}");
+    let _ = std::fs::remove_dir_all(ws().root.parent().unwrap().join("other-rustup"));
+}

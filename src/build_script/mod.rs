@@ -131,7 +131,7 @@ pub fn run(argv: &[OsString]) -> i32 {
         return exec(Command::new(&real).args(args));
     };
     let cwd = std::env::current_dir().unwrap_or_default();
-    let rel = Rel::from_env(&cwd, &out_dir);
+    let rel = Rel::for_package(&cwd, &out_dir, get(&env, "CARGO_MANIFEST_DIR").as_deref());
     let base = match key::gather(&real, &env, &cwd, &rel) {
         Ok(b) => b,
         Err(e) => {
@@ -222,8 +222,14 @@ pub fn run(argv: &[OsString]) -> i32 {
         headers.dedup();
         headers.retain(|h| !entries.contains(h));
         entries.extend(headers);
-        let variant = Variant { files: entries.iter().map(|e| rel.rel(e)).collect(), env: declared.env };
         let files = outdir::snapshot(&out_dir).map_err(|e| e.to_string())?;
+        // A file of OUT_DIR that names this machine's folders (a pkg-config file, a cmake
+        // cache) binds the run to them. Its output lines are not searched: replay moves them.
+        let mut vars = declared.env;
+        for f in &files {
+            crate::wrapper::bind_roots(&mut vars, &rel, &f.bytes);
+        }
+        let variant = Variant { files: entries.iter().map(|e| rel.rel(e)).collect(), env: vars };
         // Inputs that changed while the script ran are never recorded.
         if key::gather(&real, &env, &cwd, &rel).map_err(|e| e.to_string())? != base {
             return Err("package-changed-during-run".into());
@@ -295,8 +301,7 @@ fn result_key_now(base: &Key, v: &Variant, rel: &Rel, since: Option<SystemTime>)
     let entries: Vec<String> = v.files.iter().map(|e| rel.abs(e)).collect();
     let hashed = inputs::hash_entries(&entries, since)?;
     let files: Vec<(String, Option<[u8; 32]>)> = hashed.into_iter().map(|(l, h)| (rel.rel(&l), h)).collect();
-    let env: Vec<(String, Option<String>)> =
-        v.env.iter().map(|k| (k.clone(), std::env::var(k).ok().map(|v| rel.rel(&v)))).collect();
+    let env = crate::wrapper::variant_env(&v.env, rel);
     Some(cache_key::result_key(base, &files, &env))
 }
 

@@ -118,8 +118,15 @@ fn cached(mnt: &Path, lang: Lang, real: &[String], mut cmd: Command, inv: &args:
         return exec(&mut cmd);
     };
     let depfile = inv.depfile.as_ref().map(|d| cwd.join(&d.path));
-    let rel = Rel::from_env(&cwd, &out_dir);
-    let base = match base_key(lang, real, inv, &cwd, &rel) {
+    // The script's roots (its package, CARGO_HOME, the target dir above its OUT_DIR), which
+    // the object names by fixed prefixes when the compiler can be told to.
+    let script_out = std::env::var_os("OUT_DIR").map(PathBuf::from).unwrap_or_else(|| out_dir.clone());
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").ok();
+    let rel = Rel::for_package(&cwd, &script_out, manifest_dir.as_deref());
+    let prefix_map = !rel.is_empty()
+        && !inv.keyed_args.iter().any(|a| a.contains("prefix-map="))
+        && takes_prefix_map(real).unwrap_or(false);
+    let base = match base_key(lang, real, inv, &cwd, &rel, prefix_map) {
         Ok(k) => k,
         Err(_) => return exec(&mut cmd),
     };
@@ -139,7 +146,11 @@ fn cached(mnt: &Path, lang: Lang, real: &[String], mut cmd: Command, inv: &args:
         let f = &r.files[0];
         let restored = compile::restore_file(&out_dir, &out_name, f.mode, f.bytes)
             .and_then(|()| match (&depfile, r.files.get(1)) {
-                (Some(p), Some(d)) => restore_at(p, d.mode, d.bytes),
+                // The caller's dependency file names the folders it was made in: moved here.
+                (Some(p), Some(d)) => match std::str::from_utf8(d.bytes) {
+                    Ok(t) => restore_at(p, d.mode, rel.relocate(t, &Rel::from_stored(&r.meta.roots)).as_bytes()),
+                    Err(_) => restore_at(p, d.mode, d.bytes),
+                },
                 _ => Ok(()),
             })
             .and_then(|()| {
@@ -169,6 +180,9 @@ fn cached(mnt: &Path, lang: Lang, real: &[String], mut cmd: Command, inv: &args:
     if depfile.is_none() {
         cmd.arg("-MD").arg("-MF").arg(&ours);
     }
+    if prefix_map {
+        cmd.args(rel.prefix_map_args());
+    }
     let ran = match compile::capture(cmd) {
         Ok(r) => r,
         Err(e) => {
@@ -193,10 +207,13 @@ fn cached(mnt: &Path, lang: Lang, real: &[String], mut cmd: Command, inv: &args:
                 return Err(io::Error::other("input changed during the compile"));
             }
         }
-        let variant = Variant { files: deps.iter().map(|d| rel.rel(d)).collect(), env: Vec::new() };
+        let bytes = fs::read(&output)?;
+        // An object that still names this machine's folders is bound to them.
+        let mut env = Vec::new();
+        crate::wrapper::bind_roots(&mut env, &rel, &bytes);
+        let variant = Variant { files: deps.iter().map(|d| rel.rel(d)).collect(), env };
         let rkey =
             crate::wrapper::result_key_now(&base, &variant, &rel).ok_or_else(|| io::Error::other("input vanished"))?;
-        let bytes = fs::read(&output)?;
         let mode = fs::metadata(&output)?.permissions().mode() & 0o7777;
         let hash = *blake3::hash(&bytes).as_bytes();
         filehash::remember(&output, &hash);
@@ -258,7 +275,14 @@ fn restore_at(path: &Path, mode: u32, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// The base key of a compile.
-fn base_key(lang: Lang, real: &[String], inv: &args::Compile, cwd: &Path, rel: &Rel) -> io::Result<Key> {
+fn base_key(
+    lang: Lang,
+    real: &[String],
+    inv: &args::Compile,
+    cwd: &Path,
+    rel: &Rel,
+    prefix_map: bool,
+) -> io::Result<Key> {
     let memo = mount::cache_base().ok_or_else(|| io::Error::other("no HOME"))?.join("toolchains");
     let command = real.join(" ");
     let program = crate::build_script::env::program(&command).unwrap_or(&real[0]);
@@ -266,6 +290,7 @@ fn base_key(lang: Lang, real: &[String], inv: &args::Compile, cwd: &Path, rel: &
     h.field("compiler", &link::linker_identity(Path::new(program), &memo)?);
     h.field("command", command.as_bytes());
     h.field("lang", if lang == Lang::C { b"c" } else { b"c++" });
+    h.field("prefix-map", if prefix_map { b"roots" } else { b"none" });
     h.field("cwd", rel.rel(&cwd.display().to_string()).as_bytes());
     for a in &inv.keyed_args {
         h.field("arg", rel.rel(a).as_bytes());
@@ -278,6 +303,29 @@ fn base_key(lang: Lang, real: &[String], inv: &args::Compile, cwd: &Path, rel: &
         }
     }
     Ok(h.finish())
+}
+
+/// Whether the compiler takes `-ffile-prefix-map` (gcc 8 and later, clang 10 and later):
+/// asked once per compiler identity by compiling an empty C file with it, and memoized.
+fn takes_prefix_map(real: &[String]) -> Option<bool> {
+    let memo_dir = mount::cache_base()?.join("toolchains");
+    let command = real.join(" ");
+    let program = crate::build_script::env::program(&command).unwrap_or(&real[0]);
+    let identity = link::linker_identity(Path::new(program), &memo_dir).ok()?;
+    let path = memo_dir.join(format!("prefix-map-{}.bin", &blake3::hash(&identity).to_hex()[..32]));
+    if let Some(known) = crate::wrapper::memo::load::<bool>(&path) {
+        return Some(known);
+    }
+    let ok = Command::new(&real[0])
+        .args(&real[1..])
+        .args(["-ffile-prefix-map=/cairn-probe=.", "-x", "c", "-c", "-o", "/dev/null", "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    crate::wrapper::memo::save(&path, &ok);
+    Some(ok)
 }
 
 /// Appends the files a compile read to `CAIRN_CC_DEPS`, in one write (concurrent compiles

@@ -101,6 +101,40 @@ impl Rel {
         r
     }
 
+    /// The roots of a build-script run and of the C compiles it runs: its package folder
+    /// (`manifest_dir`, cargo's `CARGO_MANIFEST_DIR`) in place of the checkout, unless
+    /// `CAIRN_BASEDIR` names one; `CARGO_HOME`; the target dir above `out_dir` (the script's
+    /// `OUT_DIR`, `<T>/<profile>/build/<pkg>-<hash>/out`).
+    pub fn for_package(cwd: &Path, out_dir: &Path, manifest_dir: Option<&str>) -> Rel {
+        let mut r = Rel::from_env(cwd, out_dir);
+        if std::env::var("CAIRN_SHARE_PATHS").as_deref() == Ok("0") {
+            return r;
+        }
+        let pkg = manifest_dir.filter(|d| d.starts_with('/')).map(|d| d.trim_end_matches('/'));
+        if let (None, Some(p)) = (r.root(), pkg) {
+            r.roots.push((Kind::Checkout, p.to_string()));
+        }
+        if let Some(home) = cargo_home(&format!("{}/", pkg.unwrap_or(""))) {
+            r.roots.push((Kind::CargoHome, home));
+        }
+        if let Some(t) = out_dir.parent().and_then(|build| target_root(build, None)) {
+            r.roots.push((Kind::Target, t));
+        }
+        r.normalize();
+        r
+    }
+
+    /// Whether any root is there (so artifacts are remapped and searched).
+    pub fn is_empty(&self) -> bool {
+        self.roots.is_empty()
+    }
+
+    /// `-ffile-prefix-map` arguments for a C compiler (gcc ≥ 8, clang ≥ 10), most specific
+    /// last (the last that matches wins, as with rustc).
+    pub fn prefix_map_args(&self) -> Vec<String> {
+        self.roots.iter().rev().map(|(k, p)| format!("-ffile-prefix-map={p}={}", k.remap_to())).collect()
+    }
+
     /// From a `CAIRN_BASEDIR` value and a path inside the checkout.
     pub fn new(basedirs: Option<&str>, cwd: &Path) -> Rel {
         let Some(list) = basedirs else { return Rel::default() };
@@ -357,5 +391,19 @@ mod tests {
         assert_eq!(r.root(), None);
         assert_eq!(r.get(Kind::CargoHome), Some("/c"));
         assert_eq!(r.rel("/c/registry/src/i/serde-1.0.0"), format!("{CARGO_HOME}/registry/src/i/serde-1.0.0"));
+    }
+
+    #[test]
+    fn a_build_script_run_has_its_package_home_and_target_dir() {
+        let r = Rel::for_package(
+            Path::new("/h/.cargo/registry/src/i/zstd-sys-2.0.0"),
+            Path::new("/w/target/debug/build/zstd-sys-0123/out"),
+            Some("/h/.cargo/registry/src/i/zstd-sys-2.0.0"),
+        );
+        assert_eq!(r.root(), Some("/h/.cargo/registry/src/i/zstd-sys-2.0.0"));
+        assert_eq!(r.get(Kind::CargoHome), Some("/h/.cargo"));
+        assert_eq!(r.get(Kind::Target), Some("/w/target"));
+        let flags = r.prefix_map_args();
+        assert_eq!(flags.last().unwrap(), "-ffile-prefix-map=/h/.cargo/registry/src/i/zstd-sys-2.0.0=.");
     }
 }

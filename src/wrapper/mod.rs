@@ -413,16 +413,30 @@ fn variant_inputs(v: &Variant, rel: &Rel) -> Option<VariantInputs> {
     for f in &v.files {
         files.push((f.clone(), Some(filehash::hash_file(Path::new(&rel.abs(f))).ok()?)));
     }
-    let env: Vec<(String, Option<String>)> = v
-        .env
+    Some((files, variant_env(&v.env, rel)))
+}
+
+/// The variables of a dependency set with their values now, root-relative. A name that is a
+/// root's placeholder marks an output bound to that root (see `store`): its value is the
+/// root's path here.
+pub(crate) fn variant_env(names: &[String], rel: &Rel) -> Vec<(String, Option<String>)> {
+    names
         .iter()
         .map(|k| match k.starts_with('\u{1}') {
-            // A root the output is bound to (see `store`): its path here.
             true => (k.clone(), Some(rel.abs(k))),
             false => (k.clone(), std::env::var(k).ok().map(|v| rel.rel(&v))),
         })
-        .collect();
-    Some((files, env))
+        .collect()
+}
+
+/// Adds to `env` the placeholder of every root whose absolute path occurs in `bytes`: an
+/// output that names this machine's folders is only served under the same folders.
+pub(crate) fn bind_roots(env: &mut Vec<String>, rel: &Rel, bytes: &[u8]) {
+    for ph in rel.found_in(bytes) {
+        if !env.iter().any(|e| e == ph) {
+            env.push(ph.to_string());
+        }
+    }
 }
 
 /// Reads an object; any failure (absent, damaged, mount gone) is a miss.
@@ -517,11 +531,7 @@ fn store(
     // there, C debuginfo) would name this machine's folders elsewhere: it is bound to them.
     let mut env = deps.env;
     for f in files.iter().filter(|f| f.name != dep_name) {
-        for ph in rel.found_in(&f.bytes) {
-            if !env.iter().any(|e| e == ph) {
-                env.push(ph.to_string());
-            }
-        }
+        bind_roots(&mut env, rel, &f.bytes);
     }
     let variant = Variant { files: deps.files.iter().map(|f| rel.rel(f)).collect(), env };
     let rkey =
