@@ -9,6 +9,24 @@ use std::process::Command;
 use crate::csys::{clean_build_run, csys, log_path, write};
 use crate::workspace::{cargo_in, ok, read_log, read_log_all};
 
+/// A test of its own: a temporary folder with a workspace root `w`, a side folder, a cache home,
+/// and a mount over a fresh store.
+struct Scratch {
+    dir: tempfile::TempDir,
+    m: crate::common::Mount,
+    root: std::path::PathBuf,
+    side: std::path::PathBuf,
+    xdg: std::path::PathBuf,
+}
+
+fn scratch(test: &str, side: &str) -> Option<Scratch> {
+    let dir = tempfile::tempdir().unwrap();
+    let m = crate::common::mount_store(test, None, "1GiB", &[])?;
+    let (root, side, xdg) = (dir.path().join("w"), dir.path().join(side), dir.path().join("xdg"));
+    std::fs::create_dir_all(&side).unwrap();
+    Some(Scratch { dir, m, root, side, xdg })
+}
+
 /// Puts a file's old text back when dropped, so a failing test leaves the fixture as it was.
 struct Restore(std::path::PathBuf, String);
 impl Drop for Restore {
@@ -83,10 +101,7 @@ fn native_lib(dir: &Path, lib: &str, value: i32, shared: bool) {
 
 #[test]
 fn a_link_that_failed_for_a_missing_library_links_once_it_is_installed() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(m) = crate::common::mount_store("a_link_that_failed", None, "1GiB", &[]) else { return };
-    let (root, libdir, xdg) = (dir.path().join("w"), dir.path().join("lib"), dir.path().join("xdg"));
-    std::fs::create_dir_all(&libdir).unwrap();
+    let Some(Scratch { dir, m, root, side: libdir, xdg }) = scratch("a_link_that_failed", "lib") else { return };
     let script = format!(
         "    println!(\"cargo:rustc-link-search=native={}\");\n    println!(\"cargo:rustc-link-lib=dylib=cairnmissing\");\n",
         libdir.display()
@@ -121,10 +136,7 @@ fn a_link_that_failed_for_a_missing_library_links_once_it_is_installed() {
 /// binary's key that the library changed.
 #[test]
 fn a_static_library_found_by_the_linker_alone_is_in_the_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(m) = crate::common::mount_store("a_static_library_found", None, "1GiB", &[]) else { return };
-    let (root, libdir, xdg) = (dir.path().join("w"), dir.path().join("lib"), dir.path().join("xdg"));
-    std::fs::create_dir_all(&libdir).unwrap();
+    let Some(Scratch { dir, m, root, side: libdir, xdg }) = scratch("a_static_library_found", "lib") else { return };
     write_link_workspace(&root, "    println!(\"cargo:rustc-link-lib=cairnfound\");\n", "cairnfound");
     let run = |value: i32, n: u32| {
         native_lib(&libdir, "cairnfound", value, false);
@@ -175,10 +187,7 @@ fn write_gate_workspace(root: &Path) {
 /// text instead of restoring the old program.
 #[test]
 fn a_source_edited_during_its_compile_is_not_recorded() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(m) = crate::common::mount_store("a_source_edited_during", None, "1GiB", &[]) else { return };
-    let (root, gate, xdg) = (dir.path().join("w"), dir.path().join("gate"), dir.path().join("xdg"));
-    std::fs::create_dir_all(&gate).unwrap();
+    let Some(Scratch { dir, m, root, side: gate, xdg }) = scratch("a_source_edited_during", "gate") else { return };
     write_gate_workspace(&root);
     let build = |log: &Path| {
         let mut c = cargo_in(&root, &xdg, Some(&m), "target", log, &["build", "-p", "gated"]);

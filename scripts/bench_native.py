@@ -114,6 +114,13 @@ def build(workdir, args, env):
     return time.perf_counter() - t
 
 
+def copy_checkout(src, dest):
+    """A fresh copy of a workload's sources (no target dir) at `dest`."""
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("target"), symlinks=True)
+    return dest
+
+
 def cairn_warm_counts():
     """What ran in cairn's last build: (rustc misses, build scripts run, C compiles run)."""
     lines = [l.split("\t") for l in (BENCH / "cairn.log").read_text().splitlines()]
@@ -126,7 +133,7 @@ def main():
     BENCH.mkdir(parents=True, exist_ok=True)
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     loads = setup_workloads()
-    res = {(w, t, k): [] for w in loads for t in TOOLS for k in ("cold", "warm")}
+    res = {(w, t, k): [] for w in loads for t in TOOLS for k in ("cold", "warm", "second")}
     counts = {}
     for i in range(RUNS):
         for w, (d, args, extra) in loads.items():
@@ -142,6 +149,12 @@ def main():
                 res[(w, tool, "warm")].append(build(d, args, env))
                 if tool == "cairn":
                     counts[w] = cairn_warm_counts()
+                    (BENCH / "cairn.log").unlink(missing_ok=True)
+                # A teammate's checkout: the same sources at another path, its own target dir.
+                second = copy_checkout(d, BENCH / "second-checkout" / "home" / "src" / w)
+                res[(w, tool, "second")].append(build(second, args, env_for(tool, second, extra)))
+                if tool == "cairn":
+                    counts[(w, "second")] = cairn_warm_counts()
             print(f"run {i + 1}/{RUNS} {w}:", {f"{t}-{k}": round(v[-1], 1) for (ww, t, k), v in res.items() if ww == w and v},
                   file=sys.stderr)
     for tool in TOOLS:
@@ -160,6 +173,14 @@ def main():
               f"{g(w, 'kache', 'cold'):.1f} / {g(w, 'kache', 'warm'):.1f} s | {g(w, 'cairn', 'cold'):.1f} / {g(w, 'cairn', 'warm'):.2f} s | "
               f"{g(w, 'cairn', 'cold') / g(w, 'plain', 'cold'):.2f} | {g(w, 'cairn', 'warm') / g(w, 'kache', 'warm'):.2f} | "
               f"{g(w, 'cairn', 'warm') / g(w, 'sccache', 'warm'):.2f} | {counts.get(w)} |")
+    print("\n## A second checkout (same sources at another path, its own target dir, cache warm from the first)\n")
+    print("| workload | sccache second / warm | kache second / warm | cairn second / warm | cairn second / kache second | ran in cairn's second build (rustc, scripts, C compiles) |")
+    print("|---|---|---|---|---|---|")
+    for w in loads:
+        r = lambda t: g(w, t, "second") / g(w, t, "warm")
+        print(f"| {w} | {g(w, 'sccache', 'second'):.1f} s / {r('sccache'):.2f}× | {g(w, 'kache', 'second'):.2f} s / {r('kache'):.2f}× | "
+              f"{g(w, 'cairn', 'second'):.2f} s / {r('cairn'):.2f}× | {g(w, 'cairn', 'second') / g(w, 'kache', 'second'):.2f} | "
+              f"{counts.get((w, 'second'))} |")
     print("\nraw:", {f"{w}/{t}/{k}": [round(x, 2) for x in v] for (w, t, k), v in res.items() if v})
 
 

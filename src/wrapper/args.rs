@@ -61,7 +61,7 @@ impl Reason {
 }
 
 /// A cacheable compile.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Invocation {
     pub crate_name: String,
     pub crate_types: Vec<String>,
@@ -197,22 +197,7 @@ fn split(args: &[OsString]) -> Result<Split, Classified> {
 /// an rlib (graph.rs) needs these even for compiles cairn does not cache.
 pub fn outline(args: &[OsString]) -> Option<Invocation> {
     let (pairs, inputs) = split(args).ok()?;
-    let mut inv = Invocation {
-        crate_name: String::new(),
-        crate_types: Vec::new(),
-        input: inputs.into_iter().next()?,
-        out_dir: String::new(),
-        extra_filename: String::new(),
-        target: None,
-        externs: Vec::new(),
-        static_libs: Vec::new(),
-        native_paths: Vec::new(),
-        libs: Vec::new(),
-        linker: None,
-        link_args: Vec::new(),
-        keyed_args: Vec::new(),
-        cfgs: Vec::new(),
-    };
+    let mut inv = Invocation { input: inputs.into_iter().next()?, ..Invocation::default() };
     for (flag, value) in pairs {
         let v = value.unwrap_or_default();
         match flag.as_str() {
@@ -255,22 +240,7 @@ pub fn classify(args: &[OsString]) -> Classified {
     if inputs.len() > 1 {
         return Classified::NotCacheable(Reason::MultipleInputs);
     }
-    let mut inv = Invocation {
-        crate_name: String::new(),
-        crate_types: Vec::new(),
-        input: inputs.remove(0),
-        out_dir: String::new(),
-        extra_filename: String::new(),
-        target: None,
-        externs: Vec::new(),
-        static_libs: Vec::new(),
-        native_paths: Vec::new(),
-        libs: Vec::new(),
-        linker: None,
-        link_args: Vec::new(),
-        keyed_args: Vec::new(),
-        cfgs: Vec::new(),
-    };
+    let mut inv = Invocation { input: inputs.remove(0), ..Invocation::default() };
     for (flag, value) in pairs {
         let v = value.clone().unwrap_or_default();
         match flag.as_str() {

@@ -130,15 +130,8 @@ mod tests {
             input: "src/lib.rs".into(),
             out_dir: out_dir.display().to_string(),
             extra_filename: "-h".into(),
-            target: None,
             externs: externs.iter().map(|(n, p)| (n.to_string(), Some(p.display().to_string()))).collect(),
-            static_libs: vec![],
-            native_paths: vec![],
-            libs: vec![],
-            linker: None,
-            link_args: vec![],
-            keyed_args: vec![],
-            cfgs: vec![],
+            ..Invocation::default()
         }
     }
 
