@@ -250,6 +250,14 @@ fn real_sys_crates_in_another_checkout_run_no_script_and_no_c_compiler() {
     }
     let not_hit: Vec<_> = lines.iter().filter(|l| !l.outcome.starts_with("hit")).collect();
     assert!(not_hit.is_empty(), "{not_hit:?}");
+    // The restored text file that names OUT_DIR names this build's.
+    let pc: Vec<_> = std::fs::read_dir(second.join("out/debug/build"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("out/cnative.pc"))
+        .filter(|p| p.is_file())
+        .collect();
+    assert_eq!(pc.len(), 1, "{pc:?}");
+    assert_eq!(std::fs::read_to_string(&pc[0]).unwrap(), format!("prefix={}\n", pc[0].parent().unwrap().display()));
 }
 
 /// Copies a workspace's sources (not its target dirs).

@@ -111,6 +111,8 @@ fn main() {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap());
     std::fs::create_dir_all(out.join("gen")).unwrap();
     std::fs::write(out.join("gen/mode.rs"), format!("pub const GEN_MODE: &str = {mode:?};\n")).unwrap();
+    // As libz-sys's pkg-config file does: a text file that names OUT_DIR itself.
+    std::fs::write(out.join("cnative.pc"), format!("prefix={}\n", out.display())).unwrap();
 }
 "#,
     );

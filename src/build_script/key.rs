@@ -97,12 +97,22 @@ fn dep_files(vars: &[(String, String)], out_dir: Option<&Path>, rel: &Rel) -> io
         }
         let files = if p.is_dir() { inputs::walk(p, false)? } else { vec![p.to_path_buf()] };
         for f in files {
-            if let Ok(h) = hash_file(&f) {
+            if let Ok(h) = portable_hash(&f, rel) {
                 out.push((rel.rel(&f.display().to_string()), h));
             }
         }
     }
     Ok(out)
+}
+
+/// A file's hash as every checkout computes it: a text file that names the roots (restored
+/// moved to this build's folders, see `outdir::restore`) is hashed with them as placeholders.
+fn portable_hash(path: &Path, rel: &Rel) -> io::Result<[u8; 32]> {
+    let bytes = std::fs::read(path)?;
+    match std::str::from_utf8(&bytes) {
+        Ok(text) if !rel.found_in(&bytes).is_empty() => Ok(*blake3::hash(rel.rel(text).as_bytes()).as_bytes()),
+        _ => Ok(*blake3::hash(&bytes).as_bytes()),
+    }
 }
 
 #[cfg(test)]

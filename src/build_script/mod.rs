@@ -157,7 +157,16 @@ pub fn run(argv: &[OsString]) -> i32 {
             continue;
         };
         let out = out_dir.display().to_string();
-        let replayed = outdir::restore(&out_dir, &r.files).and_then(|()| {
+        // Text files of OUT_DIR that name the folders the run was made in (a pkg-config file's
+        // `prefix=`) are written naming this build's, as its stdout is replayed.
+        let from = Rel::from_stored(&r.meta.roots);
+        let fix = |b: &[u8]| -> Option<Vec<u8>> {
+            if from == rel || from.found_in(b).is_empty() {
+                return None;
+            }
+            Some(rel.relocate(std::str::from_utf8(b).ok()?, &from).into_bytes())
+        };
+        let replayed = outdir::restore(&out_dir, &r.files, &fix).and_then(|()| {
             io::stdout().write_all(&crate::wrapper::relocate(r.stdout, &r.meta, &out, &rel))?;
             io::stderr().write_all(&crate::wrapper::relocate(r.stderr, &r.meta, &out, &rel))
         });
@@ -223,10 +232,11 @@ pub fn run(argv: &[OsString]) -> i32 {
         headers.retain(|h| !entries.contains(h));
         entries.extend(headers);
         let files = outdir::snapshot(&out_dir).map_err(|e| e.to_string())?;
-        // A file of OUT_DIR that names this machine's folders (a pkg-config file, a cmake
-        // cache) binds the run to them. Its output lines are not searched: replay moves them.
+        // A binary file of OUT_DIR that names this machine's folders binds the run to them;
+        // text files (a pkg-config file's `prefix=`, a cmake cache) and the output lines are
+        // moved to the next build's folders when replayed, so they need not.
         let mut vars = declared.env;
-        for f in &files {
+        for f in files.iter().filter(|f| std::str::from_utf8(&f.bytes).is_err()) {
             crate::wrapper::bind_roots(&mut vars, &rel, &f.bytes);
         }
         let variant = Variant { files: entries.iter().map(|e| rel.rel(e)).collect(), env: vars };

@@ -50,8 +50,10 @@ pub fn snapshot(out_dir: &Path) -> Result<Vec<OutputFile>, SnapshotError> {
     Ok(out)
 }
 
-/// Writes stored files back under `out_dir`. Names that would leave it are refused.
-pub fn restore(out_dir: &Path, files: &[FileView<'_>]) -> io::Result<()> {
+/// Writes stored files back under `out_dir`. Names that would leave it are refused. `fix`
+/// gives a file's bytes as they must be written here, when they differ from the stored ones
+/// (text naming the folders the run was made in: see `build_script::run`).
+pub fn restore(out_dir: &Path, files: &[FileView<'_>], fix: &dyn Fn(&[u8]) -> Option<Vec<u8>>) -> io::Result<()> {
     fs::create_dir_all(out_dir)?;
     for f in files {
         let rel = Path::new(f.name.trim_end_matches('/'));
@@ -70,9 +72,11 @@ pub fn restore(out_dir: &Path, files: &[FileView<'_>]) -> io::Result<()> {
             std::process::id(),
             rel.file_name().unwrap_or_default().to_string_lossy()
         ));
+        let fixed = fix(f.bytes);
+        let bytes = fixed.as_deref().unwrap_or(f.bytes);
         let written = (|| {
             let mut w = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(f.mode).open(&tmp)?;
-            w.write_all(f.bytes)?;
+            w.write_all(bytes)?;
             w.set_permissions(fs::Permissions::from_mode(f.mode))?;
             drop(w);
             fs::rename(&tmp, &dest)
@@ -81,7 +85,10 @@ pub fn restore(out_dir: &Path, files: &[FileView<'_>]) -> io::Result<()> {
             let _ = fs::remove_file(&tmp);
         }
         written?;
-        filehash::remember(&dest, &f.hash);
+        match &fixed {
+            Some(b) => filehash::remember(&dest, blake3::hash(b).as_bytes()),
+            None => filehash::remember(&dest, &f.hash),
+        }
     }
     Ok(())
 }
@@ -105,7 +112,7 @@ mod tests {
         fs::set_permissions(a.path().join("libz.a"), fs::Permissions::from_mode(0o755)).unwrap();
         let snap = snapshot(a.path()).unwrap();
         let b = tempfile::tempdir().unwrap();
-        restore(b.path(), &views(&snap)).unwrap();
+        restore(b.path(), &views(&snap), &|_| None).unwrap();
         let again = snapshot(b.path()).unwrap();
         assert_eq!(again, snap);
         assert!(b.path().join("empty").is_dir());
@@ -116,9 +123,22 @@ mod tests {
         let b = tempfile::tempdir().unwrap();
         for bad in ["../x", "/etc/x", "a/../../x", ""] {
             let f = OutputFile { name: bad.into(), mode: 0o644, hash: [0; 32], bytes: vec![] };
-            assert!(restore(b.path(), &views(&[f])).is_err(), "{bad}");
+            assert!(restore(b.path(), &views(&[f]), &|_| None).is_err(), "{bad}");
         }
         std::os::unix::fs::symlink("/etc/passwd", b.path().join("link")).unwrap();
         assert!(matches!(snapshot(b.path()), Err(SnapshotError::Unsupported(_))));
+    }
+
+    #[test]
+    fn a_file_the_fix_changes_is_written_changed() {
+        let files = vec![
+            OutputFile { name: "z.pc".into(), mode: 0o644, hash: [0; 32], bytes: b"prefix=/a/out\n".to_vec() },
+            OutputFile { name: "libz.a".into(), mode: 0o644, hash: [0; 32], bytes: b"ar".to_vec() },
+        ];
+        let b = tempfile::tempdir().unwrap();
+        let fix = |bytes: &[u8]| (bytes.starts_with(b"prefix=")).then(|| b"prefix=/b/out\n".to_vec());
+        restore(b.path(), &views(&files), &fix).unwrap();
+        assert_eq!(fs::read(b.path().join("z.pc")).unwrap(), b"prefix=/b/out\n");
+        assert_eq!(fs::read(b.path().join("libz.a")).unwrap(), b"ar");
     }
 }
