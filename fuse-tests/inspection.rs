@@ -147,6 +147,24 @@ fn evict_crate_removes_exactly_that_crates_entries() {
 }
 
 #[test]
+fn evict_crate_takes_only_a_crate_name() {
+    let Some(m) = mount("evict_crate_takes_only_a_crate_name", "64MiB") else { return };
+    for i in 0..3u8 {
+        m.put(&[i; 100]);
+    }
+    for bad in ["..", ".", "", "a/..", "../by-crate"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(["evict", "--crate", bad, "--mount"])
+            .arg(&m.mnt)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{bad:?} was taken");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("not a crate name"), "{bad:?}: {out:?}");
+        assert_eq!(m.ls().iter().filter(|n| n.len() == 64).count(), 3, "{bad:?} removed entries");
+    }
+}
+
+#[test]
 fn clear_needs_yes_and_then_removes_everything() {
     let Some(m) = mount("clear_needs_yes_and_then_removes_everything", "64MiB") else { return };
     for i in 0..5u8 {

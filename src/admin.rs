@@ -64,6 +64,14 @@ fn remove(mnt: &Path, key: Key, size: u64) -> io::Result<Removed> {
 
 /// Removes every entry of one crate (listed in `<mnt>/by-crate/<name>/`).
 pub fn evict_crate(mnt: &Path, name: &str) -> io::Result<Vec<Removed>> {
+    // Only a crate name: `..`, `/` or an empty name would make `by-crate/<name>` the whole
+    // mount, and every entry (and its bucket copy) would go.
+    if !is_crate_name(name) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name:?} is not a crate name (letters, digits, `_` and `-` only)"),
+        ));
+    }
     let dir = mnt.join("by-crate").join(name);
     let mut out = Vec::new();
     let listing = match std::fs::read_dir(&dir) {
@@ -82,6 +90,11 @@ pub fn evict_crate(mnt: &Path, name: &str) -> io::Result<Vec<Removed>> {
         }
     }
     Ok(out)
+}
+
+/// Whether `name` can be a crate or package name: ASCII letters, digits, `_` and `-`.
+pub fn is_crate_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// Removes every entry not used for `age`.

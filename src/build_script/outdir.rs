@@ -72,12 +72,13 @@ pub fn restore(out_dir: &Path, files: &[FileView<'_>], fix: &dyn Fn(&[u8]) -> Op
             std::process::id(),
             rel.file_name().unwrap_or_default().to_string_lossy()
         ));
+        let mode = crate::wrapper::compile::safe_mode(f.mode);
         let fixed = fix(f.bytes);
         let bytes = fixed.as_deref().unwrap_or(f.bytes);
         let written = (|| {
-            let mut w = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(f.mode).open(&tmp)?;
+            let mut w = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
             w.write_all(bytes)?;
-            w.set_permissions(fs::Permissions::from_mode(f.mode))?;
+            w.set_permissions(fs::Permissions::from_mode(mode))?;
             drop(w);
             fs::rename(&tmp, &dest)
         })();
@@ -140,5 +141,13 @@ mod tests {
         restore(b.path(), &views(&files), &fix).unwrap();
         assert_eq!(fs::read(b.path().join("z.pc")).unwrap(), b"prefix=/b/out\n");
         assert_eq!(fs::read(b.path().join("libz.a")).unwrap(), b"ar");
+    }
+
+    #[test]
+    fn restored_modes_are_made_safe() {
+        let files = vec![OutputFile { name: "tool".into(), mode: 0o4777, hash: [0; 32], bytes: b"x".to_vec() }];
+        let b = tempfile::tempdir().unwrap();
+        restore(b.path(), &views(&files), &|_| None).unwrap();
+        assert_eq!(fs::metadata(b.path().join("tool")).unwrap().permissions().mode() & 0o7777, 0o755);
     }
 }

@@ -97,11 +97,20 @@ pub fn collect_outputs(
     Ok(files)
 }
 
-/// Writes one restored file into `dir` atomically (temp name, then rename), with its mode.
+/// A stored mode as it may be restored: permission bits only, never setuid, setgid or sticky
+/// (an object from a shared bucket must not plant a setuid program), and never writable by
+/// group or others (nor could they then change a program this user will run).
+pub fn safe_mode(mode: u32) -> u32 {
+    mode & 0o755
+}
+
+/// Writes one restored file into `dir` atomically (temp name, then rename), with its mode
+/// made safe ([`safe_mode`]).
 pub fn restore_file(dir: &Path, name: &str, mode: u32, bytes: &[u8]) -> io::Result<()> {
     if name.contains('/') || name.starts_with('.') {
         return Err(io::Error::other(format!("refusing odd output name {name:?}")));
     }
+    let mode = safe_mode(mode);
     let tmp = dir.join(format!(".cairn-{}-{name}", std::process::id()));
     let result = (|| {
         let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
@@ -114,4 +123,17 @@ pub fn restore_file(dir: &Path, name: &str, mode: u32, bytes: &[u8]) -> io::Resu
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restored_file_never_gets_setuid_or_group_write() {
+        let d = tempfile::tempdir().unwrap();
+        restore_file(d.path(), "prog", 0o6777, b"x").unwrap();
+        let mode = fs::metadata(d.path().join("prog")).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o755);
+    }
 }
