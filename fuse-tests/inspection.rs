@@ -164,6 +164,35 @@ fn evict_crate_takes_only_a_crate_name() {
     }
 }
 
+/// Crate names come from object headers, which anyone who can commit an object writes: the
+/// `by-crate/` view lists only real crate names.
+#[test]
+fn by_crate_lists_only_crate_names_from_object_headers() {
+    let Some(m) = mount("by_crate_lists_only_crate_names_from_object_headers", "64MiB") else { return };
+    let object = |name: &str| {
+        cairn::wrapper::object::CompileResult {
+            meta: cairn::wrapper::object::EntryMeta {
+                crate_name: name.into(),
+                crate_types: vec!["lib".into()],
+                ..Default::default()
+            },
+            files: vec![],
+            stdout: vec![],
+            stderr: vec![],
+        }
+        .encode()
+    };
+    for name in ["..", ".", "", "a/b", "x\ny", "fine_crate"] {
+        m.put(&object(name));
+    }
+    let listed: BTreeSet<String> = std::fs::read_dir(m.mnt.join("by-crate"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(listed, BTreeSet::from(["fine_crate".to_string()]));
+    assert_eq!(m.ls().iter().filter(|n| n.len() == 64).count(), 6, "every object is still in the root");
+}
+
 #[test]
 fn clear_needs_yes_and_then_removes_everything() {
     let Some(m) = mount("clear_needs_yes_and_then_removes_everything", "64MiB") else { return };

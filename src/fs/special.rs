@@ -138,11 +138,14 @@ impl<S: Store> CacheFs<S> {
         meta
     }
 
-    /// Crate name → keys of its entries, over every object in the store.
+    /// Crate name → keys of its entries, over every object in the store. A name from an
+    /// object's header becomes a directory name, so only crate names are listed (`..`, `a/b`
+    /// or an empty name written by anyone who can commit an object are not: those entries
+    /// stay in the mount root only).
     fn by_crate(&self) -> Result<BTreeMap<String, BTreeSet<Key>>, FsError> {
         let mut out: BTreeMap<String, BTreeSet<Key>> = BTreeMap::new();
         for (key, _) in self.store.list()? {
-            if let Some(m) = self.entry_meta(&key) {
+            if let Some(m) = self.entry_meta(&key).filter(|m| crate::admin::is_crate_name(&m.crate_name)) {
                 out.entry(m.crate_name).or_default().insert(key);
             }
         }

@@ -86,6 +86,11 @@ impl DiskStore {
         let root = dir.join(LAYOUT_VERSION);
         let objects = root.join("objects");
         fs::create_dir_all(&objects).map_err(StoreError::io("creating the store folder"))?;
+        // Owner only, whatever the umask: other users reach objects through the mount (and
+        // only with `--allow-other`), never by reading the store. Stores made before this
+        // had 0755 folders and 0644 objects; closing the top folder closes them all.
+        fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(StoreError::io("making the store folder owner-only"))?;
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -339,7 +344,7 @@ impl Store for DiskStore {
             .read(true)
             .write(true)
             .create_new(true)
-            .mode(0o644)
+            .mode(0o600)
             .open(&path)
             .map_err(StoreError::io("creating a temporary file"))?;
         Ok(DiskTemp { file, path })

@@ -147,3 +147,19 @@ fn a_lower_limit_at_start_evicts_the_oldest() {
     assert_eq!(order, vec![key(3), key(4)]);
     assert!(!s.object_path(&key(1)).exists());
 }
+
+#[test]
+fn the_store_is_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let s = DiskStore::open(dir.path(), 1 << 20).unwrap();
+    put(&s, &key(1), b"secret artifact").unwrap();
+    let mode = |p: &std::path::Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir.path().join(LAYOUT_VERSION)), 0o700);
+    assert_eq!(mode(&s.object_path(&key(1))), 0o600);
+    // A store made before, with an open top folder, is closed when opened again.
+    drop(s);
+    fs::set_permissions(dir.path().join(LAYOUT_VERSION), fs::Permissions::from_mode(0o755)).unwrap();
+    let _s = DiskStore::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!(mode(&dir.path().join(LAYOUT_VERSION)), 0o700);
+}

@@ -33,7 +33,7 @@ pub enum ObjectError {
 }
 
 /// What a person (and `cairn stats`) wants to know about a result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntryMeta {
     pub crate_name: String,
     pub crate_types: Vec<String>,
