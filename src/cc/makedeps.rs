@@ -1,8 +1,9 @@
 //! The dependency file a C compiler writes with `-MD -MF FILE` (make syntax): every source
-//! and header the compile read.
+//! and header the compile read. ld's `--dependency-file` (wrapper/linkdeps.rs) is read the
+//! same way.
 
 /// The prerequisites of every rule, in order, without duplicates. Handles line continuations
-/// and make's escapes (`\ ` for a space, `$$` for `$`, `\#` for `#`).
+/// and make's escapes (`\ ` for a space, `$$` for `$`, `\#` for `#`, `\\` for `\`).
 pub fn parse(text: &str) -> Vec<String> {
     let joined = text.replace("\\\r\n", " ").replace("\\\n", " ");
     let mut out: Vec<String> = Vec::new();
@@ -30,7 +31,7 @@ fn words(s: &str) -> Vec<String> {
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
-            '\\' if matches!(chars.peek(), Some(' ') | Some('#')) => cur.push(chars.next().unwrap_or(' ')),
+            '\\' if matches!(chars.peek(), Some(' ') | Some('#') | Some('\\')) => cur.push(chars.next().unwrap_or(' ')),
             '$' if chars.peek() == Some(&'$') => {
                 chars.next();
                 cur.push('$');

@@ -86,51 +86,10 @@ fn probe(rustc: &Path, inv: &Invocation, dir: &Path) -> std::io::Result<bool> {
     Ok(ok && fs::read_to_string(&deps).map(|t| !parse(&t).is_empty()).unwrap_or(false))
 }
 
-/// The prerequisites of a make-style dependency file (`target: a b \` …, `\ ` for a space).
+/// The prerequisites of the make-style dependency file ld writes (the same syntax as a C
+/// compiler's `-MD` output, so the same reader).
 pub fn parse(text: &str) -> Vec<String> {
-    let mut files = Vec::new();
-    let joined = text.replace("\\\n", " ");
-    for line in joined.lines() {
-        let Some((_, rest)) = split_rule(line) else { continue };
-        let mut cur = String::new();
-        let mut chars = rest.chars().peekable();
-        while let Some(c) = chars.next() {
-            match c {
-                '\\' if chars.peek().is_some_and(|n| *n == ' ' || *n == '#' || *n == '\\') => {
-                    cur.push(chars.next().unwrap_or(' '))
-                }
-                '$' if chars.peek() == Some(&'$') => {
-                    chars.next();
-                    cur.push('$');
-                }
-                ' ' | '\t' => {
-                    if !cur.is_empty() {
-                        files.push(std::mem::take(&mut cur));
-                    }
-                }
-                _ => cur.push(c),
-            }
-        }
-        if !cur.is_empty() {
-            files.push(cur);
-        }
-    }
-    files
-}
-
-/// `target: prerequisites`, the colon being the first one not escaped and not part of a
-/// drive-like `x:\`.
-fn split_rule(line: &str) -> Option<(&str, &str)> {
-    let bytes = line.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' => i += 2,
-            b':' => return Some((&line[..i], &line[i + 1..])),
-            _ => i += 1,
-        }
-    }
-    None
+    crate::cc::makedeps::parse(text)
 }
 
 /// The files of the list that the key must add: they exist now, they are not this compile's
