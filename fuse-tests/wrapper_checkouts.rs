@@ -56,7 +56,7 @@ fn a_second_checkout_under_one_basedir_compiles_nothing_the_first_built() {
 }
 
 /// A teammate: another checkout path, another `CARGO_HOME` (registry sources unpacked at
-/// another path) and another target dir, with no setting at all. Nearly every compile and
+/// another path), another target dir and build dir, with no setting at all. Nearly every compile and
 /// every build-script run hits, the program is the same, and restored dep-info names only this
 /// machine's folders.
 #[test]
@@ -80,12 +80,14 @@ fn a_teammates_checkout_home_and_target_dir_hit_with_no_setting() {
     for part in ["index", "cache"] {
         std::os::unix::fs::symlink(home.join("registry").join(part), bob_home.join("registry").join(part)).unwrap();
     }
+    // Bob also keeps cargo's intermediate files in a build dir of his own (`build.build-dir`).
+    let bob_build_dir = base.join("bob/intermediate");
     let build = |dir: &std::path::Path, target: &std::path::Path, cargo_home: Option<&std::path::Path>, name: &str| {
         let log = log_path(name);
         let mut c = cargo(Some(&m), "unused", &log, &["build", "--offline"]);
         c.current_dir(dir).env("CARGO_TARGET_DIR", target);
         if let Some(h) = cargo_home {
-            c.env("CARGO_HOME", h);
+            c.env("CARGO_HOME", h).env("CARGO_BUILD_BUILD_DIR", &bob_build_dir);
         }
         ok(c);
         let out = ok(std::process::Command::new(target.join("debug/app")));
@@ -104,7 +106,7 @@ fn a_teammates_checkout_home_and_target_dir_hit_with_no_setting() {
     let missed: Vec<_> = rustc.iter().filter(|l| !l.outcome.starts_with("hit")).collect();
     assert!(hits * 100 >= c.len() * 95, "{hits} of {} hit; missed: {missed:?}", c.len());
     assert_eq!(out_a, out_b);
-    for e in std::fs::read_dir(bob_target.join("debug/deps")).unwrap() {
+    for e in std::fs::read_dir(bob_build_dir.join("debug/deps")).unwrap() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "d") {
             let text = std::fs::read_to_string(&p).unwrap();
