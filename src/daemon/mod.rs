@@ -85,8 +85,9 @@ pub fn run(cfg: &MountConfig, opts: RunOptions, ready: impl FnOnce()) -> Result<
     match &cfg.s3 {
         None => serve(cfg, opts, Arc::new(disk), signals, ready),
         Some(s3) => {
-            let remote =
-                S3Remote::new(s3).map_err(|e| DaemonError::Remote(e.explain(&s3.bucket, &s3.endpoint_label())))?;
+            let remote = S3Remote::new(s3)
+                .map_err(|e| DaemonError::Remote(e.explain(&s3.bucket, &s3.endpoint_label())))?
+                .with_max_object(cfg.max_size);
             let label = RemoteLabel { bucket: s3.bucket.clone(), endpoint: s3.endpoint_label() };
             tracing::info!(bucket = %s3.bucket, endpoint = %label.endpoint, prefix = %s3.prefix, "S3 tier configured");
             let queue_dir = cfg.store.join(crate::store::disk::LAYOUT_VERSION);

@@ -62,7 +62,13 @@ pub struct S3Remote {
     client: aws_sdk_s3::Client,
     bucket: String,
     prefix: String,
+    /// The largest object a GET may bring (the cache's limit): a larger one is refused before
+    /// its body is read or decoded.
+    max_object: u64,
 }
+
+/// The largest object a GET brings when no cache limit was given (`cairn doctor`).
+const DEFAULT_MAX_OBJECT: u64 = 4 << 30;
 
 impl S3Remote {
     /// Builds the client (no network traffic yet).
@@ -102,7 +108,14 @@ impl S3Remote {
             client: aws_sdk_s3::Client::from_conf(conf),
             bucket: cfg.bucket.clone(),
             prefix: cfg.prefix.clone(),
+            max_object: DEFAULT_MAX_OBJECT,
         })
+    }
+
+    /// Refuses fetched objects larger than `max` bytes (the daemon gives its cache limit).
+    pub fn with_max_object(mut self, max: u64) -> S3Remote {
+        self.max_object = max;
+        self
     }
 
     fn name(&self, key: &Key) -> String {
@@ -261,6 +274,18 @@ impl Remote for S3Remote {
             let meta = |name: &str| out.metadata().and_then(|m| m.get(name)).cloned();
             let checksum = meta("blake3").and_then(|h| Key::parse(&h)).map(|k| k.0);
             let (encoding, size) = (meta(ENCODING_META), meta(SIZE_META));
+            let too_large = |size: u64| {
+                RemoteError::new(
+                    RemoteErrorKind::Other,
+                    format!(
+                        "the bucket's copy of {key} is {size} bytes, more than this cache's limit of {}",
+                        self.max_object
+                    ),
+                )
+            };
+            if let Some(n) = out.content_length().and_then(|n| u64::try_from(n).ok()).filter(|n| *n > self.max_object) {
+                return Err(too_large(n));
+            }
             let bytes = out
                 .body
                 .collect()
@@ -268,7 +293,7 @@ impl Remote for S3Remote {
                 .map_err(|e| RemoteError::new(RemoteErrorKind::Unreachable, format!("reading the object body: {e}")))?
                 .into_bytes()
                 .to_vec();
-            let bytes = codec::unpack(bytes, encoding.as_deref(), size.as_deref()).map_err(|e| {
+            let bytes = codec::unpack(bytes, encoding.as_deref(), size.as_deref(), self.max_object).map_err(|e| {
                 RemoteError::new(RemoteErrorKind::Other, format!("the bucket's copy of {key} cannot be decoded: {e}"))
             })?;
             Ok(Some(RemoteObject { bytes, checksum }))
