@@ -3,7 +3,6 @@
 //! what plain cargo gives from clean; a failing script is never replayed; `rm` of one entry
 //! reruns just that script.
 
-use std::path::Path;
 use std::process::Command;
 
 use crate::csys::{
@@ -233,7 +232,7 @@ fn real_sys_crates_in_another_checkout_run_no_script_and_no_c_compiler() {
     clean_build_run(Some(&m), "t-cairn", "heavy", &log_path("second-first"), &no_tweak);
     let second = csys().root.parent().unwrap().join("elsewhere/checkout");
     let _ = std::fs::remove_dir_all(&second);
-    copy_tree(&csys().root, &second);
+    crate::workspace::copy_sources(&csys().root, &second, &[]);
     let calls = count_lines(&mycc_log());
     let log = log_path("second-checkout");
     let mut c = cargo(Some(&m), "unused", &log, &["build", "-p", "heavy"]);
@@ -258,21 +257,4 @@ fn real_sys_crates_in_another_checkout_run_no_script_and_no_c_compiler() {
         .collect();
     assert_eq!(pc.len(), 1, "{pc:?}");
     assert_eq!(std::fs::read_to_string(&pc[0]).unwrap(), format!("prefix={}\n", pc[0].parent().unwrap().display()));
-}
-
-/// Copies a workspace's sources (not its target dirs).
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let name = e.file_name();
-        if name.to_string_lossy().starts_with("t-") || name == "target" {
-            continue;
-        }
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &to.join(&name));
-        } else {
-            std::fs::copy(e.path(), to.join(&name)).unwrap();
-        }
-    }
 }

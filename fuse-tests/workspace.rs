@@ -256,3 +256,22 @@ pub fn run_app(target: &str) -> String {
     let out = ok(Command::new(ws().root.join(target).join("debug/app")));
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// Copies a workspace's sources to `to`: everything but target dirs (`target`, `t-*`) and the
+/// names in `skip`.
+pub fn copy_sources(from: &Path, to: &Path, skip: &[&str]) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name();
+        let text = name.to_string_lossy();
+        if text.starts_with("t-") || text == "target" || skip.contains(&text.as_ref()) {
+            continue;
+        }
+        if e.file_type().unwrap().is_dir() {
+            copy_sources(&e.path(), &to.join(&name), skip);
+        } else {
+            std::fs::copy(e.path(), to.join(&name)).unwrap();
+        }
+    }
+}

@@ -3,20 +3,9 @@
 
 use crate::workspace::{cacheable, cargo, lock, log_path, mount, ok, read_log, read_log_all, ws};
 
+/// The workspace's sources, without its lock file (each checkout resolves its own).
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let name = e.file_name();
-        if name.to_string_lossy().starts_with("t-") || name == "target" || name == "Cargo.lock" {
-            continue;
-        }
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(&name));
-        } else {
-            std::fs::copy(e.path(), to.join(&name)).unwrap();
-        }
-    }
+    crate::workspace::copy_sources(from, to, &["Cargo.lock"]);
 }
 
 #[test]
