@@ -123,13 +123,11 @@ fn cached(mnt: &Path, lang: Lang, real: &[String], mut cmd: Command, inv: &args:
     let script_out = std::env::var_os("OUT_DIR").map(PathBuf::from).unwrap_or_else(|| out_dir.clone());
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").ok();
     let rel = Rel::for_package(&cwd, &script_out, manifest_dir.as_deref());
+    let Some((identity, memo)) = compiler_identity(real) else { return exec(&mut cmd) };
     let prefix_map = !rel.is_empty()
         && !inv.keyed_args.iter().any(|a| a.contains("prefix-map="))
-        && takes_prefix_map(real).unwrap_or(false);
-    let base = match base_key(lang, real, inv, &cwd, &rel, prefix_map) {
-        Ok(k) => k,
-        Err(_) => return exec(&mut cmd),
-    };
+        && takes_prefix_map(real, &identity, &memo);
+    let base = base_key(lang, real, &identity, inv, &cwd, &rel, prefix_map);
     let mkey = cache_key::manifest_key(&base);
     let manifest = crate::wrapper::read_object(mnt, &mkey).and_then(|b| Manifest::decode(&b).ok());
     for v in manifest.iter().flat_map(|m| m.variants.iter()) {
@@ -274,20 +272,29 @@ fn restore_at(path: &Path, mode: u32, bytes: &[u8]) -> io::Result<()> {
     compile::restore_file(path.parent().unwrap_or(Path::new(".")), name, mode, bytes)
 }
 
+/// The compiler's identity (its program, the `ld` it drives and `--version`: link.rs) and the
+/// memo folder it is kept in; `None` when it cannot be had (then the compile runs uncached).
+fn compiler_identity(real: &[String]) -> Option<([u8; 32], PathBuf)> {
+    let memo = mount::cache_base()?.join("toolchains");
+    let command = real.join(" ");
+    let program = crate::build_script::env::program(&command).unwrap_or(&real[0]);
+    let identity = link::linker_identity(Path::new(program), &memo).ok()?;
+    Some((identity, memo))
+}
+
 /// The base key of a compile.
 fn base_key(
     lang: Lang,
     real: &[String],
+    identity: &[u8; 32],
     inv: &args::Compile,
     cwd: &Path,
     rel: &Rel,
     prefix_map: bool,
-) -> io::Result<Key> {
-    let memo = mount::cache_base().ok_or_else(|| io::Error::other("no HOME"))?.join("toolchains");
+) -> Key {
     let command = real.join(" ");
-    let program = crate::build_script::env::program(&command).unwrap_or(&real[0]);
     let mut h = KeyHasher::new("cc-base");
-    h.field("compiler", &link::linker_identity(Path::new(program), &memo)?);
+    h.field("compiler", identity);
     h.field("command", command.as_bytes());
     h.field("lang", if lang == Lang::C { b"c" } else { b"c++" });
     h.field("prefix-map", if prefix_map { b"roots" } else { b"none" });
@@ -302,19 +309,15 @@ fn base_key(
             Err(_) => h.field("env-unset", b""),
         }
     }
-    Ok(h.finish())
+    h.finish()
 }
 
 /// Whether the compiler takes `-ffile-prefix-map` (gcc 8 and later, clang 10 and later):
 /// asked once per compiler identity by compiling an empty C file with it, and memoized.
-fn takes_prefix_map(real: &[String]) -> Option<bool> {
-    let memo_dir = mount::cache_base()?.join("toolchains");
-    let command = real.join(" ");
-    let program = crate::build_script::env::program(&command).unwrap_or(&real[0]);
-    let identity = link::linker_identity(Path::new(program), &memo_dir).ok()?;
-    let path = memo_dir.join(format!("prefix-map-{}.bin", &blake3::hash(&identity).to_hex()[..32]));
+fn takes_prefix_map(real: &[String], identity: &[u8; 32], memo_dir: &Path) -> bool {
+    let path = memo_dir.join(format!("prefix-map-{}.bin", &blake3::hash(identity).to_hex()[..32]));
     if let Some(known) = crate::wrapper::memo::load::<bool>(&path) {
-        return Some(known);
+        return known;
     }
     let ok = Command::new(&real[0])
         .args(&real[1..])
@@ -325,7 +328,7 @@ fn takes_prefix_map(real: &[String]) -> Option<bool> {
         .status()
         .is_ok_and(|s| s.success());
     crate::wrapper::memo::save(&path, &ok);
-    Some(ok)
+    ok
 }
 
 /// Appends the files a compile read to `CAIRN_CC_DEPS`, in one write (concurrent compiles

@@ -233,6 +233,12 @@ impl Rel {
     }
 }
 
+/// Whether `s` is a root's placeholder (as a dependency set names a root its output is bound
+/// to).
+pub fn is_placeholder(s: &str) -> bool {
+    Kind::from_placeholder(s).is_some()
+}
+
 /// `s` with placeholders shown as `<checkout>`, `<cargo-home>`, `<target>`, for people.
 pub fn readable(s: &str) -> String {
     s.replace(PLACEHOLDER, "<checkout>").replace(CARGO_HOME, "<cargo-home>").replace(TARGET, "<target>")

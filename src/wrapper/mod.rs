@@ -422,7 +422,7 @@ fn variant_inputs(v: &Variant, rel: &Rel) -> Option<VariantInputs> {
 pub(crate) fn variant_env(names: &[String], rel: &Rel) -> Vec<(String, Option<String>)> {
     names
         .iter()
-        .map(|k| match k.starts_with('\u{1}') {
+        .map(|k| match basedir::is_placeholder(k) {
             true => (k.clone(), Some(rel.abs(k))),
             false => (k.clone(), std::env::var(k).ok().map(|v| rel.rel(&v))),
         })
