@@ -116,9 +116,12 @@ impl Queue {
         Ok(())
     }
 
-    /// Marks `work` for `key` done, unless newer work for the key replaced it.
-    pub fn done(&mut self, key: &Key, work: Work) -> io::Result<bool> {
-        if self.pending.get(key) != Some(work) {
+    /// Marks the work queued for `key` as number `seq` done, unless newer work for the key
+    /// replaced it. Matching by number, not by kind, matters: an upload that was under way
+    /// when the key was removed and committed again must not count for the new upload.
+    pub fn done(&mut self, key: &Key, seq: u64) -> io::Result<bool> {
+        let Some(&(pending, work)) = self.pending.by_key.get(key) else { return Ok(false) };
+        if pending != seq {
             return Ok(false);
         }
         self.append(Record::Done(*key, work))?;
@@ -131,14 +134,19 @@ impl Queue {
         self.pending.get(key)
     }
 
-    /// Pending work, oldest first.
-    pub fn iter(&self) -> impl Iterator<Item = (Key, Work)> + '_ {
-        self.pending.order.values().copied()
+    /// Pending work with its number, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, Key, Work)> + '_ {
+        self.pending.order.iter().map(|(seq, (k, w))| (*seq, *k, *w))
     }
 
     /// All pending work, oldest first.
     pub fn all(&self) -> Vec<(Key, Work)> {
-        self.iter().collect()
+        self.iter().map(|(_, k, w)| (k, w)).collect()
+    }
+
+    /// The number of the work pending for `key`.
+    pub fn seq(&self, key: &Key) -> Option<u64> {
+        self.pending.by_key.get(key).map(|(s, _)| *s)
     }
 
     /// Whether nothing is pending.
@@ -178,9 +186,10 @@ mod tests {
             q.push(a, Work::Upload).unwrap();
             q.push(b, Work::Upload).unwrap();
             q.push(c, Work::Upload).unwrap();
-            assert!(q.done(&b, Work::Upload).unwrap());
+            assert!(q.done(&b, q.seq(&b).unwrap()).unwrap());
+            let upload_c = q.seq(&c).unwrap();
             q.push(c, Work::Delete).unwrap();
-            assert!(!q.done(&c, Work::Upload).unwrap(), "a late upload completion does not undo the rm");
+            assert!(!q.done(&c, upload_c).unwrap(), "a late upload completion does not undo the rm");
         }
         let q = Queue::open(dir.path()).unwrap();
         assert_eq!(q.all(), vec![(a, Work::Upload), (c, Work::Delete)]);
@@ -197,9 +206,26 @@ mod tests {
         q.push(a, Work::Delete).unwrap();
         assert_eq!(q.all(), vec![(b, Work::Upload), (a, Work::Delete)]);
         assert_eq!(q.counts(), (1, 1));
-        assert!(q.done(&b, Work::Upload).unwrap());
-        assert!(q.done(&a, Work::Delete).unwrap());
+        assert!(q.done(&b, q.seq(&b).unwrap()).unwrap());
+        assert!(q.done(&a, q.seq(&a).unwrap()).unwrap());
         assert!(q.is_empty());
         assert_eq!(q.counts(), (0, 0));
+    }
+
+    #[test]
+    fn an_old_upload_finishing_does_not_complete_the_keys_new_upload() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Key([1; 32]);
+        let mut q = Queue::open(dir.path()).unwrap();
+        q.push(a, Work::Upload).unwrap();
+        let first = q.seq(&a).unwrap();
+        q.push(a, Work::Delete).unwrap();
+        q.push(a, Work::Upload).unwrap();
+        assert!(!q.done(&a, first).unwrap(), "same kind, older work");
+        assert_eq!(q.all(), vec![(a, Work::Upload)]);
+        drop(q);
+        let mut q = Queue::open(dir.path()).unwrap();
+        assert_eq!(q.all(), vec![(a, Work::Upload)], "still pending after a restart");
+        assert!(q.done(&a, q.seq(&a).unwrap()).unwrap());
     }
 }

@@ -148,10 +148,11 @@ impl<L: Store, R: Remote> TieredStore<L, R> {
         });
         {
             let mut q = lock(&shared.queue);
-            for (key, work) in q.all() {
+            let pending: Vec<_> = q.iter().collect();
+            for (seq, key, work) in pending {
                 if work == Work::Upload && !shared.local.pin(&key) {
                     // Gone locally before it could be uploaded (a lost object): nothing to send.
-                    let _ = q.done(&key, Work::Upload);
+                    let _ = q.done(&key, seq);
                 }
             }
         }
@@ -357,21 +358,21 @@ impl<L: Store, R: Remote> Shared<L, R> {
         }
     }
 
-    /// The next work item ready to run, marked in flight.
-    fn next(&self) -> Option<(Key, Work)> {
+    /// The next work item ready to run (with its number in the queue), marked in flight.
+    fn next(&self) -> Option<(u64, Key, Work)> {
         let q = lock(&self.queue);
         let mut in_flight = lock(&self.in_flight);
         let retry = lock(&self.retry_at);
         let now = Instant::now();
-        let item = q.iter().find(|(k, _)| !in_flight.contains(k) && retry.get(k).is_none_or(|(t, _)| *t <= now))?;
-        in_flight.insert(item.0);
+        let item = q.iter().find(|(_, k, _)| !in_flight.contains(k) && retry.get(k).is_none_or(|(t, _)| *t <= now))?;
+        in_flight.insert(item.1);
         Some(item)
     }
 
     fn work(&self) {
         while !self.stop.load(Ordering::Relaxed) {
             let item = if self.is_down() { None } else { self.next() };
-            let Some((key, work)) = item else {
+            let Some((seq, key, work)) = item else {
                 let q = lock(&self.queue);
                 let _ = self.wake.wait_timeout(q, Duration::from_millis(250));
                 continue;
@@ -386,7 +387,7 @@ impl<L: Store, R: Remote> Shared<L, R> {
                     // Unpin under the queue lock (queue, then store: the order commit and remove
                     // use), so no one sees an empty queue while the object is still pinned.
                     let mut q = lock(&self.queue);
-                    if q.done(&key, work).unwrap_or(false) && work == Work::Upload {
+                    if q.done(&key, seq).unwrap_or(false) && work == Work::Upload {
                         self.local.unpin(&key);
                     }
                 }

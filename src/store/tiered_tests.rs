@@ -235,3 +235,20 @@ fn concurrent_lookups_of_one_missing_key_make_one_get() {
     }
     assert_eq!(remote.calls(), before + 1, "one GET for four readers");
 }
+
+#[test]
+fn an_upload_under_way_when_the_key_is_removed_and_committed_again_leaves_the_new_bytes() {
+    let d = tempfile::tempdir().unwrap();
+    let remote = bucket();
+    remote.stall();
+    let a = machine(1 << 20, &remote, d.path());
+    put(&a, &key(8), b"removed bytes").unwrap();
+    // A worker has read the old bytes and is inside the stalled PUT.
+    wait_for("the first upload to start", || remote.calls() >= 1);
+    assert!(a.remove(&key(8)).unwrap());
+    put(&a, &key(8), b"the new bytes").unwrap();
+    remote.heal();
+    assert!(a.drain(Duration::from_secs(10)));
+    let got = remote.inner().get(&key(8)).unwrap().map(|o| o.bytes);
+    assert_eq!(got.as_deref(), Some(&b"the new bytes"[..]), "the bucket holds what is committed now");
+}
