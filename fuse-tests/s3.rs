@@ -227,3 +227,35 @@ fn a_stalled_server_still_builds_and_the_log_names_the_fix() {
     build_passes_and_log_says(&server, credentials(), "t-s3-stalled", "cannot reach the S3 endpoint");
     server.resume();
 }
+
+#[test]
+fn a_bucket_that_refuses_uploads_leaves_a_small_cache_working_and_says_so() {
+    let server = S3Server::start("cache");
+    let mut env = credentials();
+    env.retain(|(k, _)| k != "AWS_SECRET_ACCESS_KEY");
+    env.push(("AWS_SECRET_ACCESS_KEY".into(), "wrong".into()));
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--s3-bucket", "cache", "--s3-endpoint", server.endpoint.as_str()];
+    let Some(m) = crate::common::mount_store_with_env("s3-refused", Some(&dir.path().join("s")), "1MiB", &flags, &env)
+    else {
+        return;
+    };
+    // Four times the cache's size, in 100 KiB objects: every upload is refused, and every
+    // commit still succeeds because nothing stays pinned for an upload that cannot happen.
+    for n in 0..40u8 {
+        m.put(&noise(100 << 10, n));
+        if n == 0 {
+            wait_until(30, "the first refused upload", || stats(&m.mnt)["s3"]["uploads_failed"].as_u64() >= Some(1));
+        }
+    }
+    let s = stats(&m.mnt);
+    assert!(s["local"]["used_bytes"].as_u64().unwrap() <= 1 << 20);
+    assert!(s["local"]["evicted"].as_u64().unwrap() >= 30, "{s}");
+    let problem = s["s3"]["problem"].as_str().unwrap_or_default().to_string();
+    assert!(problem.contains("S3 refused access to bucket cache (403)"), "{s}");
+    let human = Command::new(env!("CARGO_BIN_EXE_cairn")).args(["stats", "--mount"]).arg(&m.mnt).output().unwrap();
+    let human = String::from_utf8_lossy(&human.stdout);
+    assert!(human.contains("PROBLEM: S3 refused access"), "{human}");
+    let log = m.log_text();
+    assert_eq!(log.matches("the bucket refuses uploads").count(), 1, "told once:\n{log}");
+}

@@ -217,6 +217,16 @@ pub fn render(json: &str) -> Result<String, String> {
             n(&s3["fetched"]),
             n(&s3["prefetched"])
         ));
+        if n(&s3["uploads_skipped"]) > 0 {
+            out.push_str(&format!(
+                "{:<16}{} objects were evicted before their upload (S3 refused or fell behind)\n",
+                "",
+                n(&s3["uploads_skipped"])
+            ));
+        }
+        if let Some(problem) = s3["problem"].as_str() {
+            out.push_str(&format!("{:<16}PROBLEM: {problem}\n", ""));
+        }
     } else {
         out.push_str(&format!("{:<16}not configured\n", "S3"));
     }

@@ -81,7 +81,7 @@ pub struct Stats {
 }
 
 /// Numbers from outside the stats: the store and the S3 tier.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Gauges {
     pub used: u64,
     pub limit: u64,
@@ -90,9 +90,12 @@ pub struct Gauges {
     pub corrupt_removed: u64,
     pub uploads_pending: u64,
     pub uploads_failed: u64,
+    pub uploads_skipped: u64,
     pub fetched: u64,
     pub prefetched: u64,
     pub s3_configured: bool,
+    /// What is wrong with S3 now, explained with the fix.
+    pub s3_problem: Option<String>,
 }
 
 impl Stats {
@@ -126,7 +129,8 @@ impl Stats {
             "local": { "used_bytes": g.used, "limit_bytes": g.limit, "objects": g.objects,
                        "evicted": g.evicted, "corrupt_removed": g.corrupt_removed },
             "s3": { "configured": g.s3_configured, "uploads_pending": g.uploads_pending,
-                    "uploads_failed": g.uploads_failed, "fetched": g.fetched, "prefetched": g.prefetched },
+                    "uploads_failed": g.uploads_failed, "uploads_skipped": g.uploads_skipped,
+                    "fetched": g.fetched, "prefetched": g.prefetched, "problem": g.s3_problem },
             "since_zero": period(z, self.zeroed_unix),
             "since_start": period(&self.since_start, self.started_unix),
         });

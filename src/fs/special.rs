@@ -120,9 +120,11 @@ impl<S: Store> CacheFs<S> {
             corrupt_removed: u.corrupt_removed,
             uploads_pending: u.uploads_pending,
             uploads_failed: u.uploads_failed,
+            uploads_skipped: u.uploads_skipped,
             fetched: u.fetched,
             prefetched: u.prefetched,
             s3_configured: u.remote,
+            s3_problem: self.store.remote_problem(),
         };
         self.stats.lock().unwrap_or_else(|p| p.into_inner()).to_json(&g)
     }

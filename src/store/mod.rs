@@ -58,6 +58,8 @@ pub struct Usage {
     pub deletes_pending: u64,
     /// Remote calls for uploads that failed (each is retried).
     pub uploads_failed: u64,
+    /// Queued uploads whose object was evicted before its turn (it never reached the remote).
+    pub uploads_skipped: u64,
     /// Objects brought from the remote since the store was opened, and how many of those
     /// were fetched ahead of need (hinted by an object fetched before them).
     pub fetched: u64,
@@ -172,6 +174,11 @@ pub trait Store: Send + Sync + 'static {
     fn pin(&self, key: &Key) -> bool;
     /// Undoes one [`pin`](Store::pin).
     fn unpin(&self, key: &Key);
+    /// What is wrong with the remote tier now, in plain words with the fix; `None` when all is
+    /// well or there is no remote.
+    fn remote_problem(&self) -> Option<String> {
+        None
+    }
     /// Writes whatever state must survive a restart. Called at clean shutdown.
     fn persist(&self) -> Result<(), StoreError> {
         Ok(())

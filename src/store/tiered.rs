@@ -9,7 +9,9 @@
 //! - **Write-back**: a commit returns at local speed; the upload is queued in a durable log
 //!   ([`crate::remote::queue`]) and done by [`WORKERS`] background threads with jittered
 //!   exponential backoff. A queued object is pinned so eviction cannot drop it before it is
-//!   uploaded. After a crash, the queue is replayed at the next start.
+//!   uploaded, within a budget ([`PIN_SHARE`] of the limit): past it, or while the bucket
+//!   refuses uploads, objects are queued but evictable, so a remote that cannot take them never
+//!   fills the local cache. After a crash, the queue is replayed at the next start.
 //! - **Deletion**: `remove` deletes locally and queues the remote deletion (durably too); a
 //!   deletion cancels a pending upload, and a key with a pending deletion is never fetched back.
 //! - **One GET per key**: concurrent lookups of a key that is being fetched wait for that fetch
@@ -20,7 +22,9 @@
 //!   object is checked exactly like one fetched on demand.
 //! - **Faults**: an unreachable remote is not asked again for [`DOWN_FOR`], so lookups of absent
 //!   keys fail fast as misses and the mount works at local speed. Each kind of failure is
-//!   logged once, in plain words, with the fix ([`RemoteError::explain`]).
+//!   logged once, in plain words, with the fix ([`RemoteError::explain`]), and stays visible in
+//!   [`Store::remote_problem`] until a call succeeds. An upload the bucket refuses (403, 400,
+//!   wrong region, no bucket) stops uploads for [`REFUSED_FOR`] and releases their pins.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -45,6 +49,10 @@ pub const MAX_PENDING: u64 = 100_000;
 pub const PREFETCHERS: usize = 4;
 /// Hinted keys waiting beyond which new hints are dropped.
 pub const MAX_PREFETCH_QUEUE: usize = 1024;
+/// The share of the local limit that objects waiting for upload may keep pinned (1/N).
+pub const PIN_SHARE: u64 = 2;
+/// How long uploads stop after the bucket refused one for a cause retrying cannot fix.
+pub const REFUSED_FOR: Duration = Duration::from_secs(600);
 /// How long a clean unmount waits for pending S3 work.
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(120);
 
@@ -92,6 +100,16 @@ struct Shared<L, R> {
     negative: Mutex<HashMap<Key, Instant>>,
     down_until: Mutex<Option<Instant>>,
     explained: Mutex<HashSet<RemoteErrorKind>>,
+    /// The latest failure, explained; cleared by a call that succeeds.
+    problem: Mutex<Option<String>>,
+    /// Objects this store pinned until they are uploaded, with their sizes, and the total.
+    upload_pins: Mutex<(HashMap<Key, u64>, u64)>,
+    /// Uploads stop until then: the bucket refused one.
+    refused_until: Mutex<Option<Instant>>,
+    said_refused: AtomicBool,
+    said_behind: AtomicBool,
+    /// Queued uploads whose object was evicted before it could be sent.
+    uploads_skipped: AtomicU64,
     uploads_failed: AtomicU64,
     said_full: AtomicBool,
     stop: AtomicBool,
@@ -142,6 +160,12 @@ impl<L: Store, R: Remote> TieredStore<L, R> {
             negative: Mutex::new(HashMap::new()),
             down_until: Mutex::new(None),
             explained: Mutex::new(HashSet::new()),
+            problem: Mutex::new(None),
+            upload_pins: Mutex::new((HashMap::new(), 0)),
+            refused_until: Mutex::new(None),
+            said_refused: AtomicBool::new(false),
+            said_behind: AtomicBool::new(false),
+            uploads_skipped: AtomicU64::new(0),
             uploads_failed: AtomicU64::new(0),
             said_full: AtomicBool::new(false),
             stop: AtomicBool::new(false),
@@ -150,9 +174,15 @@ impl<L: Store, R: Remote> TieredStore<L, R> {
             let mut q = lock(&shared.queue);
             let pending: Vec<_> = q.iter().collect();
             for (seq, key, work) in pending {
-                if work == Work::Upload && !shared.local.pin(&key) {
+                if work != Work::Upload {
+                    continue;
+                }
+                match shared.local.stat(&key) {
+                    Ok(Some(meta)) => shared.pin_for_upload(&key, meta.size),
                     // Gone locally before it could be uploaded (a lost object): nothing to send.
-                    let _ = q.done(&key, seq);
+                    _ => {
+                        let _ = q.done(&key, seq);
+                    }
                 }
             }
         }
@@ -235,13 +265,82 @@ impl<L: Store, R: Remote> Shared<L, R> {
 
     /// Logs a failure's explanation once per kind; an unreachable remote is left alone a while.
     fn note(&self, e: &RemoteError) {
+        let text = e.explain(&self.label.bucket, &self.label.endpoint);
+        *lock(&self.problem) = Some(text.clone());
         if lock(&self.explained).insert(e.kind) {
-            tracing::warn!("{}", e.explain(&self.label.bucket, &self.label.endpoint));
+            tracing::warn!("{text}");
         } else {
             tracing::debug!("remote call failed: {e}");
         }
         if matches!(e.kind, RemoteErrorKind::Unreachable | RemoteErrorKind::Tls) {
             *lock(&self.down_until) = Some(Instant::now() + DOWN_FOR);
+        }
+    }
+
+    /// A call succeeded: whatever was wrong is over.
+    fn healthy(&self) {
+        let mut p = lock(&self.problem);
+        if p.take().is_some() {
+            tracing::info!("S3 calls succeed again");
+        }
+    }
+
+    fn uploads_refused(&self) -> bool {
+        lock(&self.refused_until).is_some_and(|t| Instant::now() < t)
+    }
+
+    /// Pins `key` until its upload is done, if the budget allows and uploads are not refused;
+    /// otherwise it stays queued but evictable.
+    fn pin_for_upload(&self, key: &Key, size: u64) {
+        if self.uploads_refused() {
+            return;
+        }
+        let budget = self.local.usage().limit / PIN_SHARE;
+        let mut pins = lock(&self.upload_pins);
+        if pins.0.contains_key(key) {
+            return;
+        }
+        if pins.1 + size > budget {
+            if !self.said_behind.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "uploads to S3 are behind: objects waiting for upload already fill half of the local \
+                     cache, so newer ones may be evicted before they reach the bucket"
+                );
+            }
+            return;
+        }
+        if self.local.pin(key) {
+            pins.0.insert(*key, size);
+            pins.1 += size;
+        }
+    }
+
+    /// Releases the upload pin of `key`, if this store holds one.
+    fn release_pin(&self, key: &Key) {
+        let mut pins = lock(&self.upload_pins);
+        if let Some(size) = pins.0.remove(key) {
+            pins.1 -= size;
+            self.local.unpin(key);
+        }
+    }
+
+    /// The bucket refused an upload for a cause retrying will not fix: uploads stop a while and
+    /// every object waiting for one becomes evictable, so the local cache keeps its room.
+    fn refuse_uploads(&self) {
+        *lock(&self.refused_until) = Some(Instant::now() + REFUSED_FOR);
+        let mut pins = lock(&self.upload_pins);
+        for key in pins.0.keys() {
+            self.local.unpin(key);
+        }
+        *pins = (HashMap::new(), 0);
+        drop(pins);
+        if !self.said_refused.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "the bucket refuses uploads, so uploads stop for {} minutes: the local cache keeps \
+                 working at local speed, and objects waiting for upload may be evicted before they \
+                 reach the bucket",
+                REFUSED_FOR.as_secs() / 60
+            );
         }
     }
 
@@ -280,8 +379,12 @@ impl<L: Store, R: Remote> Shared<L, R> {
         }
         let started = Instant::now();
         let obj = match self.remote.get(key) {
-            Ok(Some(o)) => o,
+            Ok(Some(o)) => {
+                self.healthy();
+                o
+            }
             Ok(None) => {
+                self.healthy();
                 lock(&self.negative).insert(*key, Instant::now());
                 return Ok(Fetch::Absent);
             }
@@ -364,7 +467,11 @@ impl<L: Store, R: Remote> Shared<L, R> {
         let mut in_flight = lock(&self.in_flight);
         let retry = lock(&self.retry_at);
         let now = Instant::now();
-        let item = q.iter().find(|(_, k, _)| !in_flight.contains(k) && retry.get(k).is_none_or(|(t, _)| *t <= now))?;
+        let refused = self.uploads_refused();
+        let item = q.iter().find(|(_, k, w)| {
+            let held = refused && *w == Work::Upload;
+            !held && !in_flight.contains(k) && retry.get(k).is_none_or(|(t, _)| *t <= now)
+        })?;
         in_flight.insert(item.1);
         Some(item)
     }
@@ -379,7 +486,7 @@ impl<L: Store, R: Remote> Shared<L, R> {
             };
             let result = match work {
                 Work::Upload => self.upload(&key),
-                Work::Delete => self.remote.delete(&key),
+                Work::Delete => self.remote.delete(&key).map(|()| self.healthy()),
             };
             match result {
                 Ok(()) => {
@@ -388,14 +495,17 @@ impl<L: Store, R: Remote> Shared<L, R> {
                     // use), so no one sees an empty queue while the object is still pinned.
                     let mut q = lock(&self.queue);
                     if q.done(&key, seq).unwrap_or(false) && work == Work::Upload {
-                        self.local.unpin(&key);
+                        self.release_pin(&key);
                     }
                 }
                 Err(e) => {
+                    self.note(&e);
                     if work == Work::Upload {
                         self.uploads_failed.fetch_add(1, Ordering::Relaxed);
+                        if refused_for_good(&e) {
+                            self.refuse_uploads();
+                        }
                     }
-                    self.note(&e);
                     let mut retry = lock(&self.retry_at);
                     let tries = retry.get(&key).map(|(_, n)| n + 1).unwrap_or(1);
                     retry.insert(key, (Instant::now() + backoff(tries, &key), tries));
@@ -409,8 +519,11 @@ impl<L: Store, R: Remote> Shared<L, R> {
     fn upload(&self, key: &Key) -> Result<(), RemoteError> {
         let (meta, reader) = match (self.local.stat(key), self.local.open(key)) {
             (Ok(Some(m)), Ok(Some(r))) => (m, r),
-            // Gone locally (removed, or found corrupt): nothing to upload.
-            _ => return Ok(()),
+            // Gone locally (evicted before its turn, or found corrupt): nothing to upload.
+            _ => {
+                self.uploads_skipped.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
         };
         let mut bytes = Vec::with_capacity(meta.size as usize);
         while (bytes.len() as u64) < meta.size {
@@ -422,8 +535,23 @@ impl<L: Store, R: Remote> Shared<L, R> {
             }
             bytes.extend_from_slice(&chunk);
         }
-        self.remote.put(key, &bytes, &meta.checksum)
+        self.remote.put(key, &bytes, &meta.checksum)?;
+        self.healthy();
+        Ok(())
     }
+}
+
+/// Whether an upload failed for a cause that retrying cannot fix (credentials, policy, region,
+/// bucket): someone has to change the configuration.
+fn refused_for_good(e: &RemoteError) -> bool {
+    matches!(
+        e.kind,
+        RemoteErrorKind::Denied
+            | RemoteErrorKind::BadRequest
+            | RemoteErrorKind::WrongRegion
+            | RemoteErrorKind::NoBucket
+            | RemoteErrorKind::NoCredentials
+    )
 }
 
 /// 0.2 s, 0.4 s … up to 60 s, with ±50 % jitter derived from the key (no RNG needed).
@@ -477,17 +605,16 @@ impl<L: Store, R: Remote> Store for TieredStore<L, R> {
         let sh = &self.shared;
         let outcome = sh.local.commit(temp, key)?;
         lock(&sh.negative).remove(key);
-        if let Committed::New { .. } = outcome {
+        if let Committed::New { meta, .. } = &outcome {
             let mut q = lock(&sh.queue);
             if q.counts().0 >= MAX_PENDING {
                 if !sh.said_full.swap(true, Ordering::Relaxed) {
                     tracing::warn!("S3 cannot keep up: {MAX_PENDING} uploads are pending; new objects stay local only");
                 }
-            } else if sh.local.pin(key) {
-                if let Err(e) = q.push(*key, Work::Upload) {
-                    sh.local.unpin(key);
-                    tracing::warn!(%key, "could not queue the upload ({e}); the object stays local only");
-                }
+            } else if let Err(e) = q.push(*key, Work::Upload) {
+                tracing::warn!(%key, "could not queue the upload ({e}); the object stays local only");
+            } else {
+                sh.pin_for_upload(key, meta.size);
             }
             drop(q);
             sh.wake.notify_all();
@@ -504,9 +631,7 @@ impl<L: Store, R: Remote> Store for TieredStore<L, R> {
         let removed = sh.local.remove(key)?;
         if removed {
             let mut q = lock(&sh.queue);
-            if q.get(key) == Some(Work::Upload) {
-                sh.local.unpin(key);
-            }
+            sh.release_pin(key);
             q.push(*key, Work::Delete).map_err(StoreError::io("queueing the remote deletion"))?;
             drop(q);
             lock(&sh.negative).insert(*key, Instant::now());
@@ -522,6 +647,7 @@ impl<L: Store, R: Remote> Store for TieredStore<L, R> {
             uploads_pending: uploads,
             deletes_pending: deletes,
             uploads_failed: self.shared.uploads_failed.load(Ordering::Relaxed),
+            uploads_skipped: self.shared.uploads_skipped.load(Ordering::Relaxed),
             fetched: self.shared.fetched_count.load(Ordering::Relaxed),
             prefetched: self.shared.prefetched_count.load(Ordering::Relaxed),
             ..self.shared.local.usage()
@@ -530,6 +656,10 @@ impl<L: Store, R: Remote> Store for TieredStore<L, R> {
 
     fn pin(&self, key: &Key) -> bool {
         self.shared.local.pin(key)
+    }
+
+    fn remote_problem(&self) -> Option<String> {
+        lock(&self.shared.problem).clone()
     }
 
     fn unpin(&self, key: &Key) {

@@ -114,22 +114,58 @@ fn an_unreachable_remote_makes_misses_fast_and_is_asked_once() {
 }
 
 #[test]
-fn an_object_waiting_for_upload_is_not_evicted() {
+fn objects_waiting_for_upload_are_not_evicted_within_the_pin_budget() {
     let d = tempfile::tempdir().unwrap();
     let remote = bucket();
-    remote.stall();
+    remote.fail(RemoteErrorKind::Unreachable);
+    let a = machine(40, &remote, d.path());
+    // Half the limit (20 bytes) may wait pinned; the rest is queued but evictable.
+    for n in 1..=4 {
+        put(&a, &key(n), &[n; 10]).unwrap();
+    }
+    put(&a, &key(5), &[5; 10]).unwrap();
+    assert!(a.local().stat(&key(1)).unwrap().is_some() && a.local().stat(&key(2)).unwrap().is_some());
+    assert!(a.local().stat(&key(3)).unwrap().is_none(), "past the budget, the oldest is evicted");
+    // The remote stays down, and the cache keeps taking new objects.
+    for n in 6..30 {
+        put(&a, &key(n), &[n; 10]).unwrap();
+    }
+    assert!(a.local().stat(&key(1)).unwrap().is_some(), "still pinned for its upload");
+    remote.heal();
+}
+
+#[test]
+fn a_bucket_that_refuses_uploads_never_fills_the_local_cache() {
+    let d = tempfile::tempdir().unwrap();
+    let remote = bucket();
+    remote.fail(RemoteErrorKind::Denied);
     let a = machine(30, &remote, d.path());
     put(&a, &key(1), &[1; 10]).unwrap();
-    put(&a, &key(2), &[2; 10]).unwrap();
-    put(&a, &key(3), &[3; 10]).unwrap();
-    // Full, and everything is waiting for the remote: no room rather than a lost upload.
-    assert!(matches!(put(&a, &key(4), &[4; 10]), Err(StoreError::NoRoom { .. })));
+    wait_for("the first upload to be refused", || a.usage().uploads_failed >= 1);
+    let calls = remote.calls();
+    for n in 2..40 {
+        put(&a, &key(n), &[n; 10]).expect("commits keep working at local speed");
+    }
+    assert_eq!(read(&a, &key(39)).unwrap(), vec![39; 10]);
+    assert!(remote.calls() <= calls + 1, "no more uploads are tried while the bucket refuses them");
+    let problem = a.remote_problem().expect("the problem is on record");
+    assert!(problem.contains("403"), "{problem}");
+}
+
+#[test]
+fn the_problem_is_cleared_when_the_remote_answers_again() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let remote = bucket();
+    let a = machine(1 << 20, &remote, da.path());
+    put(&a, &key(1), b"x").unwrap();
+    assert!(a.drain(Duration::from_secs(5)));
+    let b = machine(1 << 20, &remote, db.path());
+    remote.fail(RemoteErrorKind::NoBucket);
+    assert!(b.stat(&key(1)).unwrap().is_none());
+    assert!(b.remote_problem().unwrap().contains("does not exist"));
     remote.heal();
-    assert!(a.drain(Duration::from_secs(5)));
-    put(&a, &key(4), &[4; 10]).unwrap();
-    assert!(a.local().stat(&key(1)).unwrap().is_none(), "uploaded, so evictable");
-    assert!(a.drain(Duration::from_secs(5)));
-    assert_eq!(remote.inner().len(), 4);
+    assert!(b.stat(&key(1)).unwrap().is_some());
+    assert_eq!(b.remote_problem(), None);
 }
 
 #[test]
