@@ -41,6 +41,13 @@ fn an_object_committed_on_a_is_read_on_b_and_rm_on_b_reaches_the_bucket() {
 }
 
 /// Bytes that do not compress (so the upload stays above the multipart threshold).
+/// The peak resident memory of a process, in bytes (VmHWM).
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
 fn noise(len: usize, seed: u8) -> Vec<u8> {
     let mut out = vec![0u8; len];
     blake3::Hasher::new().update(&[seed]).finalize_xof().fill(&mut out);
@@ -57,7 +64,11 @@ fn a_large_object_goes_up_in_parts_and_a_damaged_bucket_copy_is_a_miss() {
     let (kbig, ksmall) = (a.put(&big), a.put(&small));
     wait_until(60, "the uploads", || pending(&a.mnt) == 0);
     assert!(a.log_text().matches("failed").count() == 0, "{}", a.log_text());
+    let peak_before = peak_rss(b.pid());
     assert!(std::fs::read(b.path(&kbig.to_hex())).unwrap() == big, "40 MiB, multipart, back whole");
+    // The body is streamed to disk as it arrives: B's daemon never held the 40 MiB.
+    let grew = peak_rss(b.pid()) - peak_before;
+    assert!(grew < 16 << 20, "fetching 40 MiB raised the daemon's peak memory by {} MiB", grew >> 20);
     // Damage the bucket's copy of the other: B must treat it as a miss, never as bytes.
     let in_bucket = server.object_path("big", &ksmall.to_hex());
     let mut stored = std::fs::read(&in_bucket).unwrap();

@@ -10,6 +10,8 @@
 //! on the decompressed bytes: the codec can lose an object (a miss), never change one.
 //! Objects without the metadata (older uploads, or copied in by hand) are taken as they are.
 
+use std::io::{self, Write};
+
 /// The metadata name (`x-amz-meta-encoding`) and the only value written.
 pub const ENCODING_META: &str = "encoding";
 pub const ZSTD: &str = "zstd";
@@ -31,6 +33,9 @@ pub enum CodecError {
     /// anything is allocated for it.
     #[error("{size} bytes, more than the {max} an object of this cache can be")]
     TooLarge { size: u64, max: u64 },
+    /// The sink failed (a full local disk): not the object's fault.
+    #[error("writing the fetched object: {0}")]
+    Write(String),
 }
 
 /// Compresses `bytes` for upload.
@@ -38,26 +43,128 @@ pub fn pack(bytes: &[u8]) -> Vec<u8> {
     zstd::bulk::compress(bytes, LEVEL).expect("compressing to memory cannot fail")
 }
 
-/// Undoes [`pack`] given the object's `encoding` and `size` metadata (as stored). `max` is the
-/// largest object the cache can hold: anyone who can write the bucket writes the metadata, and
-/// the decoder allocates the recorded size up front, so a larger size is refused first.
+/// Undoes [`pack`] given the object's `encoding` and `size` metadata (as stored), in memory.
+/// `max` is the largest object the cache can hold. See [`Unpacker`].
 pub fn unpack(bytes: Vec<u8>, encoding: Option<&str>, size: Option<&str>, max: u64) -> Result<Vec<u8>, CodecError> {
-    match encoding {
-        None if bytes.len() as u64 > max => Err(CodecError::TooLarge { size: bytes.len() as u64, max }),
-        None => Ok(bytes),
-        Some(ZSTD) => {
-            let size: u64 = size.and_then(|s| s.parse().ok()).ok_or(CodecError::NoSize)?;
-            if size > max {
-                return Err(CodecError::TooLarge { size, max });
-            }
-            let size = usize::try_from(size).map_err(|_| CodecError::TooLarge { size, max })?;
-            let out = zstd::bulk::decompress(&bytes, size).map_err(|e| CodecError::Corrupt(e.to_string()))?;
-            if out.len() != size {
-                return Err(CodecError::Corrupt(format!("{} bytes, {size} recorded", out.len())));
-            }
-            Ok(out)
+    let mut out = Vec::new();
+    let mut u = Unpacker::new(&mut out, encoding, size, max)?;
+    u.write(&bytes)?;
+    u.finish()?;
+    Ok(out)
+}
+
+/// Undoes [`pack`] as the bytes arrive, writing the object's own bytes to a sink, so a fetch
+/// holds one chunk in memory, never the object. Anyone who can write the bucket writes the
+/// metadata, so nothing is trusted: a recorded size beyond `max` is refused before a byte is
+/// decoded, more bytes than recorded stop the decoder at once, and fewer are an error at
+/// [`finish`](Self::finish).
+pub struct Unpacker<'a> {
+    inner: Inner<'a>,
+}
+
+enum Inner<'a> {
+    Raw(Limited<'a>),
+    Zstd(zstd::stream::write::Decoder<'static, Limited<'a>>, u64),
+}
+
+const OVER: &str = "more bytes than the object can have";
+
+/// A sink that takes at most `limit` bytes.
+struct Limited<'a> {
+    out: &'a mut dyn Write,
+    written: u64,
+    limit: u64,
+    /// Set when the sink itself failed (not the limit).
+    sink_error: Option<String>,
+}
+
+impl Write for Limited<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.written + buf.len() as u64 > self.limit {
+            return Err(io::Error::other(OVER));
         }
-        Some(other) => Err(CodecError::Unknown(other.to_string())),
+        let n = self.out.write(buf).inspect_err(|e| self.sink_error = Some(e.to_string()))?;
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl<'a> Unpacker<'a> {
+    /// Starts decoding an object with this `encoding` and recorded `size` into `out`.
+    pub fn new(
+        out: &'a mut dyn Write,
+        encoding: Option<&str>,
+        size: Option<&str>,
+        max: u64,
+    ) -> Result<Unpacker<'a>, CodecError> {
+        let size = match encoding {
+            None => None,
+            Some(ZSTD) => {
+                let size: u64 = size.and_then(|s| s.parse().ok()).ok_or(CodecError::NoSize)?;
+                if size > max {
+                    return Err(CodecError::TooLarge { size, max });
+                }
+                Some(size)
+            }
+            Some(other) => return Err(CodecError::Unknown(other.to_string())),
+        };
+        let limited = Limited { out, written: 0, limit: size.unwrap_or(max), sink_error: None };
+        let inner = match size {
+            None => Inner::Raw(limited),
+            Some(size) => Inner::Zstd(
+                zstd::stream::write::Decoder::new(limited).map_err(|e| CodecError::Corrupt(e.to_string()))?,
+                size,
+            ),
+        };
+        Ok(Unpacker { inner })
+    }
+
+    /// Takes the next bytes of the stored object.
+    pub fn write(&mut self, chunk: &[u8]) -> Result<(), CodecError> {
+        match &mut self.inner {
+            Inner::Raw(w) => w.write_all(chunk).map_err(|e| match error(w, e) {
+                CodecError::Corrupt(m) if m == OVER => CodecError::TooLarge { size: w.written + 1, max: w.limit },
+                other => other,
+            }),
+            Inner::Zstd(d, size) => {
+                let size = *size;
+                d.write_all(chunk).map_err(|e| match error(d.get_mut(), e) {
+                    CodecError::Corrupt(m) if m == OVER => {
+                        CodecError::Corrupt(format!("more than the {size} bytes recorded"))
+                    }
+                    other => other,
+                })
+            }
+        }
+    }
+
+    /// Ends the object; returns its length.
+    pub fn finish(self) -> Result<u64, CodecError> {
+        match self.inner {
+            Inner::Raw(w) => Ok(w.written),
+            Inner::Zstd(mut d, size) => {
+                d.flush().map_err(|e| CodecError::Corrupt(e.to_string()))?;
+                let w = d.into_inner();
+                if let Some(e) = w.sink_error {
+                    return Err(CodecError::Write(e));
+                }
+                if w.written != size {
+                    return Err(CodecError::Corrupt(format!("{} bytes, {size} recorded", w.written)));
+                }
+                Ok(size)
+            }
+        }
+    }
+}
+
+/// Tells a failed sink from bytes that were refused or could not be decoded.
+fn error(w: &Limited<'_>, e: io::Error) -> CodecError {
+    match &w.sink_error {
+        Some(s) => CodecError::Write(s.clone()),
+        None => CodecError::Corrupt(e.to_string()),
     }
 }
 
@@ -100,6 +207,51 @@ mod tests {
         );
         assert!(matches!(unpack(vec![0; 2048], None, None, 1024), Err(CodecError::TooLarge { .. })));
         assert_eq!(unpack(packed, Some(ZSTD), Some("1000"), 1000).unwrap(), vec![1u8; 1000], "at the limit: fine");
+    }
+
+    #[test]
+    fn chunks_decode_as_they_arrive_and_never_pass_the_recorded_size() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 253) as u8).collect();
+        let packed = pack(&data);
+        let mut out = Vec::new();
+        let mut u = Unpacker::new(&mut out, Some(ZSTD), Some(&data.len().to_string()), 1 << 20).unwrap();
+        for chunk in packed.chunks(1000) {
+            u.write(chunk).unwrap();
+        }
+        assert_eq!(u.finish().unwrap(), data.len() as u64);
+        assert_eq!(out, data);
+        // Recorded as 1000 bytes: the sink gets at most 1000, then the decoder stops.
+        let mut out = Vec::new();
+        let mut u = Unpacker::new(&mut out, Some(ZSTD), Some("1000"), 1 << 20).unwrap();
+        let refused = packed.chunks(1000).map(|c| u.write(c)).find(|r| r.is_err());
+        assert!(matches!(refused, Some(Err(CodecError::Corrupt(_)))), "{refused:?}");
+        drop(u);
+        assert!(out.len() <= 1000);
+        // A raw object past the cache limit is refused at the limit.
+        let mut out = Vec::new();
+        let mut u = Unpacker::new(&mut out, None, None, 10).unwrap();
+        assert!(matches!(u.write(&[0; 11]), Err(CodecError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn a_failing_sink_is_told_apart_from_a_bad_object() {
+        struct Full;
+        impl Write for Full {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::from_raw_os_error(libc::ENOSPC))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut sink = Full;
+        let mut u = Unpacker::new(&mut sink, None, None, 1 << 20).unwrap();
+        assert!(matches!(u.write(b"abc"), Err(CodecError::Write(_))));
+        let packed = pack(&[3u8; 100_000]);
+        let mut sink = Full;
+        let mut u = Unpacker::new(&mut sink, Some(ZSTD), Some("100000"), 1 << 20).unwrap();
+        let r = u.write(&packed).and_then(|()| u.finish().map(|_| ()));
+        assert!(matches!(r, Err(CodecError::Write(_))), "{r:?}");
     }
 
     proptest! {

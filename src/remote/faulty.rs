@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
-use super::{Remote, RemoteError, RemoteErrorKind, RemoteObject};
+use super::{Found, Remote, RemoteError, RemoteErrorKind};
 use crate::key::Key;
 
 /// Wraps a remote; while a fault is armed every call fails with it; while stalled, calls wait.
@@ -55,9 +55,9 @@ impl<R: Remote> FaultyRemote<R> {
 }
 
 impl<R: Remote> Remote for FaultyRemote<R> {
-    fn get(&self, key: &Key) -> Result<Option<RemoteObject>, RemoteError> {
+    fn get_into(&self, key: &Key, out: &mut dyn std::io::Write) -> Result<Option<Found>, RemoteError> {
         self.gate()?;
-        self.inner.get(key)
+        self.inner.get_into(key, out)
     }
     fn put(&self, key: &Key, bytes: &[u8], checksum: &[u8; 32]) -> Result<(), RemoteError> {
         self.gate()?;

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::{Remote, RemoteError, RemoteObject};
+use super::{Found, Remote, RemoteError, RemoteErrorKind, RemoteObject};
 use crate::key::Key;
 
 /// A bucket in a `HashMap`.
@@ -44,8 +44,10 @@ impl MemoryRemote {
 }
 
 impl Remote for MemoryRemote {
-    fn get(&self, key: &Key) -> Result<Option<RemoteObject>, RemoteError> {
-        Ok(self.objects.lock().unwrap().get(key).cloned())
+    fn get_into(&self, key: &Key, out: &mut dyn std::io::Write) -> Result<Option<Found>, RemoteError> {
+        let Some(o) = self.objects.lock().unwrap().get(key).cloned() else { return Ok(None) };
+        out.write_all(&o.bytes).map_err(|e| RemoteError::new(RemoteErrorKind::Other, e.to_string()))?;
+        Ok(Some(Found { checksum: o.checksum }))
     }
     fn put(&self, key: &Key, bytes: &[u8], checksum: &[u8; 32]) -> Result<(), RemoteError> {
         self.objects.lock().unwrap().insert(*key, RemoteObject { bytes: bytes.to_vec(), checksum: Some(*checksum) });

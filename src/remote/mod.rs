@@ -16,11 +16,18 @@ pub mod s3;
 
 use crate::key::Key;
 
-/// An object as the remote holds it.
+/// An object as the remote holds it (the bytes already decoded).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteObject {
     pub bytes: Vec<u8>,
     /// The BLAKE3 the uploader recorded with the object (S3 metadata), if any.
+    pub checksum: Option<[u8; 32]>,
+}
+
+/// What came with an object streamed by [`Remote::get_into`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    /// The BLAKE3 the uploader recorded with the object, if any.
     pub checksum: Option<[u8; 32]>,
 }
 
@@ -103,8 +110,15 @@ impl RemoteError {
 
 /// Objects in a shared bucket.
 pub trait Remote: Send + Sync + 'static {
-    /// The object's bytes and recorded checksum; `Ok(None)` when absent.
-    fn get(&self, key: &Key) -> Result<Option<RemoteObject>, RemoteError>;
+    /// Streams the object's bytes into `out` as they arrive (bounded memory, whatever the
+    /// object's size); `Ok(None)` when absent. On an error, `out` may hold part of the object.
+    /// A failure of `out` itself comes back as an error of kind `Other`.
+    fn get_into(&self, key: &Key, out: &mut dyn std::io::Write) -> Result<Option<Found>, RemoteError>;
+    /// The whole object in memory (tests and small objects).
+    fn get(&self, key: &Key) -> Result<Option<RemoteObject>, RemoteError> {
+        let mut bytes = Vec::new();
+        Ok(self.get_into(key, &mut bytes)?.map(|f| RemoteObject { bytes, checksum: f.checksum }))
+    }
     /// Stores an object with its checksum (idempotent: same key, same bytes).
     fn put(&self, key: &Key, bytes: &[u8], checksum: &[u8; 32]) -> Result<(), RemoteError>;
     /// Deletes an object; absent is fine.
@@ -113,8 +127,8 @@ pub trait Remote: Send + Sync + 'static {
 
 /// Several stores (mounts, machines) can share one remote.
 impl<R: Remote> Remote for std::sync::Arc<R> {
-    fn get(&self, key: &Key) -> Result<Option<RemoteObject>, RemoteError> {
-        (**self).get(key)
+    fn get_into(&self, key: &Key, out: &mut dyn std::io::Write) -> Result<Option<Found>, RemoteError> {
+        (**self).get_into(key, out)
     }
     fn put(&self, key: &Key, bytes: &[u8], checksum: &[u8; 32]) -> Result<(), RemoteError> {
         (**self).put(key, bytes, checksum)

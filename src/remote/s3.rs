@@ -20,13 +20,18 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
+use super::codec::CodecError;
 use super::codec::{self, ENCODING_META, SIZE_META, ZSTD};
-use super::{Remote, RemoteError, RemoteErrorKind, RemoteObject};
+use super::{Found, Remote, RemoteError, RemoteErrorKind};
 use crate::key::Key;
 
 /// How long a lookup may take before the remote counts as unreachable. Lookups sit on a
 /// build's critical path; after one timeout the tiered store stops asking for a while.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long an object's body may send nothing before the fetch is given up (a stalled
+/// server, or a connection that died without a reset): the build then compiles instead.
+pub const BODY_STALL: Duration = Duration::from_secs(10);
 
 /// Objects larger than this are uploaded as multipart uploads.
 pub const MULTIPART_ABOVE: usize = 32 << 20;
@@ -251,8 +256,48 @@ fn hex(sum: &[u8; 32]) -> String {
     Key(*sum).to_hex()
 }
 
+/// An object the codec refused: too large, damaged, or a sink that failed.
+fn undecodable(key: &Key, e: CodecError) -> RemoteError {
+    RemoteError::new(RemoteErrorKind::Other, format!("the bucket's copy of {key} cannot be taken: {e}"))
+}
+
+/// A body that arrives in chunks.
+trait Body {
+    async fn chunk(&mut self) -> Result<Option<impl AsRef<[u8]>>, String>;
+}
+
+impl Body for ByteStream {
+    async fn chunk(&mut self) -> Result<Option<impl AsRef<[u8]>>, String> {
+        self.try_next().await.map_err(|e| e.to_string())
+    }
+}
+
+/// Feeds a body's chunks to `take` as they arrive; a body that sends nothing for `stall` is a
+/// failure (kind `Unreachable`, so the tiered store leaves the remote alone a while).
+async fn pump(
+    body: &mut impl Body,
+    stall: Duration,
+    mut take: impl FnMut(&[u8]) -> Result<(), RemoteError>,
+) -> Result<(), RemoteError> {
+    loop {
+        match tokio::time::timeout(stall, body.chunk()).await {
+            Err(_) => {
+                return Err(RemoteError::new(
+                    RemoteErrorKind::Unreachable,
+                    format!("the object's body sent nothing for {} s", stall.as_secs_f32()),
+                ))
+            }
+            Ok(Err(e)) => {
+                return Err(RemoteError::new(RemoteErrorKind::Unreachable, format!("reading the object body: {e}")))
+            }
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Ok(Some(chunk))) => take(chunk.as_ref())?,
+        }
+    }
+}
+
 impl Remote for S3Remote {
-    fn get(&self, key: &Key) -> Result<Option<RemoteObject>, RemoteError> {
+    fn get_into(&self, key: &Key, sink: &mut dyn std::io::Write) -> Result<Option<Found>, RemoteError> {
         self.rt.block_on(async {
             let send = self.client.get_object().bucket(&self.bucket).key(self.name(key)).send();
             let sent = tokio::time::timeout(LOOKUP_TIMEOUT, send).await.map_err(|_| {
@@ -261,7 +306,7 @@ impl Remote for S3Remote {
                     format!("no answer within {} s", LOOKUP_TIMEOUT.as_secs()),
                 )
             })?;
-            let out = match sent {
+            let mut out = match sent {
                 Ok(o) => o,
                 Err(SdkError::ServiceError(s)) if s.err().is_no_such_key() => return Ok(None),
                 Err(SdkError::ServiceError(s))
@@ -274,29 +319,14 @@ impl Remote for S3Remote {
             let meta = |name: &str| out.metadata().and_then(|m| m.get(name)).cloned();
             let checksum = meta("blake3").and_then(|h| Key::parse(&h)).map(|k| k.0);
             let (encoding, size) = (meta(ENCODING_META), meta(SIZE_META));
-            let too_large = |size: u64| {
-                RemoteError::new(
-                    RemoteErrorKind::Other,
-                    format!(
-                        "the bucket's copy of {key} is {size} bytes, more than this cache's limit of {}",
-                        self.max_object
-                    ),
-                )
-            };
             if let Some(n) = out.content_length().and_then(|n| u64::try_from(n).ok()).filter(|n| *n > self.max_object) {
-                return Err(too_large(n));
+                return Err(undecodable(key, CodecError::TooLarge { size: n, max: self.max_object }));
             }
-            let bytes = out
-                .body
-                .collect()
-                .await
-                .map_err(|e| RemoteError::new(RemoteErrorKind::Unreachable, format!("reading the object body: {e}")))?
-                .into_bytes()
-                .to_vec();
-            let bytes = codec::unpack(bytes, encoding.as_deref(), size.as_deref(), self.max_object).map_err(|e| {
-                RemoteError::new(RemoteErrorKind::Other, format!("the bucket's copy of {key} cannot be decoded: {e}"))
-            })?;
-            Ok(Some(RemoteObject { bytes, checksum }))
+            let mut unpacker = codec::Unpacker::new(sink, encoding.as_deref(), size.as_deref(), self.max_object)
+                .map_err(|e| undecodable(key, e))?;
+            pump(&mut out.body, BODY_STALL, |chunk| unpacker.write(chunk).map_err(|e| undecodable(key, e))).await?;
+            unpacker.finish().map_err(|e| undecodable(key, e))?;
+            Ok(Some(Found { checksum }))
         })
     }
 
@@ -333,6 +363,29 @@ impl Remote for S3Remote {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_that_stops_sending_is_given_up_after_the_stall_time() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        /// Two chunks, then silence.
+        struct Stalls(u8);
+        impl Body for Stalls {
+            async fn chunk(&mut self) -> Result<Option<impl AsRef<[u8]>>, String> {
+                self.0 += 1;
+                if self.0 > 2 {
+                    std::future::pending::<()>().await;
+                }
+                Ok(Some(vec![self.0; 4]))
+            }
+        }
+        let mut got = Vec::new();
+        let r = rt.block_on(pump(&mut Stalls(0), Duration::from_millis(50), |c| {
+            got.extend_from_slice(c);
+            Ok(())
+        }));
+        assert_eq!(r.unwrap_err().kind, RemoteErrorKind::Unreachable);
+        assert_eq!(got, [1, 1, 1, 1, 2, 2, 2, 2]);
+    }
 
     #[test]
     fn statuses_map_to_kinds_that_can_be_explained() {

@@ -37,6 +37,9 @@ use crate::key::Key;
 use crate::remote::queue::{Queue, Work};
 use crate::remote::{Remote, RemoteError, RemoteErrorKind};
 
+/// How long a lookup waits for another thread's fetch of the same key before it counts as a
+/// miss. The remote's own timeouts end a stuck fetch sooner; this bounds a wait whatever it does.
+pub const FETCH_WAIT: Duration = Duration::from_secs(60);
 /// How long "not in the bucket" is believed.
 pub const NEGATIVE_TTL: Duration = Duration::from_secs(5);
 /// How long an unreachable remote is left alone.
@@ -87,6 +90,8 @@ struct Shared<L, R> {
     fetched: Condvar,
     /// Threads waiting for another's fetch (for tests).
     waiting: AtomicU64,
+    /// How long a lookup waits for another thread's fetch of the same key ([`FETCH_WAIT`]).
+    fetch_wait_ms: AtomicU64,
     /// Hinted keys to fetch ahead of need; the prefetchers sleep on `prefetch_wake`.
     prefetch: Mutex<std::collections::VecDeque<Key>>,
     prefetch_wake: Condvar,
@@ -149,6 +154,7 @@ impl<L: Store, R: Remote> TieredStore<L, R> {
             fetching: Mutex::new(HashSet::new()),
             fetched: Condvar::new(),
             waiting: AtomicU64::new(0),
+            fetch_wait_ms: AtomicU64::new(FETCH_WAIT.as_millis() as u64),
             prefetch: Mutex::new(std::collections::VecDeque::new()),
             prefetch_wake: Condvar::new(),
             fetched_count: AtomicU64::new(0),
@@ -210,6 +216,11 @@ impl<L: Store, R: Remote> TieredStore<L, R> {
     /// The remote (for tests).
     pub fn remote(&self) -> &R {
         &self.shared.remote
+    }
+
+    /// Sets how long a lookup waits for another thread's fetch (tests; [`FETCH_WAIT`] otherwise).
+    pub fn set_fetch_wait(&self, wait: Duration) {
+        self.shared.fetch_wait_ms.store(wait.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Threads now waiting for a GET another thread started (for tests).
@@ -351,8 +362,16 @@ impl<L: Store, R: Remote> Shared<L, R> {
             let mut f = lock(&self.fetching);
             if f.contains(key) {
                 self.waiting.fetch_add(1, Ordering::Relaxed);
+                let deadline = Instant::now() + Duration::from_millis(self.fetch_wait_ms.load(Ordering::Relaxed));
                 while f.contains(key) {
-                    f = self.fetched.wait(f).unwrap_or_else(|p| p.into_inner());
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        // The other fetch is stuck: this lookup is a miss, and the build goes on.
+                        self.waiting.fetch_sub(1, Ordering::Relaxed);
+                        tracing::debug!(%key, "gave up waiting for another thread's fetch");
+                        return Ok(Fetch::Absent);
+                    }
+                    f = self.fetched.wait_timeout(f, left).unwrap_or_else(|p| p.into_inner()).0;
                 }
                 drop(f);
                 self.waiting.fetch_sub(1, Ordering::Relaxed);
@@ -378,38 +397,46 @@ impl<L: Store, R: Remote> Shared<L, R> {
             return Ok(Fetch::Absent);
         }
         let started = Instant::now();
-        let obj = match self.remote.get(key) {
-            Ok(Some(o)) => {
+        let temp = self.local.create_temp()?;
+        let mut sink = Sink { temp: &temp, at: 0, hasher: blake3::Hasher::new(), head: Vec::new(), failed: None };
+        let found = self.remote.get_into(key, &mut sink);
+        let (at, sum, head, failed) = (sink.at, sink.hasher.finalize(), sink.head, sink.failed);
+        let found = match found {
+            Ok(Some(f)) => {
                 self.healthy();
-                o
+                f
             }
             Ok(None) => {
+                self.local.discard(&temp);
                 self.healthy();
                 lock(&self.negative).insert(*key, Instant::now());
                 return Ok(Fetch::Absent);
             }
             Err(e) => {
+                self.local.discard(&temp);
+                if let Some(source) = failed {
+                    // The local disk failed, not the remote.
+                    return Err(StoreError::Io { context: "writing a fetched object", source });
+                }
                 self.note(&e);
                 return Ok(Fetch::Absent);
             }
         };
-        if obj.checksum != Some(*blake3::hash(&obj.bytes).as_bytes()) {
+        if found.checksum != Some(*sum.as_bytes()) {
+            self.local.discard(&temp);
             tracing::warn!(%key, "the bucket's copy does not match its checksum; treating it as a miss");
             return Ok(Fetch::Absent);
-        }
-        let temp = self.local.create_temp()?;
-        if let Err(e) = temp.write_at(0, &obj.bytes) {
-            self.local.discard(&temp);
-            return Err(StoreError::Io { context: "writing a fetched object", source: e });
         }
         let got = started.elapsed();
         match self.local.commit(&temp, key) {
             Ok(_) => {
-                tracing::debug!(%key, size = obj.bytes.len(), get_ms = got.as_millis() as u64,
+                tracing::debug!(%key, size = at, get_ms = got.as_millis() as u64,
                     stored_ms = (started.elapsed() - got).as_millis() as u64, "fetched from the bucket");
                 self.fetched_count.fetch_add(1, Ordering::Relaxed);
                 if let Some(hints) = &self.hints {
-                    self.queue_prefetch(hints(&obj.bytes));
+                    if at as usize == head.len() {
+                        self.queue_prefetch(hints(&head));
+                    }
                 }
                 Ok(Fetch::Fetched)
             }
@@ -552,6 +579,40 @@ fn refused_for_good(e: &RemoteError) -> bool {
             | RemoteErrorKind::NoBucket
             | RemoteErrorKind::NoCredentials
     )
+}
+
+/// Objects up to this size are kept in memory while fetched, for the hints they may carry
+/// (manifests are a few KiB); larger ones are only streamed to disk.
+const HINT_HEAD: usize = 1 << 20;
+
+/// Where a fetched object's bytes go as they arrive: a temporary of the local store, hashed on
+/// the way, with the first [`HINT_HEAD`] bytes kept for the hints.
+struct Sink<'a, T: TempWrite> {
+    temp: &'a T,
+    at: u64,
+    hasher: blake3::Hasher,
+    head: Vec<u8>,
+    /// The local write that failed, to tell it from a remote failure.
+    failed: Option<std::io::Error>,
+}
+
+impl<T: TempWrite> std::io::Write for Sink<'_, T> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Err(e) = self.temp.write_at(self.at, buf) {
+            let out = std::io::Error::new(e.kind(), e.to_string());
+            self.failed = Some(e);
+            return Err(out);
+        }
+        self.at += buf.len() as u64;
+        self.hasher.update(buf);
+        if self.head.len() + buf.len() <= HINT_HEAD && self.head.len() as u64 + buf.len() as u64 == self.at {
+            self.head.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// 0.2 s, 0.4 s … up to 60 s, with ±50 % jitter derived from the key (no RNG needed).

@@ -288,3 +288,26 @@ fn an_upload_under_way_when_the_key_is_removed_and_committed_again_leaves_the_ne
     let got = remote.inner().get(&key(8)).unwrap().map(|o| o.bytes);
     assert_eq!(got.as_deref(), Some(&b"the new bytes"[..]), "the bucket holds what is committed now");
 }
+
+#[test]
+fn a_lookup_waiting_on_a_stuck_fetch_gives_up_as_a_miss() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let remote = bucket();
+    let a = machine(1 << 20, &remote, da.path());
+    put(&a, &key(5), b"slow to come").unwrap();
+    assert!(a.drain(Duration::from_secs(5)));
+    let b = Arc::new(machine(1 << 20, &remote, db.path()));
+    b.set_fetch_wait(Duration::from_millis(200));
+    let before = remote.calls();
+    remote.stall();
+    let first = {
+        let b = Arc::clone(&b);
+        std::thread::spawn(move || read(&*b, &key(5)))
+    };
+    wait_for("the first GET to start", || remote.calls() > before);
+    let t0 = std::time::Instant::now();
+    assert!(b.stat(&key(5)).unwrap().is_none(), "a miss, not a hang");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    remote.heal();
+    assert_eq!(first.join().unwrap().unwrap(), b"slow to come");
+}
