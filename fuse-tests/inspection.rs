@@ -170,8 +170,8 @@ fn evict_crate_takes_only_a_crate_name() {
 fn by_crate_lists_only_crate_names_from_object_headers() {
     let Some(m) = mount("by_crate_lists_only_crate_names_from_object_headers", "64MiB") else { return };
     let object = |name: &str| {
-        cairn::wrapper::object::CompileResult {
-            meta: cairn::wrapper::object::EntryMeta {
+        cairn::protocol::object::CompileResult {
+            meta: cairn::protocol::object::EntryMeta {
                 crate_name: name.into(),
                 crate_types: vec!["lib".into()],
                 ..Default::default()

@@ -29,6 +29,7 @@
 pub mod build_script;
 pub mod cc;
 pub mod key;
+pub mod protocol;
 pub mod size;
 pub mod wrapper;
 

@@ -3,7 +3,7 @@
 //!
 //! The wrapper is the only one that knows whether a compile hit, how long the original
 //! compile took and how long the hit took, so it reports one line per compile to the daemon
-//! by writing it into `<mnt>/.cairn/report` (see `wrapper::report`). This module parses those
+//! by writing it into `<mnt>/.cairn/report` (see `protocol::report`). This module parses those
 //! lines and keeps the sums. Pure: no I/O.
 //!
 //! Time saved = the sum over hits of (original compile time − time the hit took).
@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::wrapper::report::{Event, Kind};
+pub use crate::protocol::report::{Event, Kind};
 
 /// Sums over a period.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

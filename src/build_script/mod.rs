@@ -41,9 +41,9 @@ use std::process::Command;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::key::Key;
+use crate::protocol::object::{CompileResult, EntryMeta, Manifest, Variant};
+use crate::protocol::report::{self, Event, Kind};
 use crate::wrapper::basedir::Rel;
-use crate::wrapper::object::{CompileResult, EntryMeta, Manifest, Variant};
-use crate::wrapper::report::{self, Event, Kind};
 use crate::wrapper::{cache_key, compile, log, mount};
 
 /// The flag the launcher passes as `argv[1]`: `cairn-rustc --cairn-build-script LAUNCHER REAL ARGS…`.

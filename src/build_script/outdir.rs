@@ -11,8 +11,8 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path};
 
+use crate::protocol::object::{FileView, OutputFile};
 use crate::wrapper::filehash;
-use crate::wrapper::object::{FileView, OutputFile};
 
 /// Why an `OUT_DIR` cannot be stored.
 #[derive(Debug, thiserror::Error)]

@@ -32,10 +32,10 @@ use std::process::Command;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::key::Key;
+use crate::protocol::object::{CompileResult, EntryMeta, Manifest, OutputFile, Variant};
+use crate::protocol::report::{self, Event, Kind};
 use crate::wrapper::basedir::Rel;
 use crate::wrapper::cache_key::{self, KeyHasher};
-use crate::wrapper::object::{CompileResult, EntryMeta, Manifest, OutputFile, Variant};
-use crate::wrapper::report::{self, Event, Kind};
 use crate::wrapper::{compile, filehash, link, log, mount};
 
 /// The link names the launcher gives this binary for C and C++.

@@ -92,7 +92,7 @@ pub fn run(cfg: &MountConfig, opts: RunOptions, ready: impl FnOnce()) -> Result<
             tracing::info!(bucket = %s3.bucket, endpoint = %label.endpoint, prefix = %s3.prefix, "S3 tier configured");
             let queue_dir = cfg.store.join(crate::store::disk::LAYOUT_VERSION);
             let hints: Option<crate::store::tiered::Hints> = match s3.prefetch {
-                true => Some(Box::new(crate::wrapper::object::prefetch_hints)),
+                true => Some(Box::new(crate::protocol::object::prefetch_hints)),
                 false => None,
             };
             let tiered = TieredStore::with_hints(disk, remote, &queue_dir, label, hints)

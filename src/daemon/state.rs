@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use crate::fs::CacheFs;
 use crate::key::Key;
+use crate::protocol::object::EntryMeta;
 use crate::stats::Stats;
 use crate::store::Store;
-use crate::wrapper::object::EntryMeta;
 
 fn paths(store_dir: &Path) -> (PathBuf, PathBuf) {
     let v1 = store_dir.join(crate::store::disk::LAYOUT_VERSION);

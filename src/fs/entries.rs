@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 
 use crate::key::Key;
+use crate::protocol::object::{peek_meta, EntryMeta, Peek};
 use crate::store::ObjectMeta;
-use crate::wrapper::object::{peek_meta, EntryMeta, Peek};
 
 /// How many bytes to read first when looking for a header (most headers are far smaller).
 pub const PEEK_BYTES: u32 = 64 * 1024;

@@ -148,12 +148,12 @@ impl<S: Store> CacheFs<S> {
     }
 
     /// Known entry metadata, for saving across restarts.
-    pub fn entries_snapshot(&self) -> Vec<(Key, crate::wrapper::object::EntryMeta)> {
+    pub fn entries_snapshot(&self) -> Vec<(Key, crate::protocol::object::EntryMeta)> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner()).snapshot()
     }
 
     /// Restores saved entry metadata (for objects still in the store).
-    pub fn restore_entries(&self, saved: Vec<(Key, crate::wrapper::object::EntryMeta)>) {
+    pub fn restore_entries(&self, saved: Vec<(Key, crate::protocol::object::EntryMeta)>) {
         let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         for (k, m) in saved {
             if matches!(self.store.stat(&k), Ok(Some(_))) {

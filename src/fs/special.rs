@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use super::{Attr, CacheFs, DirEntry, FsError, Handle, Kind, OpenMode, Opened, ROOT_INO};
 use crate::key::Key;
+use crate::protocol::object::EntryMeta;
 use crate::stats::Event;
 use crate::store::{now_ns, Store};
-use crate::wrapper::object::EntryMeta;
 
 pub const CAIRN_DIR_INO: u64 = 2;
 pub const STATS_INO: u64 = 3;

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::object::OutputFile;
+use crate::protocol::object::OutputFile;
 
 /// What a compile did.
 pub struct Ran {

@@ -23,12 +23,12 @@ pub fn log_path() -> Option<PathBuf> {
 /// Appends one line (a single `write` with `O_APPEND`, so lines of concurrent wrappers do not
 /// interleave). Logging never fails a build.
 pub fn record(crate_name: &str, key: Option<&Key>, outcome: &str, took: Duration, compile: Option<Duration>) {
-    record_kind(super::report::Kind::Rustc, crate_name, key, outcome, took, compile)
+    record_kind(crate::protocol::report::Kind::Rustc, crate_name, key, outcome, took, compile)
 }
 
 /// [`record`] for any front end.
 pub fn record_kind(
-    kind: super::report::Kind,
+    kind: crate::protocol::report::Kind,
     crate_name: &str,
     key: Option<&Key>,
     outcome: &str,

@@ -28,8 +28,6 @@ pub mod log;
 pub mod memo;
 pub mod mount;
 pub mod native_cpu;
-pub mod object;
-pub mod report;
 pub mod toolchain;
 pub mod why;
 
@@ -42,10 +40,11 @@ use std::process::Command;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::key::Key;
+use crate::protocol::object::{CompileResult, EntryMeta, Manifest, ResultView, Variant};
+use crate::protocol::report;
 use args::{Classified, Invocation};
 use basedir::Rel;
 use cache_key::BaseInputs;
-use object::{CompileResult, EntryMeta, Manifest, ResultView, Variant};
 
 /// Runs the wrapper on its command line (`argv[0]` is the wrapper) and returns the exit code.
 pub fn main(argv: Vec<OsString>) -> i32 {

@@ -12,26 +12,19 @@ const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
 
 /// The cache's base folder: `$XDG_CACHE_HOME/cairn` or `~/.cache/cairn`.
 pub fn cache_base() -> Option<PathBuf> {
-    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-        return Some(PathBuf::from(x).join("cairn"));
-    }
-    std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".cache").join("cairn"))
+    crate::protocol::config::cache_base().ok()
 }
 
-/// Where the mount should be: `CAIRN_MOUNT` or the default.
+/// Where the mount is: `CAIRN_MOUNT`, the config file's `mount`, or the default; the daemon
+/// reads the same (`crate::protocol::config`).
 pub fn mountpoint() -> Option<PathBuf> {
-    std::env::var_os("CAIRN_MOUNT")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| Some(cache_base()?.join("mnt")))
+    crate::protocol::config::mountpoint().ok()
 }
 
-/// The local store folder: `CAIRN_STORE` or the default (the wrapper's log lives there).
+/// The local store folder: `CAIRN_STORE`, the config file's `store`, or the default (the
+/// wrapper's log lives there).
 pub fn store_dir() -> Option<PathBuf> {
-    std::env::var_os("CAIRN_STORE")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| Some(cache_base()?.join("store")))
+    crate::protocol::config::store().ok()
 }
 
 /// What is at the mount point.
@@ -67,7 +60,7 @@ pub fn probe(mp: &Path) -> Probe {
 /// The mount, starting the daemon (`cairn start`) if it is not running, unless
 /// `CAIRN_AUTOSTART=0`. Concurrent wrappers serialize on a lock so only one starts it.
 pub fn find_or_start() -> Result<PathBuf, String> {
-    let mp = mountpoint().ok_or("no HOME: set CAIRN_MOUNT")?;
+    let mp = crate::protocol::config::mountpoint().map_err(|e| e.to_string())?;
     if probe(&mp) == Probe::Live {
         return Ok(mp);
     }
