@@ -173,7 +173,7 @@ impl<S: Store> Filesystem for FuseAdapter<S> {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -190,7 +190,7 @@ impl<S: Store> Filesystem for FuseAdapter<S> {
         reply: ReplyAttr,
     ) {
         let other = mode.is_some() || uid.is_some() || gid.is_some() || atime.is_some() || mtime.is_some();
-        match self.fs.setattr(ino.0, size, other) {
+        match self.fs.may_change(req.uid(), Some(ino.0)).and_then(|()| self.fs.setattr(ino.0, size, other)) {
             Ok(a) => reply.attr(&ttl(a.ino), &to_fuse(&a)),
             Err(e) => reply.error(errno(e)),
         }
@@ -221,8 +221,8 @@ impl<S: Store> Filesystem for FuseAdapter<S> {
         reply.error(errno(FsError::Immutable));
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.fs.unlink(parent.0, name) {
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.fs.may_change(req.uid(), None).and_then(|()| self.fs.unlink(parent.0, name)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
         }
@@ -271,7 +271,7 @@ impl<S: Store> Filesystem for FuseAdapter<S> {
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -284,15 +284,17 @@ impl<S: Store> Filesystem for FuseAdapter<S> {
             return;
         }
         let noreplace = flags.contains(RenameFlags::RENAME_NOREPLACE);
-        match self.fs.rename(parent.0, name, newparent.0, newname, noreplace) {
+        let renamed = self.fs.may_change(req.uid(), None);
+        match renamed.and_then(|()| self.fs.rename(parent.0, name, newparent.0, newname, noreplace)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let mode = open_mode(flags.0);
-        match self.fs.open(ino.0, mode) {
+        let allowed = if mode.write { self.fs.may_change(req.uid(), Some(ino.0)) } else { Ok(()) };
+        match allowed.and_then(|()| self.fs.open(ino.0, mode)) {
             Ok(o) => {
                 // A read-only open has nothing to flush: spare the close its FLUSH round trip.
                 let noflush = if mode.write { FopenFlags::empty() } else { FopenFlags::FOPEN_NOFLUSH };
@@ -317,7 +319,7 @@ impl<S: Store> Filesystem for FuseAdapter<S> {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         _mode: u32,
@@ -325,7 +327,7 @@ impl<S: Store> Filesystem for FuseAdapter<S> {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        match self.fs.create(parent.0, name, open_mode(flags)) {
+        match self.fs.may_change(req.uid(), None).and_then(|()| self.fs.create(parent.0, name, open_mode(flags))) {
             Ok((a, o)) => {
                 let attr = to_fuse(&a);
                 if let (true, Some(file)) = (self.passthrough_active(), o.backing) {

@@ -170,7 +170,7 @@ struct MountArgs {
     /// Size limit of the local store, such as 64MiB or 10GiB [default: 10GiB]
     #[arg(long, env = "CAIRN_MAX_SIZE")]
     max_size: Option<String>,
-    /// Let other users read and write the mount (needs user_allow_other in /etc/fuse.conf).
+    /// Let other users read the mount; only its owner and root may change it (needs user_allow_other in /etc/fuse.conf).
     #[arg(long, env = "CAIRN_ALLOW_OTHER")]
     allow_other: bool,
     /// Serve every read through the daemon instead of FUSE passthrough.

@@ -45,6 +45,10 @@ pub enum FsError {
     /// An operation the handle was not opened for.
     #[error("operation not permitted on this handle")]
     WrongMode,
+    /// Another user (under `--allow-other`) tried to change the cache: only the mount's owner
+    /// and root may commit, remove or rename objects, or use the control file.
+    #[error("only the mount's owner may change the cache")]
+    Denied,
     /// Any other I/O error from below, with its errno.
     #[error("i/o error (errno {0})")]
     Io(i32),
@@ -66,6 +70,7 @@ impl FsError {
             FsError::BadHandle => libc::EBADF,
             FsError::WrongMode => libc::EBADF,
             FsError::ReadOnly => libc::EROFS,
+            FsError::Denied => libc::EACCES,
             FsError::Io(errno) => *errno,
         }
     }

@@ -588,6 +588,18 @@ impl<S: Store> CacheFs<S> {
         self.refuse("rmdir", name)
     }
 
+    /// Whether the user `caller` may change the cache: commit, remove, rename or truncate, or
+    /// open `ino` for writing. Other users reach the mount only under `--allow-other`; they
+    /// may read every object and report their compiles (`.cairn/report`), and nothing else: an
+    /// object one of them could write is code the owner's next build would run.
+    pub fn may_change(&self, caller: u32, ino: Option<u64>) -> Result<(), FsError> {
+        if caller == self.opts.uid || caller == 0 || ino == Some(special::REPORT_INO) {
+            return Ok(());
+        }
+        tracing::debug!(caller, "refused a change by another user");
+        Err(FsError::Denied)
+    }
+
     /// Namespace operations that have no place in a flat cache of files: directories, links,
     /// device nodes.
     pub fn refuse(&self, what: &str, name: &OsStr) -> FsError {

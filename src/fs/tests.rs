@@ -317,3 +317,13 @@ fn a_temporary_that_announces_its_key_keeps_the_rename_lookup_off_the_remote() {
     fs.rename(ROOT_INO, OsStr::new(&tmp), ROOT_INO, &name(&k), false).unwrap();
     assert_eq!(get(&fs, &k).unwrap(), b"about to be committed");
 }
+
+#[test]
+fn only_the_owner_and_root_may_change_the_cache_other_users_may_read_and_report() {
+    let fs = fs_with(1 << 20);
+    assert!(fs.may_change(1, None).is_ok(), "the owner");
+    assert!(fs.may_change(0, None).is_ok(), "root");
+    assert_eq!(fs.may_change(2, None).unwrap_err().errno(), libc::EACCES);
+    assert_eq!(fs.may_change(2, Some(special::CONTROL_INO)).unwrap_err().errno(), libc::EACCES);
+    assert!(fs.may_change(2, Some(special::REPORT_INO)).is_ok(), "anyone may report a compile");
+}
