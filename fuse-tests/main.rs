@@ -21,6 +21,7 @@ mod full_disk;
 mod immutability;
 mod inspection;
 mod names;
+mod panics;
 mod restart;
 mod s3;
 mod tools;

@@ -1,11 +1,13 @@
 //! The FUSE adapter: a thin translation between `fuser` and [`crate::fs::CacheFs`].
 //!
 //! Every callback has the same shape: decode the request, call the filesystem, reply or
-//! `reply.error(e.errno())`. The only state kept here is what exists because of FUSE itself:
+//! `reply.error(e.errno())`, inside [`guard`], so a panic (a bug) costs one request, not a
+//! worker thread. The only state kept here is what exists because of FUSE itself:
 //! the passthrough backing ids, which must be shared by all open handles of one inode.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -34,6 +36,24 @@ fn ttl(ino: u64) -> Duration {
         Duration::ZERO
     } else {
         TTL
+    }
+}
+
+/// Runs one callback. A panic in it is a bug, and must cost one request, not the mount: it is
+/// logged, the reply (dropped while unwinding) answers the kernel `EIO`, and the worker thread
+/// lives on to serve the next request. Without this, each panic ended a worker thread, and
+/// after a few the mount hung.
+fn guard(op: &'static str, f: impl FnOnce()) {
+    if let Err(p) = std::panic::catch_unwind(AssertUnwindSafe(f)) {
+        let what = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(
+            op,
+            "bug: a panic while serving {op} ({what}); that request failed with EIO, the mount goes on"
+        );
     }
 }
 
@@ -76,7 +96,7 @@ impl<S: Store> FuseAdapter<S> {
         file: std::fs::File,
         open_backing: impl FnOnce(&std::fs::File) -> std::io::Result<BackingId>,
     ) -> Option<Arc<BackingId>> {
-        let mut b = self.backing.lock().unwrap();
+        let mut b = self.backing.lock().unwrap_or_else(|p| p.into_inner());
         let id = match b.by_ino.get(&ino).and_then(Weak::upgrade) {
             Some(id) => id,
             None => match open_backing(&file) {
@@ -158,17 +178,17 @@ impl<S: Store> Filesystem for FuseAdapter<S> {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.fs.lookup(parent.0, name) {
+        guard("lookup", || match self.fs.lookup(parent.0, name) {
             Ok(a) => reply.entry(&ttl(a.ino), &to_fuse(&a), Generation(0)),
             Err(e) => reply.error(errno(e)),
-        }
+        });
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.fs.getattr(ino.0) {
+        guard("getattr", || match self.fs.getattr(ino.0) {
             Ok(a) => reply.attr(&ttl(a.ino), &to_fuse(&a)),
             Err(e) => reply.error(errno(e)),
-        }
+        });
     }
 
     fn setattr(
@@ -189,11 +209,13 @@ impl<S: Store> Filesystem for FuseAdapter<S> {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let other = mode.is_some() || uid.is_some() || gid.is_some() || atime.is_some() || mtime.is_some();
-        match self.fs.may_change(req.uid(), Some(ino.0)).and_then(|()| self.fs.setattr(ino.0, size, other)) {
-            Ok(a) => reply.attr(&ttl(a.ino), &to_fuse(&a)),
-            Err(e) => reply.error(errno(e)),
-        }
+        guard("setattr", || {
+            let other = mode.is_some() || uid.is_some() || gid.is_some() || atime.is_some() || mtime.is_some();
+            match self.fs.may_change(req.uid(), Some(ino.0)).and_then(|()| self.fs.setattr(ino.0, size, other)) {
+                Ok(a) => reply.attr(&ttl(a.ino), &to_fuse(&a)),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
     }
 
     fn mknod(
@@ -206,51 +228,61 @@ impl<S: Store> Filesystem for FuseAdapter<S> {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        reply.error(errno(self.fs.refuse("mknod", name)));
+        guard("mknod", || {
+            reply.error(errno(self.fs.refuse("mknod", name)));
+        });
     }
 
     fn mkdir(&self, _req: &Request, _parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
-        reply.error(errno(self.fs.refuse("mkdir", name)));
+        guard("mkdir", || {
+            reply.error(errno(self.fs.refuse("mkdir", name)));
+        });
     }
 
     fn symlink(&self, _req: &Request, _parent: INodeNo, name: &OsStr, _target: &Path, reply: ReplyEntry) {
-        reply.error(errno(self.fs.refuse("symlink", name)));
+        guard("symlink", || {
+            reply.error(errno(self.fs.refuse("symlink", name)));
+        });
     }
 
     fn link(&self, _req: &Request, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
-        reply.error(errno(FsError::Immutable));
+        guard("link", || {
+            reply.error(errno(FsError::Immutable));
+        });
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.fs.may_change(req.uid(), None).and_then(|()| self.fs.unlink(parent.0, name)) {
+        guard("unlink", || match self.fs.may_change(req.uid(), None).and_then(|()| self.fs.unlink(parent.0, name)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
-        }
+        });
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply.error(errno(self.fs.rmdir(parent.0, name)));
+        guard("rmdir", || {
+            reply.error(errno(self.fs.rmdir(parent.0, name)));
+        });
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.fs.readlink(ino.0) {
+        guard("readlink", || match self.fs.readlink(ino.0) {
             Ok(target) => reply.data(&target),
             Err(e) => reply.error(errno(e)),
-        }
+        });
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        match self.fs.xattr(ino.0, name) {
+        guard("getxattr", || match self.fs.xattr(ino.0, name) {
             Ok(Some(v)) if size == 0 => reply.size(v.len() as u32),
             Ok(Some(v)) if v.len() <= size as usize => reply.data(&v),
             Ok(Some(_)) => reply.error(Errno::ERANGE),
             Ok(None) => reply.error(Errno::NO_XATTR),
             Err(e) => reply.error(errno(e)),
-        }
+        });
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.fs.xattrs(ino.0) {
+        guard("listxattr", || match self.fs.xattrs(ino.0) {
             Ok(attrs) => {
                 let mut names = Vec::new();
                 for (n, _) in &attrs {
@@ -266,7 +298,7 @@ impl<S: Store> Filesystem for FuseAdapter<S> {
                 }
             }
             Err(e) => reply.error(errno(e)),
-        }
+        });
     }
 
     fn rename(
@@ -279,42 +311,46 @@ impl<S: Store> Filesystem for FuseAdapter<S> {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        if flags.contains(RenameFlags::RENAME_EXCHANGE) || flags.contains(RenameFlags::RENAME_WHITEOUT) {
-            reply.error(Errno::EINVAL);
-            return;
-        }
-        let noreplace = flags.contains(RenameFlags::RENAME_NOREPLACE);
-        let renamed = self.fs.may_change(req.uid(), None);
-        match renamed.and_then(|()| self.fs.rename(parent.0, name, newparent.0, newname, noreplace)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        guard("rename", || {
+            if flags.contains(RenameFlags::RENAME_EXCHANGE) || flags.contains(RenameFlags::RENAME_WHITEOUT) {
+                reply.error(Errno::EINVAL);
+                return;
+            }
+            let noreplace = flags.contains(RenameFlags::RENAME_NOREPLACE);
+            let renamed = self.fs.may_change(req.uid(), None);
+            match renamed.and_then(|()| self.fs.rename(parent.0, name, newparent.0, newname, noreplace)) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let mode = open_mode(flags.0);
-        let allowed = if mode.write { self.fs.may_change(req.uid(), Some(ino.0)) } else { Ok(()) };
-        match allowed.and_then(|()| self.fs.open(ino.0, mode)) {
-            Ok(o) => {
-                // A read-only open has nothing to flush: spare the close its FLUSH round trip.
-                let noflush = if mode.write { FopenFlags::empty() } else { FopenFlags::FOPEN_NOFLUSH };
-                let flags = match (o.keep_cache, o.direct_io) {
-                    (_, true) => FopenFlags::FOPEN_DIRECT_IO,
-                    (true, false) => FopenFlags::FOPEN_KEEP_CACHE,
-                    (false, false) => FopenFlags::empty(),
-                };
-                if let (true, Some(file)) = (self.passthrough_active(), o.backing) {
-                    if let Some(id) = self.backing_for(ino.0, o.fh, file, |f| reply.open_backing(f)) {
-                        // KEEP_CACHE is for the daemon's own page cache; with passthrough the
-                        // backing file's cache serves reads, and the kernel rejects the mix.
-                        reply.opened_passthrough(FileHandle(o.fh), noflush, &id);
-                        return;
+        guard("open", || {
+            let mode = open_mode(flags.0);
+            let allowed = if mode.write { self.fs.may_change(req.uid(), Some(ino.0)) } else { Ok(()) };
+            match allowed.and_then(|()| self.fs.open(ino.0, mode)) {
+                Ok(o) => {
+                    // A read-only open has nothing to flush: spare the close its FLUSH round trip.
+                    let noflush = if mode.write { FopenFlags::empty() } else { FopenFlags::FOPEN_NOFLUSH };
+                    let flags = match (o.keep_cache, o.direct_io) {
+                        (_, true) => FopenFlags::FOPEN_DIRECT_IO,
+                        (true, false) => FopenFlags::FOPEN_KEEP_CACHE,
+                        (false, false) => FopenFlags::empty(),
+                    };
+                    if let (true, Some(file)) = (self.passthrough_active(), o.backing) {
+                        if let Some(id) = self.backing_for(ino.0, o.fh, file, |f| reply.open_backing(f)) {
+                            // KEEP_CACHE is for the daemon's own page cache; with passthrough the
+                            // backing file's cache serves reads, and the kernel rejects the mix.
+                            reply.opened_passthrough(FileHandle(o.fh), noflush, &id);
+                            return;
+                        }
                     }
+                    reply.opened(FileHandle(o.fh), flags | noflush);
                 }
-                reply.opened(FileHandle(o.fh), flags | noflush);
+                Err(e) => reply.error(errno(e)),
             }
-            Err(e) => reply.error(errno(e)),
-        }
+        });
     }
 
     fn create(
@@ -327,26 +363,28 @@ impl<S: Store> Filesystem for FuseAdapter<S> {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        match self.fs.may_change(req.uid(), None).and_then(|()| self.fs.create(parent.0, name, open_mode(flags))) {
-            Ok((a, o)) => {
-                let attr = to_fuse(&a);
-                if let (true, Some(file)) = (self.passthrough_active(), o.backing) {
-                    if let Some(id) = self.backing_for(a.ino, o.fh, file, |f| reply.open_backing(f)) {
-                        reply.created_passthrough(
-                            &TTL,
-                            &attr,
-                            Generation(0),
-                            FileHandle(o.fh),
-                            FopenFlags::empty(),
-                            &id,
-                        );
-                        return;
+        guard("create", || {
+            match self.fs.may_change(req.uid(), None).and_then(|()| self.fs.create(parent.0, name, open_mode(flags))) {
+                Ok((a, o)) => {
+                    let attr = to_fuse(&a);
+                    if let (true, Some(file)) = (self.passthrough_active(), o.backing) {
+                        if let Some(id) = self.backing_for(a.ino, o.fh, file, |f| reply.open_backing(f)) {
+                            reply.created_passthrough(
+                                &TTL,
+                                &attr,
+                                Generation(0),
+                                FileHandle(o.fh),
+                                FopenFlags::empty(),
+                                &id,
+                            );
+                            return;
+                        }
                     }
+                    reply.created(&TTL, &attr, Generation(0), FileHandle(o.fh), FopenFlags::empty());
                 }
-                reply.created(&TTL, &attr, Generation(0), FileHandle(o.fh), FopenFlags::empty());
+                Err(e) => reply.error(errno(e)),
             }
-            Err(e) => reply.error(errno(e)),
-        }
+        });
     }
 
     fn read(
@@ -360,10 +398,10 @@ impl<S: Store> Filesystem for FuseAdapter<S> {
         _lock: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.fs.read(fh.into(), offset, size) {
+        guard("read", || match self.fs.read(fh.into(), offset, size) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(errno(e)),
-        }
+        });
     }
 
     fn write(
@@ -378,18 +416,22 @@ impl<S: Store> Filesystem for FuseAdapter<S> {
         _lock: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.fs.write(fh.into(), offset, data) {
+        guard("write", || match self.fs.write(fh.into(), offset, data) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(errno(e)),
-        }
+        });
     }
 
     fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock: LockOwner, reply: ReplyEmpty) {
-        reply.ok();
+        guard("flush", || {
+            reply.ok();
+        });
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        reply.ok();
+        guard("fsync", || {
+            reply.ok();
+        });
     }
 
     fn release(
@@ -402,50 +444,67 @@ impl<S: Store> Filesystem for FuseAdapter<S> {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let fh: u64 = fh.into();
-        self.fs.release(fh);
-        self.backing.lock().unwrap().by_fh.remove(&fh);
-        reply.ok();
+        guard("release", || {
+            let fh: u64 = fh.into();
+            self.fs.release(fh);
+            self.backing.lock().unwrap_or_else(|p| p.into_inner()).by_fh.remove(&fh);
+            reply.ok();
+        });
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.opendir(ino.0) {
+        guard("opendir", || match self.fs.opendir(ino.0) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(errno(e)),
-        }
+        });
     }
 
     fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        // A kernel readdir buffer holds about fifty entries; ask for a few more, not thousands.
-        match self.fs.readdir(fh.into(), offset, 256) {
-            Ok(entries) => {
-                for (next, e) in entries {
-                    if reply.add(INodeNo(e.ino), next, file_type(e.kind), &e.name) {
-                        break;
+        guard("readdir", || {
+            // A kernel readdir buffer holds about fifty entries; ask for a few more, not thousands.
+            match self.fs.readdir(fh.into(), offset, 256) {
+                Ok(entries) => {
+                    for (next, e) in entries {
+                        if reply.add(INodeNo(e.ino), next, file_type(e.kind), &e.name) {
+                            break;
+                        }
                     }
+                    reply.ok();
                 }
-                reply.ok();
+                Err(e) => reply.error(errno(e)),
             }
-            Err(e) => reply.error(errno(e)),
-        }
+        });
     }
 
     fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
-        let entries = self.fs.release_dir(fh.into());
-        reply.ok();
-        if entries >= TRIM_AFTER_LISTING {
-            // Listing the whole mount allocates a few bytes per object for the listing and the
-            // store's snapshot of its index; glibc keeps freed memory for reuse. Give it back,
-            // so memory after an `ls -l` of a large cache settles near memory at rest.
-            // SAFETY: malloc_trim only walks the allocator's own free lists.
-            unsafe {
-                libc::malloc_trim(0);
+        guard("releasedir", || {
+            let entries = self.fs.release_dir(fh.into());
+            reply.ok();
+            if entries >= TRIM_AFTER_LISTING {
+                // Listing the whole mount allocates a few bytes per object for the listing and the
+                // store's snapshot of its index; glibc keeps freed memory for reuse. Give it back,
+                // so memory after an `ls -l` of a large cache settles near memory at rest.
+                // SAFETY: malloc_trim only walks the allocator's own free lists.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
             }
-        }
+        });
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let s = self.fs.statfs();
-        reply.statfs(s.blocks, s.blocks_free, s.blocks_free, s.files, u64::MAX / 2, s.block_size, 255, s.block_size);
+        guard("statfs", || {
+            let s = self.fs.statfs();
+            reply.statfs(
+                s.blocks,
+                s.blocks_free,
+                s.blocks_free,
+                s.files,
+                u64::MAX / 2,
+                s.block_size,
+                255,
+                s.block_size,
+            );
+        });
     }
 }

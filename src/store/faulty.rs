@@ -18,6 +18,8 @@ pub enum Fault {
     Commit(i32),
     /// `remove` fails with this errno.
     Remove(i32),
+    /// `open` panics: a bug below the filesystem, for tests that a panic costs one request.
+    PanicOnOpen,
 }
 
 /// Wraps a store; each armed fault fires on every call until disarmed.
@@ -49,7 +51,7 @@ impl<S: Store> FaultyStore<S> {
     }
 
     fn check(&self, pick: impl Fn(Fault) -> Option<i32>) -> Result<(), StoreError> {
-        match self.faults.lock().unwrap().iter().find_map(|f| pick(*f)) {
+        match self.faults.lock().unwrap_or_else(|p| p.into_inner()).iter().find_map(|f| pick(*f)) {
             Some(errno) => {
                 Err(StoreError::Io { context: "injected fault", source: io::Error::from_raw_os_error(errno) })
             }
@@ -75,6 +77,9 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.keys()
     }
     fn open(&self, key: &Key) -> Result<Option<S::Reader>, StoreError> {
+        if self.faults.lock().unwrap_or_else(|p| p.into_inner()).contains(&Fault::PanicOnOpen) {
+            panic!("injected panic in open");
+        }
         self.check(|f| if let Fault::Open(e) = f { Some(e) } else { None })?;
         self.inner.open(key)
     }
