@@ -270,3 +270,48 @@ fn a_bucket_that_refuses_uploads_leaves_a_small_cache_working_and_says_so() {
     let log = m.log_text();
     assert_eq!(log.matches("the bucket refuses uploads").count(), 1, "told once:\n{log}");
 }
+
+fn mount_s3(server: &S3Server, test: &str, extra: &[&str]) -> Option<crate::common::Mount> {
+    let mut flags = vec!["--s3-bucket", "cache", "--s3-endpoint", server.endpoint.as_str()];
+    flags.extend_from_slice(extra);
+    crate::common::mount_store_with_env(test, None, "1GiB", &flags, &credentials())
+}
+
+#[test]
+fn a_mount_with_a_signing_key_ignores_objects_planted_without_it() {
+    let server = S3Server::start("cache");
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("signing.key");
+    std::fs::write(&key_file, noise(32, 9)).unwrap();
+    let key_arg = key_file.to_str().unwrap();
+    let Some(team) = mount_s3(&server, "signed writer", &["--s3-signing-key", key_arg]) else { return };
+    let Some(planter) = mount_s3(&server, "unsigned writer", &[]) else { return };
+    let (good, planted) = (team.put(b"built by the team"), planter.put(b"a planted proc-macro"));
+    wait_until(30, "both uploads", || pending(&team.mnt) == 0 && pending(&planter.mnt) == 0);
+    assert!(server.object_path("cache", &planted.to_hex()).exists(), "the planted object is in the bucket");
+    let Some(reader) = mount_s3(&server, "signed reader", &["--s3-signing-key", key_arg]) else { return };
+    assert_eq!(std::fs::read(reader.path(&good.to_hex())).unwrap(), b"built by the team");
+    assert_eq!(crate::common::errno(std::fs::read(reader.path(&planted.to_hex()))), libc::ENOENT);
+    assert_eq!(stats(&reader.mnt)["s3"]["unsigned_refused"], 1);
+    assert!(reader.log_text().contains("not signed with this machine's signing key"));
+}
+
+#[test]
+fn a_read_only_mount_reads_the_bucket_and_never_writes_it() {
+    let server = S3Server::start("cache");
+    let Some(writer) = mount_s3(&server, "rw writer", &[]) else { return };
+    let shared = writer.put(b"from the writer");
+    wait_until(30, "the upload", || pending(&writer.mnt) == 0);
+    let Some(ro) = mount_s3(&server, "read-only", &["--s3-read-only"]) else { return };
+    assert_eq!(std::fs::read(ro.path(&shared.to_hex())).unwrap(), b"from the writer");
+    let local = ro.put(b"built on a pull request");
+    std::fs::remove_file(ro.path(&shared.to_hex())).unwrap();
+    assert_eq!(crate::common::errno(std::fs::read(ro.path(&shared.to_hex()))), libc::ENOENT, "not fetched back");
+    let mut ro = ro;
+    ro.stop(); // a clean unmount: anything queued would be sent now
+    assert!(
+        server.object_path("cache", &shared.to_hex()).exists(),
+        "rm on the read-only machine kept the bucket's copy"
+    );
+    assert!(!server.object_path("cache", &local.to_hex()).exists(), "nothing uploaded");
+}

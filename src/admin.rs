@@ -217,6 +217,16 @@ pub fn render(json: &str) -> Result<String, String> {
             n(&s3["fetched"]),
             n(&s3["prefetched"])
         ));
+        if s3["read_only"].as_bool().unwrap_or(false) {
+            out.push_str(&format!("{:<16}read-only: this machine never writes the bucket\n", ""));
+        }
+        if n(&s3["unsigned_refused"]) > 0 {
+            out.push_str(&format!(
+                "{:<16}{} objects in the bucket were refused: not signed with this machine's key\n",
+                "",
+                n(&s3["unsigned_refused"])
+            ));
+        }
         if n(&s3["uploads_skipped"]) > 0 {
             out.push_str(&format!(
                 "{:<16}{} objects were evicted before their upload (S3 refused or fell behind)\n",

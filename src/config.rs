@@ -41,6 +41,8 @@ pub struct S3Overrides {
     pub endpoint: Option<String>,
     pub path_style: Option<bool>,
     pub prefetch: Option<bool>,
+    pub signing_key: Option<PathBuf>,
+    pub read_only: Option<bool>,
 }
 
 /// The S3 settings in effect (flags/env over the file), if a bucket is named.
@@ -53,6 +55,8 @@ pub fn resolve_s3(over: S3Overrides, file: &FileConfig) -> Option<crate::remote:
         endpoint: over.endpoint.or_else(|| file.s3_endpoint.clone()),
         path_style: over.path_style.or(file.s3_path_style),
         prefetch: over.prefetch.or(file.s3_prefetch).unwrap_or(true),
+        signing_key: over.signing_key.or_else(|| file.s3_signing_key.clone()),
+        read_only: over.read_only.or(file.s3_read_only).unwrap_or(false),
     })
 }
 

@@ -164,12 +164,30 @@ fn s3_checks(cfg: &S3Config) -> Vec<Check> {
             return v;
         }
     }
-    // 4. Put, get, delete a probe object.
+    // 4. The signing key, if any.
+    if let Some(path) = &cfg.signing_key {
+        match crate::remote::sign::Signer::from_file(path) {
+            Ok(_) => v.push(ok(
+                "s3 signing",
+                format!("uploads are signed with {}, and only objects signed with it are taken", path.display()),
+            )),
+            Err(e) => v.push(fail("s3 signing", e.to_string())),
+        }
+    }
+    // 5. Put, get, delete a probe object; a read-only machine only reads.
+    if cfg.read_only {
+        let absent = Key::of_bytes(format!("cairn doctor read probe {}", std::process::id()).as_bytes());
+        match remote.get(&absent) {
+            Ok(_) => v.push(ok("s3 read", "reads work; read-only, so writes are not tried")),
+            Err(e) => v.push(fail("s3 read", e.explain(bucket, &endpoint))),
+        }
+        return v;
+    }
     let probe = Key::of_bytes(format!("cairn doctor probe {}", std::process::id()).as_bytes());
     let bytes = b"cairn doctor probe".to_vec();
     let sum = *blake3::hash(&bytes).as_bytes();
     let steps = remote
-        .put(&probe, &bytes, &sum)
+        .put(&probe, &bytes, &sum, None)
         .map_err(|e| ("s3 put", e))
         .and_then(|()| remote.get(&probe).map_err(|e| ("s3 get", e)))
         .and_then(|got| {

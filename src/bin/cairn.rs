@@ -98,6 +98,13 @@ struct S3Args {
     /// [default: true]
     #[arg(long, env = "CAIRN_S3_PREFETCH", num_args = 0..=1, default_missing_value = "true")]
     s3_prefetch: Option<bool>,
+    /// A file holding a secret (at least 16 bytes): uploads are signed with it, and only objects
+    /// signed with it are taken from the bucket (docs/security.md)
+    #[arg(long, env = "CAIRN_S3_SIGNING_KEY")]
+    s3_signing_key: Option<PathBuf>,
+    /// Read the bucket, never write it: no uploads, and rm removes the local copy only
+    #[arg(long, env = "CAIRN_S3_READ_ONLY")]
+    s3_read_only: bool,
 }
 
 impl S3Args {
@@ -109,6 +116,8 @@ impl S3Args {
             endpoint: self.s3_endpoint.clone(),
             path_style: self.s3_path_style,
             prefetch: self.s3_prefetch,
+            signing_key: self.s3_signing_key.clone(),
+            read_only: self.s3_read_only.then_some(true),
         }
     }
 
@@ -126,6 +135,10 @@ impl S3Args {
         push("s3-endpoint", &self.s3_endpoint);
         push("s3-path-style", &self.s3_path_style.map(|b| b.to_string()));
         push("s3-prefetch", &self.s3_prefetch.map(|b| b.to_string()));
+        push("s3-signing-key", &self.s3_signing_key.as_ref().map(|p| mounts::absolute(p).display().to_string()));
+        if self.s3_read_only {
+            v.push("--s3-read-only".to_string());
+        }
         v
     }
 }

@@ -44,6 +44,8 @@ pub enum DaemonError {
     Io(#[from] io::Error),
     #[error("S3: {0}")]
     Remote(String),
+    #[error("S3 signing: {0}")]
+    Signing(#[from] crate::remote::sign::SignError),
 }
 
 /// Options that are about running, not about the cache.
@@ -95,7 +97,15 @@ pub fn run(cfg: &MountConfig, opts: RunOptions, ready: impl FnOnce()) -> Result<
                 true => Some(Box::new(crate::protocol::object::prefetch_hints)),
                 false => None,
             };
-            let tiered = TieredStore::with_hints(disk, remote, &queue_dir, label, hints)
+            let signer = match &s3.signing_key {
+                Some(path) => Some(crate::remote::sign::Signer::from_file(path).map_err(DaemonError::Signing)?),
+                None => None,
+            };
+            if s3.read_only {
+                tracing::info!("S3 is read-only here: nothing is uploaded, and rm removes local copies only");
+            }
+            let options = crate::store::tiered::Options { label, hints, signer, read_only: s3.read_only };
+            let tiered = TieredStore::with_options(disk, remote, &queue_dir, options)
                 .map_err(|source| DaemonError::Store { path: cfg.store.display().to_string(), source })?;
             serve(cfg, opts, Arc::new(tiered), signals, ready)
         }

@@ -121,6 +121,8 @@ impl<S: Store> CacheFs<S> {
             uploads_pending: u.uploads_pending,
             uploads_failed: u.uploads_failed,
             uploads_skipped: u.uploads_skipped,
+            unsigned_refused: u.unsigned_refused,
+            s3_read_only: u.remote_read_only,
             fetched: u.fetched,
             prefetched: u.prefetched,
             s3_configured: u.remote,

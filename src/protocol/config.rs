@@ -31,6 +31,10 @@ pub struct FileConfig {
     pub s3_path_style: Option<bool>,
     /// Fetch the results a fetched manifest names before they are asked for (default true).
     pub s3_prefetch: Option<bool>,
+    /// A file holding the signing key (docs/security.md).
+    pub s3_signing_key: Option<PathBuf>,
+    /// Read the bucket, never write it.
+    pub s3_read_only: Option<bool>,
 }
 
 /// Why configuration could not be read.

@@ -59,9 +59,15 @@ impl<R: Remote> Remote for FaultyRemote<R> {
         self.gate()?;
         self.inner.get_into(key, out)
     }
-    fn put(&self, key: &Key, bytes: &[u8], checksum: &[u8; 32]) -> Result<(), RemoteError> {
+    fn put(
+        &self,
+        key: &Key,
+        bytes: &[u8],
+        checksum: &[u8; 32],
+        signature: Option<&[u8; 32]>,
+    ) -> Result<(), RemoteError> {
         self.gate()?;
-        self.inner.put(key, bytes, checksum)
+        self.inner.put(key, bytes, checksum, signature)
     }
     fn delete(&self, key: &Key) -> Result<(), RemoteError> {
         self.gate()?;

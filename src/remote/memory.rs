@@ -47,10 +47,19 @@ impl Remote for MemoryRemote {
     fn get_into(&self, key: &Key, out: &mut dyn std::io::Write) -> Result<Option<Found>, RemoteError> {
         let Some(o) = self.objects.lock().unwrap().get(key).cloned() else { return Ok(None) };
         out.write_all(&o.bytes).map_err(|e| RemoteError::new(RemoteErrorKind::Other, e.to_string()))?;
-        Ok(Some(Found { checksum: o.checksum }))
+        Ok(Some(Found { checksum: o.checksum, signature: o.signature }))
     }
-    fn put(&self, key: &Key, bytes: &[u8], checksum: &[u8; 32]) -> Result<(), RemoteError> {
-        self.objects.lock().unwrap().insert(*key, RemoteObject { bytes: bytes.to_vec(), checksum: Some(*checksum) });
+    fn put(
+        &self,
+        key: &Key,
+        bytes: &[u8],
+        checksum: &[u8; 32],
+        signature: Option<&[u8; 32]>,
+    ) -> Result<(), RemoteError> {
+        self.objects.lock().unwrap().insert(
+            *key,
+            RemoteObject { bytes: bytes.to_vec(), checksum: Some(*checksum), signature: signature.copied() },
+        );
         Ok(())
     }
     fn delete(&self, key: &Key) -> Result<(), RemoteError> {

@@ -13,6 +13,7 @@ pub mod faulty;
 pub mod memory;
 pub mod queue;
 pub mod s3;
+pub mod sign;
 
 use crate::key::Key;
 
@@ -22,6 +23,8 @@ pub struct RemoteObject {
     pub bytes: Vec<u8>,
     /// The BLAKE3 the uploader recorded with the object (S3 metadata), if any.
     pub checksum: Option<[u8; 32]>,
+    /// The writer's signature ([`sign`]), if it signed.
+    pub signature: Option<[u8; 32]>,
 }
 
 /// What came with an object streamed by [`Remote::get_into`].
@@ -29,6 +32,8 @@ pub struct RemoteObject {
 pub struct Found {
     /// The BLAKE3 the uploader recorded with the object, if any.
     pub checksum: Option<[u8; 32]>,
+    /// The writer's signature ([`sign`]), if it signed.
+    pub signature: Option<[u8; 32]>,
 }
 
 /// What kind of failure a remote call met.
@@ -117,10 +122,21 @@ pub trait Remote: Send + Sync + 'static {
     /// The whole object in memory (tests and small objects).
     fn get(&self, key: &Key) -> Result<Option<RemoteObject>, RemoteError> {
         let mut bytes = Vec::new();
-        Ok(self.get_into(key, &mut bytes)?.map(|f| RemoteObject { bytes, checksum: f.checksum }))
+        Ok(self.get_into(key, &mut bytes)?.map(|f| RemoteObject {
+            bytes,
+            checksum: f.checksum,
+            signature: f.signature,
+        }))
     }
-    /// Stores an object with its checksum (idempotent: same key, same bytes).
-    fn put(&self, key: &Key, bytes: &[u8], checksum: &[u8; 32]) -> Result<(), RemoteError>;
+    /// Stores an object with its checksum and, from a signing writer, its signature
+    /// (idempotent: same key, same bytes).
+    fn put(
+        &self,
+        key: &Key,
+        bytes: &[u8],
+        checksum: &[u8; 32],
+        signature: Option<&[u8; 32]>,
+    ) -> Result<(), RemoteError>;
     /// Deletes an object; absent is fine.
     fn delete(&self, key: &Key) -> Result<(), RemoteError>;
 }
@@ -130,8 +146,14 @@ impl<R: Remote> Remote for std::sync::Arc<R> {
     fn get_into(&self, key: &Key, out: &mut dyn std::io::Write) -> Result<Option<Found>, RemoteError> {
         (**self).get_into(key, out)
     }
-    fn put(&self, key: &Key, bytes: &[u8], checksum: &[u8; 32]) -> Result<(), RemoteError> {
-        (**self).put(key, bytes, checksum)
+    fn put(
+        &self,
+        key: &Key,
+        bytes: &[u8],
+        checksum: &[u8; 32],
+        signature: Option<&[u8; 32]>,
+    ) -> Result<(), RemoteError> {
+        (**self).put(key, bytes, checksum, signature)
     }
     fn delete(&self, key: &Key) -> Result<(), RemoteError> {
         (**self).delete(key)

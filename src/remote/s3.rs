@@ -22,6 +22,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
 use super::codec::CodecError;
 use super::codec::{self, ENCODING_META, SIZE_META, ZSTD};
+use super::sign::SIGNATURE_META;
 use super::{Found, Remote, RemoteError, RemoteErrorKind};
 use crate::key::Key;
 
@@ -49,6 +50,10 @@ pub struct S3Config {
     pub path_style: Option<bool>,
     /// Fetch the results a fetched manifest names ahead of need (the tiered store's hints).
     pub prefetch: bool,
+    /// A file with the signing key: uploads are signed, and only signed objects are taken.
+    pub signing_key: Option<std::path::PathBuf>,
+    /// Never write the bucket (pull-request builds, laptops).
+    pub read_only: bool,
 }
 
 impl S3Config {
@@ -318,6 +323,7 @@ impl Remote for S3Remote {
             };
             let meta = |name: &str| out.metadata().and_then(|m| m.get(name)).cloned();
             let checksum = meta("blake3").and_then(|h| Key::parse(&h)).map(|k| k.0);
+            let signature = meta(SIGNATURE_META).and_then(|h| Key::parse(&h)).map(|k| k.0);
             let (encoding, size) = (meta(ENCODING_META), meta(SIZE_META));
             if let Some(n) = out.content_length().and_then(|n| u64::try_from(n).ok()).filter(|n| *n > self.max_object) {
                 return Err(undecodable(key, CodecError::TooLarge { size: n, max: self.max_object }));
@@ -326,14 +332,24 @@ impl Remote for S3Remote {
                 .map_err(|e| undecodable(key, e))?;
             pump(&mut out.body, BODY_STALL, |chunk| unpacker.write(chunk).map_err(|e| undecodable(key, e))).await?;
             unpacker.finish().map_err(|e| undecodable(key, e))?;
-            Ok(Some(Found { checksum }))
+            Ok(Some(Found { checksum, signature }))
         })
     }
 
-    fn put(&self, key: &Key, bytes: &[u8], checksum: &[u8; 32]) -> Result<(), RemoteError> {
+    fn put(
+        &self,
+        key: &Key,
+        bytes: &[u8],
+        checksum: &[u8; 32],
+        signature: Option<&[u8; 32]>,
+    ) -> Result<(), RemoteError> {
         let name = self.name(key);
         let packed = codec::pack(bytes);
-        let meta = [("blake3", hex(checksum)), (ENCODING_META, ZSTD.to_string()), (SIZE_META, bytes.len().to_string())];
+        let mut meta =
+            vec![("blake3", hex(checksum)), (ENCODING_META, ZSTD.to_string()), (SIZE_META, bytes.len().to_string())];
+        if let Some(s) = signature {
+            meta.push((SIGNATURE_META, hex(s)));
+        }
         self.rt.block_on(async {
             if packed.len() > MULTIPART_ABOVE {
                 return self.put_multipart(&name, &packed, &meta).await;

@@ -51,8 +51,9 @@ pub struct Usage {
     pub corrupt_removed: u64,
     /// Objects evicted to make room since the store was opened.
     pub evicted: u64,
-    /// Whether a remote (S3) tier is behind this store.
+    /// Whether a remote (S3) tier is behind this store, and whether this machine only reads it.
     pub remote: bool,
+    pub remote_read_only: bool,
     /// Uploads and deletions waiting for the remote.
     pub uploads_pending: u64,
     pub deletes_pending: u64,
@@ -60,6 +61,8 @@ pub struct Usage {
     pub uploads_failed: u64,
     /// Queued uploads whose object was evicted before its turn (it never reached the remote).
     pub uploads_skipped: u64,
+    /// Objects in the remote refused for a missing or wrong signature.
+    pub unsigned_refused: u64,
     /// Objects brought from the remote since the store was opened, and how many of those
     /// were fetched ahead of need (hinted by an object fetched before them).
     pub fetched: u64,

@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use super::{Committed, ObjectMeta, ObjectRead, Store, StoreError, TempWrite, Usage};
 use crate::key::Key;
 use crate::remote::queue::{Queue, Work};
+use crate::remote::sign::Signer;
 use crate::remote::{Remote, RemoteError, RemoteErrorKind};
 
 /// How long a lookup waits for another thread's fetch of the same key before it counts as a
@@ -58,6 +59,19 @@ pub const PIN_SHARE: u64 = 2;
 pub const REFUSED_FOR: Duration = Duration::from_secs(600);
 /// How long a clean unmount waits for pending S3 work.
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(120);
+
+/// How the tiered store is set up.
+#[derive(Default)]
+pub struct Options {
+    /// Names used in explanations.
+    pub label: RemoteLabel,
+    /// Finds, in a fetched object, the keys to prefetch.
+    pub hints: Option<Hints>,
+    /// Signs uploads, and takes from the bucket only objects signed with the same key.
+    pub signer: Option<Signer>,
+    /// Never writes the bucket: no uploads, and `rm` removes the local copy only.
+    pub read_only: bool,
+}
 
 /// Names used in explanations.
 #[derive(Debug, Clone, Default)]
@@ -85,6 +99,14 @@ struct Shared<L, R> {
     remote: R,
     label: RemoteLabel,
     hints: Option<Hints>,
+    signer: Option<Signer>,
+    read_only: bool,
+    /// Keys removed on this read-only machine: never fetched back while the daemon runs.
+    removed_here: Mutex<HashSet<Key>>,
+    said_unsigned: AtomicBool,
+    said_read_only_rm: AtomicBool,
+    /// Objects refused because their signature is missing or wrong.
+    unsigned_refused: AtomicU64,
     /// Keys whose GET is under way; waiters sleep on `fetched`.
     fetching: Mutex<HashSet<Key>>,
     fetched: Condvar,
@@ -134,23 +156,29 @@ impl<L: Store, R: Remote> TieredStore<L, R> {
     /// Puts `remote` behind `local`, with the durable queue in `queue_dir`; resumes the work an
     /// earlier daemon left pending and starts the workers.
     pub fn new(local: L, remote: R, queue_dir: &std::path::Path, label: RemoteLabel) -> Result<Self, StoreError> {
-        Self::with_hints(local, remote, queue_dir, label, None)
+        Self::with_options(local, remote, queue_dir, Options { label, ..Options::default() })
     }
 
-    /// As [`new`](Self::new), with a way to find, in a fetched object, the keys to prefetch.
-    pub fn with_hints(
+    /// As [`new`](Self::new), with every option.
+    pub fn with_options(
         local: L,
         remote: R,
         queue_dir: &std::path::Path,
-        label: RemoteLabel,
-        hints: Option<Hints>,
+        options: Options,
     ) -> Result<Self, StoreError> {
+        let Options { label, hints, signer, read_only } = options;
         let queue = Queue::open(queue_dir).map_err(StoreError::io("opening the upload queue"))?;
         let shared = Arc::new(Shared {
             local,
             remote,
             label,
             hints,
+            signer,
+            read_only,
+            removed_here: Mutex::new(HashSet::new()),
+            said_unsigned: AtomicBool::new(false),
+            said_read_only_rm: AtomicBool::new(false),
+            unsigned_refused: AtomicU64::new(0),
             fetching: Mutex::new(HashSet::new()),
             fetched: Condvar::new(),
             waiting: AtomicU64::new(0),
@@ -180,7 +208,7 @@ impl<L: Store, R: Remote> TieredStore<L, R> {
             let mut q = lock(&shared.queue);
             let pending: Vec<_> = q.iter().collect();
             for (seq, key, work) in pending {
-                if work != Work::Upload {
+                if work != Work::Upload || shared.read_only {
                     continue;
                 }
                 match shared.local.stat(&key) {
@@ -192,7 +220,8 @@ impl<L: Store, R: Remote> TieredStore<L, R> {
                 }
             }
         }
-        let mut workers: Vec<JoinHandle<()>> = (0..WORKERS)
+        let writers = if shared.read_only { 0 } else { WORKERS };
+        let mut workers: Vec<JoinHandle<()>> = (0..writers)
             .map(|i| {
                 let sh = Arc::clone(&shared);
                 std::thread::Builder::new()
@@ -390,7 +419,8 @@ impl<L: Store, R: Remote> Shared<L, R> {
             // Brought in by a fetch that finished between the caller's look and ours.
             return Ok(Fetch::Present);
         }
-        if self.is_down() || lock(&self.queue).get(key) == Some(Work::Delete) {
+        if self.is_down() || lock(&self.queue).get(key) == Some(Work::Delete) || lock(&self.removed_here).contains(key)
+        {
             return Ok(Fetch::Absent);
         }
         if lock(&self.negative).get(key).is_some_and(|t| t.elapsed() < NEGATIVE_TTL) {
@@ -426,6 +456,18 @@ impl<L: Store, R: Remote> Shared<L, R> {
             self.local.discard(&temp);
             tracing::warn!(%key, "the bucket's copy does not match its checksum; treating it as a miss");
             return Ok(Fetch::Absent);
+        }
+        if let Some(signer) = &self.signer {
+            if !signer.verify(key, sum.as_bytes(), found.signature.as_ref()) {
+                self.local.discard(&temp);
+                self.unsigned_refused.fetch_add(1, Ordering::Relaxed);
+                if !self.said_unsigned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(%key, "an object in the bucket is not signed with this machine's signing key: \
+                        it is ignored (a miss), as is every such object; only writers with the same key can \
+                        fill this cache (docs/security.md)");
+                }
+                return Ok(Fetch::Absent);
+            }
         }
         let got = started.elapsed();
         match self.local.commit(&temp, key) {
@@ -562,7 +604,8 @@ impl<L: Store, R: Remote> Shared<L, R> {
             }
             bytes.extend_from_slice(&chunk);
         }
-        self.remote.put(key, &bytes, &meta.checksum)?;
+        let signature = self.signer.as_ref().map(|s| s.sign(key, &meta.checksum));
+        self.remote.put(key, &bytes, &meta.checksum, signature.as_ref())?;
         self.healthy();
         Ok(())
     }
@@ -666,6 +709,10 @@ impl<L: Store, R: Remote> Store for TieredStore<L, R> {
         let sh = &self.shared;
         let outcome = sh.local.commit(temp, key)?;
         lock(&sh.negative).remove(key);
+        if sh.read_only {
+            lock(&sh.removed_here).remove(key);
+            return Ok(outcome);
+        }
         if let Committed::New { meta, .. } = &outcome {
             let mut q = lock(&sh.queue);
             if q.counts().0 >= MAX_PENDING {
@@ -690,6 +737,15 @@ impl<L: Store, R: Remote> Store for TieredStore<L, R> {
     fn remove(&self, key: &Key) -> Result<bool, StoreError> {
         let sh = &self.shared;
         let removed = sh.local.remove(key)?;
+        if sh.read_only {
+            // The bucket is not this machine's to change: forget the key here, for good.
+            lock(&sh.removed_here).insert(*key);
+            if removed && !sh.said_read_only_rm.swap(true, Ordering::Relaxed) {
+                tracing::warn!(%key, "read-only S3: rm removed the local copy only; the bucket keeps its \
+                    copy until a writer removes it (this machine will not fetch it again until restarted)");
+            }
+            return Ok(removed);
+        }
         if removed {
             let mut q = lock(&sh.queue);
             sh.release_pin(key);
@@ -709,6 +765,8 @@ impl<L: Store, R: Remote> Store for TieredStore<L, R> {
             deletes_pending: deletes,
             uploads_failed: self.shared.uploads_failed.load(Ordering::Relaxed),
             uploads_skipped: self.shared.uploads_skipped.load(Ordering::Relaxed),
+            unsigned_refused: self.shared.unsigned_refused.load(Ordering::Relaxed),
+            remote_read_only: self.shared.read_only,
             fetched: self.shared.fetched_count.load(Ordering::Relaxed),
             prefetched: self.shared.prefetched_count.load(Ordering::Relaxed),
             ..self.shared.local.usage()
@@ -732,7 +790,7 @@ impl<L: Store, R: Remote> Store for TieredStore<L, R> {
     /// the durable queue for the next start.
     fn persist(&self) -> Result<(), StoreError> {
         let (up, del) = lock(&self.shared.queue).counts();
-        if up + del > 0 && !self.shared.is_down() {
+        if up + del > 0 && !self.shared.is_down() && !self.shared.read_only {
             tracing::info!(uploads = up, deletions = del, "waiting for pending S3 work before exiting");
             if !self.drain(SHUTDOWN_DRAIN) {
                 let (up, del) = lock(&self.shared.queue).counts();

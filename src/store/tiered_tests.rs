@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::*;
 use crate::remote::faulty::FaultyRemote;
 use crate::remote::memory::MemoryRemote;
+use crate::remote::sign::Signer;
 use crate::store::memory::MemoryStore;
 
 type Bucket = Arc<FaultyRemote<MemoryRemote>>;
@@ -229,14 +230,8 @@ fn keys_a_fetched_object_hints_at_arrive_before_they_are_asked_for() {
     manifest.extend_from_slice(&key(9).0); // not in the bucket: a miss, nothing else
     put(&a, &key(1), &manifest).unwrap();
     assert!(a.drain(Duration::from_secs(5)));
-    let b = TieredStore::with_hints(
-        MemoryStore::new(1 << 20),
-        Arc::clone(&remote),
-        db.path(),
-        RemoteLabel::default(),
-        test_hints(),
-    )
-    .unwrap();
+    let options = Options { hints: test_hints(), ..Options::default() };
+    let b = TieredStore::with_options(MemoryStore::new(1 << 20), Arc::clone(&remote), db.path(), options).unwrap();
     assert_eq!(read(&b, &key(1)).unwrap(), manifest);
     wait_for("the hinted keys to be prefetched", || b.usage().prefetched >= 2);
     assert!(b.local().stat(&key(2)).unwrap().is_some() && b.local().stat(&key(3)).unwrap().is_some());
@@ -310,4 +305,51 @@ fn a_lookup_waiting_on_a_stuck_fetch_gives_up_as_a_miss() {
     assert!(t0.elapsed() < Duration::from_secs(5));
     remote.heal();
     assert_eq!(first.join().unwrap().unwrap(), b"slow to come");
+}
+
+fn signed_machine(remote: &Bucket, dir: &std::path::Path, secret: Option<&[u8]>, read_only: bool) -> Tiered {
+    let options = Options { signer: secret.map(Signer::from_secret), read_only, ..Options::default() };
+    TieredStore::with_options(MemoryStore::new(1 << 20), Arc::clone(remote), dir, options).unwrap()
+}
+
+#[test]
+fn a_reader_with_a_signing_key_takes_only_objects_signed_with_it() {
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let remote = bucket();
+    let team = b"the team's secret key";
+    let writer = signed_machine(&remote, dirs[0].path(), Some(team), false);
+    let planter = signed_machine(&remote, dirs[1].path(), None, false);
+    put(&writer, &key(1), b"built by the team").unwrap();
+    put(&planter, &key(2), b"planted proc-macro").unwrap();
+    assert!(writer.drain(Duration::from_secs(5)) && planter.drain(Duration::from_secs(5)));
+    // A signed object copied under another key, with its signature.
+    let copied = remote.inner().get(&key(1)).unwrap().unwrap();
+    remote.inner().put(&key(3), &copied.bytes, &copied.checksum.unwrap(), copied.signature.as_ref()).unwrap();
+
+    let reader = signed_machine(&remote, dirs[2].path(), Some(team), false);
+    assert_eq!(read(&reader, &key(1)).unwrap(), b"built by the team");
+    assert!(read(&reader, &key(2)).is_none(), "unsigned: a miss");
+    assert!(read(&reader, &key(3)).is_none(), "signed for another key: a miss");
+    assert_eq!(reader.usage().unsigned_refused, 2);
+    let trusting = signed_machine(&remote, dirs[3].path(), None, false);
+    assert_eq!(read(&trusting, &key(2)).unwrap(), b"planted proc-macro", "no key: every object, as before");
+}
+
+#[test]
+fn a_read_only_machine_never_writes_the_bucket() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let remote = bucket();
+    let writer = machine(1 << 20, &remote, da.path());
+    put(&writer, &key(1), b"from the writer").unwrap();
+    assert!(writer.drain(Duration::from_secs(5)));
+    let calls = remote.calls();
+    let ro = signed_machine(&remote, db.path(), None, true);
+    assert_eq!(read(&ro, &key(1)).unwrap(), b"from the writer");
+    put(&ro, &key(2), b"local only").unwrap();
+    assert!(ro.remove(&key(1)).unwrap());
+    assert!(ro.stat(&key(1)).unwrap().is_none(), "not fetched back after its rm here");
+    std::thread::sleep(Duration::from_millis(300)); // would-be workers get their chance
+    assert_eq!(remote.calls(), calls + 1, "one GET, no PUT, no DELETE");
+    assert!(remote.inner().contains(&key(1)) && !remote.inner().contains(&key(2)));
+    assert!(ro.usage().remote_read_only);
 }
