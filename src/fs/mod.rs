@@ -156,7 +156,8 @@ impl<S: Store> CacheFs<S> {
     pub fn restore_entries(&self, saved: Vec<(Key, crate::protocol::object::EntryMeta)>) {
         let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         for (k, m) in saved {
-            if matches!(self.store.stat(&k), Ok(Some(_))) {
+            // Local only: a key evicted before the restart is not fetched back just to be named.
+            if matches!(self.store.stat_local(&k), Ok(Some(_))) {
                 e.insert(k, Some(m));
             }
         }

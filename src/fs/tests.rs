@@ -327,3 +327,22 @@ fn only_the_owner_and_root_may_change_the_cache_other_users_may_read_and_report(
     assert_eq!(fs.may_change(2, Some(special::CONTROL_INO)).unwrap_err().errno(), libc::EACCES);
     assert!(fs.may_change(2, Some(special::REPORT_INO)).is_ok(), "anyone may report a compile");
 }
+
+#[test]
+fn saved_entry_metadata_is_restored_without_asking_the_bucket() {
+    use crate::protocol::object::EntryMeta;
+    use crate::remote::Remote;
+    use crate::remote::faulty::FaultyRemote;
+    use crate::remote::memory::MemoryRemote;
+    use crate::store::tiered::{RemoteLabel, TieredStore};
+    let q = tempfile::tempdir().unwrap();
+    let remote = Arc::new(FaultyRemote::new(MemoryRemote::new()));
+    // In the bucket, but evicted here before the restart.
+    remote.inner().put(&key(7), b"in the bucket", blake3::hash(b"in the bucket").as_bytes(), None).unwrap();
+    let store = TieredStore::new(MemoryStore::new(1 << 20), Arc::clone(&remote), q.path(), RemoteLabel::default());
+    let fs = CacheFs::new(Arc::new(store.unwrap()), FsOptions { uid: 1, gid: 1, want_backing: false });
+    let before = remote.calls();
+    fs.restore_entries(vec![(key(7), EntryMeta { crate_name: "gone".into(), ..EntryMeta::default() })]);
+    assert_eq!(remote.calls(), before, "a start never downloads what was evicted");
+    assert!(fs.entries_snapshot().is_empty());
+}
