@@ -182,9 +182,16 @@ impl<S: Store> CacheFs<S> {
         self.handles.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn invalidate(&self, key: &Key) {
+    /// Forgets everything kept about a key that is gone: its inode, its metadata, its link in
+    /// `by-crate/`. Without this, those tables only grew.
+    fn forget_key(&self, key: &Key) {
         self.names().key_ino.remove(key);
         self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        self.view().forget(key);
+    }
+
+    fn invalidate(&self, key: &Key) {
+        self.forget_key(key);
         if let Some(tx) = self.invalidations.lock().unwrap().as_ref() {
             let _ = tx.send(Invalidation { parent: ROOT_INO, name: OsString::from(key.to_hex()) });
         }
@@ -562,8 +569,7 @@ impl<S: Store> CacheFs<S> {
                     return Err(FsError::NotFound);
                 }
                 tracing::info!(%key, "removed object");
-                self.names().key_ino.remove(&key);
-                self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                self.forget_key(&key);
                 Ok(())
             }
             Name::Temp(_) => {

@@ -70,6 +70,17 @@ impl View {
         self.crates.insert(name.to_string(), i);
         i
     }
+    /// Drops the link of a key that is gone, so the view holds only what exists.
+    pub(super) fn forget(&mut self, key: &Key) {
+        if let Some(ino) = self.links.remove(key) {
+            self.nodes.remove(&ino);
+        }
+    }
+    /// How many inodes the view holds (for tests).
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.nodes.len()
+    }
     fn link_ino(&mut self, key: Key) -> u64 {
         if let Some(i) = self.links.get(&key) {
             return *i;
@@ -91,7 +102,7 @@ fn link_target(key: &Key) -> String {
 
 impl<S: Store> CacheFs<S> {
     /// The view's inode table; a poisoned lock is still consistent (each change is one call).
-    fn view(&self) -> std::sync::MutexGuard<'_, View> {
+    pub(super) fn view(&self) -> std::sync::MutexGuard<'_, View> {
         self.view.lock().unwrap_or_else(|p| p.into_inner())
     }
 

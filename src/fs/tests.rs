@@ -331,9 +331,9 @@ fn only_the_owner_and_root_may_change_the_cache_other_users_may_read_and_report(
 #[test]
 fn saved_entry_metadata_is_restored_without_asking_the_bucket() {
     use crate::protocol::object::EntryMeta;
-    use crate::remote::Remote;
     use crate::remote::faulty::FaultyRemote;
     use crate::remote::memory::MemoryRemote;
+    use crate::remote::Remote;
     use crate::store::tiered::{RemoteLabel, TieredStore};
     let q = tempfile::tempdir().unwrap();
     let remote = Arc::new(FaultyRemote::new(MemoryRemote::new()));
@@ -345,4 +345,28 @@ fn saved_entry_metadata_is_restored_without_asking_the_bucket() {
     fs.restore_entries(vec![(key(7), EntryMeta { crate_name: "gone".into(), ..EntryMeta::default() })]);
     assert_eq!(remote.calls(), before, "a start never downloads what was evicted");
     assert!(fs.entries_snapshot().is_empty());
+}
+
+#[test]
+fn a_removed_objects_link_leaves_the_by_crate_view() {
+    use crate::protocol::object::{CompileResult, EntryMeta};
+    let fs = fs_with(1 << 20);
+    let object = |n: u8| {
+        let meta = EntryMeta { crate_name: format!("crate{n}"), ..EntryMeta::default() };
+        CompileResult { meta, files: Vec::new(), stdout: vec![n], stderr: Vec::new() }.encode()
+    };
+    for n in 0..20 {
+        put(&fs, &format!(".tmp.{n}"), &key(n), &object(n)).unwrap();
+    }
+    // Look at every entry through by-crate/, as `ls -R` does.
+    let by_crate = fs.lookup(ROOT_INO, OsStr::new(BY_CRATE)).unwrap().ino;
+    for n in 0..20 {
+        let dir = fs.lookup(by_crate, OsStr::new(&format!("crate{n}"))).unwrap().ino;
+        fs.lookup(dir, &name(&key(n))).unwrap();
+    }
+    let full = fs.view().len();
+    for n in 0..20 {
+        fs.unlink(ROOT_INO, &name(&key(n))).unwrap();
+    }
+    assert!(fs.view().len() <= full - 20, "{} of {full} view inodes left", fs.view().len());
 }

@@ -55,6 +55,21 @@ struct Shared {
 struct Inner {
     index: Index,
     journal: Journal,
+    /// Journal records after which the index is rewritten as a snapshot ([`COMPACT_AFTER`]).
+    compact_after: u64,
+}
+
+impl Inner {
+    /// Rewrites the index as a snapshot once the journal is long: hits append a touch each, so
+    /// a cache that only serves would otherwise grow its journal without end.
+    fn compact_if_long(&mut self) {
+        if self.journal.appended() > self.compact_after {
+            let order = self.index.lru_order();
+            if let Err(e) = self.journal.snapshot(order) {
+                tracing::warn!("could not rewrite the index snapshot: {e}");
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,7 +154,7 @@ impl DiskStore {
         for (k, _) in index.shrink_to_limit() {
             let _ = fs::remove_file(object_path(&root, &k));
         }
-        let mut inner = Inner { index, journal };
+        let mut inner = Inner { index, journal, compact_after: COMPACT_AFTER };
         let order = inner.index.lru_order();
         inner.journal.snapshot(order).map_err(StoreError::io("writing the index snapshot"))?;
         Ok(DiskStore {
@@ -163,6 +178,11 @@ impl DiskStore {
     /// The folder of temporary files.
     pub fn temp_dir(&self) -> PathBuf {
         self.shared.root.join("tmp")
+    }
+
+    /// Sets how many journal records trigger a snapshot (tests; [`COMPACT_AFTER`] otherwise).
+    pub fn set_compact_after(&self, records: u64) {
+        self.shared.lock().compact_after = records;
     }
 }
 
@@ -304,6 +324,7 @@ impl Store for DiskStore {
             inner.index.pin(key);
             // Losing a touch record only ages the object in LRU order after a crash.
             let _ = inner.journal.append(&Record::Touch(*key, meta.last_used_ns));
+            inner.compact_if_long();
             meta
         };
         // From here on the pin is owned by the reader (or released on the error paths).
@@ -398,10 +419,7 @@ impl Store for DiskStore {
             verified.insert(*key, FileId::of(&m));
         }
         drop(verified);
-        if inner.journal.appended() > COMPACT_AFTER {
-            let order = inner.index.lru_order();
-            let _ = inner.journal.snapshot(order);
-        }
+        inner.compact_if_long();
         Ok(Committed::New { meta, evicted: evicted.into_iter().map(|(k, _)| k).collect() })
     }
 

@@ -163,3 +163,19 @@ fn the_store_is_owner_only() {
     let _s = DiskStore::open(dir.path(), 1 << 20).unwrap();
     assert_eq!(mode(&dir.path().join(LAYOUT_VERSION)), 0o700);
 }
+
+#[test]
+fn a_store_that_only_serves_hits_keeps_its_journal_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = DiskStore::open(dir.path(), 1 << 20).unwrap();
+    s.set_compact_after(100);
+    put(&s, &key(1), b"read all day").unwrap();
+    for _ in 0..2000 {
+        assert_eq!(read(&s, &key(1)).unwrap().unwrap(), b"read all day");
+    }
+    let journal = fs::metadata(dir.path().join(LAYOUT_VERSION).join("journal.log")).unwrap().len();
+    assert!(journal < 200 * 64, "the journal holds {journal} bytes after 2000 hits");
+    drop(s);
+    let s = DiskStore::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!(read(&s, &key(1)).unwrap().unwrap(), b"read all day", "the snapshot is whole");
+}

@@ -43,6 +43,8 @@ use crate::remote::{Remote, RemoteError, RemoteErrorKind};
 pub const FETCH_WAIT: Duration = Duration::from_secs(60);
 /// How long "not in the bucket" is believed.
 pub const NEGATIVE_TTL: Duration = Duration::from_secs(5);
+/// Most "not in the bucket" answers remembered at once.
+pub const MAX_NEGATIVE: usize = 10_000;
 /// How long an unreachable remote is left alone.
 pub const DOWN_FOR: Duration = Duration::from_secs(30);
 /// Background upload/delete threads (bounded concurrency).
@@ -252,6 +254,11 @@ impl<L: Store, R: Remote> TieredStore<L, R> {
         self.shared.fetch_wait_ms.store(wait.as_millis() as u64, Ordering::Relaxed);
     }
 
+    /// How many "not in the bucket" answers are remembered (for tests).
+    pub fn negative_len(&self) -> usize {
+        lock(&self.shared.negative).len()
+    }
+
     /// Threads now waiting for a GET another thread started (for tests).
     pub fn fetch_waiters(&self) -> u64 {
         self.shared.waiting.load(Ordering::Relaxed)
@@ -315,6 +322,20 @@ impl<L: Store, R: Remote> Shared<L, R> {
         if matches!(e.kind, RemoteErrorKind::Unreachable | RemoteErrorKind::Tls) {
             *lock(&self.down_until) = Some(Instant::now() + DOWN_FOR);
         }
+    }
+
+    /// Remembers that the bucket lacks `key`, for [`NEGATIVE_TTL`]. Expired answers are dropped
+    /// whenever the map reaches [`MAX_NEGATIVE`], so a long build of many misses keeps it small.
+    fn remember_absent(&self, key: &Key) {
+        let mut neg = lock(&self.negative);
+        if neg.len() >= MAX_NEGATIVE {
+            neg.retain(|_, t| t.elapsed() < NEGATIVE_TTL);
+            if neg.len() >= MAX_NEGATIVE {
+                // All recent: forgetting one only costs a GET.
+                neg.clear();
+            }
+        }
+        neg.insert(*key, Instant::now());
     }
 
     /// A call succeeded: whatever was wrong is over.
@@ -439,7 +460,7 @@ impl<L: Store, R: Remote> Shared<L, R> {
             Ok(None) => {
                 self.local.discard(&temp);
                 self.healthy();
-                lock(&self.negative).insert(*key, Instant::now());
+                self.remember_absent(key);
                 return Ok(Fetch::Absent);
             }
             Err(e) => {
@@ -751,7 +772,7 @@ impl<L: Store, R: Remote> Store for TieredStore<L, R> {
             sh.release_pin(key);
             q.push(*key, Work::Delete).map_err(StoreError::io("queueing the remote deletion"))?;
             drop(q);
-            lock(&sh.negative).insert(*key, Instant::now());
+            sh.remember_absent(key);
             sh.wake.notify_all();
         }
         Ok(removed)

@@ -353,3 +353,16 @@ fn a_read_only_machine_never_writes_the_bucket() {
     assert!(remote.inner().contains(&key(1)) && !remote.inner().contains(&key(2)));
     assert!(ro.usage().remote_read_only);
 }
+
+#[test]
+fn answers_of_not_in_the_bucket_are_remembered_within_a_bound() {
+    let d = tempfile::tempdir().unwrap();
+    let remote = bucket();
+    let a = machine(1 << 20, &remote, d.path());
+    for n in 0..(MAX_NEGATIVE as u32 + 500) {
+        let mut k = [0u8; 32];
+        k[..4].copy_from_slice(&n.to_le_bytes());
+        assert!(a.stat(&Key(k)).unwrap().is_none());
+    }
+    assert!(a.negative_len() <= MAX_NEGATIVE, "{}", a.negative_len());
+}
