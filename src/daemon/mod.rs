@@ -153,8 +153,11 @@ fn serve<S: Store>(
     tracing::info!(mountpoint = %mp.display(), store = %cfg.store.display(), limit = u.limit, used = u.used, objects = u.objects, "mounted");
 
     let notifier = session.notifier();
+    let inval_fs = Arc::clone(&fs);
     std::thread::Builder::new().name("invalidate".into()).spawn(move || {
         for inv in inval_rx {
+            // Evictions by a read-through fetch come only this way: forget the key here too.
+            inval_fs.forget_name(&inv.name);
             // ENOENT means the kernel had no such entry cached: nothing to do.
             let _ = notifier.inval_entry(INodeNo(inv.parent), &inv.name);
         }

@@ -171,7 +171,11 @@ impl<S: Store> CacheFs<S> {
     /// Where to send kernel invalidations for objects removed behind the kernel's back
     /// (evictions, corruption).
     pub fn set_invalidation_sink(&self, tx: Sender<Invalidation>) {
-        *self.invalidations.lock().unwrap() = Some(tx);
+        let for_store = tx.clone();
+        self.store.set_eviction_sink(Box::new(move |key: &Key| {
+            let _ = for_store.send(Invalidation { parent: ROOT_INO, name: OsString::from(key.to_hex()) });
+        }));
+        *self.invalidations.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
     }
 
     fn names(&self) -> MutexGuard<'_, Names<S::Temp>> {
@@ -188,6 +192,13 @@ impl<S: Store> CacheFs<S> {
         self.names().key_ino.remove(key);
         self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
         self.view().forget(key);
+    }
+
+    /// [`forget_key`](Self::forget_key) by the object's name in the mount root.
+    pub fn forget_name(&self, name: &OsStr) {
+        if let Name::Object(key) = classify(name) {
+            self.forget_key(&key);
+        }
     }
 
     fn invalidate(&self, key: &Key) {

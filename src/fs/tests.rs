@@ -370,3 +370,23 @@ fn a_removed_objects_link_leaves_the_by_crate_view() {
     }
     assert!(fs.view().len() <= full - 20, "{} of {full} view inodes left", fs.view().len());
 }
+
+#[test]
+fn an_eviction_caused_by_a_fetch_reaches_the_kernel() {
+    use crate::remote::memory::MemoryRemote;
+    use crate::remote::Remote;
+    use crate::store::tiered::{RemoteLabel, TieredStore};
+    let q = tempfile::tempdir().unwrap();
+    let remote = Arc::new(MemoryRemote::new());
+    let far = vec![9u8; 600];
+    remote.put(&key(9), &far, blake3::hash(&far).as_bytes(), None).unwrap();
+    let store = TieredStore::new(MemoryStore::new(1000), Arc::clone(&remote), q.path(), RemoteLabel::default());
+    let fs = CacheFs::new(Arc::new(store.unwrap()), FsOptions { uid: 1, gid: 1, want_backing: false });
+    let (tx, rx) = std::sync::mpsc::channel();
+    fs.set_invalidation_sink(tx);
+    put(&fs, ".tmp.1", &key(1), &[1u8; 600]).unwrap();
+    // Looking up the bucket's object brings it in, and evicts key(1) to make room.
+    fs.lookup(ROOT_INO, &name(&key(9))).unwrap();
+    let told: Vec<_> = rx.try_iter().map(|i| i.name).collect();
+    assert_eq!(told, vec![name(&key(1))]);
+}

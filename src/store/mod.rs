@@ -138,6 +138,10 @@ pub trait TempWrite: Send + Sync {
     fn file(&self) -> Option<&File>;
 }
 
+/// Told of each object a store evicts on its own, outside a [`Store::commit`] call (a
+/// read-through fetch that makes room), so the kernel can be told as for every other eviction.
+pub type EvictionSink = Box<dyn Fn(&Key) + Send + Sync>;
+
 /// Storage of immutable, checksummed objects with a size limit.
 pub trait Store: Send + Sync + 'static {
     /// Handle to a committed object open for reading.
@@ -177,6 +181,9 @@ pub trait Store: Send + Sync + 'static {
     fn pin(&self, key: &Key) -> bool;
     /// Undoes one [`pin`](Store::pin).
     fn unpin(&self, key: &Key);
+    /// Where to report evictions that no `commit` call returns (see [`EvictionSink`]); stores
+    /// that evict only inside `commit` ignore it.
+    fn set_eviction_sink(&self, _sink: EvictionSink) {}
     /// What is wrong with the remote tier now, in plain words with the fix; `None` when all is
     /// well or there is no remote.
     fn remote_problem(&self) -> Option<String> {

@@ -109,6 +109,8 @@ struct Shared<L, R> {
     said_read_only_rm: AtomicBool,
     /// Objects refused because their signature is missing or wrong.
     unsigned_refused: AtomicU64,
+    /// Told of evictions a fetch's commit caused.
+    eviction_sink: Mutex<Option<super::EvictionSink>>,
     /// Keys whose GET is under way; waiters sleep on `fetched`.
     fetching: Mutex<HashSet<Key>>,
     fetched: Condvar,
@@ -181,6 +183,7 @@ impl<L: Store, R: Remote> TieredStore<L, R> {
             said_unsigned: AtomicBool::new(false),
             said_read_only_rm: AtomicBool::new(false),
             unsigned_refused: AtomicU64::new(0),
+            eviction_sink: Mutex::new(None),
             fetching: Mutex::new(HashSet::new()),
             fetched: Condvar::new(),
             waiting: AtomicU64::new(0),
@@ -492,7 +495,12 @@ impl<L: Store, R: Remote> Shared<L, R> {
         }
         let got = started.elapsed();
         match self.local.commit(&temp, key) {
-            Ok(_) => {
+            Ok(committed) => {
+                if let Committed::New { evicted, .. } = &committed {
+                    if let Some(sink) = lock(&self.eviction_sink).as_ref() {
+                        evicted.iter().for_each(sink);
+                    }
+                }
                 tracing::debug!(%key, size = at, get_ms = got.as_millis() as u64,
                     stored_ms = (started.elapsed() - got).as_millis() as u64, "fetched from the bucket");
                 self.fetched_count.fetch_add(1, Ordering::Relaxed);
@@ -796,6 +804,10 @@ impl<L: Store, R: Remote> Store for TieredStore<L, R> {
 
     fn pin(&self, key: &Key) -> bool {
         self.shared.local.pin(key)
+    }
+
+    fn set_eviction_sink(&self, sink: super::EvictionSink) {
+        *lock(&self.shared.eviction_sink) = Some(sink);
     }
 
     fn remote_problem(&self) -> Option<String> {
