@@ -202,7 +202,7 @@ fn cached(mnt: &Path, lang: Lang, real: &[String], mut cmd: Command, inv: &args:
         // An input modified after the compile started may not be what was compiled.
         for d in &deps {
             if fs::metadata(d)?.modified()? > ran.started {
-                return Err(io::Error::other("input changed during the compile"));
+                return Err(io::Error::other(crate::wrapper::ChangedDuringCompile(d.to_string())));
             }
         }
         let bytes = fs::read(&output)?;
@@ -258,7 +258,10 @@ fn cached(mnt: &Path, lang: Lang, real: &[String], mut cmd: Command, inv: &args:
             report::send(mnt, &Event::Miss { kind: Kind::Cc, compile_ns, bytes });
         }
         Err(e) => {
-            let what = format!("error:store:{}", e.to_string().replace(char::is_whitespace, "_"));
+            let what = match crate::wrapper::changed_during_compile(&e) {
+                true => "miss:changed".to_string(),
+                false => format!("error:store:{}", e.to_string().replace(char::is_whitespace, "_")),
+            };
             log::record_kind(Kind::Cc, &crate_name, None, &what, t0.elapsed(), Some(ran.took));
             report::send(mnt, &Event::Miss { kind: Kind::Cc, compile_ns, bytes: 0 });
         }

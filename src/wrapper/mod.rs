@@ -289,6 +289,13 @@ fn cached(rustc: &Path, args: &[OsString], inv: &Invocation) -> i32 {
                 &report::Event::Miss { kind: report::Kind::Rustc, compile_ns: ran.took.as_nanos() as u64, bytes },
             );
         }
+        Err(e) if changed_during_compile(&e) => {
+            log::record(&inv.crate_name, None, "miss:changed", t0.elapsed(), Some(ran.took));
+            report::send(
+                &mnt,
+                &report::Event::Miss { kind: report::Kind::Rustc, compile_ns: ran.took.as_nanos() as u64, bytes: 0 },
+            );
+        }
         Err(e) => {
             log::record(&inv.crate_name, None, &format!("error:store:{}", oneword(&e)), t0.elapsed(), Some(ran.took));
             report::send(&mnt, &report::Event::Error);
@@ -524,7 +531,7 @@ fn store(
     // A source modified after the compile started may not be what rustc read: the pair of
     // its new content and this output must never be recorded (ccache does the same).
     if let Some(f) = deps.files.iter().find(|f| modified_since(Path::new(f), ran.started)) {
-        return Err(io::Error::other(format!("{f} changed during the compile")));
+        return Err(io::Error::other(ChangedDuringCompile(f.clone())));
     }
     // An output that still holds a root's absolute path (a string a proc-macro or `env!` put
     // there, C debuginfo) would name this machine's folders elsewhere: it is bound to them.
@@ -601,6 +608,25 @@ fn listed_as(inv: &args::Invocation) -> (String, Vec<String>) {
         }
         _ => (inv.crate_name.clone(), inv.crate_types.clone()),
     }
+}
+
+/// A source (or header) that changed while its compile ran: the output is not recorded, since
+/// it may not match the file's new text. Not a fault of the cache: the outcome is
+/// `miss:changed`, a miss in `cairn stats`, never an error.
+#[derive(Debug)]
+pub(crate) struct ChangedDuringCompile(pub String);
+
+impl std::fmt::Display for ChangedDuringCompile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} changed during the compile", self.0)
+    }
+}
+
+impl std::error::Error for ChangedDuringCompile {}
+
+/// Whether `e` is a [`ChangedDuringCompile`].
+pub(crate) fn changed_during_compile(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|r| r.is::<ChangedDuringCompile>())
 }
 
 /// Whether `path` was written between `t` and now (a file that is gone counts as changed).
