@@ -10,6 +10,7 @@ mod workspace;
 
 mod access;
 mod build_scripts;
+mod ci;
 
 mod commit;
 mod concurrency;

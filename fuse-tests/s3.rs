@@ -315,3 +315,25 @@ fn a_read_only_mount_reads_the_bucket_and_never_writes_it() {
     );
     assert!(!server.object_path("cache", &local.to_hex()).exists(), "nothing uploaded");
 }
+
+/// `cairn umount` returns once the daemon is done, pending uploads included, so a CI runner may
+/// stop as soon as it returns (before, it returned at the unmount, with uploads still going).
+#[test]
+fn cairn_umount_returns_once_pending_uploads_are_in_the_bucket() {
+    let server = S3Server::start("cache");
+    let Some(m) = server.mount("umount waits", None, "cache") else { return };
+    server.stall();
+    let key = m.put(&noise(200_000, 7));
+    assert_eq!(pending(&m.mnt), 1);
+    let mnt = m.mnt.clone();
+    let umount =
+        std::thread::spawn(move || Command::new(env!("CARGO_BIN_EXE_cairn")).arg("umount").arg(&mnt).output().unwrap());
+    // The unmount itself happens at once; the upload waits for the server.
+    wait_until(30, "the unmount", || {
+        !std::fs::read_to_string("/proc/self/mounts").unwrap().contains(m.mnt.to_str().unwrap())
+    });
+    server.resume();
+    let out = umount.join().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(server.object_path("cache", &key.to_hex()).exists(), "cairn umount returned before the upload was done");
+}

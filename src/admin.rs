@@ -119,6 +119,34 @@ pub fn stats_json(mnt: &Path) -> io::Result<String> {
     std::fs::read_to_string(mnt.join(".cairn/stats.json"))
 }
 
+/// The daemon's process id and its pending S3 work, read from the mount before it goes away
+/// (`cairn umount` waits for that process, so uploads are done when it returns).
+pub fn daemon_of(mnt: &Path) -> Option<(u32, u64)> {
+    let v: serde_json::Value = serde_json::from_str(&stats_json(mnt).ok()?).ok()?;
+    let pid = u32::try_from(v["pid"].as_u64()?).ok()?;
+    let s3 = &v["s3"];
+    Some((pid, s3["uploads_pending"].as_u64().unwrap_or(0) + s3["deletes_pending"].as_u64().unwrap_or(0)))
+}
+
+/// Waits until process `pid` has exited, or `limit` passes; returns whether it exited.
+pub fn wait_exit(pid: u32, limit: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    // Gone, or a zombie (it has exited; its parent has not reaped it yet).
+    let running = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|st| st.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+            .unwrap_or(false)
+    };
+    while running() {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    true
+}
+
 /// Starts the "since zero" counters over.
 pub fn zero(mnt: &Path) -> io::Result<()> {
     std::fs::write(mnt.join(".cairn/control"), b"zero\n")

@@ -118,6 +118,7 @@ impl Stats {
     pub fn to_json(&self, g: &Gauges) -> String {
         let z = &self.since_zero;
         let doc = serde_json::json!({
+            "pid": std::process::id(),
             "hits": z.hits,
             "misses": z.misses,
             "direct_hits": z.hits,

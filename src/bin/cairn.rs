@@ -103,7 +103,7 @@ struct S3Args {
     #[arg(long, env = "CAIRN_S3_SIGNING_KEY")]
     s3_signing_key: Option<PathBuf>,
     /// Read the bucket, never write it: no uploads, and rm removes the local copy only
-    #[arg(long, env = "CAIRN_S3_READ_ONLY")]
+    #[arg(long, env = "CAIRN_S3_READ_ONLY", value_parser = clap::builder::BoolishValueParser::new())]
     s3_read_only: bool,
 }
 
@@ -284,7 +284,20 @@ fn main() -> Result<()> {
                     }
                 }
             };
-            daemon::unmount(&mounts::absolute(&mp)).with_context(|| format!("unmounting {}", mp.display()))?;
+            let mp = mounts::absolute(&mp);
+            let daemon_pid = admin::daemon_of(&mp);
+            daemon::unmount(&mp).with_context(|| format!("unmounting {}", mp.display()))?;
+            // The daemon saves its index and finishes pending uploads after the unmount: wait
+            // for it, so that an ephemeral machine (a CI runner) can stop as soon as this returns.
+            if let Some((pid, pending)) = daemon_pid {
+                if pending > 0 {
+                    eprintln!("waiting for {pending} pending S3 uploads and deletions (at most 2 minutes)");
+                }
+                let limit = cairn::store::tiered::SHUTDOWN_DRAIN + std::time::Duration::from_secs(30);
+                if !admin::wait_exit(pid, limit) {
+                    bail!("the daemon (pid {pid}) is still running after {} s", limit.as_secs());
+                }
+            }
             Ok(())
         }
         Command::Stats { json, zero, at } => {

@@ -209,11 +209,21 @@ impl<L: Store, R: Remote> TieredStore<L, R> {
     /// Waits until no upload or deletion is pending, or `timeout` passes; returns whether the
     /// queue drained (for tests and a clean shutdown).
     pub fn drain(&self, timeout: Duration) -> bool {
+        self.drain_while(timeout, || true)
+    }
+
+    /// As [`drain`](Self::drain), but gives up as soon as the remote is found down, or refuses
+    /// uploads (waiting would change nothing).
+    fn drain_unless_down(&self, timeout: Duration) -> bool {
+        self.drain_while(timeout, || !self.shared.is_down() && !self.shared.uploads_refused())
+    }
+
+    fn drain_while(&self, timeout: Duration, go_on: impl Fn() -> bool) -> bool {
         let deadline = Instant::now() + timeout;
         let mut q = lock(&self.shared.up.queue);
         while !q.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if left.is_zero() || !go_on() {
                 return false;
             }
             q = self
@@ -372,9 +382,15 @@ impl<L: Store, R: Remote> Store for TieredStore<L, R> {
     /// the durable queue for the next start.
     fn persist(&self) -> Result<(), StoreError> {
         let (up, del) = lock(&self.shared.up.queue).counts();
-        if up + del > 0 && !self.shared.is_down() && !self.shared.read_only {
+        if up + del > 0 && !self.shared.read_only {
+            // One more chance, now: a remote that failed a while ago (and is being left alone)
+            // may be back, and an ephemeral machine will not get another. If it fails again,
+            // the drain ends at once instead of waiting out the whole time.
+            *lock(&self.shared.health.down_until) = None;
+            lock(&self.shared.up.retry_at).clear();
+            self.shared.up.wake.notify_all();
             tracing::info!(uploads = up, deletions = del, "waiting for pending S3 work before exiting");
-            if !self.drain(SHUTDOWN_DRAIN) {
+            if !self.drain_unless_down(SHUTDOWN_DRAIN) {
                 let (up, del) = lock(&self.shared.up.queue).counts();
                 tracing::warn!(uploads = up, deletions = del, "S3 work still pending; it resumes at the next mount");
             }
