@@ -6,9 +6,9 @@ use std::ffi::{OsStr, OsString};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::names::{classify, Name, NAME_RULE};
 use super::{entries, CacheFs, FsError, Handle, Node, BY_CRATE, CAIRN_DIR};
 use crate::key::Key;
+use crate::protocol::names::{classify, Name, NAME_RULE};
 use crate::store::{Committed, Store, TempWrite};
 
 /// How long a rename waits for the temporary's writers to close it. The kernel sends RELEASE

@@ -15,7 +15,6 @@
 mod commit;
 pub mod entries;
 pub mod error;
-pub mod names;
 mod special;
 mod types;
 
@@ -27,9 +26,9 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::key::Key;
+use crate::protocol::names::{self, classify, Name, NAME_RULE};
 use crate::store::{now_ns, ObjectMeta, ObjectRead, Store, TempWrite};
 pub use error::FsError;
-use names::{classify, Name, NAME_RULE, TEMP_PREFIX};
 pub use special::{is_special, Sink, BY_CRATE, CAIRN_DIR};
 pub use types::{Attr, DirEntry, FsOptions, FsStats, Invalidation, Kind, OpenMode, Opened};
 
@@ -268,7 +267,7 @@ impl<S: Store> CacheFs<S> {
             // The common case on a hit's lookups: nothing being written, nothing to format.
             return false;
         }
-        let prefix = format!("{TEMP_PREFIX}.{}", key.to_hex());
+        let prefix = names::announces(key);
         names.temps.keys().any(|n| n.as_encoded_bytes().starts_with(prefix.as_bytes()))
     }
 

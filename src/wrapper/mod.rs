@@ -574,9 +574,7 @@ fn store(
 /// an existing object with different bytes (manifests); results are never replaced.
 pub(crate) fn put_object(mnt: &Path, key: &Key, bytes: &[u8], replace: bool) -> io::Result<()> {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    // `.tmp.<key>…` tells the daemon which key this temporary becomes, so the lookup the kernel
-    // makes before the rename is answered locally, never by S3.
-    let tmp = mnt.join(format!(".tmp.{}.{}.{nanos}", key.to_hex(), std::process::id()));
+    let tmp = mnt.join(crate::protocol::names::temp_name_for(key, std::process::id(), nanos));
     let dest = mnt.join(key.to_hex());
     let result = (|| {
         fs::write(&tmp, bytes)?;

@@ -12,6 +12,18 @@ pub const NAME_RULE: &str = "names in the cairn mount are 64 lowercase hex chara
      for committed objects, or start with \".tmp\" for files being written; \
      write to a .tmp name, then rename it to the key";
 
+/// The temporary a writer that knows its key uses: `.tmp.<key>.<pid>.<nanos>`. Naming the key
+/// tells the daemon which object the temporary becomes, so the lookup the kernel makes before
+/// the rename is answered locally, never by S3 ([`announces`]).
+pub fn temp_name_for(key: &Key, pid: u32, nanos: u32) -> String {
+    format!("{TEMP_PREFIX}.{}.{pid}.{nanos}", key.to_hex())
+}
+
+/// The prefix of every temporary that announces `key`.
+pub fn announces(key: &Key) -> String {
+    format!("{TEMP_PREFIX}.{}", key.to_hex())
+}
+
 /// A classified name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Name<'a> {
