@@ -337,3 +337,31 @@ fn cairn_umount_returns_once_pending_uploads_are_in_the_bucket() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(server.object_path("cache", &key.to_hex()).exists(), "cairn umount returned before the upload was done");
 }
+
+/// A build set: machine A's build records, per workspace, toolchain and profile, the keys it
+/// used; machine B's build, starting empty, fetches them all at its first compile, so its
+/// lookups find their objects already local (or on their way) instead of waiting for S3.
+#[test]
+fn a_fresh_machine_fetches_the_build_set_before_cargo_asks() {
+    let _g = lock();
+    let server = S3Server::start("sets");
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut a) = server.mount("s3 set a", Some(&dir.path().join("a")), "sets") else { return };
+    let target = "t-s3-set";
+    let _ = std::fs::remove_dir_all(ws().root.join(target));
+    ok(cargo(Some(&a), target, &log_path("s3-set-a"), &["build"]));
+    a.stop(); // saves the build set and uploads it with the rest
+    let Some(b) = server.mount("s3 set b", Some(&dir.path().join("b")), "sets") else { return };
+    ok(cargo(None, target, &log_path("x"), &["clean"]));
+    let log = log_path("s3-set-b");
+    ok(cargo(Some(&b), target, &log, &["build"]));
+    let lines = read_log(&log);
+    let hits = cacheable(&lines).len() as u64;
+    assert!(hits >= 25 && lines.iter().all(|l| l.outcome.starts_with("hit")), "{lines:?}");
+    let s3 = &stats(&b.mnt)["s3"];
+    let (fetched, prefetched) = (s3["fetched"].as_u64().unwrap(), s3["prefetched"].as_u64().unwrap());
+    let on_demand = fetched - prefetched;
+    println!("B: {hits} hits, {fetched} objects fetched, {prefetched} ahead of need, {on_demand} on demand");
+    // Without the set, every manifest is fetched on demand (one per crate).
+    assert!(on_demand * 4 <= hits, "{on_demand} of {fetched} objects were fetched on demand for {hits} hits");
+}

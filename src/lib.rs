@@ -36,6 +36,8 @@ pub mod wrapper;
 #[cfg(feature = "daemon")]
 pub mod admin;
 #[cfg(feature = "daemon")]
+pub mod build_sets;
+#[cfg(feature = "daemon")]
 pub mod config;
 #[cfg(feature = "daemon")]
 pub mod daemon;

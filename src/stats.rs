@@ -65,6 +65,8 @@ impl Counters {
                 k.miss_compile_ns += compile_ns;
             }
             Event::NotCacheable(r) => *self.not_cacheable.entry(r.clone()).or_insert(0) += 1,
+            // Build sets are the daemon's business (src/build_sets.rs), not counters.
+            Event::Begin(_) | Event::Used(..) => {}
             Event::Error => self.errors += 1,
         }
     }

@@ -148,6 +148,13 @@ pub fn run(argv: &[OsString]) -> i32 {
         }
     };
     let mkey = cache_key::manifest_key(&base);
+    // The run's build set, as for rustc compiles (src/build_sets.rs): its keys are fetched
+    // with the rest of the build on a machine that starts empty.
+    let set = build_set_of(&env, &out_dir);
+    if let Some(set) = set {
+        report::send(&mnt, &Event::Begin(set));
+    }
+    let used = |rkey: Key| set.map(|s| Event::Used(s, vec![mkey, rkey]));
     let manifest = crate::wrapper::read_object(&mnt, &mkey).and_then(|b| Manifest::decode(&b).ok());
     for v in manifest.iter().flat_map(|m| m.variants.iter()) {
         let Some(rkey) = result_key_now(&base, v, &rel, None) else { continue };
@@ -180,7 +187,7 @@ pub fn run(argv: &[OsString]) -> i32 {
                     took_ns: took.as_nanos() as u64,
                     bytes: bytes.len() as u64,
                 };
-                report::send(&mnt, &hit);
+                report::send_all(&mnt, &[Some(hit), used(rkey)].into_iter().flatten().collect::<Vec<_>>());
                 let saved = Some(std::time::Duration::from_nanos(compile_ns));
                 log::record_kind(Kind::BuildScript, &crate_name, Some(&rkey), "hit", took, saved);
                 return 0;
@@ -274,7 +281,8 @@ pub fn run(argv: &[OsString]) -> i32 {
     match stored {
         Ok((rkey, bytes)) => {
             log::record_kind(Kind::BuildScript, &crate_name, Some(&rkey), "miss", t0.elapsed(), Some(ran.took));
-            report::send(&mnt, &Event::Miss { kind: Kind::BuildScript, compile_ns, bytes });
+            let miss = Event::Miss { kind: Kind::BuildScript, compile_ns, bytes };
+            report::send_all(&mnt, &[Some(miss), used(rkey)].into_iter().flatten().collect::<Vec<_>>());
         }
         Err(why) => {
             let what = format!("error:store:{}", why.replace(char::is_whitespace, "_"));
@@ -283,6 +291,16 @@ pub fn run(argv: &[OsString]) -> i32 {
         }
     }
     0
+}
+
+/// The build set of a script run: its OUT_DIR and the toolchain cargo runs (`RUSTC`).
+fn build_set_of(env: &[(String, String)], out_dir: &Path) -> Option<Key> {
+    let rustc = get(env, "RUSTC")?;
+    // As rustc is named for a compile without --target: a host build's set is one set.
+    let target = get(env, "TARGET").filter(|t| get(env, "HOST").as_ref() != Some(t));
+    let memo = mount::cache_base()?.join("toolchains");
+    let tc = crate::wrapper::toolchain::identify(Path::new(&rustc), target.as_deref(), &memo).ok()?;
+    Some(crate::wrapper::build_set(out_dir, &tc.digest))
 }
 
 /// Whether `CAIRN_BUILD_SCRIPT_EXCLUDE` names this package (either spelling).

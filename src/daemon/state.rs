@@ -1,5 +1,6 @@
 //! What the daemon keeps across restarts besides the store's own index: the "since zero"
-//! statistics and the entry metadata (so `by-crate/` needs no re-reading of headers).
+//! statistics and the entry metadata (so `by-crate/` needs no re-reading of headers); and, as
+//! objects of the store, the build sets (src/build_sets.rs).
 //! Written at clean shutdown and every 30 s; a lost file costs nothing but a re-read
 //! (metadata) or the counters since the last save (stats).
 
@@ -29,6 +30,8 @@ pub fn load<S: Store>(fs: &CacheFs<S>, store_dir: &Path) {
 
 /// Saves state (temp file, then rename).
 pub fn save<S: Store>(fs: &CacheFs<S>, store_dir: &Path) {
+    // Build sets are objects (so they reach the bucket); before a shutdown's upload drain.
+    fs.save_build_sets();
     let (stats, entries) = paths(store_dir);
     write(&stats, bincode::serialize(&fs.stats_snapshot()).ok());
     write(&entries, bincode::serialize(&fs.entries_snapshot()).ok());

@@ -107,6 +107,9 @@ pub struct CacheFs<S: Store> {
     stats: Mutex<crate::stats::Stats>,
     entries: Mutex<entries::Entries>,
     view: Mutex<special::View>,
+    /// The build sets the wrappers report (src/build_sets.rs); shared with the thread that
+    /// fetches a set when its build begins.
+    build_sets: Arc<Mutex<crate::build_sets::BuildSets>>,
     /// When the filesystem was made: the folders' times.
     started_ns: u64,
 }
@@ -130,6 +133,7 @@ impl<S: Store> CacheFs<S> {
             stats: Mutex::new(crate::stats::Stats { started_unix: now_ns() / 1_000_000_000, ..Default::default() }),
             entries: Mutex::new(entries::Entries::default()),
             view: Mutex::new(special::View::default()),
+            build_sets: Arc::default(),
             started_ns: now_ns(),
         }
     }

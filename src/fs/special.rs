@@ -17,7 +17,7 @@ use super::{Attr, CacheFs, DirEntry, FsError, Handle, Kind, OpenMode, Opened, RO
 use crate::key::Key;
 use crate::protocol::object::EntryMeta;
 use crate::stats::Event;
-use crate::store::{now_ns, Store};
+use crate::store::{now_ns, ObjectRead, Store, TempWrite};
 
 pub const CAIRN_DIR_INO: u64 = 2;
 pub const STATS_INO: u64 = 3;
@@ -296,6 +296,8 @@ impl<S: Store> CacheFs<S> {
                 let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
                 for line in text.lines().filter(|l| !l.trim().is_empty()) {
                     match Event::parse(line) {
+                        Ok(Event::Begin(set)) => self.build_begins(set),
+                        Ok(Event::Used(set, keys)) => self.build_used(set, &keys),
                         Ok(e) => stats.apply(&e),
                         Err(e) => tracing::debug!("ignored a report: {e}"),
                     }
@@ -313,6 +315,66 @@ impl<S: Store> CacheFs<S> {
             },
         }
         Ok(data.len() as u32)
+    }
+
+    fn build_sets(&self) -> std::sync::MutexGuard<'_, crate::build_sets::BuildSets> {
+        self.build_sets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A build of `set` begins: with a remote tier, fetch the set's keys in the background and
+    /// queue them all for prefetch (src/build_sets.rs).
+    fn build_begins(&self, set: crate::key::Key) {
+        if !self.store.usage().remote || !self.build_sets().begin(set, std::time::Instant::now()) {
+            return;
+        }
+        let (store, sets) = (Arc::clone(&self.store), Arc::clone(&self.build_sets));
+        let spawned = std::thread::Builder::new().name("build-set".into()).spawn(move || {
+            let Ok(Some(reader)) = store.open(&set) else { return };
+            let Ok(bytes) = reader.read_at(0, reader.len().min(64 << 20) as u32) else { return };
+            drop(reader);
+            if let Ok(bs) = crate::protocol::object::BuildSet::decode(&bytes) {
+                tracing::debug!(%set, keys = bs.keys.len(), "a build begins: prefetching its set");
+                store.prefetch(bs.keys.clone());
+                sets.lock().unwrap_or_else(|p| p.into_inner()).previous(set, bs.keys);
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::debug!("could not start a build-set fetch: {e}");
+        }
+    }
+
+    fn build_used(&self, set: crate::key::Key, keys: &[crate::key::Key]) {
+        if self.store.usage().remote {
+            self.build_sets().used(set, keys);
+        }
+    }
+
+    /// Stores the build sets that have new keys, each as an object under its set's key (and so
+    /// in the bucket). Called with the periodic state save and at unmount.
+    pub fn save_build_sets(&self) {
+        let u = self.store.usage();
+        if !u.remote || u.remote_read_only {
+            return;
+        }
+        let dirty = self.build_sets().take_dirty();
+        for (set, bs) in dirty {
+            let bytes = bs.encode();
+            let same = self.store.open(&set).ok().flatten().is_some_and(|r| {
+                r.len() == bytes.len() as u64 && r.read_at(0, bytes.len() as u32).is_ok_and(|b| b == bytes)
+            });
+            if same {
+                continue;
+            }
+            let _ = self.store.remove(&set);
+            let written = self.store.create_temp().and_then(|t| {
+                t.write_at(0, &bytes).map_err(crate::store::StoreError::io("writing a build set"))?;
+                self.store.commit(&t, &set).inspect_err(|_| self.store.discard(&t))
+            });
+            match written {
+                Ok(_) => tracing::debug!(%set, keys = bs.keys.len(), "build set stored"),
+                Err(e) => tracing::debug!(%set, "could not store a build set: {e}"),
+            }
+        }
     }
 
     /// The target of a `by-crate/` link.

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 const RESULT_MAGIC: &[u8; 8] = b"CAIRNR04";
 const MANIFEST_MAGIC: &[u8; 8] = b"CAIRNM02";
+const BUILD_SET_MAGIC: &[u8; 8] = b"CAIRNB01";
 
 /// Why an object could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -140,13 +141,53 @@ impl Manifest {
     }
 }
 
-/// The keys an object suggests fetching next: a manifest's recent results; nothing for any
-/// other bytes (or a damaged manifest).
+/// The keys an object suggests fetching next: a manifest's recent results, a build set's keys;
+/// nothing for any other bytes (or a damaged object).
 pub fn prefetch_hints(bytes: &[u8]) -> Vec<crate::key::Key> {
-    if !bytes.starts_with(MANIFEST_MAGIC) {
-        return Vec::new();
+    if bytes.starts_with(MANIFEST_MAGIC) {
+        Manifest::decode(bytes).map(|m| m.recent).unwrap_or_default()
+    } else if bytes.starts_with(BUILD_SET_MAGIC) {
+        BuildSet::decode(bytes).map(|s| s.keys).unwrap_or_default()
+    } else {
+        Vec::new()
     }
-    Manifest::decode(bytes).map(|m| m.recent).unwrap_or_default()
+}
+
+/// The keys the recent builds of one workspace (with one toolchain and profile) looked up, in
+/// the order they first did: manifests and results. Stored under the set's key
+/// ([`build_set_key`]), it lets a machine that starts a build fetch them all at once, before
+/// each compile asks (issue #12).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildSet {
+    pub keys: Vec<crate::key::Key>,
+}
+
+/// Most keys a build set keeps (a 4,000-crate build's manifests and results).
+pub const MAX_BUILD_SET: usize = 8192;
+
+impl BuildSet {
+    /// The object's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(BUILD_SET_MAGIC, self)
+    }
+    /// Checks and decodes an object.
+    pub fn decode(bytes: &[u8]) -> Result<BuildSet, ObjectError> {
+        decode(BUILD_SET_MAGIC, bytes)
+    }
+}
+
+/// The key of a build set: the toolchain, the profile and the checkout's folder name. All three
+/// are the same for teammates and CI runners that build the same project, whatever the paths
+/// above the checkout. Two projects that share a folder name share a set: they prefetch each
+/// other's keys, which costs bandwidth, never correctness.
+pub fn build_set_key(toolchain: &[u8; 32], profile: &str, checkout_name: &str) -> crate::key::Key {
+    let mut h = blake3::Hasher::new();
+    h.update(b"cairn build set v1\0");
+    h.update(toolchain);
+    h.update(profile.as_bytes());
+    h.update(b"\0");
+    h.update(checkout_name.as_bytes());
+    crate::key::Key(*h.finalize().as_bytes())
 }
 
 fn encode<T: Serialize>(magic: &[u8; 8], body: &T) -> Vec<u8> {

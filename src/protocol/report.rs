@@ -8,6 +8,8 @@
 use std::io::Write;
 use std::path::Path;
 
+use crate::key::Key;
+
 /// Which front end met the build: each is its own kind in the log, in `cairn stats` and in the
 /// objects' metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -52,6 +54,11 @@ pub enum Event {
     NotCacheable(String),
     /// A cache-side error (the compile went ahead without the cache).
     Error,
+    /// A build of this build set begins (sent by the first compile of a cargo run): the daemon
+    /// fetches the keys the set's recent builds used.
+    Begin(Key),
+    /// A compile of this build set used these keys (its manifest and result).
+    Used(Key, Vec<Key>),
 }
 
 /// Why a report line was refused.
@@ -71,6 +78,11 @@ impl Event {
             Event::Miss { kind, compile_ns, bytes } => format!("v1 miss {compile_ns} {bytes}{}\n", kind_suffix(*kind)),
             Event::NotCacheable(r) => format!("v1 not-cacheable {}\n", r.replace(char::is_whitespace, "_")),
             Event::Error => "v1 error\n".to_string(),
+            Event::Begin(set) => format!("v1 begin {set}\n"),
+            Event::Used(set, keys) => {
+                let keys: Vec<String> = keys.iter().map(|k| k.to_hex()).collect();
+                format!("v1 used {set} {}\n", keys.join(" "))
+            }
         }
     }
 
@@ -79,6 +91,7 @@ impl Event {
         let bad = || BadLine(line.chars().take(80).collect());
         let f: Vec<&str> = line.split_whitespace().collect();
         let num = |i: usize| f.get(i).and_then(|s| s.parse::<u64>().ok()).ok_or_else(bad);
+        let key = |i: usize| f.get(i).and_then(|s| Key::parse(s)).ok_or_else(bad);
         let kind = |i: usize| match f.get(i) {
             None => Ok(Kind::Rustc),
             Some(s) => Kind::parse(s).ok_or_else(bad),
@@ -90,6 +103,10 @@ impl Event {
             (Some(&"v1"), Some(&"miss")) => Ok(Event::Miss { kind: kind(4)?, compile_ns: num(2)?, bytes: num(3)? }),
             (Some(&"v1"), Some(&"not-cacheable")) => Ok(Event::NotCacheable(f.get(2).ok_or_else(bad)?.to_string())),
             (Some(&"v1"), Some(&"error")) => Ok(Event::Error),
+            (Some(&"v1"), Some(&"begin")) => Ok(Event::Begin(key(2)?)),
+            (Some(&"v1"), Some(&"used")) if f.len() > 3 => {
+                Ok(Event::Used(key(2)?, (3..f.len()).map(key).collect::<Result<_, _>>()?))
+            }
             _ => Err(bad()),
         }
     }
@@ -104,8 +121,14 @@ fn kind_suffix(kind: Kind) -> String {
 
 /// Sends one event to the daemon behind `mnt`.
 pub fn send(mnt: &Path, e: &Event) {
+    send_all(mnt, std::slice::from_ref(e));
+}
+
+/// Sends events in one write.
+pub fn send_all(mnt: &Path, events: &[Event]) {
     if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(mnt.join(".cairn/report")) {
-        let _ = f.write_all(e.to_line().as_bytes());
+        let text: String = events.iter().map(Event::to_line).collect();
+        let _ = f.write_all(text.as_bytes());
     }
 }
 
@@ -122,6 +145,8 @@ mod tests {
             Event::Miss { kind: Kind::Cc, compile_ns: 7, bytes: 3 },
             Event::NotCacheable("incremental".into()),
             Event::Error,
+            Event::Begin(Key([3; 32])),
+            Event::Used(Key([3; 32]), vec![Key([4; 32]), Key([5; 32])]),
         ] {
             assert_eq!(Event::parse(&e.to_line()).unwrap(), e);
         }

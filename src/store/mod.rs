@@ -181,6 +181,9 @@ pub trait Store: Send + Sync + 'static {
     fn pin(&self, key: &Key) -> bool;
     /// Undoes one [`pin`](Store::pin).
     fn unpin(&self, key: &Key);
+    /// Fetches these keys from a remote tier ahead of need, in the background, in this order
+    /// (a build set: docs/operations.md); stores without a remote ignore it.
+    fn prefetch(&self, _keys: Vec<Key>) {}
     /// Where to report evictions that no `commit` call returns (see [`EvictionSink`]); stores
     /// that evict only inside `commit` ignore it.
     fn set_eviction_sink(&self, _sink: EvictionSink) {}

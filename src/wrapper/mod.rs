@@ -159,6 +159,10 @@ fn cached(rustc: &Path, args: &[OsString], inv: &Invocation) -> i32 {
         }
     };
     let mkey = cache_key::manifest_key(&base);
+    // The build set this compile belongs to: the daemon fetches what the set's recent builds
+    // used, once per build (src/build_sets.rs), before this compile's own lookups.
+    let set = build_set(Path::new(&inv.out_dir), &tc.digest);
+    report::send(&mnt, &report::Event::Begin(set));
     let manifest = read_object(&mnt, &mkey).and_then(|b| match Manifest::decode(&b) {
         Ok(m) => Some(m),
         Err(_) => {
@@ -199,14 +203,17 @@ fn cached(rustc: &Path, args: &[OsString], inv: &Invocation) -> i32 {
                     if code == 0 {
                         after_success(inv);
                     }
-                    report::send(
+                    report::send_all(
                         &mnt,
-                        &report::Event::Hit {
-                            kind: report::Kind::Rustc,
-                            compile_ns: result.meta.compile_ns,
-                            took_ns: t0.elapsed().as_nanos() as u64,
-                            bytes: bytes.len() as u64,
-                        },
+                        &[
+                            report::Event::Hit {
+                                kind: report::Kind::Rustc,
+                                compile_ns: result.meta.compile_ns,
+                                took_ns: t0.elapsed().as_nanos() as u64,
+                                bytes: bytes.len() as u64,
+                            },
+                            report::Event::Used(set, vec![mkey, rkey]),
+                        ],
                     );
                     log::record(
                         &inv.crate_name,
@@ -284,9 +291,12 @@ fn cached(rustc: &Path, args: &[OsString], inv: &Invocation) -> i32 {
     match stored {
         Ok((rkey, bytes, _)) => {
             log::record(&inv.crate_name, Some(&rkey), "miss", t0.elapsed(), Some(ran.took));
-            report::send(
+            report::send_all(
                 &mnt,
-                &report::Event::Miss { kind: report::Kind::Rustc, compile_ns: ran.took.as_nanos() as u64, bytes },
+                &[
+                    report::Event::Miss { kind: report::Kind::Rustc, compile_ns: ran.took.as_nanos() as u64, bytes },
+                    report::Event::Used(set, vec![mkey, rkey]),
+                ],
             );
         }
         Err(e) if changed_during_compile(&e) => {
@@ -606,6 +616,19 @@ fn listed_as(inv: &args::Invocation) -> (String, Vec<String>) {
         }
         _ => (inv.crate_name.clone(), inv.crate_types.clone()),
     }
+}
+
+/// The build set of a compile or build-script run (src/build_sets.rs), from the folder its
+/// outputs go to: the toolchain, the profile (the folder above `deps/` or `build/`, as cargo
+/// lays out its target dir) and the name of the folder that holds the target dir (the one
+/// with cargo's `CACHEDIR.TAG`): the workspace's, for the usual `<workspace>/target`.
+pub(crate) fn build_set(out_dir: &Path, toolchain: &[u8; 32]) -> Key {
+    let parts: Vec<&str> = out_dir.iter().filter_map(|c| c.to_str()).collect();
+    let profile = parts.iter().rposition(|c| *c == "deps" || *c == "build").and_then(|i| i.checked_sub(1));
+    let profile = profile.map(|i| parts[i]).unwrap_or("");
+    let target = out_dir.ancestors().take(6).find(|d| d.join("CACHEDIR.TAG").is_file());
+    let workspace = target.and_then(Path::parent).and_then(Path::file_name).and_then(|n| n.to_str()).unwrap_or("");
+    crate::protocol::object::build_set_key(toolchain, profile, workspace)
 }
 
 /// A source (or header) that changed while its compile ran: the output is not recorded, since

@@ -10,6 +10,13 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
+/// Keys waiting for a prefetcher, in order, without duplicates.
+#[derive(Default)]
+pub(super) struct PrefetchQueue {
+    order: std::collections::VecDeque<Key>,
+    queued: HashSet<Key>,
+}
+
 /// What the fetch half keeps.
 pub(super) struct FetchSide {
     pub(super) hints: Option<Hints>,
@@ -29,7 +36,7 @@ pub(super) struct FetchSide {
     /// How long a lookup waits for another thread's fetch of the same key ([`FETCH_WAIT`]).
     pub(super) fetch_wait_ms: AtomicU64,
     /// Hinted keys to fetch ahead of need; the prefetchers sleep on `prefetch_wake`.
-    pub(super) prefetch: Mutex<std::collections::VecDeque<Key>>,
+    pub(super) prefetch: Mutex<PrefetchQueue>,
     pub(super) prefetch_wake: Condvar,
     pub(super) fetched_count: AtomicU64,
     pub(super) prefetched_count: AtomicU64,
@@ -49,7 +56,7 @@ impl FetchSide {
             fetched: Condvar::new(),
             waiting: AtomicU64::new(0),
             fetch_wait_ms: AtomicU64::new(FETCH_WAIT.as_millis() as u64),
-            prefetch: Mutex::new(std::collections::VecDeque::new()),
+            prefetch: Mutex::new(PrefetchQueue::default()),
             prefetch_wake: Condvar::new(),
             fetched_count: AtomicU64::new(0),
             prefetched_count: AtomicU64::new(0),
@@ -238,8 +245,8 @@ impl<L: Store, R: Remote> Shared<L, R> {
         }
         let mut q = lock(&self.fx.prefetch);
         for k in keys {
-            if q.len() < MAX_PREFETCH_QUEUE && !q.contains(&k) {
-                q.push_back(k);
+            if q.order.len() < MAX_PREFETCH_QUEUE && q.queued.insert(k) {
+                q.order.push_back(k);
             }
         }
         self.fx.prefetch_wake.notify_all();
@@ -254,7 +261,8 @@ impl<L: Store, R: Remote> Shared<L, R> {
                     if self.stop.load(Ordering::Relaxed) {
                         return;
                     }
-                    if let Some(k) = q.pop_front() {
+                    if let Some(k) = q.order.pop_front() {
+                        q.queued.remove(&k);
                         break k;
                     }
                     q = self.fx.prefetch_wake.wait(q).unwrap_or_else(|p| p.into_inner());

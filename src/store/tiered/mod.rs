@@ -63,9 +63,9 @@ pub const WORKERS: usize = 4;
 /// Pending uploads beyond which new ones are not queued (the remote cannot keep up).
 pub const MAX_PENDING: u64 = 100_000;
 /// Background threads that fetch hinted keys ahead of need.
-pub const PREFETCHERS: usize = 4;
+pub const PREFETCHERS: usize = 8;
 /// Hinted keys waiting beyond which new hints are dropped.
-pub const MAX_PREFETCH_QUEUE: usize = 1024;
+pub const MAX_PREFETCH_QUEUE: usize = 16_384;
 /// The share of the local limit that objects waiting for upload may keep pinned (1/N).
 pub const PIN_SHARE: u64 = 2;
 /// How long uploads stop after the bucket refused one for a cause retrying cannot fix.
@@ -169,7 +169,7 @@ impl<L: Store, R: Remote> TieredStore<L, R> {
                     .expect("spawning a thread")
             })
             .collect();
-        if shared.fx.hints.is_some() {
+        {
             workers.extend((0..PREFETCHERS).map(|i| {
                 let sh = Arc::clone(&shared);
                 std::thread::Builder::new()
@@ -363,6 +363,10 @@ impl<L: Store, R: Remote> Store for TieredStore<L, R> {
 
     fn pin(&self, key: &Key) -> bool {
         self.shared.local.pin(key)
+    }
+
+    fn prefetch(&self, keys: Vec<Key>) {
+        self.shared.queue_prefetch(keys);
     }
 
     fn set_eviction_sink(&self, sink: super::EvictionSink) {
