@@ -8,6 +8,16 @@ use std::process::{Child, Command, Stdio};
 
 use cairn::key::Key;
 
+/// Unmounts a mount this test did not start as a [`Mount`] when dropped, lazily, so that even
+/// a hung mount does not outlive the test.
+pub struct Unmount(pub PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("fusermount3").arg("-u").arg("-z").arg(&self.0).output();
+    }
+}
+
 /// Why a test cannot run here, if it cannot.
 pub fn skip_reason() -> Option<String> {
     if !Path::new("/dev/fuse").exists() {

@@ -11,15 +11,7 @@ use cairn::key::Key;
 use cairn::store::faulty::{Fault, FaultyStore};
 use cairn::store::memory::MemoryStore;
 
-use crate::common::skip_reason;
-
-/// Lazily unmounts, so even a hung mount does not outlive the test.
-struct Unmount(std::path::PathBuf);
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("fusermount3").arg("-u").arg("-z").arg(&self.0).output();
-    }
-}
+use crate::common::{skip_reason, Unmount};
 
 #[test]
 fn a_panic_in_a_callback_fails_one_request_and_the_mount_goes_on() {

@@ -2,14 +2,7 @@
 
 use std::process::Command;
 
-use crate::common::skip_reason;
-
-struct Unmount(std::path::PathBuf);
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = Command::new("fusermount3").arg("-u").arg(&self.0).output();
-    }
-}
+use crate::common::{skip_reason, Unmount};
 
 #[test]
 fn the_wrapper_starts_the_daemon_when_no_mount_is_there() {

@@ -104,7 +104,8 @@ pub fn run(cfg: &MountConfig, opts: RunOptions, ready: impl FnOnce()) -> Result<
             if s3.read_only {
                 tracing::info!("S3 is read-only here: nothing is uploaded, and rm removes local copies only");
             }
-            let options = crate::store::tiered::Options { label, hints, signer, read_only: s3.read_only };
+            let options =
+                crate::store::tiered::Options { label, hints, signer, read_only: s3.read_only, prefetch: s3.prefetch };
             let tiered = TieredStore::with_options(disk, remote, &queue_dir, options)
                 .map_err(|source| DaemonError::Store { path: cfg.store.display().to_string(), source })?;
             serve(cfg, opts, Arc::new(tiered), signals, ready)

@@ -84,6 +84,9 @@ pub struct Options {
     pub signer: Option<Signer>,
     /// Never writes the bucket: no uploads, and `rm` removes the local copy only.
     pub read_only: bool,
+    /// Fetch the keys of a build set ahead of need ([`Store::prefetch`]); off, only `hints`
+    /// (if any) start prefetches.
+    pub prefetch: bool,
 }
 
 /// Names used in explanations.
@@ -101,6 +104,8 @@ struct Shared<L, R> {
     remote: R,
     label: RemoteLabel,
     read_only: bool,
+    /// Whether build sets are prefetched.
+    prefetch: bool,
     stop: AtomicBool,
     health: health::Health,
     fx: fetch::FetchSide,
@@ -131,13 +136,15 @@ impl<L: Store, R: Remote> TieredStore<L, R> {
         queue_dir: &std::path::Path,
         options: Options,
     ) -> Result<Self, StoreError> {
-        let Options { label, hints, signer, read_only } = options;
+        let Options { label, hints, signer, read_only, prefetch } = options;
+        let prefetchers = if prefetch || hints.is_some() { PREFETCHERS } else { 0 };
         let queue = Queue::open(queue_dir).map_err(StoreError::io("opening the upload queue"))?;
         let shared = Arc::new(Shared {
             local,
             remote,
             label,
             read_only,
+            prefetch,
             stop: AtomicBool::new(false),
             health: health::Health::new(),
             fx: fetch::FetchSide::new(hints, signer),
@@ -170,7 +177,7 @@ impl<L: Store, R: Remote> TieredStore<L, R> {
             })
             .collect();
         {
-            workers.extend((0..PREFETCHERS).map(|i| {
+            workers.extend((0..prefetchers).map(|i| {
                 let sh = Arc::clone(&shared);
                 std::thread::Builder::new()
                     .name(format!("prefetch-{i}"))
@@ -366,7 +373,9 @@ impl<L: Store, R: Remote> Store for TieredStore<L, R> {
     }
 
     fn prefetch(&self, keys: Vec<Key>) {
-        self.shared.queue_prefetch(keys);
+        if self.shared.prefetch {
+            self.shared.queue_prefetch(keys);
+        }
     }
 
     fn set_eviction_sink(&self, sink: super::EvictionSink) {
