@@ -63,7 +63,7 @@ pub const WORKERS: usize = 4;
 /// Pending uploads beyond which new ones are not queued (the remote cannot keep up).
 pub const MAX_PENDING: u64 = 100_000;
 /// Background threads that fetch hinted keys ahead of need.
-pub const PREFETCHERS: usize = 8;
+pub const PREFETCHERS: usize = 16;
 /// Hinted keys waiting beyond which new hints are dropped.
 pub const MAX_PREFETCH_QUEUE: usize = 16_384;
 /// The share of the local limit that objects waiting for upload may keep pinned (1/N).
