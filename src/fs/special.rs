@@ -358,13 +358,9 @@ impl<S: Store> CacheFs<S> {
         }
         let dirty = self.build_sets().take_dirty();
         for (set, bs) in dirty {
+            // Dirty means new keys: the stored set differs. (Reading it back to compare would,
+            // through the tiered store, fetch it from the bucket during every save.)
             let bytes = bs.encode();
-            let same = self.store.open(&set).ok().flatten().is_some_and(|r| {
-                r.len() == bytes.len() as u64 && r.read_at(0, bytes.len() as u32).is_ok_and(|b| b == bytes)
-            });
-            if same {
-                continue;
-            }
             let _ = self.store.remove(&set);
             let written = self.store.create_temp().and_then(|t| {
                 t.write_at(0, &bytes).map_err(crate::store::StoreError::io("writing a build set"))?;
