@@ -5,6 +5,7 @@
 
 mod common;
 mod csys;
+mod garage;
 mod s3server;
 mod workspace;
 
@@ -25,6 +26,7 @@ mod names;
 mod panics;
 mod restart;
 mod s3;
+mod s3_garage;
 mod tools;
 mod wrapper_autostart;
 mod wrapper_changes;

@@ -4,13 +4,13 @@
 //! configured: the endpoint is reachable, TLS, credentials and region (a signed call to the
 //! bucket), the bucket exists, and put/get/delete work (with a probe object it removes).
 
-use std::io::Read;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
 use crate::daemon::mounts::{self, MountState};
 use crate::key::Key;
+use crate::remote::probe::{host_port, speaks_plain_http, speaks_tls};
 use crate::remote::s3::{classify, S3Config, S3Remote};
 use crate::remote::{Remote, RemoteErrorKind};
 
@@ -90,48 +90,33 @@ fn mount(mp: &Path) -> Check {
     }
 }
 
-/// Host and port of an endpoint URL.
-fn host_port(url: &str) -> Option<(String, u16)> {
-    let (scheme, rest) = url.split_once("://")?;
-    let hostport = rest.split('/').next()?;
-    let default = if scheme == "http" { 80 } else { 443 };
-    match hostport.rsplit_once(':') {
-        Some((h, p)) => Some((h.trim_matches(['[', ']']).to_string(), p.parse().ok()?)),
-        None => Some((hostport.to_string(), default)),
-    }
-}
-
 fn s3_checks(cfg: &S3Config) -> Vec<Check> {
     let endpoint = cfg.endpoint_label();
     let mut v = Vec::new();
-    // 1. Reachable at all (a TCP connection).
+    // 1. Reachable at all (a TCP connection), 2. speaking the protocol the scheme says.
     if let Some((host, port)) = host_port(&endpoint) {
         let addr = (host.as_str(), port).to_socket_addrs().ok().and_then(|mut a| a.next());
-        match addr.map(|a| TcpStream::connect_timeout(&a, Duration::from_secs(3))) {
-            Some(Ok(mut s)) => {
-                v.push(ok("s3 endpoint", format!("{host}:{port} accepts connections")));
-                // 2. TLS or not: an https endpoint must not answer in plain HTTP.
-                if endpoint.starts_with("https://") {
-                    use std::io::Write;
-                    let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
-                    let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
-                    let mut buf = [0u8; 5];
-                    if s.read(&mut buf).is_ok_and(|n| n >= 4) && &buf[..4] == b"HTTP" {
-                        v.push(fail(
-                            "s3 tls",
-                            format!("{endpoint} speaks plain HTTP: write the endpoint as http://{host}:{port}"),
-                        ));
-                        return v;
-                    }
-                }
-            }
-            _ => {
-                v.push(fail(
-                    "s3 endpoint",
-                    format!("cannot connect to {endpoint}: check the address and port and that the server runs (--s3-endpoint or AWS_ENDPOINT_URL)"),
-                ));
-                return v;
-            }
+        if addr.is_none_or(|a| TcpStream::connect_timeout(&a, Duration::from_secs(3)).is_err()) {
+            v.push(fail(
+                "s3 endpoint",
+                format!("cannot connect to {endpoint}: check the address and port and that the server runs (--s3-endpoint or AWS_ENDPOINT_URL)"),
+            ));
+            return v;
+        }
+        v.push(ok("s3 endpoint", format!("{host}:{port} accepts connections")));
+        if endpoint.starts_with("https://") && speaks_plain_http(&host, port) {
+            v.push(fail(
+                "s3 tls",
+                format!("{endpoint} speaks plain HTTP, not HTTPS: write the endpoint as http://{host}:{port}"),
+            ));
+            return v;
+        }
+        if endpoint.starts_with("http://") && !speaks_plain_http(&host, port) && speaks_tls(&host, port) {
+            v.push(fail(
+                "s3 tls",
+                format!("{endpoint} speaks HTTPS (TLS), not plain HTTP: write the endpoint as https://{host}:{port}"),
+            ));
+            return v;
         }
     }
     let remote = match S3Remote::new(cfg) {
@@ -141,24 +126,21 @@ fn s3_checks(cfg: &S3Config) -> Vec<Check> {
             return v;
         }
     };
-    // 3. Credentials, region and the bucket: one signed call.
+    // 3. Credentials, region and the bucket: one signed call. A listing rather than a HEAD,
+    // since only an answer with a body names the cause (NoSuchBucket, the expected region).
     let (rt, client, bucket) = remote.parts();
-    match rt.block_on(client.head_bucket().bucket(bucket).send()) {
+    let listed = rt.block_on(client.list_objects_v2().bucket(bucket).prefix(&cfg.prefix).max_keys(1).send());
+    match listed {
         Ok(_) => v.push(ok("s3 bucket", format!("bucket {bucket} exists and the credentials are accepted"))),
         Err(e) => {
-            let err = classify(e);
+            let err = remote.refine(classify(e));
             let name = match err.kind {
                 RemoteErrorKind::Denied | RemoteErrorKind::NoCredentials => "s3 credentials",
+                RemoteErrorKind::WriteDenied => "s3 put",
                 RemoteErrorKind::WrongRegion | RemoteErrorKind::BadRequest => "s3 region",
                 RemoteErrorKind::Tls => "s3 tls",
                 RemoteErrorKind::Unreachable => "s3 endpoint",
                 RemoteErrorKind::NoBucket | RemoteErrorKind::Other => "s3 bucket",
-            };
-            // HEAD answers without a body, so a 404 here means no bucket.
-            let err = if err.kind == RemoteErrorKind::Other && err.message.contains("404") {
-                crate::remote::RemoteError::new(RemoteErrorKind::NoBucket, err.message)
-            } else {
-                err
             };
             v.push(fail(name, err.explain(bucket, &endpoint)));
             return v;
@@ -209,16 +191,4 @@ fn s3_checks(cfg: &S3Config) -> Vec<Check> {
         }
     }
     v
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoints_parse_to_host_and_port() {
-        assert_eq!(host_port("http://127.0.0.1:9000"), Some(("127.0.0.1".into(), 9000)));
-        assert_eq!(host_port("https://s3.amazonaws.com"), Some(("s3.amazonaws.com".into(), 443)));
-        assert_eq!(host_port("http://minio/"), Some(("minio".into(), 80)));
-    }
 }

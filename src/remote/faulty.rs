@@ -11,6 +11,8 @@ use crate::key::Key;
 pub struct FaultyRemote<R> {
     inner: R,
     state: Mutex<(Option<RemoteErrorKind>, bool)>,
+    /// A fault of puts and deletes only (a key that may read but not write).
+    write_fault: Mutex<Option<RemoteErrorKind>>,
     resumed: Condvar,
     calls: AtomicU64,
 }
@@ -18,11 +20,21 @@ pub struct FaultyRemote<R> {
 impl<R: Remote> FaultyRemote<R> {
     /// Wraps `inner`, healthy.
     pub fn new(inner: R) -> FaultyRemote<R> {
-        FaultyRemote { inner, state: Mutex::new((None, false)), resumed: Condvar::new(), calls: AtomicU64::new(0) }
+        FaultyRemote {
+            inner,
+            state: Mutex::new((None, false)),
+            write_fault: Mutex::new(None),
+            resumed: Condvar::new(),
+            calls: AtomicU64::new(0),
+        }
     }
     /// Every call fails with `kind` until [`heal`](Self::heal).
     pub fn fail(&self, kind: RemoteErrorKind) {
         self.state.lock().unwrap().0 = Some(kind);
+    }
+    /// Puts and deletes fail with `kind` until [`heal`](Self::heal); reads work.
+    pub fn fail_writes(&self, kind: RemoteErrorKind) {
+        *self.write_fault.lock().unwrap() = Some(kind);
     }
     /// Calls wait until [`heal`](Self::heal) (a stalled server).
     pub fn stall(&self) {
@@ -31,6 +43,7 @@ impl<R: Remote> FaultyRemote<R> {
     /// Back to normal.
     pub fn heal(&self) {
         *self.state.lock().unwrap() = (None, false);
+        *self.write_fault.lock().unwrap() = None;
         self.resumed.notify_all();
     }
     /// The wrapped remote.
@@ -52,6 +65,13 @@ impl<R: Remote> FaultyRemote<R> {
             None => Ok(()),
         }
     }
+    fn gate_write(&self) -> Result<(), RemoteError> {
+        self.gate()?;
+        match *self.write_fault.lock().unwrap() {
+            Some(kind) => Err(RemoteError::new(kind, "injected write fault")),
+            None => Ok(()),
+        }
+    }
 }
 
 impl<R: Remote> Remote for FaultyRemote<R> {
@@ -66,11 +86,11 @@ impl<R: Remote> Remote for FaultyRemote<R> {
         checksum: &[u8; 32],
         signature: Option<&[u8; 32]>,
     ) -> Result<(), RemoteError> {
-        self.gate()?;
+        self.gate_write()?;
         self.inner.put(key, bytes, checksum, signature)
     }
     fn delete(&self, key: &Key) -> Result<(), RemoteError> {
-        self.gate()?;
+        self.gate_write()?;
         self.inner.delete(key)
     }
 }

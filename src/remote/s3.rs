@@ -75,6 +75,8 @@ pub struct S3Remote {
     /// The largest object a GET may bring (the cache's limit): a larger one is refused before
     /// its body is read or decoded.
     max_object: u64,
+    /// The endpoint in effect, for the TLS probe of a failed call.
+    endpoint: String,
 }
 
 /// The largest object a GET brings when no cache limit was given (`cairn doctor`).
@@ -112,13 +114,21 @@ impl S3Remote {
         if sdk.region().is_none() {
             b = b.region(aws_config::Region::new("us-east-1"));
         }
-        let conf = b.force_path_style(cfg.path_style.unwrap_or(custom_endpoint)).build();
+        // Checksums only where the API requires them: BLAKE3 checks every object end to end,
+        // and the SDK's default CRC headers (since 2025) are refused or mishandled by several
+        // S3-compatible servers (older MinIO and Ceph, Garage on streamed bodies).
+        let conf = b
+            .force_path_style(cfg.path_style.unwrap_or(custom_endpoint))
+            .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired)
+            .build();
         Ok(S3Remote {
             rt,
             client: aws_sdk_s3::Client::from_conf(conf),
             bucket: cfg.bucket.clone(),
             prefix: cfg.prefix.clone(),
             max_object: DEFAULT_MAX_OBJECT,
+            endpoint: cfg.endpoint_label(),
         })
     }
 
@@ -137,13 +147,33 @@ impl S3Remote {
         (&self.rt, &self.client, &self.bucket)
     }
 
+    /// Sharpens a failure the SDK reports vaguely: an `http://` endpoint whose server closed
+    /// the connection without an answer is probed once, and if the port speaks TLS the error
+    /// says so (the fix is `https://`), instead of "cannot reach".
+    pub fn refine(&self, e: RemoteError) -> RemoteError {
+        let closed = ["connection closed before message completed", "connection reset", "invalid http version"];
+        let lower = e.message.to_lowercase();
+        if e.kind != RemoteErrorKind::Unreachable
+            || !self.endpoint.starts_with("http://")
+            || !closed.iter().any(|w| lower.contains(w))
+        {
+            return e;
+        }
+        match super::probe::host_port(&self.endpoint) {
+            Some((host, port)) if super::probe::speaks_tls(&host, port) => {
+                RemoteError::new(RemoteErrorKind::Tls, format!("{}; the port answers in TLS", e.message))
+            }
+            _ => e,
+        }
+    }
+
     async fn put_multipart(&self, name: &str, bytes: &[u8], meta: &[(&str, String)]) -> Result<(), RemoteError> {
         let c = &self.client;
         let mut create = c.create_multipart_upload().bucket(&self.bucket).key(name);
         for (k, v) in meta {
             create = create.metadata(*k, v);
         }
-        let up = create.send().await.map_err(classify)?;
+        let up = create.send().await.map_err(classify_write)?;
         let id = up.upload_id().unwrap_or_default().to_string();
         let mut parts = Vec::new();
         for (i, chunk) in bytes.chunks(PART).enumerate() {
@@ -163,7 +193,7 @@ impl S3Remote {
                 }
                 Err(e) => {
                     let _ = c.abort_multipart_upload().bucket(&self.bucket).key(name).upload_id(&id).send().await;
-                    return Err(classify(e));
+                    return Err(classify_write(e));
                 }
             }
         }
@@ -174,7 +204,7 @@ impl S3Remote {
             .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
             .send()
             .await
-            .map_err(classify)?;
+            .map_err(classify_write)?;
         Ok(())
     }
 }
@@ -186,6 +216,12 @@ where
     R: std::fmt::Debug + HttpStatus,
 {
     let full = format!("{}", DisplayErrorContext(&err));
+    // The context ends with the error's Debug form: long, and nothing a reader needs.
+    let full = ["DispatchFailure(", "TimeoutError(", "ConstructionFailure(", "ResponseError(", "ServiceError("]
+        .iter()
+        .filter_map(|m| full.find(&format!(" ({m}")))
+        .min()
+        .map_or(full.clone(), |i| full[..i].to_string());
     let lower = full.to_lowercase();
     // Short details: the status and S3's own code and message where there are any; else the
     // first line of the transport error.
@@ -198,12 +234,24 @@ where
             if let Some(text) = s.err().message() {
                 m.push_str(&format!(": {text}"));
             }
+            // AWS names a bucket's region in a header, even on a HEAD that has no body.
+            if let Some(r) = s.raw().header("x-amz-bucket-region") {
+                m.push_str(&format!(", bucket region: {r}"));
+            }
             m
         }
         SdkError::ResponseError(r) => format!("HTTP {}, a response that is not S3's", r.raw().status()),
         _ => full.chars().take(240).collect(),
     };
-    let tlsish = ["tls", "certificate", "handshake", "invalidcontenttype", "wrong version number", "corrupt message"];
+    let tlsish = [
+        "tls",
+        "certificate",
+        "handshake",
+        "invalidcontenttype",
+        "wrong version number",
+        "corrupt message",
+        "plain http request was sent to https port",
+    ];
     let kind = match &err {
         SdkError::TimeoutError(_) => RemoteErrorKind::Unreachable,
         SdkError::DispatchFailure(d) if d.is_timeout() || d.is_io() => {
@@ -218,6 +266,9 @@ where
         }
         SdkError::DispatchFailure(_) if tlsish.iter().any(|w| lower.contains(w)) => RemoteErrorKind::Tls,
         SdkError::DispatchFailure(_) => RemoteErrorKind::Unreachable,
+        SdkError::ServiceError(_) if lower.contains("plain http request was sent to https port") => {
+            RemoteErrorKind::Tls
+        }
         SdkError::ServiceError(s) => by_status(s.raw().status(), s.err().code()),
         SdkError::ResponseError(r) => {
             // An answer that is not S3 at all: often plain HTTP spoken to an https:// endpoint
@@ -233,14 +284,48 @@ where
     RemoteError::new(kind, message)
 }
 
+/// Like [`classify`], for a call that writes: a 403 from credentials the server accepted
+/// means a key that may read but not write ([`RemoteErrorKind::WriteDenied`]). A wrong secret
+/// or an unknown key stays [`RemoteErrorKind::Denied`].
+pub fn classify_write<E, R>(err: SdkError<E, R>) -> RemoteError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + HttpStatus,
+{
+    let bad_credentials = match &err {
+        SdkError::ServiceError(s) => {
+            matches!(s.err().code(), Some("SignatureDoesNotMatch" | "InvalidAccessKeyId" | "InvalidToken"))
+                || s.err().message().is_some_and(credentials_complaint)
+        }
+        _ => false,
+    };
+    let e = classify(err);
+    if e.kind == RemoteErrorKind::Denied && !bad_credentials {
+        RemoteError::new(RemoteErrorKind::WriteDenied, e.message)
+    } else {
+        e
+    }
+}
+
+/// Whether a 403's message blames the credentials themselves (Garage says "Invalid signature"
+/// or "No such key" under the code AccessDenied).
+fn credentials_complaint(message: &str) -> bool {
+    let m = message.to_lowercase();
+    ["signature", "no such key", "access key", "invalidaccesskeyid", "security token"].iter().any(|w| m.contains(w))
+}
+
 /// The status code of a raw response.
 pub trait HttpStatus {
     fn status(&self) -> u16;
+    fn header(&self, name: &str) -> Option<String>;
 }
 
 impl HttpStatus for aws_sdk_s3::config::http::HttpResponse {
     fn status(&self) -> u16 {
         self.status().as_u16()
+    }
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers().get(name).map(str::to_string)
     }
 }
 
@@ -303,37 +388,41 @@ async fn pump(
 
 impl Remote for S3Remote {
     fn get_into(&self, key: &Key, sink: &mut dyn std::io::Write) -> Result<Option<Found>, RemoteError> {
-        self.rt.block_on(async {
-            let send = self.client.get_object().bucket(&self.bucket).key(self.name(key)).send();
-            let sent = tokio::time::timeout(LOOKUP_TIMEOUT, send).await.map_err(|_| {
-                RemoteError::new(
-                    RemoteErrorKind::Unreachable,
-                    format!("no answer within {} s", LOOKUP_TIMEOUT.as_secs()),
-                )
-            })?;
-            let mut out = match sent {
-                Ok(o) => o,
-                Err(SdkError::ServiceError(s)) if s.err().is_no_such_key() => return Ok(None),
-                Err(SdkError::ServiceError(s))
-                    if s.raw().status().as_u16() == 404 && s.err().code() != Some("NoSuchBucket") =>
+        self.rt
+            .block_on(async {
+                let send = self.client.get_object().bucket(&self.bucket).key(self.name(key)).send();
+                let sent = tokio::time::timeout(LOOKUP_TIMEOUT, send).await.map_err(|_| {
+                    RemoteError::new(
+                        RemoteErrorKind::Unreachable,
+                        format!("no answer within {} s", LOOKUP_TIMEOUT.as_secs()),
+                    )
+                })?;
+                let mut out = match sent {
+                    Ok(o) => o,
+                    Err(SdkError::ServiceError(s)) if s.err().is_no_such_key() => return Ok(None),
+                    Err(SdkError::ServiceError(s))
+                        if s.raw().status().as_u16() == 404 && s.err().code() != Some("NoSuchBucket") =>
+                    {
+                        return Ok(None)
+                    }
+                    Err(e) => return Err(classify(e)),
+                };
+                let meta = |name: &str| out.metadata().and_then(|m| m.get(name)).cloned();
+                let checksum = meta("blake3").and_then(|h| Key::parse(&h)).map(|k| k.0);
+                let signature = meta(SIGNATURE_META).and_then(|h| Key::parse(&h)).map(|k| k.0);
+                let (encoding, size) = (meta(ENCODING_META), meta(SIZE_META));
+                if let Some(n) =
+                    out.content_length().and_then(|n| u64::try_from(n).ok()).filter(|n| *n > self.max_object)
                 {
-                    return Ok(None)
+                    return Err(undecodable(key, CodecError::TooLarge { size: n, max: self.max_object }));
                 }
-                Err(e) => return Err(classify(e)),
-            };
-            let meta = |name: &str| out.metadata().and_then(|m| m.get(name)).cloned();
-            let checksum = meta("blake3").and_then(|h| Key::parse(&h)).map(|k| k.0);
-            let signature = meta(SIGNATURE_META).and_then(|h| Key::parse(&h)).map(|k| k.0);
-            let (encoding, size) = (meta(ENCODING_META), meta(SIZE_META));
-            if let Some(n) = out.content_length().and_then(|n| u64::try_from(n).ok()).filter(|n| *n > self.max_object) {
-                return Err(undecodable(key, CodecError::TooLarge { size: n, max: self.max_object }));
-            }
-            let mut unpacker = codec::Unpacker::new(sink, encoding.as_deref(), size.as_deref(), self.max_object)
-                .map_err(|e| undecodable(key, e))?;
-            pump(&mut out.body, BODY_STALL, |chunk| unpacker.write(chunk).map_err(|e| undecodable(key, e))).await?;
-            unpacker.finish().map_err(|e| undecodable(key, e))?;
-            Ok(Some(Found { checksum, signature }))
-        })
+                let mut unpacker = codec::Unpacker::new(sink, encoding.as_deref(), size.as_deref(), self.max_object)
+                    .map_err(|e| undecodable(key, e))?;
+                pump(&mut out.body, BODY_STALL, |chunk| unpacker.write(chunk).map_err(|e| undecodable(key, e))).await?;
+                unpacker.finish().map_err(|e| undecodable(key, e))?;
+                Ok(Some(Found { checksum, signature }))
+            })
+            .map_err(|e| self.refine(e))
     }
 
     fn put(
@@ -350,29 +439,33 @@ impl Remote for S3Remote {
         if let Some(s) = signature {
             meta.push((SIGNATURE_META, hex(s)));
         }
-        self.rt.block_on(async {
-            if packed.len() > MULTIPART_ABOVE {
-                return self.put_multipart(&name, &packed, &meta).await;
-            }
-            let mut put = self.client.put_object().bucket(&self.bucket).key(&name);
-            for (k, v) in &meta {
-                put = put.metadata(*k, v);
-            }
-            put.body(ByteStream::from(packed)).send().await.map(|_| ()).map_err(classify)
-        })
+        self.rt
+            .block_on(async {
+                if packed.len() > MULTIPART_ABOVE {
+                    return self.put_multipart(&name, &packed, &meta).await;
+                }
+                let mut put = self.client.put_object().bucket(&self.bucket).key(&name);
+                for (k, v) in &meta {
+                    put = put.metadata(*k, v);
+                }
+                put.body(ByteStream::from(packed)).send().await.map(|_| ()).map_err(classify_write)
+            })
+            .map_err(|e| self.refine(e))
     }
 
     fn delete(&self, key: &Key) -> Result<(), RemoteError> {
-        self.rt.block_on(async {
-            self.client
-                .delete_object()
-                .bucket(&self.bucket)
-                .key(self.name(key))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(classify)
-        })
+        self.rt
+            .block_on(async {
+                self.client
+                    .delete_object()
+                    .bucket(&self.bucket)
+                    .key(self.name(key))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(classify_write)
+            })
+            .map_err(|e| self.refine(e))
     }
 }
 
@@ -411,5 +504,14 @@ mod tests {
         assert_eq!(by_status(400, Some("AuthorizationHeaderMalformed")), RemoteErrorKind::WrongRegion);
         assert_eq!(by_status(301, None), RemoteErrorKind::WrongRegion);
         assert_eq!(by_status(400, Some("InvalidRequest")), RemoteErrorKind::BadRequest);
+    }
+
+    #[test]
+    fn a_write_refused_for_bad_credentials_is_not_taken_for_a_read_only_key() {
+        assert!(credentials_complaint("Forbidden: Invalid signature"));
+        assert!(credentials_complaint("Forbidden: No such key: GK0123"));
+        assert!(credentials_complaint("The AWS Access Key Id you provided does not exist in our records."));
+        assert!(!credentials_complaint("Forbidden: Operation is not allowed for this key."));
+        assert!(!credentials_complaint("Access Denied"));
     }
 }

@@ -383,7 +383,7 @@ impl<L: Store, R: Remote> Store for TieredStore<L, R> {
     }
 
     fn remote_problem(&self) -> Option<String> {
-        lock(&self.shared.health.problem).clone()
+        self.shared.current_problem()
     }
 
     fn unpin(&self, key: &Key) {

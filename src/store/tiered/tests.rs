@@ -170,6 +170,27 @@ fn the_problem_is_cleared_when_the_remote_answers_again() {
 }
 
 #[test]
+fn a_refused_write_stays_the_problem_while_reads_succeed_until_a_write_succeeds() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let remote = bucket();
+    let a = machine(1 << 20, &remote, da.path());
+    put(&a, &key(1), b"x").unwrap();
+    assert!(a.drain(Duration::from_secs(5)));
+    let b = machine(1 << 20, &remote, db.path());
+    remote.fail_writes(RemoteErrorKind::WriteDenied);
+    put(&b, &key(2), b"y").unwrap();
+    wait_for("the refused upload", || b.usage().uploads_failed >= 1);
+    assert!(b.stat(&key(1)).unwrap().is_some(), "reads work");
+    let problem = b.remote_problem().expect("a read that succeeds does not clear a write refusal");
+    assert!(problem.contains("--s3-read-only"), "{problem}");
+    remote.heal();
+    // The upload waits out its refusal; a delete (rm) goes now, and succeeds.
+    b.remove(&key(1)).unwrap();
+    wait_for("a write that succeeds to clear it", || b.remote_problem().is_none());
+    assert!(!remote.inner().contains(&key(1)));
+}
+
+#[test]
 fn a_damaged_copy_in_the_bucket_is_a_miss() {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let remote = bucket();
@@ -196,8 +217,8 @@ fn failures_are_explained_with_the_fix() {
     let e = RemoteError::new(RemoteErrorKind::Denied, "403 Forbidden");
     let text = e.explain("cache", "http://127.0.0.1:9000");
     assert!(text.contains("403") && text.contains("AWS_SECRET_ACCESS_KEY"), "{text}");
-    let e = RemoteError::new(RemoteErrorKind::Tls, "handshake");
-    assert!(e.explain("cache", "https://x").contains("http://"));
+    let e = RemoteError::new(RemoteErrorKind::Tls, "received corrupt message of type InvalidContentType");
+    assert!(e.explain("cache", "https://x").contains("http://x"));
 }
 
 /// Polls `cond` until it holds (10 s at most).

@@ -131,7 +131,7 @@ impl<L: Store, R: Remote> Shared<L, R> {
             };
             let result = match work {
                 Work::Upload => self.upload(&key),
-                Work::Delete => self.remote.delete(&key).map(|()| self.healthy()),
+                Work::Delete => self.remote.delete(&key).map(|()| self.healthy_write()),
             };
             match result {
                 Ok(()) => {
@@ -182,7 +182,7 @@ impl<L: Store, R: Remote> Shared<L, R> {
         }
         let signature = self.fx.signer.as_ref().map(|s| s.sign(key, &meta.checksum));
         self.remote.put(key, &bytes, &meta.checksum, signature.as_ref())?;
-        self.healthy();
+        self.healthy_write();
         Ok(())
     }
 }
@@ -193,6 +193,7 @@ fn refused_for_good(e: &RemoteError) -> bool {
     matches!(
         e.kind,
         RemoteErrorKind::Denied
+            | RemoteErrorKind::WriteDenied
             | RemoteErrorKind::BadRequest
             | RemoteErrorKind::WrongRegion
             | RemoteErrorKind::NoBucket
