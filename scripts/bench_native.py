@@ -184,5 +184,123 @@ def main():
     print("\nraw:", {f"{w}/{t}/{k}": [round(x, 2) for x in v] for (w, t, k), v in res.items() if v})
 
 
+S3_CREDS = dict(AWS_ACCESS_KEY_ID="ak", AWS_SECRET_ACCESS_KEY="sk", AWS_REGION="us-east-1",
+                AWS_EC2_METADATA_DISABLED="true")
+
+
+def s3_env(tool, workdir, extra, endpoint):
+    """`tool`'s environment with the shared bucket at `endpoint`."""
+    env = env_for(tool, workdir, extra)
+    env.update(S3_CREDS)
+    if tool == "sccache":
+        env.pop("SCCACHE_DIR")
+        env.update(SCCACHE_BUCKET="cache", SCCACHE_ENDPOINT=endpoint, SCCACHE_REGION="us-east-1",
+                   SCCACHE_S3_USE_SSL="false", SCCACHE_S3_KEY_PREFIX="sccache/")
+    elif tool == "kache":
+        env.update(kache_s3_env(endpoint))
+    return env
+
+
+def kache_s3_env(endpoint):
+    """kache 2.0's S3 tier. The bucket's location goes in a config file: a daemon that kache
+    starts by itself drops the KACHE_S3_* location variables (kache-2.0.0 src/daemon.rs)."""
+    conf = BENCH / "kache-s3.toml"
+    conf.write_text(f'[cache.remote]\ntype = "s3"\nbucket = "cache"\nendpoint = "{endpoint}"\n'
+                    f'region = "us-east-1"\nprefix = "kache"\n')
+    return dict(KACHE_CONFIG=str(conf), KACHE_HOST_CONFIG="", KACHE_S3_ACCESS_KEY="ak", KACHE_S3_SECRET_KEY="sk")
+
+
+def s3_machine(tool, env, endpoint, name):
+    """A fresh machine for `tool`: an empty local cache, the shared bucket."""
+    if tool == "sccache":
+        subprocess.run([SCCACHE, "--stop-server"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run([SCCACHE, "--start-server"], env=env, check=True, stdout=subprocess.DEVNULL)
+    elif tool == "kache":
+        subprocess.run([KACHE, "daemon", "stop"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(BENCH / "kache", ignore_errors=True)
+    elif tool == "cairn":
+        subprocess.run([str(bench.CAIRN), "umount", str(MNT)], stderr=subprocess.DEVNULL)
+        store = BENCH / f"s3-store-{name}"
+        shutil.rmtree(store, ignore_errors=True)
+        subprocess.run([str(bench.CAIRN), "start", "--store", str(store), "--max-size", "20GiB",
+                        "--s3-bucket", "cache", "--s3-endpoint", endpoint, str(MNT)],
+                       env=env, check=True, stderr=subprocess.DEVNULL)
+
+
+def s3_flush(tool, env):
+    """Waits until `tool` has put everything of the last build in the bucket."""
+    if tool == "cairn":
+        stats = MNT / ".cairn/stats.json"
+        import json
+        while json.loads(stats.read_text())["s3"]["uploads_pending"] > 0:
+            time.sleep(0.05)
+    elif tool == "sccache":
+        subprocess.run([SCCACHE, "--stop-server"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    elif tool == "kache":
+        kache_flush(env)
+
+
+def kache_flush(env):
+    """Saves the build manifest its planner prefetches from on a fresh machine (else written
+    only after 5 idle minutes), then stops the daemon, which drains the upload queue."""
+    subprocess.run([KACHE, "save-manifest"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([KACHE, "daemon", "stop"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    queue = BENCH / "kache" / "upload-queue"
+    left = list(queue.iterdir()) if queue.is_dir() else []
+    if left:
+        print(f"kache: {len(left)} uploads still queued after daemon stop", file=sys.stderr)
+
+
+def s3_main(kind):
+    """A fresh CI runner on a warm bucket, per workload and tool: machine A builds cold with
+    the bucket, machine B (empty local cache) then builds warm from the bucket alone."""
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--manifest-path",
+                    str(ROOT / "scripts/s3-bench-server/Cargo.toml")], check=True)
+    loads = setup_workloads()
+    tools = [t for t in TOOLS if t != "plain"]
+    res = {}
+    counts = {}
+    for i in range(RUNS):
+        for w, (d, args, extra) in loads.items():
+            # cairn's warm local build, the reference of the ratio.
+            env = env_for("cairn", d, extra)
+            reset("cairn", env)
+            build(d, args, env)
+            res.setdefault((w, "cairn", "warm_local"), []).append(build(d, args, env))
+            for tool in tools:
+                srv, endpoint = bench.start_s3_server(kind, BENCH / "s3-data")
+                env = s3_env(tool, d, extra, endpoint)
+                s3_machine(tool, env, endpoint, "a")
+                res.setdefault((w, tool, "cold_s3"), []).append(build(d, args, env))
+                s3_flush(tool, env)
+                s3_machine(tool, env, endpoint, "b")
+                if tool == "cairn":
+                    (BENCH / "cairn.log").unlink(missing_ok=True)
+                res.setdefault((w, tool, "warm_s3"), []).append(build(d, args, env))
+                if tool == "cairn":
+                    counts[w] = cairn_warm_counts()
+                s3_flush(tool, env)
+                if tool == "cairn":
+                    subprocess.run([str(bench.CAIRN), "umount", str(MNT)], stderr=subprocess.DEVNULL)
+                srv.kill()
+                srv.wait()
+            print(f"s3 run {i + 1}/{RUNS} {w}:", {f"{t}-{k}": round(v[-1], 1) for (ww, t, k), v in res.items() if ww == w},
+                  file=sys.stderr)
+    m = {k: statistics.median(v) for k, v in res.items() if v}
+    g = lambda w, t, k: m.get((w, t, k), float("nan"))
+    print(f"\n## A fresh runner on a warm bucket ({kind}; median of {RUNS} interleaved runs)\n")
+    print("| workload | cairn warm local | cairn warm from S3 / ÷ warm local | sccache warm from S3 | kache warm from S3 | cairn ÷ sccache | cairn ÷ kache | ran in cairn's build from S3 (rustc, scripts, C compiles) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for w in loads:
+        c = g(w, "cairn", "warm_s3")
+        print(f"| {w} | {g(w, 'cairn', 'warm_local'):.1f} s | {c:.1f} s / {c / g(w, 'cairn', 'warm_local'):.2f}× | "
+              f"{g(w, 'sccache', 'warm_s3'):.1f} s | {g(w, 'kache', 'warm_s3'):.1f} s | {c / g(w, 'sccache', 'warm_s3'):.2f} | "
+              f"{c / g(w, 'kache', 'warm_s3'):.2f} | {counts.get(w)} |")
+    print("\nraw:", {f"{w}/{t}/{k}": [round(x, 2) for x in v] for (w, t, k), v in res.items() if v})
+
+
 if __name__ == "__main__":
-    main()
+    if os.environ.get("BENCH_S3"):
+        s3_main(os.environ["BENCH_S3"])
+    else:
+        main()
