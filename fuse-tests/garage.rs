@@ -48,8 +48,19 @@ fn hex_secret(label: &str) -> String {
 
 impl Garage {
     /// Starts three nodes, joins them, applies a layout with replication factor 3, and creates
-    /// the bucket and the keys.
+    /// the bucket and the keys. The ports are chosen free, then released for Garage to bind: if
+    /// another test took one meanwhile, a node exits at once, and the cluster is started again
+    /// on new ports.
     pub fn start(bucket: &str) -> Garage {
+        for _ in 0..3 {
+            if let Some(g) = Garage::try_start(bucket) {
+                return g;
+            }
+        }
+        panic!("garage did not start three times in a row (see the node logs above)");
+    }
+
+    fn try_start(bucket: &str) -> Option<Garage> {
         let dir = tempfile::Builder::new().prefix("cairn-garage-").tempdir().unwrap();
         let ports = free_ports(9);
         let rpc_secret = hex_secret("rpc");
@@ -82,7 +93,17 @@ impl Garage {
             g.nodes.push(Some(g.spawn(n)));
         }
         for n in 0..3 {
-            wait_until(60, &format!("garage node {n} to answer"), || g.cli_ok(n, &["status"]));
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while !g.cli_ok(n, &["status"]) {
+                let exited = g.nodes[n].as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_some());
+                if exited {
+                    let log = std::fs::read_to_string(g.dir.path().join(format!("node{n}/garage.log")));
+                    println!("garage node {n} exited at start (a port taken?):\n{}", log.unwrap_or_default());
+                    return None;
+                }
+                assert!(std::time::Instant::now() < deadline, "timed out waiting for garage node {n} to answer");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
         }
         let ids: Vec<String> = (0..3).map(|n| g.cli(n, &["node", "id", "-q"]).trim().to_string()).collect();
         for id in &ids[1..] {
@@ -109,7 +130,7 @@ impl Garage {
         g.cli(0, &["bucket", "create", bucket]);
         g.cli(0, &["bucket", "allow", "--read", "--write", "--owner", bucket, "--key", "writer"]);
         g.cli(0, &["bucket", "allow", "--read", bucket, "--key", "reader"]);
-        g
+        Some(g)
     }
 
     fn config(&self, n: usize) -> PathBuf {

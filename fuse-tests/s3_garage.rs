@@ -150,7 +150,8 @@ fn https_written_for_a_plain_http_server_names_http() {
 }
 
 /// A TLS front for node 0, with a certificate from a throw-away CA (as a reverse proxy with
-/// TLS serves Garage in production).
+/// TLS serves Garage in production). To plain HTTP it either hangs up (`close`) or answers
+/// nginx's 400 (`answer`).
 struct TlsFront {
     child: std::process::Child,
     port: u16,
@@ -159,7 +160,7 @@ struct TlsFront {
 }
 
 impl TlsFront {
-    fn start(target: &str) -> TlsFront {
+    fn start(target: &str, mode: &str) -> TlsFront {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display();
         let script = format!(
@@ -177,6 +178,7 @@ impl TlsFront {
             .arg(dir.path().join("srv.crt"))
             .arg(dir.path().join("srv.key"))
             .arg(port.to_string())
+            .arg(mode)
             .stdout(Stdio::piped())
             .spawn()
             .expect("python3 runs the TLS front");
@@ -197,19 +199,24 @@ impl Drop for TlsFront {
 #[test]
 fn http_written_for_an_https_front_names_https_and_https_with_its_ca_works() {
     let garage = Garage::start("cache");
-    let front = TlsFront::start(&garage.endpoints[0]);
-    let http = format!("http://127.0.0.1:{}", front.port);
+    // A front that answers plain HTTP with a 400 (nginx), then one that hangs up.
+    let answers = TlsFront::start(&garage.endpoints[0], "answer");
+    let front = TlsFront::start(&garage.endpoints[0], "close");
+    for (test, f) in [("garage http 400", &answers), ("garage http closed", &front)] {
+        let http = format!("http://127.0.0.1:{}", f.port);
+        let https = format!("https://127.0.0.1:{}", f.port);
+        let case = Case {
+            endpoint: &http,
+            bucket: "cache",
+            env: garage.env(),
+            write: false,
+            says: &format!("{http} speaks HTTPS (TLS), not plain HTTP: write the endpoint as {https}"),
+            check: "s3 tls",
+            fix: &format!("write the endpoint as {https}"),
+        };
+        explained(&garage, test, case);
+    }
     let https = format!("https://127.0.0.1:{}", front.port);
-    let case = Case {
-        endpoint: &http,
-        bucket: "cache",
-        env: garage.env(),
-        write: false,
-        says: &format!("{http} speaks HTTPS (TLS), not plain HTTP: write the endpoint as {https}"),
-        check: "s3 tls",
-        fix: &format!("write the endpoint as {https}"),
-    };
-    explained(&garage, "garage http", case);
     // https:// without trusting the CA: the certificate is named as the thing to fix.
     let case = Case {
         endpoint: &https,

@@ -1,9 +1,11 @@
 """An HTTPS front for a plain-HTTP S3 server, as a reverse proxy terminates TLS in front of
 Garage in a real deployment. Used by the Garage tests (fuse-tests/s3_garage.rs).
 
-Usage: tls_proxy.py CERT KEY TARGET_PORT
+Usage: tls_proxy.py CERT KEY TARGET_PORT [close|answer]
 Listens on a free port of 127.0.0.1, prints "listening PORT", and forwards each TLS
-connection's bytes to 127.0.0.1:TARGET_PORT and back.
+connection's bytes to 127.0.0.1:TARGET_PORT and back. A client that speaks plain HTTP to it
+gets what a real front gives: `close` hangs up (a TLS library's failed handshake), `answer`
+replies with nginx's 400 "The plain HTTP request was sent to HTTPS port".
 """
 
 import socket
@@ -29,7 +31,24 @@ def pump(src, dst):
                 pass
 
 
-def serve(conn, ctx, target):
+PLAIN_400 = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/html\r\nConnection: close\r\n"
+             b"Content-Length: 62\r\n\r\n<html>The plain HTTP request was sent to HTTPS port</html>\r\n\r\n")
+
+
+def serve(conn, ctx, target, mode):
+    if mode == "answer":
+        try:
+            first = conn.recv(1, socket.MSG_PEEK)
+        except OSError:
+            first = b""
+        if first and first != b"\x16":
+            try:
+                conn.recv(65536)
+                conn.sendall(PLAIN_400)
+            except OSError:
+                pass
+            conn.close()
+            return
     try:
         tls = ctx.wrap_socket(conn, server_side=True)
     except (ssl.SSLError, OSError):
@@ -42,6 +61,7 @@ def serve(conn, ctx, target):
 
 def main():
     cert, key, target = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    mode = sys.argv[4] if len(sys.argv) > 4 else "close"
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
     lsock = socket.socket()
@@ -50,7 +70,7 @@ def main():
     print(f"listening {lsock.getsockname()[1]}", flush=True)
     while True:
         conn, _ = lsock.accept()
-        threading.Thread(target=serve, args=(conn, ctx, target), daemon=True).start()
+        threading.Thread(target=serve, args=(conn, ctx, target, mode), daemon=True).start()
 
 
 if __name__ == "__main__":

@@ -147,16 +147,24 @@ impl S3Remote {
         (&self.rt, &self.client, &self.bucket)
     }
 
-    /// Sharpens a failure the SDK reports vaguely: an `http://` endpoint whose server closed
-    /// the connection without an answer is probed once, and if the port speaks TLS the error
-    /// says so (the fix is `https://`), instead of "cannot reach".
+    /// Sharpens a failure the SDK reports vaguely. An `http://` endpoint whose server closed
+    /// the connection without an answer, or answered a bare 400 that is not S3's (nginx: "The
+    /// plain HTTP request was sent to HTTPS port"), is probed once; if the port speaks TLS the
+    /// error says so (the fix is `https://`), instead of "cannot reach" or "wrong region".
     pub fn refine(&self, e: RemoteError) -> RemoteError {
-        let closed = ["connection closed before message completed", "connection reset", "invalid http version"];
         let lower = e.message.to_lowercase();
-        if e.kind != RemoteErrorKind::Unreachable
-            || !self.endpoint.starts_with("http://")
-            || !closed.iter().any(|w| lower.contains(w))
-        {
+        let vague = match e.kind {
+            RemoteErrorKind::Unreachable => {
+                ["connection closed before message completed", "connection reset", "invalid http version"]
+                    .iter()
+                    .any(|w| lower.contains(w))
+            }
+            RemoteErrorKind::BadRequest | RemoteErrorKind::Other => {
+                lower.starts_with("http 400") && (!lower.contains(", ") || lower.contains("not s3's"))
+            }
+            _ => false,
+        };
+        if !vague || !self.endpoint.starts_with("http://") {
             return e;
         }
         match super::probe::host_port(&self.endpoint) {
@@ -243,15 +251,7 @@ where
         SdkError::ResponseError(r) => format!("HTTP {}, a response that is not S3's", r.raw().status()),
         _ => full.chars().take(240).collect(),
     };
-    let tlsish = [
-        "tls",
-        "certificate",
-        "handshake",
-        "invalidcontenttype",
-        "wrong version number",
-        "corrupt message",
-        "plain http request was sent to https port",
-    ];
+    let tlsish = ["tls", "certificate", "handshake", "invalidcontenttype", "wrong version number", "corrupt message"];
     let kind = match &err {
         SdkError::TimeoutError(_) => RemoteErrorKind::Unreachable,
         SdkError::DispatchFailure(d) if d.is_timeout() || d.is_io() => {
@@ -266,9 +266,6 @@ where
         }
         SdkError::DispatchFailure(_) if tlsish.iter().any(|w| lower.contains(w)) => RemoteErrorKind::Tls,
         SdkError::DispatchFailure(_) => RemoteErrorKind::Unreachable,
-        SdkError::ServiceError(_) if lower.contains("plain http request was sent to https port") => {
-            RemoteErrorKind::Tls
-        }
         SdkError::ServiceError(s) => by_status(s.raw().status(), s.err().code()),
         SdkError::ResponseError(r) => {
             // An answer that is not S3 at all: often plain HTTP spoken to an https:// endpoint
