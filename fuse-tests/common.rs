@@ -223,6 +223,22 @@ pub fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// `cairn doctor` with these flags and environment: (passed, its output). It gets a cache home
+/// of its own: the machine's default mount (live, dead or absent) is not the test's business.
+pub fn doctor(flags: &[&str], env: &[(String, String)]) -> (bool, String) {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("doctor")
+        .args(flags)
+        .env_remove("CAIRN_MOUNT")
+        .env("XDG_CACHE_HOME", home.path())
+        .env("CAIRN_CONFIG", "/nonexistent/cairn.toml")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Runs a shell command; returns (success, stdout, stderr).
 pub fn sh(cmd: &str) -> (bool, String, String) {
     let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::common::{sh, wait_until};
+use crate::common::{doctor, sh, wait_until};
 use crate::s3server::{credentials, S3Server};
 use crate::workspace::{cacheable, cargo, lock, log_path, ok, read_log, ws};
 
@@ -156,22 +156,6 @@ fn the_server_stopped_mid_build_still_gives_a_correct_build() {
     let out = ok(Command::new(ws().root.join(target).join("debug/app")));
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"generated\""));
     assert!(m.log_text().contains("cannot reach the S3 endpoint"), "explained in plain words:\n{}", m.log_text());
-}
-
-fn doctor(args: &[&str], env: &[(String, String)]) -> (bool, String) {
-    // Its own cache home: the machine's default mount (live, dead or absent) is not this test's
-    // business.
-    let home = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .arg("doctor")
-        .args(args)
-        .env_remove("CAIRN_MOUNT")
-        .env("XDG_CACHE_HOME", home.path())
-        .env("CAIRN_CONFIG", "/nonexistent/cairn.toml")
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::common::{wait_until, Mount};
+use crate::common::{doctor, wait_until, Mount};
 use crate::garage::{Garage, REGION};
 use crate::workspace::{cacheable, cargo, lock, log_path, ok, read_log, ws};
 
@@ -58,21 +58,6 @@ fn builds_share_through_a_three_node_garage_cluster_that_keeps_serving_with_a_no
     let Some(c) = garage.mount("garage c", Some(&dir.path().join("c")), 0) else { return };
     assert_eq!(std::fs::read(c.path(&key.to_hex())).unwrap(), data);
     assert!(!b.log_text().contains("WARN"), "no S3 complaint with one node down:\n{}", b.log_text());
-}
-
-/// `cairn doctor` with these flags and environment: (passed, output).
-fn doctor(flags: &[&str], env: &[(String, String)]) -> (bool, String) {
-    let home = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .arg("doctor")
-        .args(flags)
-        .env_remove("CAIRN_MOUNT")
-        .env("XDG_CACHE_HOME", home.path())
-        .env("CAIRN_CONFIG", "/nonexistent/cairn.toml")
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// One misconfiguration, end to end: a mount with it serves a lookup (a miss) and, with
