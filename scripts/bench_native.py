@@ -90,8 +90,9 @@ def env_for(tool, workdir, extra):
     return env
 
 
-def reset(tool, env):
-    """An empty cache for `tool`."""
+def reset(tool, env, s3=None):
+    """An empty cache for `tool`; with `s3=(endpoint, name)`, a fresh machine on the shared
+    bucket (cairn: a store of its own, named `name`)."""
     if tool == "sccache":
         subprocess.run([SCCACHE, "--stop-server"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(BENCH / "sccache", ignore_errors=True)
@@ -101,10 +102,12 @@ def reset(tool, env):
         shutil.rmtree(BENCH / "kache", ignore_errors=True)
     elif tool == "cairn":
         subprocess.run([str(bench.CAIRN), "umount", str(MNT)], stderr=subprocess.DEVNULL)
-        shutil.rmtree(STORE, ignore_errors=True)
+        store = BENCH / f"s3-store-{s3[1]}" if s3 else STORE
+        flags = ["--s3-bucket", "cache", "--s3-endpoint", s3[0]] if s3 else []
+        shutil.rmtree(store, ignore_errors=True)
         shutil.rmtree(BENCH / "xdg", ignore_errors=True)
-        subprocess.run([str(bench.CAIRN), "start", "--store", str(STORE), "--max-size", "20GiB", str(MNT)],
-                       check=True, stderr=subprocess.DEVNULL)
+        subprocess.run([str(bench.CAIRN), "start", "--store", str(store), "--max-size", "20GiB", *flags, str(MNT)],
+                       env=env if s3 else None, check=True, stderr=subprocess.DEVNULL)
 
 
 def build(workdir, args, env):
@@ -210,23 +213,6 @@ def kache_s3_env(endpoint):
     return dict(KACHE_CONFIG=str(conf), KACHE_HOST_CONFIG="", KACHE_S3_ACCESS_KEY="ak", KACHE_S3_SECRET_KEY="sk")
 
 
-def s3_machine(tool, env, endpoint, name):
-    """A fresh machine for `tool`: an empty local cache, the shared bucket."""
-    if tool == "sccache":
-        subprocess.run([SCCACHE, "--stop-server"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        subprocess.run([SCCACHE, "--start-server"], env=env, check=True, stdout=subprocess.DEVNULL)
-    elif tool == "kache":
-        subprocess.run([KACHE, "daemon", "stop"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        shutil.rmtree(BENCH / "kache", ignore_errors=True)
-    elif tool == "cairn":
-        subprocess.run([str(bench.CAIRN), "umount", str(MNT)], stderr=subprocess.DEVNULL)
-        store = BENCH / f"s3-store-{name}"
-        shutil.rmtree(store, ignore_errors=True)
-        subprocess.run([str(bench.CAIRN), "start", "--store", str(store), "--max-size", "20GiB",
-                        "--s3-bucket", "cache", "--s3-endpoint", endpoint, str(MNT)],
-                       env=env, check=True, stderr=subprocess.DEVNULL)
-
-
 def s3_flush(tool, env):
     """Waits until `tool` has put everything of the last build in the bucket."""
     if tool == "cairn":
@@ -270,10 +256,10 @@ def s3_main(kind):
             for tool in tools:
                 srv, endpoint = bench.start_s3_server(kind, BENCH / "s3-data")
                 env = s3_env(tool, d, extra, endpoint)
-                s3_machine(tool, env, endpoint, "a")
+                reset(tool, env, (endpoint, "a"))
                 res.setdefault((w, tool, "cold_s3"), []).append(build(d, args, env))
                 s3_flush(tool, env)
-                s3_machine(tool, env, endpoint, "b")
+                reset(tool, env, (endpoint, "b"))
                 if tool == "cairn":
                     (BENCH / "cairn.log").unlink(missing_ok=True)
                 res.setdefault((w, tool, "warm_s3"), []).append(build(d, args, env))
