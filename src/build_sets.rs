@@ -12,14 +12,16 @@
 //!
 //! What a build did not need costs bandwidth and prefetcher time, never a lookup's: prefetches
 //! run on their own threads, and a lookup of a key being prefetched waits for that one GET.
-//! The set written is this daemon's keys first, then the previous set's others, at most
-//! [`MAX_BUILD_SET`], so a key unused by recent builds ages out.
+//! The set written is this daemon's keys first (age 0), then the previous set's others, each
+//! one build older, at most [`MAX_BUILD_SET`]. A key unused for [`MAX_BUILD_SET_AGE`] builds
+//! leaves the set: after many commits, the set is what recent builds used, not every key any
+//! build ever did (which a fresh machine would fetch, and store in place of what it needs).
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::key::Key;
-use crate::protocol::object::{BuildSet, MAX_BUILD_SET};
+use crate::protocol::object::{BuildSet, MAX_BUILD_SET, MAX_BUILD_SET_AGE};
 
 /// Most sets tracked at once (one per workspace, toolchain and profile built here).
 const MAX_SETS: usize = 64;
@@ -31,8 +33,9 @@ struct SetState {
     /// Keys used here since the daemon started, in first-use order.
     used: Vec<Key>,
     seen: HashSet<Key>,
-    /// The keys of the set as stored (fetched at the build's beginning), for the merge.
-    previous: Vec<Key>,
+    /// The keys of the set as stored (fetched at the build's beginning), with their ages, for
+    /// the merge.
+    previous: Vec<(Key, u8)>,
     /// Used keys not yet written.
     dirty: bool,
     begun: Option<Instant>,
@@ -62,10 +65,10 @@ impl BuildSets {
         true
     }
 
-    /// The stored set's keys, as fetched.
-    pub fn previous(&mut self, set: Key, keys: Vec<Key>) {
+    /// The stored set, as fetched.
+    pub fn previous(&mut self, set: Key, stored: &BuildSet) {
         if let Some(s) = self.state(set) {
-            s.previous = keys;
+            s.previous = stored.aged().collect();
         }
     }
 
@@ -85,10 +88,16 @@ impl BuildSets {
         let mut out = Vec::new();
         for (set, s) in self.sets.iter_mut().filter(|(_, s)| s.dirty) {
             s.dirty = false;
-            let mut keys = s.used.clone();
-            keys.extend(s.previous.iter().filter(|k| !s.seen.contains(*k)));
-            keys.truncate(MAX_BUILD_SET);
-            out.push((*set, BuildSet { keys }));
+            let mut aged: Vec<(Key, u8)> = s.used.iter().map(|k| (*k, 0)).collect();
+            aged.extend(
+                s.previous
+                    .iter()
+                    .filter(|(k, age)| !s.seen.contains(k) && *age < MAX_BUILD_SET_AGE)
+                    .map(|(k, age)| (*k, age + 1)),
+            );
+            aged.truncate(MAX_BUILD_SET);
+            let (keys, ages) = aged.into_iter().unzip();
+            out.push((*set, BuildSet { keys, ages }));
         }
         out
     }
@@ -108,14 +117,33 @@ mod tests {
         let t = Instant::now();
         assert!(b.begin(k(100), t));
         assert!(!b.begin(k(100), t + Duration::from_secs(1)), "begun once per build, not per compile");
-        b.previous(k(100), vec![k(9), k(2), k(8)]);
+        b.previous(k(100), &BuildSet { keys: vec![k(9), k(2), k(8)], ages: vec![0, 0, 3] });
         b.used(k(100), &[k(1), k(2)]);
         b.used(k(100), &[k(3), k(1)]);
         let out = b.take_dirty();
-        assert_eq!(out, vec![(k(100), BuildSet { keys: vec![k(1), k(2), k(3), k(9), k(8)] })]);
+        let want = BuildSet { keys: vec![k(1), k(2), k(3), k(9), k(8)], ages: vec![0, 0, 0, 1, 4] };
+        assert_eq!(out, vec![(k(100), want)]);
         assert!(b.take_dirty().is_empty(), "written once until new keys come");
         b.used(k(100), &[k(4)]);
         assert_eq!(b.take_dirty()[0].1.keys[3], k(4));
         assert!(b.begin(k(100), t + BEGIN_AGAIN_AFTER), "a later build fetches again");
+    }
+
+    #[test]
+    fn a_key_unused_for_the_maximum_age_of_builds_leaves_the_set() {
+        // Build after build, each on a fresh daemon: key 1 is used by every build, key 2 only
+        // by the first (an old commit's result).
+        let mut stored = BuildSet::default();
+        for build in 0..=MAX_BUILD_SET_AGE as usize + 1 {
+            let mut b = BuildSets::default();
+            b.begin(k(100), Instant::now());
+            b.previous(k(100), &stored);
+            let used = if build == 0 { vec![k(1), k(2)] } else { vec![k(1)] };
+            b.used(k(100), &used);
+            stored = b.take_dirty().remove(0).1;
+            let kept = stored.keys.contains(&k(2));
+            assert_eq!(kept, build <= MAX_BUILD_SET_AGE as usize, "after build {build}: {stored:?}");
+            assert_eq!(stored.keys[0], k(1));
+        }
     }
 }

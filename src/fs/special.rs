@@ -335,7 +335,7 @@ impl<S: Store> CacheFs<S> {
             if let Ok(bs) = crate::protocol::object::BuildSet::decode(&bytes) {
                 tracing::debug!(%set, keys = bs.keys.len(), "a build begins: prefetching its set");
                 store.prefetch(bs.keys.clone());
-                sets.lock().unwrap_or_else(|p| p.into_inner()).previous(set, bs.keys);
+                sets.lock().unwrap_or_else(|p| p.into_inner()).previous(set, &bs);
             }
         });
         if let Err(e) = spawned {

@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 
 const RESULT_MAGIC: &[u8; 8] = b"CAIRNR04";
 const MANIFEST_MAGIC: &[u8; 8] = b"CAIRNM02";
-const BUILD_SET_MAGIC: &[u8; 8] = b"CAIRNB01";
+const BUILD_SET_MAGIC: &[u8; 8] = b"CAIRNB02";
+/// Build sets as the first version wrote them (keys only, no ages); still read.
+const BUILD_SET_MAGIC_V1: &[u8; 8] = b"CAIRNB01";
 
 /// Why an object could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -146,7 +148,7 @@ impl Manifest {
 pub fn prefetch_hints(bytes: &[u8]) -> Vec<crate::key::Key> {
     if bytes.starts_with(MANIFEST_MAGIC) {
         Manifest::decode(bytes).map(|m| m.recent).unwrap_or_default()
-    } else if bytes.starts_with(BUILD_SET_MAGIC) {
+    } else if bytes.starts_with(BUILD_SET_MAGIC) || bytes.starts_with(BUILD_SET_MAGIC_V1) {
         BuildSet::decode(bytes).map(|s| s.keys).unwrap_or_default()
     } else {
         Vec::new()
@@ -160,19 +162,45 @@ pub fn prefetch_hints(bytes: &[u8]) -> Vec<crate::key::Key> {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuildSet {
     pub keys: Vec<crate::key::Key>,
+    /// For each key, how many builds ago it was last used (0: by the build that wrote the set).
+    /// A key unused for more than [`MAX_BUILD_SET_AGE`] builds leaves the set, so a fresh
+    /// machine does not fetch what old commits needed.
+    pub ages: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+struct BuildSetV1 {
+    keys: Vec<crate::key::Key>,
 }
 
 /// Most keys a build set keeps (a 4,000-crate build's manifests and results).
 pub const MAX_BUILD_SET: usize = 8192;
+
+/// How many builds a key stays in a set without being used again: enough for the builds of
+/// part of a workspace (`cargo build -p`, CI jobs that split it) to keep each other's keys.
+pub const MAX_BUILD_SET_AGE: u8 = 8;
 
 impl BuildSet {
     /// The object's bytes.
     pub fn encode(&self) -> Vec<u8> {
         encode(BUILD_SET_MAGIC, self)
     }
-    /// Checks and decodes an object.
+    /// Checks and decodes an object (either version; the first one's keys count as new).
     pub fn decode(bytes: &[u8]) -> Result<BuildSet, ObjectError> {
-        decode(BUILD_SET_MAGIC, bytes)
+        if bytes.starts_with(BUILD_SET_MAGIC_V1) {
+            let v1: BuildSetV1 = decode(BUILD_SET_MAGIC_V1, bytes)?;
+            return Ok(BuildSet { ages: vec![0; v1.keys.len()], keys: v1.keys });
+        }
+        let s: BuildSet = decode(BUILD_SET_MAGIC, bytes)?;
+        if s.ages.len() != s.keys.len() {
+            return Err(ObjectError::Decode);
+        }
+        Ok(s)
+    }
+
+    /// Each key with its age.
+    pub fn aged(&self) -> impl Iterator<Item = (crate::key::Key, u8)> + '_ {
+        self.keys.iter().copied().zip(self.ages.iter().copied())
     }
 }
 
@@ -315,6 +343,24 @@ impl Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_build_set_keeps_its_ages_and_the_first_version_still_reads() {
+        let k = |n: u8| crate::key::Key([n; 32]);
+        let set = BuildSet { keys: vec![k(1), k(2)], ages: vec![0, 5] };
+        let bytes = set.encode();
+        assert_eq!(BuildSet::decode(&bytes).unwrap(), set);
+        assert_eq!(prefetch_hints(&bytes), vec![k(1), k(2)]);
+        #[derive(Serialize)]
+        struct V1 {
+            keys: Vec<crate::key::Key>,
+        }
+        let old = encode(BUILD_SET_MAGIC_V1, &V1 { keys: vec![k(3)] });
+        assert_eq!(BuildSet::decode(&old).unwrap(), BuildSet { keys: vec![k(3)], ages: vec![0] });
+        assert_eq!(prefetch_hints(&old), vec![k(3)]);
+        let uneven = encode(BUILD_SET_MAGIC, &BuildSet { keys: vec![k(1)], ages: vec![] });
+        assert!(BuildSet::decode(&uneven).is_err());
+    }
 
     fn sample() -> CompileResult {
         CompileResult {
