@@ -214,10 +214,13 @@ fn http_written_for_an_https_front_names_https_and_https_with_its_ca_works() {
     };
     explained(&garage, "garage untrusted", case);
     // With the CA trusted, the HTTPS front works end to end.
-    let mut env = garage.env();
-    env.push(("SSL_CERT_FILE".into(), front.ca.display().to_string()));
-    let (passed, out) = doctor(&["--s3-bucket", "cache", "--s3-endpoint", &https], &env);
-    assert!(passed && out.contains("ok    s3 read/write"), "{out}");
+    for f in [&front, &answers] {
+        let https = format!("https://127.0.0.1:{}", f.port);
+        let mut env = garage.env();
+        env.push(("SSL_CERT_FILE".into(), f.ca.display().to_string()));
+        let (passed, out) = doctor(&["--s3-bucket", "cache", "--s3-endpoint", &https], &env);
+        assert!(passed && out.contains("ok    s3 read/write"), "{out}");
+    }
 }
 
 #[test]

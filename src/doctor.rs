@@ -104,7 +104,9 @@ fn s3_checks(cfg: &S3Config) -> Vec<Check> {
             return v;
         }
         v.push(ok("s3 endpoint", format!("{host}:{port} accepts connections")));
-        if endpoint.starts_with("https://") && speaks_plain_http(&host, port) {
+        // A TLS front may answer a plain request in plain HTTP too (nginx's 400 "plain HTTP
+        // request sent to HTTPS port"): only a port that does not speak TLS is plain.
+        if endpoint.starts_with("https://") && speaks_plain_http(&host, port) && !speaks_tls(&host, port) {
             v.push(fail(
                 "s3 tls",
                 format!("{endpoint} speaks plain HTTP, not HTTPS: write the endpoint as http://{host}:{port}"),
