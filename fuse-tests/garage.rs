@@ -94,7 +94,7 @@ impl Garage {
         }
         for n in 0..3 {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-            while !g.cli_ok(n, &["status"]) {
+            while g.try_cli(n, &["status"]).is_none() {
                 let exited = g.nodes[n].as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_some());
                 if exited {
                     let log = std::fs::read_to_string(g.dir.path().join(format!("node{n}/garage.log")));
@@ -116,11 +116,9 @@ impl Garage {
         g.cli(0, &["layout", "apply", "--version", "1"]);
         for n in 0..3 {
             wait_until(60, "the cluster to be healthy on every node", || {
-                g.cli_ok(n, &["json-api", "GetClusterHealth"]) && {
-                    let out = g.cli(n, &["json-api", "GetClusterHealth"]);
-                    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
-                    v["status"] == "healthy"
-                }
+                g.try_cli(n, &["json-api", "GetClusterHealth"])
+                    .and_then(|out| serde_json::from_str::<serde_json::Value>(&out).ok())
+                    .is_some_and(|v| v["status"] == "healthy")
             });
         }
         let (wid, wsec) = g.writer.clone();
@@ -151,15 +149,10 @@ impl Garage {
             .expect("starting garage")
     }
 
-    fn cli_ok(&self, n: usize, args: &[&str]) -> bool {
-        Command::new(binary())
-            .arg("-c")
-            .arg(self.config(n))
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+    /// Runs `garage <args>` against node `n`: its output if it succeeds.
+    fn try_cli(&self, n: usize, args: &[&str]) -> Option<String> {
+        let out = Command::new(binary()).arg("-c").arg(self.config(n)).args(args).output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Runs `garage <args>` against node `n`; panics with its output if it fails.
