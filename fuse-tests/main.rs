@@ -12,6 +12,7 @@ mod workspace;
 mod access;
 mod build_scripts;
 mod ci;
+mod clippy;
 
 mod commit;
 mod concurrency;

@@ -272,9 +272,9 @@ pub fn render(json: &str) -> Result<String, String> {
 }
 
 /// `cairn why <crate>`: the newest miss of the crate and what differs from the nearest earlier
-/// build of it on this machine (src/wrapper/why.rs), in words.
+/// build of it on this machine (src/rustc/why.rs), in words.
 pub fn why(cache_base: &Path, krate: &str) -> String {
-    use crate::wrapper::why::{explain, load, Change};
+    use crate::rustc::why::{explain, load, Change};
     let all = load(cache_base, krate);
     let Some((newest, nearest)) = explain(&all) else {
         return format!(

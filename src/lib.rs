@@ -1,15 +1,20 @@
 //! cairn: a build cache for Rust that lives in a filesystem.
 //!
 //! # Layout
-//! Pure modules (the wrapper may use these; they must not import fuser, tokio or the AWS SDK):
-//! - [`key`] — the 32-byte BLAKE3 key and its 64-hex name.
-//! - [`size`] — human sizes (`10GiB`).
-//! - [`wrapper`] — `cairn-rustc`: argument classification, cache keys, toolchain identity,
-//!   dep-info, the object format, and the hit/miss flow.
-//! - [`build_script`] — build-script runs: the launcher put in place of each build script,
-//!   the run's key, `OUT_DIR` snapshots.
-//! - [`cc`] — `cairn-cc`/`cairn-c++`: C and C++ compiles of one object file, run by build
-//!   scripts.
+//! Pure modules (the wrapper binary links these; they must not import fuser, tokio or the AWS
+//! SDK). They form layers, each importing only those above it:
+//! - [`key`], [`size`] — the 32-byte BLAKE3 key and its 64-hex name; human sizes (`10GiB`).
+//! - [`protocol`] — what the binaries agree on: objects, reports, names in the mount, config
+//!   and paths, and how the front ends hand a build to one another (the launcher, the compiler
+//!   links).
+//! - [`engine`] — the life of a cached compile for every front end (look up, restore, run,
+//!   store, report, log), its door into the cache, and the pieces every front end shares
+//!   (roots, file hashes, toolchain and compiler identities, running a tool).
+//! - Front ends, each importing the engine and `protocol` and never one another:
+//!   [`rustc`] (rustc compiles, and `cargo clippy`'s driver, which is rustc with lints:
+//!   `rustc::clippy`), [`build_script`] (build-script runs), [`cc`] (C and C++ objects
+//!   compiled by build scripts).
+//! - [`wrapper`] — `cairn-rustc`'s dispatch to the front ends, by argv[0] and flag.
 //!
 //! Daemon modules (feature `daemon`):
 //! - [`store`] — the `Store` trait and its disk, memory and fault-injecting versions; the LRU
@@ -22,14 +27,16 @@
 //! - [`config`] — flags, `CAIRN_*` variables, the config file and defaults.
 //! - [`admin`] — `cairn stats`, `evict` and `clear`, working through the mount.
 //! - [`doctor`] — `cairn doctor`: FUSE, the mount, and the S3 set-up, one check per line.
-//! - [`stats`] — the counters behind `cairn stats`, fed by the wrapper's reports.
+//! - [`stats`] — the counters behind `cairn stats`, fed by the front ends' reports.
 //!
 //! docs/architecture.md explains the layers and why they are cut this way.
 
 pub mod build_script;
 pub mod cc;
+pub mod engine;
 pub mod key;
 pub mod protocol;
+pub mod rustc;
 pub mod size;
 pub mod wrapper;
 

@@ -316,7 +316,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Why { krate } => {
-            let base = cairn::wrapper::mount::cache_base().context("finding the cache folder (is HOME set?)")?;
+            let base = cairn::engine::mount::cache_base().context("finding the cache folder (is HOME set?)")?;
             print!("{}", admin::why(&base, &krate));
             Ok(())
         }

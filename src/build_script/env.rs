@@ -83,18 +83,6 @@ pub fn compiler(env: &[(String, String)], tool: &str, target: &str, host: &str) 
     Compiler { var: tool.to_string(), command: default.to_string() }
 }
 
-/// The program of a compiler command that makes up its identity: the first word, or the
-/// second when the first is a known compiler wrapper (`ccache gcc`).
-pub fn program(command: &str) -> Option<&str> {
-    let mut words = command.split_whitespace();
-    let first = words.next()?;
-    let stem = std::path::Path::new(first).file_stem().and_then(|s| s.to_str()).unwrap_or("");
-    if ["ccache", "sccache", "distcc", "icecc", "cachepot", "buildcache"].contains(&stem) {
-        return words.next().or(Some(first));
-    }
-    Some(first)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,7 +126,5 @@ mod tests {
         assert_eq!(compiler(&e, "CC", t, t).var, "CC_x86_64_unknown_linux_gnu");
         let e = env(&[("CC", "gcc-12"), ("TARGET_CC", "clang")]);
         assert_eq!(compiler(&e, "CC", "aarch64-unknown-linux-gnu", t).command, "clang");
-        assert_eq!(program("ccache gcc -m32"), Some("gcc"));
-        assert_eq!(program("clang -m32"), Some("clang"));
     }
 }

@@ -12,7 +12,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::wrapper::filehash::hash_file;
+use crate::engine::filehash::hash_file;
+use crate::engine::inputs::{changed_since, HashedFiles, NotNow};
 
 /// What the script printed that tells cargo (and cairn) when to run it again.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -87,13 +88,14 @@ pub fn walk(dir: &Path, package: bool) -> io::Result<Vec<PathBuf>> {
 }
 
 /// Hashes of a list of tagged entries, as `(label, hash or None when missing)`, in order:
-/// what the result key is made of. `newer_than`: fails (`None`) if any file was modified
-/// after that time, so an input edited while the script ran is never recorded.
-pub fn hash_entries(entries: &[String], newer_than: Option<SystemTime>) -> Option<Vec<(String, Option<[u8; 32]>)>> {
+/// what the result key is made of. `newer_than`: the run's start; a file changed since then
+/// (the engine's rule, `engine::inputs::changed_since`) fails the whole list, so an input
+/// edited while the script ran is never recorded.
+pub fn hash_entries(entries: &[String], newer_than: Option<SystemTime>) -> Result<HashedFiles, NotNow> {
     let mut out = Vec::new();
     for e in entries {
         if let Some(p) = e.strip_prefix("d:") {
-            let files = walk(Path::new(p), false).ok()?;
+            let files = walk(Path::new(p), false).map_err(|_| NotNow::Gone(p.to_string()))?;
             out.push((e.clone(), None));
             for f in files {
                 out.push((format!("f:{}", f.display()), hash_one(&f, newer_than)?));
@@ -103,27 +105,26 @@ pub fn hash_entries(entries: &[String], newer_than: Option<SystemTime>) -> Optio
             out.push((e.clone(), hash_one(Path::new(p), newer_than)?));
         }
     }
-    Some(out)
+    Ok(out)
 }
 
-/// `Some(None)`: missing; `None`: modified after `newer_than` (or unreadable while present).
-fn hash_one(p: &Path, newer_than: Option<SystemTime>) -> Option<Option<[u8; 32]>> {
+/// `Ok(None)`: missing (a declared path may name nothing).
+fn hash_one(p: &Path, newer_than: Option<SystemTime>) -> Result<Option<[u8; 32]>, NotNow> {
+    let gone = || NotNow::Gone(p.display().to_string());
     let meta = match fs::metadata(p) {
         Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(None),
-        Err(_) => return None,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(_) => return Err(gone()),
     };
     // mtime, not ctime: remembering a hash in an xattr (filehash.rs) changes ctime, and the
     // C compiles of the run remember the hashes of the headers they read.
-    if let Some(t) = newer_than {
-        if meta.modified().ok()? > t {
-            return None;
-        }
+    if newer_than.is_some_and(|t| changed_since(&meta, t)) {
+        return Err(NotNow::Changed(p.display().to_string()));
     }
     if meta.is_dir() {
-        return Some(Some(*blake3::hash(b"directory").as_bytes()));
+        return Ok(Some(*blake3::hash(b"directory").as_bytes()));
     }
-    hash_file(p).ok().map(Some)
+    hash_file(p).map(Some).map_err(|_| gone())
 }
 
 /// The digest of a package's files (paths relative to the package, and contents).
@@ -192,6 +193,6 @@ cargo:rerun-if-env-changed=CC\ncargo::rerun-if-env-changed=ZSTD_SYS_USE_PKG_CONF
         fs::write(d.path().join("dir/deep/x.h"), "2").unwrap();
         assert_ne!(hash_entries(&entries, None).unwrap(), a, "a file deep in a declared directory");
         let past = SystemTime::now() - std::time::Duration::from_secs(60);
-        assert!(hash_entries(&entries, Some(past)).is_none(), "edited after the run started");
+        assert!(matches!(hash_entries(&entries, Some(past)), Err(NotNow::Changed(_))), "edited after the run started");
     }
 }

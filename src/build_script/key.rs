@@ -5,11 +5,11 @@ use std::io;
 use std::path::Path;
 
 use super::{env, inputs};
+use crate::engine::basedir::Rel;
+use crate::engine::filehash::hash_file;
+use crate::engine::keys::KeyHasher;
+use crate::engine::{linker, toolchain};
 use crate::key::Key;
-use crate::wrapper::basedir::Rel;
-use crate::wrapper::cache_key::KeyHasher;
-use crate::wrapper::filehash::hash_file;
-use crate::wrapper::{link, mount, toolchain};
 
 /// Everything the base key covers, gathered by [`gather`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,17 +53,17 @@ pub fn base_key(i: &RunInputs) -> Key {
 }
 
 /// Gathers the inputs of the run of `script` in `cwd` with `vars`, and hashes them.
-pub fn gather(script: &Path, vars: &[(String, String)], cwd: &Path, rel: &Rel) -> io::Result<Key> {
+/// `memo`: where toolchain and compiler identities are memoized.
+pub fn gather(script: &Path, vars: &[(String, String)], cwd: &Path, rel: &Rel, memo: &Path) -> io::Result<Key> {
     let get = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    let memo = mount::cache_base().ok_or_else(|| io::Error::other("no HOME"))?.join("toolchains");
     let target = get("TARGET").ok_or_else(|| io::Error::other("no TARGET"))?;
     let host = get("HOST").unwrap_or(target);
     let rustc = get("RUSTC").ok_or_else(|| io::Error::other("no RUSTC"))?;
     let package = get("CARGO_MANIFEST_DIR").map(Path::new).unwrap_or(cwd);
     let compiler = |tool: &str| {
         let c = env::compiler(vars, tool, target, host);
-        let prog = env::program(&c.command)?;
-        link::linker_identity(Path::new(prog), &memo).ok()
+        let prog = linker::program(&c.command)?;
+        linker::linker_identity(Path::new(prog), memo).ok()
     };
     let mut keyed: Vec<(String, String)> =
         vars.iter().filter(|(k, _)| env::is_keyed(k)).map(|(k, v)| (k.clone(), rel.rel(v))).collect();
@@ -72,7 +72,7 @@ pub fn gather(script: &Path, vars: &[(String, String)], cwd: &Path, rel: &Rel) -
         script: hash_file(script)?,
         package: inputs::package_digest(package)?,
         cwd: rel.rel(&cwd.display().to_string()),
-        rustc: toolchain::identify(Path::new(rustc), Some(target), &memo)?.digest,
+        rustc: toolchain::identify(Path::new(rustc), Some(target), memo)?.digest,
         cc: compiler("CC"),
         cxx: compiler("CXX"),
         env: keyed,

@@ -11,8 +11,8 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path};
 
+use crate::engine::filehash;
 use crate::protocol::object::{FileView, OutputFile};
-use crate::wrapper::filehash;
 
 /// Why an `OUT_DIR` cannot be stored.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +72,7 @@ pub fn restore(out_dir: &Path, files: &[FileView<'_>], fix: &dyn Fn(&[u8]) -> Op
             std::process::id(),
             rel.file_name().unwrap_or_default().to_string_lossy()
         ));
-        let mode = crate::wrapper::compile::safe_mode(f.mode);
+        let mode = crate::engine::process::safe_mode(f.mode);
         let fixed = fix(f.bytes);
         let bytes = fixed.as_deref().unwrap_or(f.bytes);
         let written = (|| {

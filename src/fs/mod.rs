@@ -10,7 +10,8 @@
 //!
 //! Files: this one (inodes, handles, lookups, opens, reads, writes, removal); `commit.rs` (the
 //! rename that commits, temporaries); `special.rs` (`by-crate/`, `.cairn/`); `entries.rs`
-//! (what each object is); `names.rs`, `error.rs`, `types.rs` (plain data).
+//! (what each object is); `error.rs`, `types.rs` (plain data). The naming rules of the mount
+//! (keys, temporaries) are `crate::protocol::names`, shared with the wrapper.
 
 mod commit;
 pub mod entries;

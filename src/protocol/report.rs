@@ -20,6 +20,8 @@ pub enum Kind {
     BuildScript,
     /// A C or C++ compile of one object file (`cairn-cc`, run by build scripts).
     Cc,
+    /// A compile through `clippy-driver` (`cargo clippy`): its lints replayed.
+    Clippy,
 }
 
 impl Kind {
@@ -29,6 +31,7 @@ impl Kind {
             Kind::Rustc => "rustc",
             Kind::BuildScript => "build-script",
             Kind::Cc => "cc",
+            Kind::Clippy => "clippy",
         }
     }
 
@@ -38,6 +41,7 @@ impl Kind {
             "rustc" => Some(Kind::Rustc),
             "build-script" => Some(Kind::BuildScript),
             "cc" => Some(Kind::Cc),
+            "clippy" => Some(Kind::Clippy),
             _ => None,
         }
     }

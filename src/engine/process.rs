@@ -1,15 +1,13 @@
-//! Running rustc on a miss (passing its output through while keeping a copy), finding what it
-//! wrote, and putting a stored result back in place on a hit.
+//! Running a tool on a miss (passing its output through while keeping a copy), and putting a
+//! stored file back in place on a hit. Shared by every front end.
 
-use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime};
-
-use crate::protocol::object::OutputFile;
 
 /// What a compile did.
 pub struct Ran {
@@ -20,16 +18,9 @@ pub struct Ran {
     pub started: SystemTime,
 }
 
-/// Runs rustc, copying its stdout and stderr to ours as they come (cargo reads JSON messages
-/// from stderr while the compile runs, to pipeline dependents) and keeping a copy of each.
-pub fn run_and_capture(rustc: &Path, args: &[OsString]) -> io::Result<Ran> {
-    let mut cmd = Command::new(rustc);
-    cmd.args(args);
-    capture(cmd)
-}
-
-/// Runs any command the same way: output passed through as it comes, and kept. Shared by the
-/// build-script launcher and the C compiler front end.
+/// Runs a command, copying its stdout and stderr to ours as they come (cargo reads rustc's JSON
+/// messages from stderr while the compile runs, to pipeline dependents) and keeping a copy of
+/// each.
 pub fn capture(mut cmd: Command) -> io::Result<Ran> {
     let started = SystemTime::now();
     let t0 = Instant::now();
@@ -61,47 +52,19 @@ fn tee(mut from: impl Read, mut to: impl Write) -> Vec<u8> {
     kept
 }
 
-/// Every file in `out_dir` that rustc wrote for this crate: `<crate><extra>` itself (a
-/// binary), or names that start with `lib<crate><extra>.` or `<crate><extra>.`, modified since
-/// the compile started.
-pub fn collect_outputs(
-    out_dir: &Path,
-    crate_name: &str,
-    extra: &str,
-    since: SystemTime,
-) -> io::Result<Vec<OutputFile>> {
-    let bin = format!("{crate_name}{extra}");
-    let stems = [format!("lib{bin}."), format!("{bin}.")];
-    let mut files = Vec::new();
-    for e in fs::read_dir(out_dir)? {
-        let e = e?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name != bin && !stems.iter().any(|s| name.starts_with(s.as_str())) {
-            continue;
-        }
-        // cairn's own dependency list of the rlib (graph.rs) names this machine's paths.
-        if name.ends_with(&format!(".{}", super::graph::EXT)) {
-            continue;
-        }
-        let meta = e.metadata()?;
-        // Allow for coarse timestamps: a file older than the compile's start by more than a
-        // second is a leftover of an earlier build, not ours.
-        if !meta.is_file() || meta.modified()? + Duration::from_secs(1) < since {
-            continue;
-        }
-        let bytes = fs::read(e.path())?;
-        let hash = *blake3::hash(&bytes).as_bytes();
-        files.push(OutputFile { name, mode: meta.permissions().mode() & 0o7777, hash, bytes });
-    }
-    files.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(files)
-}
-
 /// A stored mode as it may be restored: permission bits only, never setuid, setgid or sticky
 /// (an object from a shared bucket must not plant a setuid program), and never writable by
 /// group or others (nor could they then change a program this user will run).
 pub fn safe_mode(mode: u32) -> u32 {
     mode & 0o755
+}
+
+/// Replaces this process with `cmd` (the tool run without the cache); returns only if that
+/// fails, with the exit code to use.
+pub fn exec(cmd: &mut Command, who: &str) -> i32 {
+    let err = cmd.exec();
+    eprintln!("{who}: cannot run {:?}: {err}", cmd.get_program());
+    127
 }
 
 /// Writes one restored file into `dir` atomically (temp name, then rename), with its mode

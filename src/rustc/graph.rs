@@ -18,7 +18,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::args::Invocation;
-use super::filehash::hash_file;
+use crate::engine::filehash::hash_file;
 
 /// The extension of the dependency lists.
 pub const EXT: &str = "cairn-deps";

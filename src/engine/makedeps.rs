@@ -1,5 +1,5 @@
 //! The dependency file a C compiler writes with `-MD -MF FILE` (make syntax): every source
-//! and header the compile read. ld's `--dependency-file` (wrapper/linkdeps.rs) is read the
+//! and header the compile read. ld's `--dependency-file` (rustc/linkdeps.rs) is read the
 //! same way.
 
 /// The prerequisites of every rule, in order, without duplicates. Handles line continuations

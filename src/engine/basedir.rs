@@ -309,6 +309,26 @@ pub fn replace_path(s: &str, from: &str, to: &str) -> String {
     out
 }
 
+/// Replaces every occurrence of `from` with `to` (an output folder moved between target dirs).
+pub fn rewrite_bytes(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
+    if from == to || from.is_empty() {
+        return bytes.to_vec();
+    }
+    let (from, to) = (from.as_bytes(), to.as_bytes());
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,5 +431,13 @@ mod tests {
         assert_eq!(r.get(Kind::Target), Some("/w/target"));
         let flags = r.prefix_map_args();
         assert_eq!(flags.last().unwrap(), "-ffile-prefix-map=/h/.cargo/registry/src/i/zstd-sys-2.0.0=.");
+    }
+    #[test]
+    fn rewrites_the_output_folder() {
+        const D: &str = "/t/debug/deps/foo-1.d: src/lib.rs\n\n/t/debug/deps/libfoo-1.rmeta: src/lib.rs\n";
+        let out = rewrite_bytes(D.as_bytes(), "/t/debug/deps", "/other/debug/deps");
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.starts_with("/other/debug/deps/foo-1.d:"));
+        assert!(!s.contains("/t/debug"));
     }
 }

@@ -75,7 +75,7 @@ pub fn fields(
     for (k, v) in env {
         f.insert(format!("read variable {k}"), v.clone().unwrap_or_else(|| "unset".into()));
     }
-    f.into_iter().map(|(k, v)| (super::basedir::readable(&k), super::basedir::readable(&v))).collect()
+    f.into_iter().map(|(k, v)| (crate::engine::basedir::readable(&k), crate::engine::basedir::readable(&v))).collect()
 }
 
 /// The file that keeps a crate's fingerprints (crate names are `[A-Za-z0-9_]`; anything else

@@ -17,7 +17,7 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
-use super::memo;
+use crate::engine::memo;
 
 #[derive(Serialize, Deserialize)]
 struct Memo {

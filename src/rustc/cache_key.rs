@@ -1,44 +1,10 @@
-//! Cache keys. Everything a compile's result depends on, hashed in a fixed, documented order
-//! (docs/cache-key.md). Pure: the caller gathers the inputs; this file only hashes them.
-//!
-//! Two keys per compile:
-//! - the **base key**: toolchain, working directory, arguments, dependency contents, crate
-//!   environment — everything known before compiling;
-//! - the **result key**: the base key plus the contents of every source file and the value of
-//!   every environment variable that dep-info says the compile read.
-//!
-//! The manifest object (named by the base key) remembers which files to hash; see object.rs.
+//! The base key of a rustc compile: toolchain, working directory, arguments, dependency
+//! contents, crate environment — everything known before compiling, hashed in a fixed,
+//! documented order (docs/cache-key.md, "rustc"). Pure: the caller gathers the inputs; this
+//! file only hashes them. The result and manifest keys are the engine's (`engine::keys`).
 
+use crate::engine::keys::KeyHasher;
 use crate::key::Key;
-
-/// Bumped whenever anything about the keys or the object format changes.
-pub const FORMAT: &str = "cairn-key-v6";
-
-/// Length-prefixed fields, so no two different field lists can hash alike.
-pub struct KeyHasher(blake3::Hasher);
-
-impl KeyHasher {
-    /// Starts a key in a domain (`base`, `manifest`, `result`).
-    pub fn new(domain: &str) -> KeyHasher {
-        let mut h = KeyHasher(blake3::Hasher::new());
-        h.field("format", FORMAT.as_bytes());
-        h.field("domain", domain.as_bytes());
-        h
-    }
-
-    /// Adds one named field.
-    pub fn field(&mut self, name: &str, value: &[u8]) {
-        self.0.update(&(name.len() as u64).to_le_bytes());
-        self.0.update(name.as_bytes());
-        self.0.update(&(value.len() as u64).to_le_bytes());
-        self.0.update(value);
-    }
-
-    /// The key.
-    pub fn finish(&self) -> Key {
-        Key(*self.0.finalize().as_bytes())
-    }
-}
 
 /// Everything the base key covers, gathered by the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,32 +57,6 @@ pub fn base_key(i: &BaseInputs) -> Key {
     for (label, hash) in &i.link {
         h.field("link", label.as_bytes());
         h.field("link-hash", hash.as_ref().map(|x| &x[..]).unwrap_or(b"none"));
-    }
-    h.finish()
-}
-
-/// The name of the manifest object for a base key.
-pub fn manifest_key(base: &Key) -> Key {
-    let mut h = KeyHasher::new("manifest");
-    h.field("base", &base.0);
-    h.finish()
-}
-
-/// The result key: the base key plus every source file's contents and every read variable.
-/// `files` pairs each dep-info path with its content hash (None: the file is missing).
-pub fn result_key(base: &Key, files: &[(String, Option<[u8; 32]>)], env: &[(String, Option<String>)]) -> Key {
-    let mut h = KeyHasher::new("result");
-    h.field("base", &base.0);
-    for (path, hash) in files {
-        h.field("source", path.as_bytes());
-        h.field("source-hash", hash.as_ref().map(|x| &x[..]).unwrap_or(b"missing"));
-    }
-    for (k, v) in env {
-        h.field("env-dep", k.as_bytes());
-        match v {
-            Some(v) => h.field("env-dep-value", v.as_bytes()),
-            None => h.field("env-dep-unset", b""),
-        }
     }
     h.finish()
 }
@@ -194,19 +134,6 @@ mod tests {
         let mut b = inputs();
         b.args = vec!["a".into(), "bc".into()];
         assert_ne!(base_key(&a), base_key(&b));
-    }
-
-    #[test]
-    fn result_key_covers_sources_and_env_deps() {
-        let base = base_key(&inputs());
-        let files = vec![("src/lib.rs".to_string(), Some([4; 32]))];
-        let env = vec![("MY".to_string(), Some("1".to_string()))];
-        let k = result_key(&base, &files, &env);
-        assert_ne!(k, result_key(&base, &[("src/lib.rs".into(), Some([5; 32]))], &env));
-        assert_ne!(k, result_key(&base, &[("src/lib.rs".into(), None)], &env));
-        assert_ne!(k, result_key(&base, &files, &[("MY".into(), Some("2".into()))]));
-        assert_ne!(k, result_key(&base, &files, &[("MY".into(), None)]));
-        assert_ne!(k, manifest_key(&base));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use std::process::{Command, Stdio};
 use serde::{Deserialize, Serialize};
 
 use super::args::Invocation;
-use super::memo;
+use crate::engine::memo;
 
 #[derive(Serialize, Deserialize)]
 struct Memo {
@@ -89,7 +89,7 @@ fn probe(rustc: &Path, inv: &Invocation, dir: &Path) -> std::io::Result<bool> {
 /// The prerequisites of the make-style dependency file ld writes (the same syntax as a C
 /// compiler's `-MD` output, so the same reader).
 pub fn parse(text: &str) -> Vec<String> {
-    crate::cc::makedeps::parse(text)
+    crate::engine::makedeps::parse(text)
 }
 
 /// The files of the list that the key must add: they exist now, they are not this compile's

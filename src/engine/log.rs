@@ -7,7 +7,7 @@
 //! `build-script`, `cc`; see `report::Kind`).
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::key::Key;
@@ -20,13 +20,7 @@ pub fn log_path() -> Option<PathBuf> {
     Some(super::mount::store_dir()?.join("cairn-rustc.log"))
 }
 
-/// Appends one line (a single `write` with `O_APPEND`, so lines of concurrent wrappers do not
-/// interleave). Logging never fails a build.
-pub fn record(crate_name: &str, key: Option<&Key>, outcome: &str, took: Duration, compile: Option<Duration>) {
-    record_kind(crate::protocol::report::Kind::Rustc, crate_name, key, outcome, took, compile)
-}
-
-/// [`record`] for any front end.
+/// Appends one line to the log at its usual place ([`log_path`]).
 pub fn record_kind(
     kind: crate::protocol::report::Kind,
     crate_name: &str,
@@ -35,7 +29,21 @@ pub fn record_kind(
     took: Duration,
     compile: Option<Duration>,
 ) {
-    let Some(path) = log_path() else { return };
+    record_in(log_path().as_deref(), kind, crate_name, key, outcome, took, compile)
+}
+
+/// Appends one line to the log at `path` (a single `write` with `O_APPEND`, so lines of
+/// concurrent wrappers do not interleave). Logging never fails a build.
+pub fn record_in(
+    path: Option<&Path>,
+    kind: crate::protocol::report::Kind,
+    crate_name: &str,
+    key: Option<&Key>,
+    outcome: &str,
+    took: Duration,
+    compile: Option<Duration>,
+) {
+    let Some(path) = path else { return };
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let line = format!(
         "{}.{:03}\t{}\t{}\t{}\t{:.1}\t{}\t{}\n",
@@ -51,7 +59,7 @@ pub fn record_kind(
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
         let _ = f.write_all(line.as_bytes());
     }
 }

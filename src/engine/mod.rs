@@ -1,0 +1,409 @@
+//! The engine: the life of one cached compile, the same for every front end (rustc, build-script
+//! runs, C/C++ objects, clippy). The engine imports no front end; front ends import it.
+//!
+//! A front end ([`FrontEnd`]) says only what differs: how to make the base key, how to hash a
+//! dependency set now, how to put a stored result's files in place, how to run its tool, and
+//! what a run wrote and read. The engine does the rest, in this order:
+//!
+//! 1. make the base key (a front end may answer "not cacheable" or fail: the tool runs
+//!    uncached, and the outcome says why);
+//! 2. tell the daemon a build of this build set begins (src/build_sets.rs);
+//! 3. read the manifest named after the base key and, for each dependency set it lists, hash
+//!    those inputs as they are now and try the result of that key: a damaged object is removed
+//!    and logged, a result the front end cannot use here is passed over, and the first that
+//!    restores is a **hit** (files put back, stdout and stderr replayed, paths moved to this
+//!    build's folders);
+//! 4. otherwise run the tool, passing its output through; then collect what it wrote and read,
+//!    hash those inputs again *checking that none changed since the run began* (one rule,
+//!    [`inputs::changed_since`]), store the result, and put its dependency set first in the
+//!    manifest.
+//!
+//! Every outcome is decided here, once ([`outcome::Outcome`]): it makes one log line and one
+//! report to the daemon. Invariants:
+//! - nothing on the cache side fails a build: any fault runs the tool as if cairn were absent;
+//! - a result whose inputs changed while its tool ran is never stored (`miss:changed`);
+//! - a result is stored before the manifest names it, so a manifest never names a result that
+//!   was not written;
+//! - a failed run is stored only where the front end says its failure is a pure function of the
+//!   key (rustc compiles that do not link), and only when it exited with a code.
+
+pub mod basedir;
+pub mod cache;
+pub mod filehash;
+pub mod inputs;
+pub mod keys;
+pub mod linker;
+pub mod log;
+pub mod makedeps;
+pub mod memo;
+pub mod mount;
+pub mod outcome;
+pub mod process;
+pub mod toolchain;
+
+#[cfg(test)]
+pub(crate) mod tests;
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::key::Key;
+use crate::protocol::object::{CompileResult, EntryMeta, Manifest, OutputFile, ResultView, Variant};
+use crate::protocol::report::{Event, Kind};
+use basedir::Rel;
+use cache::Cache;
+use inputs::{NotNow, VariantInputs};
+use outcome::{Fault, Outcome};
+use process::Ran;
+
+/// Why a compile cannot be keyed.
+#[derive(Debug)]
+pub enum Unkeyable {
+    /// Never cacheable as it stands (the reason is a short word for logs and stats).
+    NotCacheable(String),
+    /// A fault while gathering the inputs (a file that cannot be read …).
+    Fault(io::Error),
+}
+
+impl From<io::Error> for Unkeyable {
+    fn from(e: io::Error) -> Self {
+        Unkeyable::Fault(e)
+    }
+}
+
+/// Why a finished run is not stored.
+#[derive(Debug)]
+pub enum NotStored {
+    /// An input changed while the tool ran: what it wrote may not match what is there now.
+    Changed(String),
+    /// What the run read cannot be known (no dep-info, no linker list …), or a fault reading it.
+    Fault(io::Error),
+}
+
+impl From<io::Error> for NotStored {
+    fn from(e: io::Error) -> Self {
+        NotStored::Fault(e)
+    }
+}
+
+/// What a finished run wrote and read, as its front end found it.
+pub struct Collected {
+    /// The outputs, in the order the front end restores them.
+    pub files: Vec<OutputFile>,
+    /// The dependency set: the inputs it read, relative to the roots.
+    pub variant: Variant,
+    /// How the entry is listed (`by-crate/`, xattrs): crate name and types.
+    pub listed: (String, Vec<String>),
+    /// The target triple, and the rustc version where one applies.
+    pub target: String,
+    pub rustc_version: String,
+}
+
+/// What a front end tells the engine. Each method is one thing that differs between front
+/// ends; everything else is the engine's.
+pub trait FrontEnd {
+    /// Which front end this is (log, stats, object metadata).
+    fn kind(&self) -> Kind;
+    /// The name the log lists this compile under.
+    fn crate_name(&self) -> &str;
+    /// The roots (checkout, CARGO_HOME, target dir) its paths are relative to.
+    fn roots(&self) -> &Rel;
+    /// The folder its outputs go to: paths naming the stored one are moved here on a hit.
+    fn out_dir(&self) -> &str;
+    /// The base key: everything known before the tool runs.
+    fn base_key(&mut self) -> Result<Key, Unkeyable>;
+    /// The build set this compile belongs to, if any (src/build_sets.rs).
+    fn build_set(&self) -> Option<Key> {
+        None
+    }
+    /// A dependency set's inputs as they are now. `since`: the run's start, when checking a
+    /// finished run (an input changed since then is [`NotNow::Changed`]). The default reads
+    /// each listed file (one the tool read: gone means the set no longer applies).
+    fn hash_variant(&self, v: &Variant, since: Option<SystemTime>) -> Result<VariantInputs, NotNow> {
+        inputs::hash_read_files(v, self.roots(), since)
+    }
+    /// Whether a stored result can be restored here (the shape this compile expects).
+    fn accepts(&self, _r: &ResultView<'_>) -> bool {
+        true
+    }
+    /// Puts a stored result's files in place (not its output: the engine replays that).
+    fn restore(&mut self, r: &ResultView<'_>, v: &Variant) -> io::Result<()>;
+    /// Runs the tool for a miss, passing its output through and keeping a copy.
+    fn run(&mut self) -> io::Result<Ran>;
+    /// Runs the tool without the cache (after a fault before the lookup) and returns its exit
+    /// code; may replace this process.
+    fn run_uncached(&mut self) -> i32;
+    /// Whether a failed run that exited with a code may be stored and replayed.
+    fn stores_failures(&self) -> bool {
+        false
+    }
+    /// What a finished run wrote and read. Called for every run; a front end that stores no
+    /// failures may skip the work when the run failed.
+    fn collect(&mut self, ran: &Ran) -> Result<Collected, NotStored>;
+    /// After the tool's result is in place and it succeeded (hit or miss).
+    fn after_success(&mut self) {}
+    /// After a miss, with the dependency set stored (when one was): `cairn why`'s record.
+    fn after_miss(&mut self, _outcome: &Outcome, _stored: Option<&Variant>) {}
+}
+
+/// The engine: a door into the cache and the log to write.
+pub struct Engine<'a> {
+    pub cache: &'a dyn Cache,
+    pub log: Option<PathBuf>,
+}
+
+/// Runs one compile through the cache of the mount (started if need be). Where there is none,
+/// the tool runs uncached and the log says why.
+pub fn run(fe: &mut dyn FrontEnd) -> i32 {
+    let t0 = Instant::now();
+    match cache::MountDir::find_or_start() {
+        Ok(door) => Engine { cache: &door, log: log::log_path() }.run(fe),
+        Err(why) => {
+            mount::warn_once(&why);
+            let outcome = Outcome::Error(Fault::new("no-mount", ""));
+            log::record_kind(fe.kind(), fe.crate_name(), None, &outcome.word(), t0.elapsed(), None);
+            fe.run_uncached()
+        }
+    }
+}
+
+/// Says that a compile is not cacheable, in the log and (when there is a live mount) to the
+/// daemon, without starting one.
+pub fn not_cacheable(kind: Kind, crate_name: &str, reason: &str) {
+    if let Some(door) = cache::MountDir::live() {
+        door.report(&[Event::NotCacheable(reason.to_string())]);
+    }
+    let word = Outcome::NotCacheable(reason.to_string()).word();
+    log::record_kind(kind, crate_name, None, &word, Duration::ZERO, None);
+}
+
+impl Engine<'_> {
+    /// The life of one compile; returns the exit code to give the build.
+    pub fn run(&self, fe: &mut dyn FrontEnd) -> i32 {
+        let t0 = Instant::now();
+        let base = match fe.base_key() {
+            Ok(k) => k,
+            Err(e) => {
+                let outcome = match e {
+                    Unkeyable::NotCacheable(r) => Outcome::NotCacheable(r),
+                    Unkeyable::Fault(e) => Outcome::Error(Fault::new("key", &e.to_string())),
+                };
+                self.finish(fe, &outcome, None, t0, None, None);
+                return fe.run_uncached();
+            }
+        };
+        let mkey = keys::manifest_key(&base);
+        let set = fe.build_set();
+        if let Some(s) = set {
+            self.cache.report(&[Event::Begin(s)]);
+        }
+        let manifest = self.manifest(fe, &mkey, t0);
+        let mut fault = None;
+        for v in manifest.iter().flat_map(|m| m.variants.iter()) {
+            let Ok((files, env)) = fe.hash_variant(v, None) else { continue };
+            let rkey = keys::result_key(&base, &files, &env);
+            let Some(bytes) = self.cache.get(&rkey) else { continue };
+            let r = match CompileResult::decode(&bytes) {
+                Ok(r) => r,
+                Err(e) => {
+                    // Damaged or of another format: removed, so the next store can replace it.
+                    self.cache.remove(&rkey);
+                    let word = Outcome::Damaged(e.to_string()).word();
+                    log::record_in(
+                        self.log.as_deref(),
+                        fe.kind(),
+                        fe.crate_name(),
+                        Some(&rkey),
+                        &word,
+                        t0.elapsed(),
+                        None,
+                    );
+                    continue;
+                }
+            };
+            if !fe.accepts(&r) {
+                continue;
+            }
+            match self.restore(fe, &r, v) {
+                Ok(()) => {
+                    let code = r.meta.exit_code;
+                    if code == 0 {
+                        fe.after_success();
+                    }
+                    let outcome = Outcome::Hit {
+                        exit_code: code,
+                        compile: Duration::from_nanos(r.meta.compile_ns),
+                        bytes: bytes.len() as u64,
+                    };
+                    self.finish(fe, &outcome, Some(&rkey), t0, set.map(|s| (s, vec![mkey, rkey])), None);
+                    return code;
+                }
+                Err(e) => {
+                    // Part of the outputs may be written: the tool runs over them, as it would
+                    // over an earlier build's files.
+                    fault = Some((Fault::new("restore", &e.to_string()), rkey));
+                    break;
+                }
+            }
+        }
+        self.miss(fe, &base, manifest, set, fault, t0)
+    }
+
+    /// The manifest, if there is a readable one; a damaged one is removed.
+    fn manifest(&self, fe: &dyn FrontEnd, mkey: &Key, t0: Instant) -> Option<Manifest> {
+        let bytes = self.cache.get(mkey)?;
+        match Manifest::decode(&bytes) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                self.cache.remove(mkey);
+                let word = Outcome::Damaged(e.to_string()).word();
+                log::record_in(self.log.as_deref(), fe.kind(), fe.crate_name(), Some(mkey), &word, t0.elapsed(), None);
+                None
+            }
+        }
+    }
+
+    /// Files through the front end, then stdout and stderr replayed byte for byte, with paths
+    /// naming the entry's folders moved to this build's.
+    fn restore(&self, fe: &mut dyn FrontEnd, r: &ResultView<'_>, v: &Variant) -> io::Result<()> {
+        fe.restore(r, v)?;
+        io::stdout().write_all(&relocate(r.stdout, &r.meta, fe.out_dir(), fe.roots()))?;
+        io::stderr().write_all(&relocate(r.stderr, &r.meta, fe.out_dir(), fe.roots()))
+    }
+
+    fn miss(
+        &self,
+        fe: &mut dyn FrontEnd,
+        base: &Key,
+        manifest: Option<Manifest>,
+        set: Option<Key>,
+        fault: Option<(Fault, Key)>,
+        t0: Instant,
+    ) -> i32 {
+        let ran = match fe.run() {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("cairn: cannot run the {} tool: {e}", fe.kind().as_str());
+                return 127;
+            }
+        };
+        let collected = fe.collect(&ran);
+        let code = ran.status.code();
+        let success = ran.status.success();
+        // A failure is stored only where the front end allows it and the tool exited normally:
+        // a crash or a signal is never replayed.
+        let storable = success || (code.is_some() && fe.stores_failures());
+        let stored = match collected {
+            Ok(c) if storable => self.store(fe, base, manifest, &ran, c).map(Some),
+            Ok(_) => Ok(None),
+            Err(e) if storable => Err(e),
+            Err(_) => Ok(None),
+        };
+        let (outcome, key, variant, used) = match (stored, fault) {
+            (_, Some((f, k))) => (Outcome::Error(f), Some(k), None, None),
+            (Ok(Some((rkey, bytes, v))), None) => {
+                let used = set.map(|s| (s, vec![keys::manifest_key(base), rkey]));
+                let o = if success { Outcome::Miss { bytes } } else { Outcome::MissFailed };
+                (o, Some(rkey), Some(v), used.filter(|_| success))
+            }
+            (Ok(None), None) => (Outcome::MissFailed, None, None, None),
+            (Err(NotStored::Changed(p)), None) => (Outcome::MissChanged(p), None, None, None),
+            (Err(NotStored::Fault(e)), None) => (Outcome::Error(Fault::new("store", &e.to_string())), None, None, None),
+        };
+        if success {
+            fe.after_success();
+        }
+        fe.after_miss(&outcome, variant.as_ref());
+        self.finish(fe, &outcome, key.as_ref(), t0, used, Some(ran.took));
+        code.unwrap_or(101)
+    }
+
+    /// Stores a finished run and records its dependency set first in the manifest. The inputs
+    /// are hashed after the run: one that changed since it began means nothing is stored.
+    fn store(
+        &self,
+        fe: &mut dyn FrontEnd,
+        base: &Key,
+        manifest: Option<Manifest>,
+        ran: &Ran,
+        c: Collected,
+    ) -> Result<(Key, u64, Variant), NotStored> {
+        let (files, env) = fe.hash_variant(&c.variant, Some(ran.started)).map_err(|n| match n {
+            NotNow::Changed(p) | NotNow::Gone(p) => NotStored::Changed(p),
+        })?;
+        let rkey = keys::result_key(base, &files, &env);
+        let result = CompileResult {
+            meta: EntryMeta {
+                crate_name: c.listed.0,
+                crate_types: c.listed.1,
+                target: c.target,
+                rustc_version: c.rustc_version,
+                compile_ns: ran.took.as_nanos() as u64,
+                created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+                out_dir: fe.out_dir().to_string(),
+                exit_code: ran.status.code().unwrap_or(0),
+                roots: fe.roots().stored(),
+            },
+            files: c.files,
+            stdout: ran.stdout.clone(),
+            stderr: ran.stderr.clone(),
+        };
+        let encoded = result.encode();
+        self.cache.put(&rkey, &encoded, false)?;
+        let mut m = manifest.unwrap_or_default();
+        if m.variants.first() != Some(&c.variant) || m.recent.first() != Some(&rkey) {
+            m.push_front(c.variant.clone());
+            m.push_result(rkey);
+            self.cache.put(&keys::manifest_key(base), &m.encode(), true)?;
+        }
+        Ok((rkey, encoded.len() as u64, c.variant))
+    }
+
+    /// The one place an outcome becomes a log line and a report.
+    fn finish(
+        &self,
+        fe: &dyn FrontEnd,
+        outcome: &Outcome,
+        key: Option<&Key>,
+        t0: Instant,
+        used: Option<(Key, Vec<Key>)>,
+        ran: Option<Duration>,
+    ) {
+        let took = t0.elapsed();
+        let mut events: Vec<Event> = outcome.event(fe.kind(), took, ran).into_iter().collect();
+        events.extend(used.map(|(s, keys)| Event::Used(s, keys)));
+        if !events.is_empty() {
+            self.cache.report(&events);
+        }
+        let compile = match outcome {
+            Outcome::Hit { compile, .. } => Some(*compile),
+            _ => ran,
+        };
+        log::record_in(self.log.as_deref(), fe.kind(), fe.crate_name(), key, &outcome.word(), took, compile);
+    }
+}
+
+/// Stored bytes with paths naming the entry's original output folder, then its original
+/// checkout, made to name this build's.
+pub fn relocate(bytes: &[u8], meta: &EntryMeta, out_dir: &str, rel: &Rel) -> Vec<u8> {
+    let b = basedir::rewrite_bytes(bytes, &meta.out_dir, out_dir);
+    let from = Rel::from_stored(&meta.roots);
+    if from == *rel || meta.roots.is_empty() {
+        return b;
+    }
+    match String::from_utf8(b) {
+        Ok(s) => rel.relocate(&s, &from).into_bytes(),
+        Err(e) => e.into_bytes(),
+    }
+}
+
+/// Adds to `env` the placeholder of every root whose absolute path occurs in `bytes`: an
+/// output that names this machine's folders is only served under the same folders.
+pub fn bind_roots(env: &mut Vec<String>, rel: &Rel, bytes: &[u8]) {
+    for ph in rel.found_in(bytes) {
+        if !env.iter().any(|e| e == ph) {
+            env.push(ph.to_string());
+        }
+    }
+}
