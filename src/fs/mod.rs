@@ -206,7 +206,7 @@ impl<S: Store> CacheFs<S> {
 
     fn invalidate(&self, key: &Key) {
         self.forget_key(key);
-        if let Some(tx) = self.invalidations.lock().unwrap().as_ref() {
+        if let Some(tx) = self.invalidations.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             let _ = tx.send(Invalidation { parent: ROOT_INO, name: OsString::from(key.to_hex()) });
         }
     }

@@ -143,6 +143,29 @@ fn a_flipped_bit_is_eio_and_the_object_is_removed() {
     assert_eq!(rx.try_recv().unwrap().name, name(&key(1)));
 }
 
+/// Regression: the invalidations lock was the one lock here that did not recover from poison,
+/// so after a panic while it was held, every later invalidation (a corrupt object, an
+/// eviction) panicked too.
+#[test]
+fn invalidation_still_reaches_the_kernel_after_its_lock_was_poisoned() {
+    let store = Arc::new(MemoryStore::new(1 << 20));
+    let fs = CacheFs::new(Arc::clone(&store), FsOptions { uid: 1, gid: 1, want_backing: false });
+    let (tx, rx) = mpsc::channel();
+    fs.set_invalidation_sink(tx);
+    std::thread::scope(|s| {
+        let poisoner = s.spawn(|| {
+            let _held = fs.invalidations.lock();
+            panic!("a panic while the invalidations lock is held");
+        });
+        assert!(poisoner.join().is_err());
+    });
+    assert!(fs.invalidations.is_poisoned());
+    put(&fs, ".tmp", &key(1), b"precious bytes").unwrap();
+    store.corrupt(&key(1), 3);
+    assert_eq!(get(&fs, &key(1)).unwrap_err().errno(), libc::EIO);
+    assert_eq!(rx.try_recv().unwrap().name, name(&key(1)));
+}
+
 #[test]
 fn eviction_spares_open_objects_and_tells_the_kernel() {
     let fs = fs_with(30);
