@@ -3,13 +3,12 @@
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use crate::common::mount;
+use crate::common::{is_root, mount};
 
 #[test]
 fn another_user_is_refused_by_default() {
     let Some(m) = mount("another_user_is_refused_by_default", "64MiB") else { return };
-    if !nix::unistd::geteuid().is_root() {
-        println!("SKIPPED another_user_is_refused_by_default: needs root to act as another user");
+    if !is_root("another_user_is_refused_by_default", "to act as another user") {
         return;
     }
     let key = m.put(b"private");
@@ -32,8 +31,7 @@ fn another_user_is_refused_by_default() {
 #[test]
 fn under_allow_other_another_user_reads_but_cannot_change_the_cache() {
     let Some(m) = crate::common::mount_with("allow-other", "64MiB", &["--allow-other"]) else { return };
-    if !nix::unistd::geteuid().is_root() {
-        println!("SKIPPED under_allow_other_another_user_reads_but_cannot_change_the_cache: needs root to act as another user");
+    if !is_root("under_allow_other_another_user_reads_but_cannot_change_the_cache", "to act as another user") {
         return;
     }
     use std::os::unix::fs::PermissionsExt;

@@ -18,10 +18,31 @@ impl Drop for Unmount {
     }
 }
 
-/// Why a test cannot run here, if it cannot.
-pub fn skip_reason() -> Option<String> {
-    if !Path::new("/dev/fuse").exists() {
+/// Whether this run is a CI run: `CI` set to anything but empty, `0` or `false` (CI systems
+/// set `CI=true`).
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "false"))
+}
+
+/// The one rule for a test that cannot run here: print `SKIPPED <test>: <why>` and let it
+/// pass, except under CI, where it fails with the reason. A CI runner without FUSE (or not
+/// root) would otherwise pass every mount test while testing nothing.
+pub fn skip(test: &str, why: &str) {
+    assert!(!in_ci(), "{test} cannot run here, and under CI=true a test may not skip: {why}");
+    println!("SKIPPED {test}: {why}");
+}
+
+/// Why nothing can be mounted here, if nothing can.
+fn cannot_mount() -> Option<String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Ok(dev) = std::fs::metadata("/dev/fuse") else {
         return Some("/dev/fuse is absent on this machine".into());
+    };
+    // The FUSE device is the misc character device 10:229; anything else at that path (a
+    // container's bind-mounted /dev/null) opens fine and fails only at mount time.
+    let rdev = dev.rdev();
+    if !dev.file_type().is_char_device() || (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev)) != (10, 229) {
+        return Some("/dev/fuse is not the FUSE device (10:229)".into());
     }
     if Command::new("fusermount3").arg("-V").output().is_err() {
         return Some("fusermount3 is not installed (scripts/test installs fuse3)".into());
@@ -29,7 +50,27 @@ pub fn skip_reason() -> Option<String> {
     None
 }
 
-/// Starts a mount, or prints why the test is skipped and returns `None`.
+/// Whether `test` can mount here; if it cannot, it is [`skip`]ped.
+pub fn can_mount(test: &str) -> bool {
+    match cannot_mount() {
+        Some(why) => {
+            skip(test, &why);
+            false
+        }
+        None => true,
+    }
+}
+
+/// Whether `test` runs as root, which it needs `for_what`; if not, it is [`skip`]ped.
+pub fn is_root(test: &str, for_what: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    skip(test, &format!("needs root {for_what}"));
+    false
+}
+
+/// Starts a mount, or, where it cannot, [`skip`]s the test and returns `None`.
 pub fn mount(test: &str, limit: &str) -> Option<Mount> {
     mount_with(test, limit, &[])
 }
@@ -52,8 +93,7 @@ pub fn mount_store_with_env(
     flags: &[&str],
     env: &[(String, String)],
 ) -> Option<Mount> {
-    if let Some(why) = skip_reason() {
-        println!("SKIPPED {test}: {why}");
+    if !can_mount(test) {
         return None;
     }
     let dir = tempfile::Builder::new().prefix("cairn-fuse-").tempdir().unwrap();

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::common::{errno, mount_store};
+use crate::common::{errno, is_root, mount_store};
 
 struct Tmpfs(std::path::PathBuf);
 impl Drop for Tmpfs {
@@ -14,10 +14,8 @@ impl Drop for Tmpfs {
 
 #[test]
 fn a_full_disk_fails_the_commit_with_enospc_and_loses_nothing() {
-    if !nix::unistd::geteuid().is_root() {
-        println!(
-            "SKIPPED a_full_disk_fails_the_commit_with_enospc_and_loses_nothing: needs root to mount a small tmpfs"
-        );
+    let test = "a_full_disk_fails_the_commit_with_enospc_and_loses_nothing";
+    if !is_root(test, "to mount a small tmpfs") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -27,8 +25,7 @@ fn a_full_disk_fails_the_commit_with_enospc_and_loses_nothing() {
     assert!(ok.success(), "mounting a 2 MiB tmpfs");
     let _t = Tmpfs(store.clone());
     // The cache limit (64 MiB) is far above the disk (2 MiB): the disk fills first.
-    let Some(m) = mount_store("a_full_disk_fails_the_commit_with_enospc_and_loses_nothing", Some(&store), "64MiB", &[])
-    else {
+    let Some(m) = mount_store(test, Some(&store), "64MiB", &[]) else {
         return;
     };
     let kept = m.put(&[1u8; 300 * 1024]);

@@ -54,15 +54,21 @@ impl<S: Store> CacheFs<S> {
 
     fn rename_temp(&self, from: &OsStr, to: &OsStr, noreplace: bool) -> Result<(), FsError> {
         let mut names = self.names();
-        if !names.temps.contains_key(from) {
-            return Err(FsError::NotFound);
-        }
+        let from_committing = names.temps.get(from).ok_or(FsError::NotFound)?.committing;
         if from == to {
             return Ok(());
         }
-        if names.temps.contains_key(to) {
+        // A committing temporary is at work in the store, without the names lock; moving it
+        // away, or replacing it, would take it from under its commit.
+        if from_committing {
+            return Err(FsError::Busy);
+        }
+        if let Some(old) = names.temps.get(to) {
             if noreplace {
                 return Err(FsError::Exists);
+            }
+            if old.committing {
+                return Err(FsError::Busy);
             }
             let old = names.temps.remove(to).expect("checked");
             names.nodes.remove(&old.ino);
@@ -117,11 +123,19 @@ impl<S: Store> CacheFs<S> {
             self.store.commit(&temp, &key).map_err(FsError::from)
         };
         let mut names = self.names();
+        // `unlink` and `rename` refuse a committing temporary, so it is still under its name;
+        // should a path forget that, the commit still ends (the object is in the store) rather
+        // than panic, and a new temporary that took the name is left alone.
+        let ours = names.temps.get(name).is_some_and(|t| Arc::ptr_eq(&t.temp, &temp));
         match result {
             Ok(outcome) => {
-                let t = names.temps.remove(name).expect("a committing temp is not removed");
-                names.nodes.insert(t.ino, Node::Object(key));
-                names.key_ino.entry(key).or_insert(t.ino);
+                if ours {
+                    let t = names.temps.remove(name).expect("found above, under the same lock");
+                    names.nodes.insert(t.ino, Node::Object(key));
+                    names.key_ino.entry(key).or_insert(t.ino);
+                } else {
+                    tracing::warn!(?name, %key, "bug: the temporary left its name while it was committing; committed it anyway");
+                }
                 drop(names);
                 self.entries.lock().unwrap_or_else(|p| p.into_inner()).insert(key, meta);
                 match outcome {
@@ -139,7 +153,7 @@ impl<S: Store> CacheFs<S> {
                 Ok(())
             }
             Err(e) => {
-                if let Some(t) = names.temps.get_mut(name) {
+                if let Some(t) = names.temps.get_mut(name).filter(|_| ours) {
                     t.committing = false;
                 }
                 tracing::warn!(%key, errno = e.errno(), "commit failed: {e}");

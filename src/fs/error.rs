@@ -24,8 +24,9 @@ pub enum FsError {
     /// A path component that is not a directory.
     #[error("not a directory")]
     NotDir,
-    /// The temporary is still open for writing (or being committed).
-    #[error("the temporary file is still open for writing")]
+    /// The temporary is still open for writing, or being committed (it cannot then be
+    /// written, truncated, removed or renamed, nor replaced by a rename).
+    #[error("the temporary file is still open for writing or being committed")]
     Busy,
     /// Not enough room: the disk is full, or evictable space is held by open readers.
     #[error("no space")]

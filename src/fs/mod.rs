@@ -207,7 +207,7 @@ impl<S: Store> CacheFs<S> {
 
     fn invalidate(&self, key: &Key) {
         self.forget_key(key);
-        if let Some(tx) = self.invalidations.lock().unwrap().as_ref() {
+        if let Some(tx) = self.invalidations.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             let _ = tx.send(Invalidation { parent: ROOT_INO, name: OsString::from(key.to_hex()) });
         }
     }
@@ -589,7 +589,15 @@ impl<S: Store> CacheFs<S> {
             }
             Name::Temp(_) => {
                 let mut names = self.names();
-                let t = names.temps.remove(name).ok_or(FsError::NotFound)?;
+                match names.temps.get(name) {
+                    None => return Err(FsError::NotFound),
+                    // Its rename onto a key is at work on the store, without the names lock:
+                    // removing it now would take it from under the commit. The commit ends
+                    // soon, and takes the name with it (or, if it fails, leaves it to remove).
+                    Some(t) if t.committing => return Err(FsError::Busy),
+                    Some(_) => {}
+                }
+                let t = names.temps.remove(name).expect("found above, under the same lock");
                 names.nodes.remove(&t.ino);
                 drop(names);
                 self.store.discard(&t.temp);

@@ -143,6 +143,29 @@ fn a_flipped_bit_is_eio_and_the_object_is_removed() {
     assert_eq!(rx.try_recv().unwrap().name, name(&key(1)));
 }
 
+/// Regression: the invalidations lock was the one lock here that did not recover from poison,
+/// so after a panic while it was held, every later invalidation (a corrupt object, an
+/// eviction) panicked too.
+#[test]
+fn invalidation_still_reaches_the_kernel_after_its_lock_was_poisoned() {
+    let store = Arc::new(MemoryStore::new(1 << 20));
+    let fs = CacheFs::new(Arc::clone(&store), FsOptions { uid: 1, gid: 1, want_backing: false });
+    let (tx, rx) = mpsc::channel();
+    fs.set_invalidation_sink(tx);
+    std::thread::scope(|s| {
+        let poisoner = s.spawn(|| {
+            let _held = fs.invalidations.lock();
+            panic!("a panic while the invalidations lock is held");
+        });
+        assert!(poisoner.join().is_err());
+    });
+    assert!(fs.invalidations.is_poisoned());
+    put(&fs, ".tmp", &key(1), b"precious bytes").unwrap();
+    store.corrupt(&key(1), 3);
+    assert_eq!(get(&fs, &key(1)).unwrap_err().errno(), libc::EIO);
+    assert_eq!(rx.try_recv().unwrap().name, name(&key(1)));
+}
+
 #[test]
 fn eviction_spares_open_objects_and_tells_the_kernel() {
     let fs = fs_with(30);
@@ -178,6 +201,122 @@ fn a_full_disk_fails_the_commit_and_loses_nothing() {
     assert_eq!(get(&fs, &key(1)).unwrap(), b"kept");
     store.arm(Fault::Open(libc::EIO));
     assert_eq!(get(&fs, &key(1)).unwrap_err().errno(), libc::EIO);
+}
+
+/// A commit of `.tmp.c` (holding "held") onto `key(1)`, in progress on another thread and held
+/// inside the store until [`finish`](HeldCommit::finish) (or drop) heals the store.
+struct HeldCommit {
+    fs: Arc<CacheFs<FaultyStore<MemoryStore>>>,
+    store: Arc<FaultyStore<MemoryStore>>,
+    committer: Option<std::thread::JoinHandle<Result<(), FsError>>>,
+}
+
+impl HeldCommit {
+    fn start() -> HeldCommit {
+        let store = Arc::new(FaultyStore::new(MemoryStore::new(1 << 20)));
+        let fs = Arc::new(CacheFs::new(Arc::clone(&store), FsOptions { uid: 1, gid: 1, want_backing: false }));
+        let (_, o) = fs.create(ROOT_INO, OsStr::new(".tmp.c"), W).unwrap();
+        fs.write(o.fh, 0, b"held").unwrap();
+        fs.release(o.fh);
+        store.arm(Fault::HoldCommit);
+        let fs2 = Arc::clone(&fs);
+        let committer =
+            std::thread::spawn(move || fs2.rename(ROOT_INO, OsStr::new(".tmp.c"), ROOT_INO, &name(&key(1)), false));
+        store.wait_for_held_commit();
+        HeldCommit { fs, store, committer: Some(committer) }
+    }
+
+    /// Lets the commit go and returns its result; panics if it panicked.
+    fn release(&mut self) -> Result<(), FsError> {
+        self.store.heal();
+        self.committer.take().expect("released once").join().expect("the commit does not panic")
+    }
+
+    /// Lets the commit go, and checks it succeeded: the object holds its bytes, and no
+    /// temporary or stale inode is left of `.tmp.c`.
+    fn finish(mut self) {
+        self.release().expect("the commit succeeds");
+        assert_eq!(get(&*self.fs, &key(1)).unwrap(), b"held");
+        assert_eq!(self.fs.lookup(ROOT_INO, OsStr::new(".tmp.c")).unwrap_err().errno(), libc::ENOENT);
+        let names = self.fs.names();
+        assert!(!names.temps.contains_key(OsStr::new(".tmp.c")));
+        let stale = names.nodes.values().filter(|n| matches!(n, Node::Temp(t) if t == ".tmp.c")).count();
+        assert_eq!(stale, 0, "no inode still names the committed temporary");
+    }
+
+    /// Takes `.tmp.c` from the filesystem's tables the way `unlink` did before it refused
+    /// committing temporaries: what a path that forgets the `committing` flag would leave.
+    fn take_temp_behind_the_commit(&self) {
+        let mut names = self.fs.names();
+        let t = names.temps.remove(OsStr::new(".tmp.c")).unwrap();
+        names.nodes.remove(&t.ino);
+    }
+}
+
+impl Drop for HeldCommit {
+    /// A failed test does not leave its committer blocked.
+    fn drop(&mut self) {
+        self.store.heal();
+    }
+}
+
+/// Regression: `rm <mnt>/.tmp…` while its rename onto a key was committing removed the
+/// temporary under the commit, which then panicked ("a committing temp is not removed") and
+/// left a stale inode behind.
+#[test]
+fn removing_a_temporary_while_it_commits_is_ebusy_and_the_commit_completes() {
+    let held = HeldCommit::start();
+    assert_eq!(held.fs.unlink(ROOT_INO, OsStr::new(".tmp.c")).unwrap_err().errno(), libc::EBUSY);
+    held.finish();
+}
+
+/// Regression, as above for renames: moving a committing temporary away, or another
+/// temporary onto it, took it from under the commit.
+#[test]
+fn renaming_a_temporary_while_it_commits_is_ebusy_either_way() {
+    let held = HeldCommit::start();
+    let fs = Arc::clone(&held.fs);
+    let away = fs.rename(ROOT_INO, OsStr::new(".tmp.c"), ROOT_INO, OsStr::new(".tmp.away"), false);
+    assert_eq!(away.unwrap_err().errno(), libc::EBUSY);
+    let (_, o) = fs.create(ROOT_INO, OsStr::new(".tmp.other"), W).unwrap();
+    fs.write(o.fh, 0, b"other").unwrap();
+    fs.release(o.fh);
+    let onto = fs.rename(ROOT_INO, OsStr::new(".tmp.other"), ROOT_INO, OsStr::new(".tmp.c"), false);
+    assert_eq!(onto.unwrap_err().errno(), libc::EBUSY);
+    held.finish();
+    assert!(fs.lookup(ROOT_INO, OsStr::new(".tmp.away")).is_err());
+    // The refused temporary is intact for its writer.
+    let ino = fs.lookup(ROOT_INO, OsStr::new(".tmp.other")).unwrap().ino;
+    let o = fs.open(ino, R).unwrap();
+    assert_eq!(fs.read(o.fh, 0, 100).unwrap(), b"other");
+    fs.release(o.fh);
+}
+
+/// Should a committing temporary be taken from its table anyway, the commit still ends, with
+/// the object committed and no panic.
+#[test]
+fn a_commit_whose_temporary_vanished_completes_without_a_panic() {
+    let held = HeldCommit::start();
+    held.take_temp_behind_the_commit();
+    held.finish();
+}
+
+/// As above, with a new temporary created under the same name meanwhile: the commit does not
+/// take it for its own (turning its inode into the object and dropping its bytes).
+#[test]
+fn a_new_temporary_under_a_committing_name_is_not_taken_for_it() {
+    let mut held = HeldCommit::start();
+    held.take_temp_behind_the_commit();
+    let fs = Arc::clone(&held.fs);
+    let (_, o) = fs.create(ROOT_INO, OsStr::new(".tmp.c"), W).unwrap();
+    fs.write(o.fh, 0, b"new").unwrap();
+    fs.release(o.fh);
+    held.release().expect("the object was committed");
+    assert_eq!(get(&*fs, &key(1)).unwrap(), b"held");
+    let ino = fs.lookup(ROOT_INO, OsStr::new(".tmp.c")).expect("the new temporary is still there").ino;
+    let o = fs.open(ino, R).unwrap();
+    assert_eq!(fs.read(o.fh, 0, 100).unwrap(), b"new", "the new temporary is untouched");
+    fs.release(o.fh);
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! A store wrapper that injects failures, so tests can check that every fault reaches the
-//! caller as a clear error and loses nothing.
+//! caller as a clear error and loses nothing, and can hold a commit open, so tests can act on
+//! the filesystem while one is in progress.
 
 use std::io;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use super::{Committed, ObjectMeta, Store, StoreError, Usage};
 use crate::key::Key;
@@ -20,29 +21,54 @@ pub enum Fault {
     Remove(i32),
     /// `open` panics: a bug below the filesystem, for tests that a panic costs one request.
     PanicOnOpen,
+    /// `commit` waits, before doing anything, until this fault is disarmed: the filesystem's
+    /// commit stays in progress while a test does something else, with no timing guesses.
+    /// [`FaultyStore::wait_for_held_commit`] says when a commit is waiting.
+    HoldCommit,
 }
 
 /// Wraps a store; each armed fault fires on every call until disarmed.
 #[derive(Debug)]
 pub struct FaultyStore<S> {
     inner: S,
-    faults: Mutex<Vec<Fault>>,
+    state: Mutex<State>,
+    /// Signalled whenever `state` changes, for held commits and the tests waiting on them.
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    faults: Vec<Fault>,
+    /// How many commits are waiting on [`Fault::HoldCommit`] now.
+    held: usize,
 }
 
 impl<S: Store> FaultyStore<S> {
     /// Wraps `inner` with no faults armed.
     pub fn new(inner: S) -> FaultyStore<S> {
-        FaultyStore { inner, faults: Mutex::new(Vec::new()) }
+        FaultyStore { inner, state: Mutex::default(), changed: Condvar::new() }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Arms a fault.
     pub fn arm(&self, fault: Fault) {
-        self.faults.lock().unwrap().push(fault);
+        self.state().faults.push(fault);
+        self.changed.notify_all();
     }
 
-    /// Disarms every fault.
+    /// Disarms every fault, and lets held commits go on.
     pub fn heal(&self) {
-        self.faults.lock().unwrap().clear();
+        self.state().faults.clear();
+        self.changed.notify_all();
+    }
+
+    /// Blocks until a commit is waiting on [`Fault::HoldCommit`].
+    pub fn wait_for_held_commit(&self) {
+        let s = self.state();
+        drop(self.changed.wait_while(s, |s| s.held == 0).unwrap_or_else(|p| p.into_inner()));
     }
 
     /// The wrapped store.
@@ -51,7 +77,7 @@ impl<S: Store> FaultyStore<S> {
     }
 
     fn check(&self, pick: impl Fn(Fault) -> Option<i32>) -> Result<(), StoreError> {
-        match self.faults.lock().unwrap_or_else(|p| p.into_inner()).iter().find_map(|f| pick(*f)) {
+        match self.state().faults.iter().find_map(|f| pick(*f)) {
             Some(errno) => {
                 Err(StoreError::Io { context: "injected fault", source: io::Error::from_raw_os_error(errno) })
             }
@@ -77,7 +103,7 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.keys()
     }
     fn open(&self, key: &Key) -> Result<Option<S::Reader>, StoreError> {
-        if self.faults.lock().unwrap_or_else(|p| p.into_inner()).contains(&Fault::PanicOnOpen) {
+        if self.state().faults.contains(&Fault::PanicOnOpen) {
             panic!("injected panic in open");
         }
         self.check(|f| if let Fault::Open(e) = f { Some(e) } else { None })?;
@@ -88,6 +114,17 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.create_temp()
     }
     fn commit(&self, temp: &S::Temp, key: &Key) -> Result<Committed, StoreError> {
+        let mut s = self.state();
+        if s.faults.contains(&Fault::HoldCommit) {
+            s.held += 1;
+            self.changed.notify_all();
+            s = self
+                .changed
+                .wait_while(s, |s| s.faults.contains(&Fault::HoldCommit))
+                .unwrap_or_else(|p| p.into_inner());
+            s.held -= 1;
+        }
+        drop(s);
         self.check(|f| if let Fault::Commit(e) = f { Some(e) } else { None })?;
         self.inner.commit(temp, key)
     }
