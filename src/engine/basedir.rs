@@ -73,12 +73,17 @@ pub struct Rel {
 impl Rel {
     /// `CAIRN_BASEDIR` only, from the environment, the working directory and the output folder.
     pub fn from_env(cwd: &Path, out_dir: &Path) -> Rel {
-        let dirs = std::env::var("CAIRN_BASEDIR").ok();
-        let r = Rel::new(dirs.as_deref(), cwd);
+        Rel::from_basedirs(std::env::var("CAIRN_BASEDIR").ok().as_deref(), cwd, out_dir)
+    }
+
+    /// [`Rel::from_env`] with the variable's value given: the folder holding the working
+    /// directory, else the one holding the output folder.
+    pub fn from_basedirs(dirs: Option<&str>, cwd: &Path, out_dir: &Path) -> Rel {
+        let r = Rel::new(dirs, cwd);
         if r.root().is_some() {
             return r;
         }
-        Rel::new(dirs.as_deref(), out_dir)
+        Rel::new(dirs, out_dir)
     }
 
     /// Every root of a rustc compile: `CAIRN_BASEDIR`'s, else the inferred checkout, then
@@ -343,9 +348,7 @@ mod tests {
         );
         assert_eq!(Rel::new(Some("/ci"), Path::new("/root/.cargo/registry/src/x")).root(), None);
         assert_eq!(Rel::new(None, Path::new("/ci/a")).root(), None);
-        std::env::set_var("CAIRN_BASEDIR", "/ci");
-        let r = Rel::from_env(Path::new("/reg/serde"), Path::new("/ci/job7/target/debug/deps"));
-        std::env::remove_var("CAIRN_BASEDIR");
+        let r = Rel::from_basedirs(Some("/ci"), Path::new("/reg/serde"), Path::new("/ci/job7/target/debug/deps"));
         assert_eq!(r.root(), Some("/ci/job7"), "a registry crate built into the checkout");
     }
 
