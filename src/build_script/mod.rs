@@ -41,7 +41,7 @@ use std::time::SystemTime;
 use crate::engine::basedir::Rel;
 use crate::engine::inputs::{NotNow, VariantInputs};
 use crate::engine::process::{self, Ran};
-use crate::engine::{self, keys, mount, toolchain, Collected, FrontEnd, NotStored, Unkeyable};
+use crate::engine::{self, keys, mount, toolchain, Collected, FrontEnd, NotStored, Site, Unkeyable};
 use crate::key::Key;
 use crate::protocol::frontends::{self, FLAG};
 use crate::protocol::object::{ResultView, Variant};
@@ -91,9 +91,7 @@ pub struct BuildScript {
     env: Vec<(String, String)>,
     cwd: PathBuf,
     out_dir: PathBuf,
-    out_dir_text: String,
-    crate_name: String,
-    rel: Rel,
+    site: Site,
     /// Toolchain memos.
     memo: PathBuf,
     /// Known once the base key is made.
@@ -116,14 +114,12 @@ impl BuildScript {
         let rel = Rel::for_package(&cwd, &out_dir, get(&env, "CARGO_MANIFEST_DIR").as_deref());
         let cc_deps = out_dir.with_file_name(format!("cairn-cc-deps.{}", std::process::id()));
         BuildScript {
-            out_dir_text: out_dir.display().to_string(),
+            site: Site { kind: Kind::BuildScript, crate_name, rel, out_dir: out_dir.display().to_string() },
             real,
             args,
             env,
             cwd,
             out_dir,
-            crate_name,
-            rel,
             memo,
             base: None,
             set: None,
@@ -142,24 +138,12 @@ impl BuildScript {
 }
 
 impl FrontEnd for BuildScript {
-    fn kind(&self) -> Kind {
-        Kind::BuildScript
-    }
-
-    fn crate_name(&self) -> &str {
-        &self.crate_name
-    }
-
-    fn roots(&self) -> &Rel {
-        &self.rel
-    }
-
-    fn out_dir(&self) -> &str {
-        &self.out_dir_text
+    fn site(&self) -> &Site {
+        &self.site
     }
 
     fn base_key(&mut self) -> Result<Key, Unkeyable> {
-        let base = key::gather(&self.real, &self.env, &self.cwd, &self.rel, &self.memo)?;
+        let base = key::gather(&self.real, &self.env, &self.cwd, &self.site.rel, &self.memo)?;
         self.base = Some(base);
         self.set = self.build_set_of();
         Ok(base)
@@ -171,17 +155,17 @@ impl FrontEnd for BuildScript {
 
     /// Declared paths may be absent (hashed as such), and a declared folder is walked.
     fn hash_variant(&self, v: &Variant, since: Option<SystemTime>) -> Result<VariantInputs, NotNow> {
-        let entries: Vec<String> = v.files.iter().map(|e| self.rel.abs(e)).collect();
+        let entries: Vec<String> = v.files.iter().map(|e| self.site.rel.abs(e)).collect();
         let hashed = inputs::hash_entries(&entries, since)?;
-        let files = hashed.into_iter().map(|(l, h)| (self.rel.rel(&l), h)).collect();
-        Ok((files, engine::inputs::variant_env(&v.env, &self.rel)))
+        let files = hashed.into_iter().map(|(l, h)| (self.site.rel.rel(&l), h)).collect();
+        Ok((files, engine::inputs::variant_env(&v.env, &self.site.rel)))
     }
 
     fn restore(&mut self, r: &ResultView<'_>, _v: &Variant) -> io::Result<()> {
         // Text files of OUT_DIR that name the folders the run was made in (a pkg-config file's
         // `prefix=`) are written naming this build's, as its stdout is replayed.
         let from = Rel::from_stored(&r.meta.roots);
-        let rel = &self.rel;
+        let rel = &self.site.rel;
         let fix = |b: &[u8]| -> Option<Vec<u8>> {
             if from == *rel || from.found_in(b).is_empty() {
                 return None;
@@ -229,18 +213,18 @@ impl FrontEnd for BuildScript {
         // moved to the next build's folders when replayed, so they need not.
         let mut vars = declared.env;
         for f in files.iter().filter(|f| std::str::from_utf8(&f.bytes).is_err()) {
-            engine::bind_roots(&mut vars, &self.rel, &f.bytes);
+            engine::bind_roots(&mut vars, &self.site.rel, &f.bytes);
         }
-        let variant = Variant { files: entries.iter().map(|e| self.rel.rel(e)).collect(), env: vars };
+        let variant = Variant { files: entries.iter().map(|e| self.site.rel.rel(e)).collect(), env: vars };
         // The package itself (and the script, the compilers …) must be as it was when the run
         // began.
-        if Some(key::gather(&self.real, &self.env, &self.cwd, &self.rel, &self.memo)?) != self.base {
+        if Some(key::gather(&self.real, &self.env, &self.cwd, &self.site.rel, &self.memo)?) != self.base {
             return Err(NotStored::Changed(format!("the package {}", self.cwd.display())));
         }
         Ok(Collected {
             files,
             variant,
-            listed: (self.crate_name.clone(), vec!["build-script-run".into()]),
+            listed: (self.site.crate_name.clone(), vec!["build-script-run".into()]),
             target: get(&self.env, "TARGET").unwrap_or_default(),
             rustc_version: String::new(),
         })

@@ -31,7 +31,7 @@ use std::process::Command;
 
 use crate::engine::basedir::Rel;
 use crate::engine::process::{self, Ran};
-use crate::engine::{self, filehash, linker, makedeps, memo, mount, Collected, FrontEnd, NotStored, Unkeyable};
+use crate::engine::{self, filehash, linker, makedeps, memo, mount, Collected, FrontEnd, NotStored, Site, Unkeyable};
 use crate::key::Key;
 use crate::protocol::frontends::{Lang, DEPS_VAR, REAL_CC_VAR, REAL_CXX_VAR};
 use crate::protocol::object::{OutputFile, ResultView, Variant};
@@ -84,13 +84,11 @@ pub struct CcCompile {
     /// The object file, its folder (as text too) and name.
     output: PathBuf,
     out_dir: PathBuf,
-    out_dir_text: String,
     out_name: String,
     /// The dependency file the caller asked for, if any; else ours, made for the key.
     depfile: Option<PathBuf>,
     ours: PathBuf,
-    crate_name: String,
-    rel: Rel,
+    site: Site,
     memo: PathBuf,
     /// Whether the compiler is told to write the roots as fixed prefixes (known with the key).
     prefix_map: bool,
@@ -123,15 +121,13 @@ impl CcCompile {
             real,
             cmd: Some(cmd),
             inv,
-            out_dir_text: out_dir.display().to_string(),
+            site: Site { kind: Kind::Cc, crate_name, rel, out_dir: out_dir.display().to_string() },
             ours: out_dir.join(format!("{out_name}.cairn-{}.d", std::process::id())),
             cwd,
             output,
             out_dir,
             out_name,
             depfile,
-            crate_name,
-            rel,
             memo,
             prefix_map: false,
         })
@@ -139,30 +135,19 @@ impl CcCompile {
 }
 
 impl FrontEnd for CcCompile {
-    fn kind(&self) -> Kind {
-        Kind::Cc
-    }
-
-    fn crate_name(&self) -> &str {
-        &self.crate_name
-    }
-
-    fn roots(&self) -> &Rel {
-        &self.rel
-    }
-
-    fn out_dir(&self) -> &str {
-        &self.out_dir_text
+    fn site(&self) -> &Site {
+        &self.site
     }
 
     fn base_key(&mut self) -> Result<Key, Unkeyable> {
         let command = self.real.join(" ");
         let program = linker::program(&command).unwrap_or(&self.real[0]);
         let identity = linker::linker_identity(Path::new(program), &self.memo)?;
-        self.prefix_map = !self.rel.is_empty()
+        self.prefix_map = !self.site.rel.is_empty()
             && !self.inv.keyed_args.iter().any(|a| a.contains("prefix-map="))
             && takes_prefix_map(&self.real, &identity, &self.memo);
-        let inputs = key::gather(self.lang, &self.real, identity, &self.inv, &self.cwd, &self.rel, self.prefix_map);
+        let inputs =
+            key::gather(self.lang, &self.real, identity, &self.inv, &self.cwd, &self.site.rel, self.prefix_map);
         Ok(key::base_key(&inputs))
     }
 
@@ -177,12 +162,12 @@ impl FrontEnd for CcCompile {
         if let (Some(p), Some(d)) = (&self.depfile, r.files.get(1)) {
             // The caller's dependency file names the folders it was made in: moved here.
             match std::str::from_utf8(d.bytes) {
-                Ok(t) => restore_at(p, d.mode, self.rel.relocate(t, &Rel::from_stored(&r.meta.roots)).as_bytes())?,
+                Ok(t) => restore_at(p, d.mode, self.site.rel.relocate(t, &Rel::from_stored(&r.meta.roots)).as_bytes())?,
                 Err(_) => restore_at(p, d.mode, d.bytes)?,
             }
         }
         filehash::remember(&self.output, &f.hash);
-        report_deps(&v.files.iter().map(|p| self.rel.abs(p)).collect::<Vec<_>>());
+        report_deps(&v.files.iter().map(|p| self.site.rel.abs(p)).collect::<Vec<_>>());
         Ok(())
     }
 
@@ -194,7 +179,7 @@ impl FrontEnd for CcCompile {
             cmd.arg("-MD").arg("-MF").arg(&self.ours);
         }
         if self.prefix_map {
-            cmd.args(self.rel.prefix_map_args());
+            cmd.args(self.site.rel.prefix_map_args());
         }
         process::capture(cmd)
     }
@@ -221,8 +206,8 @@ impl FrontEnd for CcCompile {
         let bytes = fs::read(&self.output)?;
         // An object that still names this machine's folders is bound to them.
         let mut env = Vec::new();
-        engine::bind_roots(&mut env, &self.rel, &bytes);
-        let variant = Variant { files: deps.iter().map(|d| self.rel.rel(d)).collect(), env };
+        engine::bind_roots(&mut env, &self.site.rel, &bytes);
+        let variant = Variant { files: deps.iter().map(|d| self.site.rel.rel(d)).collect(), env };
         let mode = fs::metadata(&self.output)?.permissions().mode() & 0o7777;
         let hash = *blake3::hash(&bytes).as_bytes();
         filehash::remember(&self.output, &hash);
@@ -239,7 +224,7 @@ impl FrontEnd for CcCompile {
         Ok(Collected {
             files,
             variant,
-            listed: (self.crate_name.clone(), vec![kind.into()]),
+            listed: (self.site.crate_name.clone(), vec![kind.into()]),
             target: std::env::var("TARGET").unwrap_or_default(),
             rustc_version: String::new(),
         })

@@ -100,17 +100,25 @@ pub struct Collected {
     pub rustc_version: String,
 }
 
+/// Who a compile is and where its files go: what the log, the stats and the relocation of
+/// replayed output need.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// Which front end (log, stats, object metadata).
+    pub kind: Kind,
+    /// The name the log lists the compile under.
+    pub crate_name: String,
+    /// The roots (checkout, CARGO_HOME, target dir) its paths are relative to.
+    pub rel: Rel,
+    /// The folder its outputs go to: paths naming the stored one are moved here on a hit.
+    pub out_dir: String,
+}
+
 /// What a front end tells the engine. Each method is one thing that differs between front
 /// ends; everything else is the engine's.
 pub trait FrontEnd {
-    /// Which front end this is (log, stats, object metadata).
-    fn kind(&self) -> Kind;
-    /// The name the log lists this compile under.
-    fn crate_name(&self) -> &str;
-    /// The roots (checkout, CARGO_HOME, target dir) its paths are relative to.
-    fn roots(&self) -> &Rel;
-    /// The folder its outputs go to: paths naming the stored one are moved here on a hit.
-    fn out_dir(&self) -> &str;
+    /// Who the compile is and where its files go.
+    fn site(&self) -> &Site;
     /// The base key: everything known before the tool runs.
     fn base_key(&mut self) -> Result<Key, Unkeyable>;
     /// The build set this compile belongs to, if any (src/build_sets.rs).
@@ -121,7 +129,7 @@ pub trait FrontEnd {
     /// finished run (an input changed since then is [`NotNow::Changed`]). The default reads
     /// each listed file (one the tool read: gone means the set no longer applies).
     fn hash_variant(&self, v: &Variant, since: Option<SystemTime>) -> Result<VariantInputs, NotNow> {
-        inputs::hash_read_files(v, self.roots(), since)
+        inputs::hash_read_files(v, &self.site().rel, since)
     }
     /// Whether a stored result can be restored here (the shape this compile expects).
     fn accepts(&self, _r: &ResultView<'_>) -> bool {
@@ -162,7 +170,7 @@ pub fn run(fe: &mut dyn FrontEnd) -> i32 {
         Err(why) => {
             mount::warn_once(&why);
             let outcome = Outcome::Error(Fault::new("no-mount", ""));
-            log::record_kind(fe.kind(), fe.crate_name(), None, &outcome.word(), t0.elapsed(), None);
+            log::record_kind(fe.site().kind, &fe.site().crate_name, None, &outcome.word(), t0.elapsed(), None);
             fe.run_uncached()
         }
     }
@@ -212,8 +220,8 @@ impl Engine<'_> {
                     let word = Outcome::Damaged(e.to_string()).word();
                     log::record_in(
                         self.log.as_deref(),
-                        fe.kind(),
-                        fe.crate_name(),
+                        fe.site().kind,
+                        &fe.site().crate_name,
                         Some(&rkey),
                         &word,
                         t0.elapsed(),
@@ -258,7 +266,15 @@ impl Engine<'_> {
             Err(e) => {
                 self.cache.remove(mkey);
                 let word = Outcome::Damaged(e.to_string()).word();
-                log::record_in(self.log.as_deref(), fe.kind(), fe.crate_name(), Some(mkey), &word, t0.elapsed(), None);
+                log::record_in(
+                    self.log.as_deref(),
+                    fe.site().kind,
+                    &fe.site().crate_name,
+                    Some(mkey),
+                    &word,
+                    t0.elapsed(),
+                    None,
+                );
                 None
             }
         }
@@ -268,8 +284,8 @@ impl Engine<'_> {
     /// naming the entry's folders moved to this build's.
     fn restore(&self, fe: &mut dyn FrontEnd, r: &ResultView<'_>, v: &Variant) -> io::Result<()> {
         fe.restore(r, v)?;
-        io::stdout().write_all(&relocate(r.stdout, &r.meta, fe.out_dir(), fe.roots()))?;
-        io::stderr().write_all(&relocate(r.stderr, &r.meta, fe.out_dir(), fe.roots()))
+        io::stdout().write_all(&relocate(r.stdout, &r.meta, &fe.site().out_dir, &fe.site().rel))?;
+        io::stderr().write_all(&relocate(r.stderr, &r.meta, &fe.site().out_dir, &fe.site().rel))
     }
 
     fn miss(
@@ -284,7 +300,7 @@ impl Engine<'_> {
         let ran = match fe.run() {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("cairn: cannot run the {} tool: {e}", fe.kind().as_str());
+                eprintln!("cairn: cannot run the {} tool: {e}", fe.site().kind.as_str());
                 return 127;
             }
         };
@@ -341,9 +357,9 @@ impl Engine<'_> {
                 rustc_version: c.rustc_version,
                 compile_ns: ran.took.as_nanos() as u64,
                 created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-                out_dir: fe.out_dir().to_string(),
+                out_dir: fe.site().out_dir.clone(),
                 exit_code: ran.status.code().unwrap_or(0),
-                roots: fe.roots().stored(),
+                roots: fe.site().rel.stored(),
             },
             files: c.files,
             stdout: ran.stdout.clone(),
@@ -371,7 +387,7 @@ impl Engine<'_> {
         ran: Option<Duration>,
     ) {
         let took = t0.elapsed();
-        let mut events: Vec<Event> = outcome.event(fe.kind(), took, ran).into_iter().collect();
+        let mut events: Vec<Event> = outcome.event(fe.site().kind, took, ran).into_iter().collect();
         events.extend(used.map(|(s, keys)| Event::Used(s, keys)));
         if !events.is_empty() {
             self.cache.report(&events);
@@ -380,7 +396,7 @@ impl Engine<'_> {
             Outcome::Hit { compile, .. } => Some(*compile),
             _ => ran,
         };
-        log::record_in(self.log.as_deref(), fe.kind(), fe.crate_name(), key, &outcome.word(), took, compile);
+        log::record_in(self.log.as_deref(), fe.site().kind, &fe.site().crate_name, key, &outcome.word(), took, compile);
     }
 }
 

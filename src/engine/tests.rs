@@ -61,8 +61,7 @@ pub(crate) fn log_words(log: &std::path::Path) -> Vec<String> {
 /// A tool that upper-cases `src.txt` into `out/out.txt`, scripted to misbehave.
 struct Upper {
     dir: PathBuf,
-    out: String,
-    rel: Rel,
+    site: Site,
     runs: usize,
     exit_code: i32,
     stores_failures: bool,
@@ -84,8 +83,12 @@ impl Upper {
         f.set_modified(SystemTime::now() - Duration::from_secs(10)).unwrap();
         Upper {
             dir: dir.to_path_buf(),
-            out: out.display().to_string(),
-            rel: Rel::default(),
+            site: Site {
+                kind: Kind::Cc,
+                crate_name: "upper".into(),
+                rel: Rel::default(),
+                out_dir: out.display().to_string(),
+            },
             runs: 0,
             exit_code: 0,
             stores_failures: false,
@@ -105,17 +108,8 @@ impl Upper {
 }
 
 impl FrontEnd for Upper {
-    fn kind(&self) -> Kind {
-        Kind::Cc
-    }
-    fn crate_name(&self) -> &str {
-        "upper"
-    }
-    fn roots(&self) -> &Rel {
-        &self.rel
-    }
-    fn out_dir(&self) -> &str {
-        &self.out
+    fn site(&self) -> &Site {
+        &self.site
     }
     fn base_key(&mut self) -> Result<Key, Unkeyable> {
         if let Some(u) = self.unkeyable {

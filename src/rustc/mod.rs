@@ -40,7 +40,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::engine::basedir::Rel;
 use crate::engine::outcome::{oneword, Outcome};
 use crate::engine::process::{self, Ran};
-use crate::engine::{self, filehash, inputs, keys, log, mount, toolchain, Collected, FrontEnd, NotStored, Unkeyable};
+use crate::engine::{
+    self, filehash, inputs, keys, log, mount, toolchain, Collected, FrontEnd, NotStored, Site, Unkeyable,
+};
 use crate::key::Key;
 use crate::protocol::frontends;
 use crate::protocol::object::{ResultView, Variant};
@@ -70,6 +72,9 @@ pub(crate) fn main_with(driver: Option<clippy::Driver>, rustc: PathBuf, args: &[
             let Some(mut fe) = Rustc::new(rustc.clone(), args.to_vec(), *inv, mount::cache_base()) else {
                 return process::exec(command().args(args), "cairn-rustc");
             };
+            if driver.is_some() {
+                fe.site.kind = Kind::Clippy;
+            }
             fe.driver = driver;
             engine::run(&mut fe)
         }
@@ -140,7 +145,7 @@ pub struct Rustc {
     rustc: PathBuf,
     args: Vec<OsString>,
     inv: Invocation,
-    rel: Rel,
+    site: Site,
     /// `<cache>`: toolchain memos under `toolchains/`, `cairn why`'s records under `why/`.
     cache_base: PathBuf,
     /// Known once the base key is made.
@@ -158,11 +163,12 @@ impl Rustc {
     pub fn new(rustc: PathBuf, args: Vec<OsString>, inv: Invocation, cache_base: Option<PathBuf>) -> Option<Rustc> {
         let cwd = std::env::current_dir().unwrap_or_default();
         let rel = Rel::for_rustc(&cwd, Path::new(&inv.out_dir), &inv.input, inv.target.as_deref());
+        let site = Site { kind: Kind::Rustc, crate_name: inv.crate_name.clone(), rel, out_dir: inv.out_dir.clone() };
         Some(Rustc {
             rustc,
             args,
             inv,
-            rel,
+            site,
             cache_base: cache_base?,
             tc: None,
             inputs: None,
@@ -192,23 +198,8 @@ impl Rustc {
 }
 
 impl FrontEnd for Rustc {
-    fn kind(&self) -> Kind {
-        match self.driver {
-            Some(_) => Kind::Clippy,
-            None => Kind::Rustc,
-        }
-    }
-
-    fn crate_name(&self) -> &str {
-        &self.inv.crate_name
-    }
-
-    fn roots(&self) -> &Rel {
-        &self.rel
-    }
-
-    fn out_dir(&self) -> &str {
-        &self.inv.out_dir
+    fn site(&self) -> &Site {
+        &self.site
     }
 
     fn base_key(&mut self) -> Result<Key, Unkeyable> {
@@ -218,12 +209,12 @@ impl FrontEnd for Rustc {
         } else {
             Vec::new()
         };
-        let (base, tc, inputs) = base_key(&self.rustc, &self.inv, &graph, &self.rel, &self.memo())?;
+        let (base, tc, inputs) = base_key(&self.rustc, &self.inv, &graph, &self.site.rel, &self.memo())?;
         self.set = Some(keys::build_set(Path::new(&self.inv.out_dir), &tc.digest));
         self.tc = Some(tc);
         self.inputs = Some(inputs);
         match &self.driver {
-            Some(d) => Ok(d.key(&base, &self.rel)?),
+            Some(d) => Ok(d.key(&base, &self.site.rel)?),
             None => Ok(base),
         }
     }
@@ -242,7 +233,7 @@ impl FrontEnd for Rustc {
         fs::create_dir_all(out_dir)?;
         for f in &r.files {
             if f.name.ends_with(".d") {
-                let moved = engine::relocate(f.bytes, &r.meta, &self.inv.out_dir, &self.rel);
+                let moved = engine::relocate(f.bytes, &r.meta, &self.inv.out_dir, &self.site.rel);
                 process::restore_file(out_dir, &f.name, f.mode, &moved)?;
             } else {
                 process::restore_file(out_dir, &f.name, f.mode, f.bytes)?;
@@ -258,7 +249,7 @@ impl FrontEnd for Rustc {
         cmd.args(&self.args);
         // A user's own remapping is left alone.
         if !self.inv.keyed_args.iter().any(|a| a.contains("remap-path-prefix") || a.contains("remap-cwd-prefix")) {
-            cmd.args(self.rel.remap_args());
+            cmd.args(self.site.rel.remap_args());
         }
         if let Some(p) = &self.link_deps {
             cmd.args(linkdeps::args(p));
@@ -306,9 +297,9 @@ impl FrontEnd for Rustc {
         // them.
         let mut env = deps.env;
         for f in files.iter().filter(|f| f.name != dep_name) {
-            engine::bind_roots(&mut env, &self.rel, &f.bytes);
+            engine::bind_roots(&mut env, &self.site.rel, &f.bytes);
         }
-        let variant = Variant { files: deps.files.iter().map(|f| self.rel.rel(f)).collect(), env };
+        let variant = Variant { files: deps.files.iter().map(|f| self.site.rel.rel(f)).collect(), env };
         let tc = self.tc.as_ref().ok_or_else(|| io::Error::other("no toolchain"))?;
         Ok(Collected {
             files,
@@ -336,7 +327,7 @@ impl FrontEnd for Rustc {
 /// when there is one. Best effort: a failure here costs only the explanation.
 fn note_why(fe: &Rustc, variant: Option<&Variant>, outcome: &str) {
     let (Some(inputs), Some(tc)) = (&fe.inputs, &fe.tc) else { return };
-    let (files, env) = variant.and_then(|v| inputs::hash_read_files(v, &fe.rel, None).ok()).unwrap_or_default();
+    let (files, env) = variant.and_then(|v| inputs::hash_read_files(v, &fe.site.rel, None).ok()).unwrap_or_default();
     let (krate, crate_types) = listed_as(&fe.inv);
     let fp = why::Fingerprint {
         unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
