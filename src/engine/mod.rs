@@ -39,6 +39,7 @@ pub mod memo;
 pub mod mount;
 pub mod outcome;
 pub mod process;
+pub mod profile;
 pub mod toolchain;
 
 #[cfg(test)]
@@ -189,7 +190,7 @@ pub fn not_cacheable(kind: Kind, crate_name: &str, reason: &str) {
 impl Engine<'_> {
     /// The life of one compile; returns the exit code to give the build.
     pub fn run(&self, fe: &mut dyn FrontEnd) -> i32 {
-        let t0 = Instant::now();
+        let mut life = Life { t0: Instant::now(), ph: profile::Phases::start() };
         let base = match fe.base_key() {
             Ok(k) => k,
             Err(e) => {
@@ -197,16 +198,17 @@ impl Engine<'_> {
                     Unkeyable::NotCacheable(r) => Outcome::NotCacheable(r),
                     Unkeyable::Fault(e) => Outcome::Error(Fault::new("key", &e.to_string())),
                 };
-                self.finish(fe, &outcome, None, t0, None, None);
+                self.finish(fe, &outcome, None, &mut life, None, None);
                 return fe.run_uncached();
             }
         };
+        life.ph.mark("key");
         let mkey = keys::manifest_key(&base);
         let set = fe.build_set();
         if let Some(s) = set {
             self.cache.report(&[Event::Begin(s)]);
         }
-        let manifest = self.manifest(fe, &mkey, t0);
+        let manifest = self.manifest(fe, &mkey, life.t0);
         let mut fault = None;
         for v in manifest.iter().flat_map(|m| m.variants.iter()) {
             let Ok((files, env)) = fe.hash_variant(v, None) else { continue };
@@ -224,7 +226,7 @@ impl Engine<'_> {
                         &fe.site().crate_name,
                         Some(&rkey),
                         &word,
-                        t0.elapsed(),
+                        life.t0.elapsed(),
                         None,
                     );
                     continue;
@@ -233,18 +235,22 @@ impl Engine<'_> {
             if !fe.accepts(&r) {
                 continue;
             }
+            life.ph.mark("lookup");
             match self.restore(fe, &r, v) {
                 Ok(()) => {
                     let code = r.meta.exit_code;
+                    life.ph.mark("restore");
                     if code == 0 {
                         fe.after_success();
                     }
+                    life.ph.mark("after");
                     let outcome = Outcome::Hit {
                         exit_code: code,
                         compile: Duration::from_nanos(r.meta.compile_ns),
                         bytes: bytes.len() as u64,
                     };
-                    self.finish(fe, &outcome, Some(&rkey), t0, set.map(|s| (s, vec![mkey, rkey])), None);
+                    let used = set.map(|s| (s, vec![mkey, rkey]));
+                    self.finish(fe, &outcome, Some(&rkey), &mut life, used, None);
                     return code;
                 }
                 Err(e) => {
@@ -255,7 +261,8 @@ impl Engine<'_> {
                 }
             }
         }
-        self.miss(fe, &base, manifest, set, fault, t0)
+        life.ph.mark("lookup");
+        self.miss(fe, &base, manifest, set, fault, life)
     }
 
     /// The manifest, if there is a readable one; a damaged one is removed.
@@ -295,7 +302,7 @@ impl Engine<'_> {
         manifest: Option<Manifest>,
         set: Option<Key>,
         fault: Option<(Fault, Key)>,
-        t0: Instant,
+        mut life: Life,
     ) -> i32 {
         let ran = match fe.run() {
             Ok(r) => r,
@@ -304,7 +311,9 @@ impl Engine<'_> {
                 return 127;
             }
         };
+        life.ph.mark("run");
         let collected = fe.collect(&ran);
+        life.ph.mark("collect");
         let code = ran.status.code();
         let success = ran.status.success();
         // A failure is stored only where the front end allows it and the tool exited normally:
@@ -327,11 +336,13 @@ impl Engine<'_> {
             (Err(NotStored::Changed(p)), None) => (Outcome::MissChanged(p), None, None, None),
             (Err(NotStored::Fault(e)), None) => (Outcome::Error(Fault::new("store", &e.to_string())), None, None, None),
         };
+        life.ph.mark("store");
         if success {
             fe.after_success();
         }
         fe.after_miss(&outcome, variant.as_ref());
-        self.finish(fe, &outcome, key.as_ref(), t0, used, Some(ran.took));
+        life.ph.mark("after");
+        self.finish(fe, &outcome, key.as_ref(), &mut life, used, Some(ran.took));
         code.unwrap_or(101)
     }
 
@@ -382,11 +393,11 @@ impl Engine<'_> {
         fe: &dyn FrontEnd,
         outcome: &Outcome,
         key: Option<&Key>,
-        t0: Instant,
+        life: &mut Life,
         used: Option<(Key, Vec<Key>)>,
         ran: Option<Duration>,
     ) {
-        let took = t0.elapsed();
+        let took = life.t0.elapsed();
         let mut events: Vec<Event> = outcome.event(fe.site().kind, took, ran).into_iter().collect();
         events.extend(used.map(|(s, keys)| Event::Used(s, keys)));
         if !events.is_empty() {
@@ -397,7 +408,15 @@ impl Engine<'_> {
             _ => ran,
         };
         log::record_in(self.log.as_deref(), fe.site().kind, &fe.site().crate_name, key, &outcome.word(), took, compile);
+        life.ph.mark("report");
+        life.ph.write(fe.site().kind.as_str(), &fe.site().crate_name, &outcome.word());
     }
+}
+
+/// One compile's clock and profile.
+struct Life {
+    t0: Instant,
+    ph: profile::Phases,
 }
 
 /// Stored bytes with paths naming the entry's original output folder, then its original
