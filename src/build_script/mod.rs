@@ -31,6 +31,9 @@ pub mod inputs;
 pub mod key;
 pub mod outdir;
 
+#[cfg(test)]
+mod flow_tests;
+
 use std::ffi::OsString;
 use std::fs;
 use std::io;
@@ -127,6 +130,14 @@ impl BuildScript {
         }
     }
 
+    /// The script with its arguments and the variables its key was made from (the same as
+    /// this process's when cargo runs it; set again so that they are the same by construction).
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.real);
+        cmd.args(&self.args).envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+
     /// The build set of the run: its OUT_DIR and the toolchain cargo runs (`RUSTC`).
     fn build_set_of(&self) -> Option<Key> {
         let rustc = get(&self.env, "RUSTC")?;
@@ -176,8 +187,7 @@ impl FrontEnd for BuildScript {
     }
 
     fn run(&mut self) -> io::Result<Ran> {
-        let mut cmd = Command::new(&self.real);
-        cmd.args(&self.args);
+        let mut cmd = self.command();
         if std::env::var("CAIRN_CC").as_deref() != Ok("0") && route_compilers(&mut cmd, &self.env) {
             cmd.env(frontends::DEPS_VAR, &self.cc_deps);
         }
@@ -185,7 +195,7 @@ impl FrontEnd for BuildScript {
     }
 
     fn run_uncached(&mut self) -> i32 {
-        exec(Command::new(&self.real).args(&self.args))
+        exec(&mut self.command())
     }
 
     fn collect(&mut self, ran: &Ran) -> Result<Collected, NotStored> {

@@ -22,6 +22,9 @@
 pub mod args;
 pub mod key;
 
+#[cfg(test)]
+mod tests;
+
 use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Write};
