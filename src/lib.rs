@@ -40,6 +40,9 @@ pub mod rustc;
 pub mod size;
 pub mod wrapper;
 
+#[cfg(test)]
+mod layering;
+
 #[cfg(feature = "daemon")]
 pub mod admin;
 #[cfg(feature = "daemon")]
