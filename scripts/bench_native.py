@@ -11,6 +11,8 @@ BENCH = ROOT / ".bench-native"
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 WORKLOADS = os.environ.get("BENCH_WORKLOADS", "csys,ripgrep,pure").split(",")
 TOOLS = os.environ.get("BENCH_TOOLS", "plain,sccache,kache,cairn").split(",")
+# BENCH_COLD_ONLY=1: cold builds only (what a miss costs against plain cargo, issue #19).
+COLD_ONLY = os.environ.get("BENCH_COLD_ONLY") == "1"
 SCCACHE, KACHE = shutil.which("sccache"), shutil.which("kache")
 MNT, STORE = BENCH / "mnt", BENCH / "store"
 
@@ -147,6 +149,8 @@ def main():
                     continue
                 reset(tool, env)
                 res[(w, tool, "cold")].append(build(d, args, env))
+                if COLD_ONLY:
+                    continue
                 if tool == "cairn":
                     (BENCH / "cairn.log").unlink(missing_ok=True)
                 res[(w, tool, "warm")].append(build(d, args, env))
