@@ -43,10 +43,25 @@ impl Cache for MemCache {
 }
 
 impl MemCache {
+    /// Flips one bit in the middle of every object (bit rot, a bad disk).
+    pub fn damage_all(&self) {
+        for b in self.objects.borrow_mut().values_mut() {
+            let mid = b.len() / 2;
+            b[mid] ^= 1;
+        }
+    }
+
     /// Takes the events reported so far.
     pub fn take_events(&self) -> Vec<Event> {
         std::mem::take(&mut *self.events.borrow_mut())
     }
+}
+
+/// Checks the log of a compile that missed, found its objects damaged, and compiled again.
+pub(crate) fn assert_damaged_then_recompiled(words: &[String]) {
+    assert_eq!(words.first().map(String::as_str), Some("miss"), "{words:?}");
+    assert_eq!(words.last().map(String::as_str), Some("miss"), "compiled again: {words:?}");
+    assert!(words.iter().any(|x| x.starts_with("error:object:")), "the damage is logged: {words:?}");
 }
 
 /// The outcome words of a log file, in order.

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 
 use super::*;
-use crate::engine::tests::{log_words, MemCache};
+use crate::engine::tests::{assert_damaged_then_recompiled, log_words, MemCache};
 use crate::engine::Engine;
 
 struct Case {
@@ -79,15 +79,9 @@ fn a_compile_misses_then_hits_with_the_same_bytes_and_runs_no_rustc() {
 fn a_damaged_result_is_replaced_by_a_new_compile() {
     let c = Case::new("pub fn f() -> u32 { 2 }\n");
     c.compile();
-    for b in c.cache.objects.borrow_mut().values_mut() {
-        let mid = b.len() / 2;
-        b[mid] ^= 1;
-    }
+    c.cache.damage_all();
     assert_eq!(c.compile(), 0);
-    let w = c.words();
-    assert_eq!(w.first().map(String::as_str), Some("miss"));
-    assert_eq!(w.last().map(String::as_str), Some("miss"), "compiled again: {w:?}");
-    assert!(w.iter().any(|x| x.starts_with("error:object:")), "{w:?}");
+    assert_damaged_then_recompiled(&c.words());
 }
 
 #[test]
