@@ -321,10 +321,12 @@ impl Engine<'_> {
         let storable = success || (code.is_some() && fe.stores_failures());
         let stored = match collected {
             Ok(c) if storable => self.store(fe, base, manifest, &ran, c).map(Some),
-            Ok(_) => Ok(None),
-            Err(e) if storable => Err(e),
-            Err(_) => Ok(None),
+            Err(e) if success => Err(e),
+            _ => Ok(None),
         };
+        // A failed run that could not be stored (rustc stopped before writing dep-info) is a
+        // failure of the tool, never a fault of the cache.
+        let stored = if success { stored } else { stored.or(Ok(None)) };
         let (outcome, key, variant, used) = match (stored, fault) {
             (_, Some((f, k))) => (Outcome::Error(f), Some(k), None, None),
             (Ok(Some((rkey, bytes, v))), None) => {

@@ -83,6 +83,8 @@ struct Upper {
     /// Rewrites the source while the tool runs.
     edit_during_run: bool,
     fail_restore: bool,
+    /// What the run read cannot be known (as when rustc stops before writing dep-info).
+    fail_collect: bool,
     accept: bool,
     unkeyable: Option<fn() -> Unkeyable>,
     uncached_runs: usize,
@@ -109,6 +111,7 @@ impl Upper {
             stores_failures: false,
             edit_during_run: false,
             fail_restore: false,
+            fail_collect: false,
             accept: true,
             unkeyable: None,
             uncached_runs: 0,
@@ -168,6 +171,9 @@ impl FrontEnd for Upper {
         self.stores_failures
     }
     fn collect(&mut self, _ran: &Ran) -> Result<Collected, NotStored> {
+        if self.fail_collect {
+            return Err(io::Error::other("no dep-info written").into());
+        }
         let bytes = fs::read(self.output())?;
         let hash = *blake3::hash(&bytes).as_bytes();
         Ok(Collected {
@@ -314,6 +320,19 @@ fn a_failed_run_is_not_stored_unless_the_front_end_says_failures_replay() {
     assert_eq!(s.run(), 3, "the failure replays with its exit code");
     assert_eq!(s.fe.runs, 2);
     assert_eq!(s.words(), ["miss:failed", "miss:failed", "hit:failed"]);
+}
+
+#[test]
+fn a_failure_that_cannot_be_stored_is_a_failure_and_a_success_that_cannot_be_is_a_fault() {
+    let mut s = setup();
+    s.fe.stores_failures = true;
+    s.fe.fail_collect = true;
+    s.fe.exit_code = 1;
+    assert_eq!(s.run(), 1);
+    s.fe.exit_code = 0;
+    assert_eq!(s.run(), 0);
+    assert_eq!(s.words(), ["miss:failed", "error:store:no_dep-info_written"]);
+    assert_eq!(kinds(&s.cache.take_events()), ["miss-unstored", "error"]);
 }
 
 #[test]
