@@ -475,7 +475,8 @@ impl<S: Store> CacheFs<S> {
             Node::Temp(name) => {
                 let name = name.clone();
                 let t = names.temps.get_mut(&name).ok_or(FsError::NotFound)?;
-                if t.committing && mode.write {
+                // A truncating open changes the bytes as surely as a write does.
+                if t.committing && (mode.write || mode.truncate) {
                     return Err(FsError::Busy);
                 }
                 if mode.truncate {

@@ -260,6 +260,16 @@ impl Drop for HeldCommit {
     }
 }
 
+/// Regression: an open with `O_TRUNC` but without write access emptied a temporary whose
+/// rename onto a key was committing (only write opens were refused).
+#[test]
+fn truncating_a_temporary_while_it_commits_is_ebusy_and_the_commit_keeps_its_bytes() {
+    let held = HeldCommit::start();
+    let ino = held.fs.lookup(ROOT_INO, OsStr::new(".tmp.c")).unwrap().ino;
+    assert_eq!(held.fs.open(ino, OpenMode { truncate: true, ..R }).unwrap_err().errno(), libc::EBUSY);
+    held.finish();
+}
+
 /// Regression: `rm <mnt>/.tmp…` while its rename onto a key was committing removed the
 /// temporary under the commit, which then panicked ("a committing temp is not removed") and
 /// left a stale inode behind.
