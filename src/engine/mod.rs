@@ -152,8 +152,9 @@ pub trait FrontEnd {
     fn collect(&mut self, ran: &Ran) -> Result<Collected, NotStored>;
     /// After the tool's result is in place and it succeeded (hit or miss).
     fn after_success(&mut self) {}
-    /// After a miss, with the dependency set stored (when one was): `cairn why`'s record.
-    fn after_miss(&mut self, _outcome: &Outcome, _stored: Option<&Variant>) {}
+    /// After a miss, with the inputs of the dependency set stored (when one was), as the
+    /// engine hashed them: `cairn why`'s record.
+    fn after_miss(&mut self, _outcome: &Outcome, _stored: Option<&VariantInputs>) {}
 }
 
 /// The engine: a door into the cache and the log to write.
@@ -357,7 +358,7 @@ impl Engine<'_> {
         manifest: Option<Manifest>,
         ran: &Ran,
         c: Collected,
-    ) -> Result<(Key, u64, Variant), NotStored> {
+    ) -> Result<(Key, u64, VariantInputs), NotStored> {
         let (files, env) = fe.hash_variant(&c.variant, Some(ran.started)).map_err(|n| match n {
             NotNow::Changed(p) | NotNow::Gone(p) => NotStored::Changed(p),
         })?;
@@ -382,11 +383,11 @@ impl Engine<'_> {
         self.cache.put(&rkey, &encoded, false)?;
         let mut m = manifest.unwrap_or_default();
         if m.variants.first() != Some(&c.variant) || m.recent.first() != Some(&rkey) {
-            m.push_front(c.variant.clone());
+            m.push_front(c.variant);
             m.push_result(rkey);
             self.cache.put(&keys::manifest_key(base), &m.encode(), true)?;
         }
-        Ok((rkey, encoded.len() as u64, c.variant))
+        Ok((rkey, encoded.len() as u64, (files, env)))
     }
 
     /// The one place an outcome becomes a log line and a report.

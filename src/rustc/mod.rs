@@ -38,11 +38,10 @@ use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::engine::basedir::Rel;
+use crate::engine::inputs::VariantInputs;
 use crate::engine::outcome::{oneword, Outcome};
 use crate::engine::process::{self, Ran};
-use crate::engine::{
-    self, filehash, inputs, keys, log, mount, toolchain, Collected, FrontEnd, NotStored, Site, Unkeyable,
-};
+use crate::engine::{self, filehash, keys, log, mount, toolchain, Collected, FrontEnd, NotStored, Site, Unkeyable};
 use crate::key::Key;
 use crate::protocol::frontends;
 use crate::protocol::object::{ResultView, Variant};
@@ -317,17 +316,18 @@ impl FrontEnd for Rustc {
         after_success(&self.inv);
     }
 
-    fn after_miss(&mut self, outcome: &Outcome, stored: Option<&Variant>) {
+    fn after_miss(&mut self, outcome: &Outcome, stored: Option<&VariantInputs>) {
         let word = if *outcome == Outcome::MissFailed { "miss:failed" } else { "miss" };
         note_why(self, stored, word);
     }
 }
 
-/// Keeps the inputs of a miss for `cairn why` (why.rs). `variant`: the dependency set stored,
-/// when there is one. Best effort: a failure here costs only the explanation.
-fn note_why(fe: &Rustc, variant: Option<&Variant>, outcome: &str) {
+/// Keeps the inputs of a miss for `cairn why` (why.rs). `stored`: the inputs of the dependency
+/// set stored, as the engine hashed them, when there is one. Best effort: a failure here costs
+/// only the explanation.
+fn note_why(fe: &Rustc, stored: Option<&VariantInputs>, outcome: &str) {
     let (Some(inputs), Some(tc)) = (&fe.inputs, &fe.tc) else { return };
-    let (files, env) = variant.and_then(|v| inputs::hash_read_files(v, &fe.site.rel, None).ok()).unwrap_or_default();
+    let (files, env) = stored.cloned().unwrap_or_default();
     let (krate, crate_types) = listed_as(&fe.inv);
     let fp = why::Fingerprint {
         unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
