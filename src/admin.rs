@@ -1,11 +1,13 @@
-//! The admin commands that work through the mount like any program would: `cairn stats`,
-//! `cairn evict`, `cairn clear`. Every removal is an `unlink` of `<mnt>/<key>`, the same path
-//! as a user's `rm` (so it reaches S3 too once configured).
+//! The admin commands, which work through the daemon's door like any program would: `cairn
+//! stats`, `rm`, `evict`, `clear`. Through the mount, every removal is an `unlink` of
+//! `<mnt>/<key>`, the same path as a user's `rm` (so it reaches S3 too once configured);
+//! without one, the socket's `REMOVE` makes the same call in the daemon.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::engine::door::Door;
 use crate::key::Key;
 
 /// One removed entry, for printing.
@@ -30,40 +32,41 @@ pub fn parse_age(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(n * mult))
 }
 
-fn xattr(path: &Path, name: &str) -> Option<String> {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
-    let n = std::ffi::CString::new(name).ok()?;
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: valid C strings and a buffer of the length given.
-    let len = unsafe { libc::getxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if len < 0 {
-        return None;
-    }
-    buf.truncate(len as usize);
-    String::from_utf8(buf).ok()
+/// Every object: key, size, last use.
+fn objects(door: &Door) -> io::Result<Vec<(Key, u64, SystemTime)>> {
+    Ok(door
+        .list("")?
+        .into_iter()
+        .filter_map(|l| Some((Key::parse(&l.name)?, l.size, UNIX_EPOCH + Duration::from_nanos(l.mtime_ns))))
+        .collect())
 }
 
-/// Every object in the mount: key, path, size, last use.
-fn objects(mnt: &Path) -> io::Result<Vec<(Key, PathBuf, u64, SystemTime)>> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(mnt)? {
-        let e = e?;
-        let Some(key) = e.file_name().to_str().and_then(Key::parse) else { continue };
-        let m = e.metadata()?;
-        out.push((key, e.path(), m.len(), m.modified()?));
-    }
-    Ok(out)
-}
-
-fn remove(mnt: &Path, key: Key, size: u64) -> io::Result<Removed> {
-    let path = mnt.join(key.to_hex());
-    let crate_name = xattr(&path, "user.cairn.crate");
-    std::fs::remove_file(&path)?;
+fn remove(door: &Door, key: Key, size: u64) -> io::Result<Removed> {
+    let name = key.to_hex();
+    let crate_name = door.xattr(&name, "user.cairn.crate").and_then(|v| String::from_utf8(v).ok());
+    door.remove(&name)?;
     Ok(Removed { key, crate_name, size })
 }
 
+/// Removes entries by key (`cairn rm`), as `rm <mnt>/<key>` does: locally and in the bucket.
+/// A key that is not there is an error naming it; the others are still removed.
+pub fn remove_keys(door: &Door, keys: &[Key]) -> (Vec<Removed>, Vec<String>) {
+    let sizes: std::collections::HashMap<String, u64> =
+        door.list("").map(|l| l.into_iter().map(|l| (l.name, l.size)).collect()).unwrap_or_default();
+    let (mut done, mut failed) = (Vec::new(), Vec::new());
+    for key in keys {
+        let size = sizes.get(&key.to_hex()).copied().unwrap_or(0);
+        match remove(door, *key, size) {
+            Ok(r) => done.push(r),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => failed.push(format!("{key}: no such entry")),
+            Err(e) => failed.push(format!("{key}: {e}")),
+        }
+    }
+    (done, failed)
+}
+
 /// Removes every entry of one crate (listed in `<mnt>/by-crate/<name>/`).
-pub fn evict_crate(mnt: &Path, name: &str) -> io::Result<Vec<Removed>> {
+pub fn evict_crate(door: &Door, name: &str) -> io::Result<Vec<Removed>> {
     // Only a crate name: `..`, `/` or an empty name would make `by-crate/<name>` the whole
     // mount, and every entry (and its bucket copy) would go.
     if !is_crate_name(name) {
@@ -72,18 +75,17 @@ pub fn evict_crate(mnt: &Path, name: &str) -> io::Result<Vec<Removed>> {
             format!("{name:?} is not a crate name (letters, digits, `_` and `-` only)"),
         ));
     }
-    let dir = mnt.join("by-crate").join(name);
     let mut out = Vec::new();
-    let listing = match std::fs::read_dir(&dir) {
+    let listing = match door.list(&format!("by-crate/{name}")) {
         Ok(l) => l,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
         Err(e) => return Err(e),
     };
+    let sizes: std::collections::HashMap<String, u64> = door.list("")?.into_iter().map(|l| (l.name, l.size)).collect();
     for e in listing {
-        let e = e?;
-        let Some(key) = e.file_name().to_str().and_then(Key::parse) else { continue };
-        let size = std::fs::metadata(mnt.join(key.to_hex())).map(|m| m.len()).unwrap_or(0);
-        match remove(mnt, key, size) {
+        let Some(key) = Key::parse(&e.name) else { continue };
+        let size = sizes.get(&e.name).copied().unwrap_or(0);
+        match remove(door, key, size) {
             Ok(r) => out.push(r),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
@@ -98,31 +100,31 @@ pub fn is_crate_name(name: &str) -> bool {
 }
 
 /// Removes every entry not used for `age`.
-pub fn evict_older(mnt: &Path, age: Duration) -> io::Result<Vec<Removed>> {
+pub fn evict_older(door: &Door, age: Duration) -> io::Result<Vec<Removed>> {
     let cutoff = SystemTime::now() - age;
     let mut out = Vec::new();
-    for (key, _, size, used) in objects(mnt)? {
+    for (key, size, used) in objects(door)? {
         if used < cutoff {
-            out.push(remove(mnt, key, size)?);
+            out.push(remove(door, key, size)?);
         }
     }
     Ok(out)
 }
 
 /// Removes every entry.
-pub fn clear(mnt: &Path) -> io::Result<Vec<Removed>> {
-    objects(mnt)?.into_iter().map(|(key, _, size, _)| remove(mnt, key, size)).collect()
+pub fn clear(door: &Door) -> io::Result<Vec<Removed>> {
+    objects(door)?.into_iter().map(|(key, size, _)| remove(door, key, size)).collect()
 }
 
-/// The stats document of the mount.
-pub fn stats_json(mnt: &Path) -> io::Result<String> {
-    std::fs::read_to_string(mnt.join(".cairn/stats.json"))
+/// The daemon's stats document.
+pub fn stats_json(door: &Door) -> io::Result<String> {
+    String::from_utf8(door.read(".cairn/stats.json")?).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// The daemon's process id and its pending S3 work, read from the mount before it goes away
-/// (`cairn umount` waits for that process, so uploads are done when it returns).
-pub fn daemon_of(mnt: &Path) -> Option<(u32, u64)> {
-    let v: serde_json::Value = serde_json::from_str(&stats_json(mnt).ok()?).ok()?;
+/// The daemon's process id and its pending S3 work, read before it goes away (`cairn umount`
+/// waits for that process, so uploads are done when it returns).
+pub fn daemon_of(door: &Door) -> Option<(u32, u64)> {
+    let v: serde_json::Value = serde_json::from_str(&stats_json(door).ok()?).ok()?;
     let pid = u32::try_from(v["pid"].as_u64()?).ok()?;
     let s3 = &v["s3"];
     Some((pid, s3["uploads_pending"].as_u64().unwrap_or(0) + s3["deletes_pending"].as_u64().unwrap_or(0)))
@@ -148,8 +150,8 @@ pub fn wait_exit(pid: u32, limit: std::time::Duration) -> bool {
 }
 
 /// Starts the "since zero" counters over.
-pub fn zero(mnt: &Path) -> io::Result<()> {
-    std::fs::write(mnt.join(".cairn/control"), b"zero\n")
+pub fn zero(door: &Door) -> io::Result<()> {
+    door.append(".cairn/control", b"zero\n")
 }
 
 fn duration_text(secs: f64) -> String {
@@ -225,6 +227,14 @@ pub fn render(json: &str) -> Result<String, String> {
         n(&l["evicted"]),
         n(&l["corrupt_removed"])
     ));
+    let d = &v["doors"];
+    let socket = d["socket"].as_str().unwrap_or("-");
+    let doors = match (d["mount"].as_str(), d["why_no_mount"].as_str()) {
+        (Some(mp), _) => format!("mount {mp}, and socket {socket}"),
+        (None, Some(why)) => format!("socket {socket} only: {why}"),
+        (None, None) => format!("socket {socket}"),
+    };
+    out.push_str(&format!("{:<16}{doors}\n", "served through"));
     // The common surprise: cargo's dev profile compiles workspace members incrementally, and
     // incremental compiles are passed through.
     let incremental = z["not_cacheable"]["incremental"].as_u64().unwrap_or(0);

@@ -1,6 +1,8 @@
 //! `cairn doctor`: one line per check, each failure with its fix in one sentence.
 //!
-//! Checks FUSE (the device, fusermount3, passthrough support), the mount, and with S3
+//! Checks FUSE (the device, fusermount3, passthrough support; where FUSE cannot be used, says
+//! so without failing: the socket serves instead), the mount, which door the wrapper uses, and
+//! with S3
 //! configured: the endpoint is reachable, TLS, credentials and region (a signed call to the
 //! bucket), the bucket exists, and put/get/delete work (with a probe object it removes).
 
@@ -32,8 +34,17 @@ fn fail(name: &'static str, detail: impl Into<String>) -> Check {
 }
 
 /// Runs every check that applies.
-pub fn run(mountpoint: &Path, s3: Option<&S3Config>) -> Vec<Check> {
-    let mut v = vec![fuse_device(), fusermount(), passthrough(), mount(mountpoint)];
+pub fn run(mountpoint: &Path, store: &Path, s3: Option<&S3Config>) -> Vec<Check> {
+    let mut v = match mounts::fuse_unusable() {
+        None => vec![fuse_device(), fusermount(), passthrough()],
+        // Not a failure: the cache works without FUSE, through the daemon's socket.
+        Some(why) => vec![ok(
+            "fuse",
+            format!("cannot mount here: {why}; the daemon serves its socket instead (docs/containers.md)"),
+        )],
+    };
+    v.push(mount(mountpoint));
+    v.push(door(mountpoint, store));
     if let Some(cfg) = s3 {
         v.extend(s3_checks(cfg));
     }
@@ -79,7 +90,9 @@ fn passthrough() -> Check {
 fn mount(mp: &Path) -> Check {
     match mounts::state(mp) {
         MountState::Live => ok("mount", format!("cairn is mounted at {}", mp.display())),
-        MountState::NotMounted => ok("mount", format!("nothing mounted at {} (cairn start mounts it)", mp.display())),
+        MountState::NotMounted => {
+            ok("mount", format!("nothing mounted at {} (cairn start mounts it where FUSE works)", mp.display()))
+        }
         MountState::Dead => fail(
             "mount",
             format!("{} is a dead cairn mount (daemon killed): run cairn umount, then cairn start", mp.display()),
@@ -87,6 +100,28 @@ fn mount(mp: &Path) -> Check {
         MountState::Other => {
             fail("mount", format!("something else is mounted at {}: choose another mount point", mp.display()))
         }
+    }
+}
+
+/// Which door the wrapper will use, and why.
+fn door(mp: &Path, store: &Path) -> Check {
+    let socket = crate::protocol::wire::socket_path(store);
+    match crate::engine::door::Door::at(Some(mp), Some(store)) {
+        Some(d @ crate::engine::door::Door::Mount(_)) => {
+            ok("door", format!("the wrapper uses the {}; the daemon also serves {}", d.describe(), socket.display()))
+        }
+        Some(d) => {
+            let why = crate::admin::stats_json(&d)
+                .ok()
+                .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok())
+                .and_then(|v| v["doors"]["why_no_mount"].as_str().map(str::to_string))
+                .unwrap_or_else(|| "unknown".into());
+            ok("door", format!("no mount; the wrapper uses the daemon's socket {} (why: {why})", socket.display()))
+        }
+        None if socket.exists() => {
+            ok("door", format!("{} is left from a daemon that stopped; the next start replaces it", socket.display()))
+        }
+        None => ok("door", "no daemon running: the wrapper starts one (`cairn start` does it now)"),
     }
 }
 

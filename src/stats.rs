@@ -100,6 +100,17 @@ pub struct Gauges {
     pub s3_configured: bool,
     /// What is wrong with S3 now, explained with the fix.
     pub s3_problem: Option<String>,
+    /// How the daemon is reached.
+    pub doors: Doors,
+}
+
+/// The daemon's doors: the mount (where FUSE can be used) and the socket (always), and why
+/// there is no mount when there is none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Doors {
+    pub mount: Option<String>,
+    pub socket: Option<String>,
+    pub why_no_mount: Option<String>,
 }
 
 impl Stats {
@@ -137,6 +148,7 @@ impl Stats {
                     "uploads_failed": g.uploads_failed, "uploads_skipped": g.uploads_skipped,
                     "read_only": g.s3_read_only, "unsigned_refused": g.unsigned_refused,
                     "fetched": g.fetched, "prefetched": g.prefetched, "problem": g.s3_problem },
+            "doors": { "mount": g.doors.mount, "socket": g.doors.socket, "why_no_mount": g.doors.why_no_mount },
             "since_zero": period(z, self.zeroed_unix),
             "since_start": period(&self.since_start, self.started_unix),
         });

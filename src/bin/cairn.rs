@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use cairn::admin;
 use cairn::config::{self, MountConfig, Overrides};
 use cairn::daemon::{self, background, mounts, RunOptions};
+use cairn::engine::door::Door;
 use cairn::size::format_size;
 
 #[derive(Parser)]
@@ -23,11 +24,26 @@ enum Command {
     Mount(MountArgs),
     /// Mount the cache in the background; returns once it is ready.
     Start(MountArgs),
-    /// Unmount the cache; the daemon saves its index and exits.
+    /// Unmount the cache, or stop a daemon that serves it without a mount; the daemon
+    /// finishes pending S3 uploads, saves its index and exits before this returns.
+    #[command(alias = "stop")]
     Umount {
         /// Mount point (default: CAIRN_MOUNT, the config file, or ~/.cache/cairn/mnt).
         #[arg(env = "CAIRN_MOUNT")]
         mountpoint: Option<PathBuf>,
+        /// The store whose daemon to stop when nothing is mounted [default: CAIRN_STORE, the
+        /// config file, or ~/.cache/cairn/store]
+        #[arg(long, env = "CAIRN_STORE")]
+        store: Option<PathBuf>,
+    },
+    /// Remove entries by key, locally and in the bucket (what `rm <mnt>/<key>` does, also
+    /// where there is no mount).
+    Rm {
+        /// 64-hex keys, as listed in the mount or the wrapper's log.
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<String>,
+        #[command(flatten)]
+        at: At,
     },
     /// Hits, misses, time saved, and how full the cache is.
     Stats {
@@ -55,9 +71,8 @@ enum Command {
     Doctor {
         #[command(flatten)]
         s3: S3Args,
-        /// Mount point to check [default: CAIRN_MOUNT, the config file, or ~/.cache/cairn/mnt]
-        #[arg(long = "mount", env = "CAIRN_MOUNT")]
-        mount: Option<PathBuf>,
+        #[command(flatten)]
+        at: At,
     },
     /// Why a crate recompiled: what differs from the nearest earlier build on this machine.
     Why {
@@ -148,22 +163,37 @@ struct At {
     /// The mount to use [default: CAIRN_MOUNT, the config file, or ~/.cache/cairn/mnt]
     #[arg(long = "mount", env = "CAIRN_MOUNT")]
     mount: Option<PathBuf>,
+    /// Where there is no mount: the store whose daemon to reach through its socket
+    /// [default: CAIRN_STORE, the config file, or ~/.cache/cairn/store]
+    #[arg(long = "store", env = "CAIRN_STORE")]
+    store: Option<PathBuf>,
 }
 
-/// The live mount named by `--mount`, `CAIRN_MOUNT`, the config file or the default.
-fn live_mount(at: &At) -> Result<PathBuf> {
-    let mp = match &at.mount {
-        Some(p) => p.clone(),
-        None => match config::read_file(&config::config_path()?)?.mount {
-            Some(p) => p,
-            None => config::default_mountpoint()?,
-        },
+/// The daemon's door: the live mount named by `--mount`, `CAIRN_MOUNT`, the config file or
+/// the default; else the socket of the store named the same way.
+fn live_door(at: &At) -> Result<Door> {
+    let (mp, store) = places(at.mount.clone(), at.store.clone())?;
+    Door::at(Some(&mp), Some(&store)).with_context(|| {
+        format!(
+            "no cairn daemon: nothing mounted at {} and no socket at {}: start one with `cairn start` (or pass --mount/--store)",
+            mp.display(),
+            cairn::protocol::wire::socket_path(&store).display()
+        )
+    })
+}
+
+/// The mount point and store folder: as given, else from `CAIRN_MOUNT`/`CAIRN_STORE`, the
+/// config file, or the defaults.
+fn places(mount: Option<PathBuf>, store: Option<PathBuf>) -> Result<(PathBuf, PathBuf)> {
+    let mp = match mount {
+        Some(p) => p,
+        None => cairn::protocol::config::mountpoint()?,
     };
-    let mp = mounts::absolute(&mp);
-    if mounts::state(&mp) != mounts::MountState::Live {
-        bail!("no cairn mount at {}: start one with `cairn start` (or pass --mount)", mp.display());
-    }
-    Ok(mp)
+    let store = match store {
+        Some(p) => p,
+        None => cairn::protocol::config::store()?,
+    };
+    Ok((mounts::absolute(&mp), mounts::absolute(&store)))
 }
 
 fn print_removed(removed: &[cairn::admin::Removed]) {
@@ -189,6 +219,10 @@ struct MountArgs {
     /// Serve every read through the daemon instead of FUSE passthrough.
     #[arg(long, env = "CAIRN_NO_PASSTHROUGH")]
     no_passthrough: bool,
+    /// Do not mount: serve the cache through the socket in the store folder only (what the
+    /// daemon does by itself where FUSE cannot be used).
+    #[arg(long, env = "CAIRN_NO_FUSE", value_parser = clap::builder::BoolishValueParser::new())]
+    no_fuse: bool,
     /// FUSE worker threads [default: cores, between 2 and 8]
     #[arg(long)]
     threads: Option<usize>,
@@ -234,9 +268,20 @@ fn mount(a: MountArgs, background: bool) -> Result<()> {
             eprintln!("cairn is already mounted at {}", cfg.mountpoint.display());
             return Ok(());
         }
+        if Door::at(None, Some(&cfg.store)).is_some() {
+            eprintln!(
+                "a cairn daemon already serves {} (through its socket {})",
+                cfg.store.display(),
+                cairn::protocol::wire::socket_path(&cfg.store).display()
+            );
+            return Ok(());
+        }
         let mut extra = Vec::new();
         if a.no_passthrough {
             extra.push("--no-passthrough".to_string());
+        }
+        if a.no_fuse {
+            extra.push("--no-fuse".to_string());
         }
         if let Some(t) = a.threads {
             extra.push(format!("--threads={t}"));
@@ -244,9 +289,22 @@ fn mount(a: MountArgs, background: bool) -> Result<()> {
         extra.extend(a.s3.to_args());
         let exe = std::env::current_exe().context("finding the cairn executable")?;
         let pid = background::start(&exe, &cfg, &extra)?;
+        let at = match mounts::state(&cfg.mountpoint) {
+            mounts::MountState::Live => format!("mounted at {}", cfg.mountpoint.display()),
+            _ => {
+                let why = Door::at(None, Some(&cfg.store))
+                    .and_then(|d| admin::stats_json(&d).ok())
+                    .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok())
+                    .and_then(|v| v["doors"]["why_no_mount"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| "see the log".into());
+                format!(
+                    "serving without a mount ({why}) through {}",
+                    cairn::protocol::wire::socket_path(&cfg.store).display()
+                )
+            }
+        };
         eprintln!(
-            "cairn mounted at {} (store {}, limit {}), daemon pid {pid}, log {}",
-            cfg.mountpoint.display(),
+            "cairn {at} (store {}, limit {}), daemon pid {pid}, log {}",
             cfg.store.display(),
             format_size(cfg.max_size),
             background::log_path(&cfg).display()
@@ -254,7 +312,7 @@ fn mount(a: MountArgs, background: bool) -> Result<()> {
         return Ok(());
     }
     init_logging();
-    let mut opts = RunOptions { passthrough: !a.no_passthrough, ..Default::default() };
+    let mut opts = RunOptions { passthrough: !a.no_passthrough, fuse: !a.no_fuse, ..Default::default() };
     if let Some(t) = a.threads {
         if t == 0 {
             bail!("--threads must be at least 1");
@@ -273,20 +331,24 @@ fn main() -> Result<()> {
             mount(a, bg)
         }
         Command::Start(a) => mount(a, true),
-        Command::Umount { mountpoint } => {
-            let mp = match mountpoint {
-                Some(p) => p,
-                None => {
-                    let file = config::read_file(&config::config_path()?)?;
-                    match file.mount {
-                        Some(p) => p,
-                        None => config::default_mountpoint()?,
-                    }
-                }
+        Command::Umount { mountpoint, store } => {
+            let (mp, store) = places(mountpoint, store)?;
+            let (door, state) = match mounts::state(&mp) {
+                mounts::MountState::NotMounted => match Door::at(None, Some(&store)) {
+                    Some(d) => (d, None),
+                    None => bail!(
+                        "nothing is mounted at {} and no daemon serves {}",
+                        mp.display(),
+                        cairn::protocol::wire::socket_path(&store).display()
+                    ),
+                },
+                s => (Door::Mount(mp.clone()), Some(s)),
             };
-            let mp = mounts::absolute(&mp);
-            let daemon_pid = admin::daemon_of(&mp);
-            daemon::unmount(&mp).with_context(|| format!("unmounting {}", mp.display()))?;
+            let daemon_pid = admin::daemon_of(&door);
+            match state {
+                Some(_) => daemon::unmount(&mp).with_context(|| format!("unmounting {}", mp.display()))?,
+                None => door.stop().context("asking the daemon to stop")?,
+            }
             // The daemon saves its index and finishes pending uploads after the unmount: wait
             // for it, so that an ephemeral machine (a CI runner) can stop as soon as this returns.
             if let Some((pid, pending)) = daemon_pid {
@@ -300,17 +362,36 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Command::Rm { keys, at } => {
+            let door = live_door(&at)?;
+            let mut parsed = Vec::new();
+            for k in &keys {
+                match cairn::key::Key::parse(k) {
+                    Some(key) => parsed.push(key),
+                    None => bail!("{k:?} is not a key: 64 lowercase hex digits, as listed in the mount"),
+                }
+            }
+            let (removed, failed) = admin::remove_keys(&door, &parsed);
+            print_removed(&removed);
+            for f in &failed {
+                eprintln!("error: {f}");
+            }
+            if !failed.is_empty() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Stats { json, zero, at } => {
-            let mnt = live_mount(&at)?;
+            let door = live_door(&at)?;
             if zero {
-                admin::zero(&mnt).context("zeroing the statistics")?;
+                admin::zero(&door).context("zeroing the statistics")?;
                 eprintln!("statistics zeroed");
             }
-            let doc = admin::stats_json(&mnt).context("reading .cairn/stats.json")?;
+            let doc = admin::stats_json(&door).context("reading .cairn/stats.json")?;
             if json {
                 print!("{doc}");
             } else {
-                println!("cairn cache at {}", mnt.display());
+                println!("cairn cache at {}", door.describe());
                 print!("{}", admin::render(&doc).map_err(anyhow::Error::msg)?);
             }
             Ok(())
@@ -321,26 +402,23 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Evict { krate, older_than, at } => {
-            let mnt = live_mount(&at)?;
+            let door = live_door(&at)?;
             let mut removed = Vec::new();
             if let Some(name) = krate {
-                removed.extend(admin::evict_crate(&mnt, &name).with_context(|| format!("evicting crate {name}"))?);
+                removed.extend(admin::evict_crate(&door, &name).with_context(|| format!("evicting crate {name}"))?);
             }
             if let Some(age) = older_than {
                 let age = admin::parse_age(&age).map_err(anyhow::Error::msg)?;
-                removed.extend(admin::evict_older(&mnt, age).context("evicting old entries")?);
+                removed.extend(admin::evict_older(&door, age).context("evicting old entries")?);
             }
             print_removed(&removed);
             Ok(())
         }
-        Command::Doctor { s3, mount } => {
+        Command::Doctor { s3, at } => {
             let file = config::read_file(&config::config_path()?)?;
-            let mp = match mount.or(file.mount.clone()) {
-                Some(p) => p,
-                None => config::default_mountpoint()?,
-            };
+            let (mp, store) = places(at.mount, at.store)?;
             let s3 = config::resolve_s3(s3.overrides(), &file);
-            let checks = cairn::doctor::run(&mounts::absolute(&mp), s3.as_ref());
+            let checks = cairn::doctor::run(&mp, &store, s3.as_ref());
             for c in &checks {
                 println!("{:<5} {:<15} {}", if c.ok { "ok" } else { "FAIL" }, c.name, c.detail);
             }
@@ -356,11 +434,11 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Clear { yes, at } => {
-            let mnt = live_mount(&at)?;
+            let door = live_door(&at)?;
             if !yes {
-                bail!("this removes every entry in {}; run `cairn clear --yes` to do it", mnt.display());
+                bail!("this removes every entry in the cache at {}; run `cairn clear --yes` to do it", door.describe());
             }
-            print_removed(&admin::clear(&mnt).context("clearing the cache")?);
+            print_removed(&admin::clear(&door).context("clearing the cache")?);
             Ok(())
         }
     }

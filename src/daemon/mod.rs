@@ -1,12 +1,20 @@
-//! The daemon: opens the store, mounts the filesystem, and runs until unmounted or signalled.
+//! The daemon: opens the store, mounts the filesystem where FUSE can be used, serves its socket
+//! in the store folder in every case, and runs until unmounted, stopped or signalled.
+//!
+//! Two doors into one `CacheFs`: the mount, and the socket (`socket.rs`) for wrappers where
+//! FUSE cannot be used. Where it cannot (no `/dev/fuse`, one this user may not open, no
+//! `fusermount3`, a refused mount), the daemon serves the socket alone and says why in its log
+//! and in `cairn stats`.
 //!
 //! Threads: the FUSE workers (fuser's, one per core, each with its own cloned /dev/fuse fd);
-//! one that turns evictions into kernel invalidations (it must not run inside a FUSE request,
-//! where the kernel may hold the directory lock the invalidation needs); one that reaps idle
-//! temporaries; one that waits for SIGINT/SIGTERM and unmounts.
+//! the socket's listener and one per connection; one that turns evictions into kernel
+//! invalidations (it must not run inside a FUSE request, where the kernel may hold the
+//! directory lock the invalidation needs); one that reaps idle temporaries; one that waits for
+//! SIGINT/SIGTERM and unmounts (without a mount, the main thread waits for them).
 
 pub mod background;
 pub mod mounts;
+pub mod socket;
 pub mod state;
 
 use std::io;
@@ -55,6 +63,8 @@ pub struct RunOptions {
     pub passthrough: bool,
     /// FUSE worker threads.
     pub threads: usize,
+    /// Mount where FUSE can be used (false: serve the socket alone).
+    pub fuse: bool,
 }
 
 impl Default for RunOptions {
@@ -62,12 +72,13 @@ impl Default for RunOptions {
         RunOptions {
             passthrough: true,
             threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(2, 8),
+            fuse: true,
         }
     }
 }
 
-/// Mounts and serves until unmounted, then persists the index. `ready` is called once the
-/// mount is usable.
+/// Mounts (where it can) and serves until unmounted or stopped, then persists the index.
+/// `ready` is called once the daemon is usable: mounted, or its socket bound.
 pub fn run(cfg: &MountConfig, opts: RunOptions, ready: impl FnOnce()) -> Result<(), DaemonError> {
     // Block the shutdown signals before any thread exists, so only the signal thread sees them.
     let mut signals = SigSet::empty();
@@ -82,8 +93,15 @@ pub fn run(cfg: &MountConfig, opts: RunOptions, ready: impl FnOnce()) -> Result<
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 
-    prepare_mountpoint(&cfg.mountpoint)?;
+    let why_no_mount = match opts.fuse {
+        false => Some("FUSE is turned off here (--no-fuse or CAIRN_NO_FUSE)".to_string()),
+        true => mounts::fuse_unusable(),
+    };
+    if why_no_mount.is_none() {
+        prepare_mountpoint(&cfg.mountpoint)?;
+    }
     let disk = open_store(cfg)?;
+    let opts = Serve { run: opts, why_no_mount };
     match &cfg.s3 {
         None => serve(cfg, opts, Arc::new(disk), signals, ready),
         Some(s3) => {
@@ -113,10 +131,16 @@ pub fn run(cfg: &MountConfig, opts: RunOptions, ready: impl FnOnce()) -> Result<
     }
 }
 
-/// Mounts the filesystem over `store` and serves until unmounted.
+/// How to serve: the run options, and why not to mount when not.
+struct Serve {
+    run: RunOptions,
+    why_no_mount: Option<String>,
+}
+
+/// Serves `store` through the mount (where it can) and the socket, until unmounted or stopped.
 fn serve<S: Store>(
     cfg: &MountConfig,
-    opts: RunOptions,
+    opts: Serve,
     store: Arc<S>,
     signals: SigSet,
     ready: impl FnOnce(),
@@ -127,7 +151,7 @@ fn serve<S: Store>(
         FsOptions {
             uid: nix::unistd::getuid().as_raw(),
             gid: nix::unistd::getgid().as_raw(),
-            want_backing: opts.passthrough,
+            want_backing: opts.run.passthrough && opts.why_no_mount.is_none(),
         },
     ));
     state::load(&fs, &cfg.store);
@@ -139,28 +163,47 @@ fn serve<S: Store>(
     let (inval_tx, inval_rx) = mpsc::channel::<Invalidation>();
     fs.set_invalidation_sink(inval_tx);
 
-    let mut fuse_cfg = Config::default();
-    fuse_cfg.mount_options =
-        vec![MountOption::FSName("cairn".into()), MountOption::Subtype("cairn".into()), MountOption::NoAtime];
-    if cfg.allow_other {
-        fuse_cfg.acl = SessionACL::All;
-    }
-    fuse_cfg.n_threads = Some(opts.threads);
-    fuse_cfg.clone_fd = true;
-    let adapter = FuseAdapter::new(Arc::clone(&fs), opts.passthrough);
-    let mut session = Session::new(adapter, mp, &fuse_cfg)
-        .map_err(|source| DaemonError::Mount { path: mp.display().to_string(), source })?;
+    // The socket first: bound while the store is locked, so a socket file already there is a
+    // dead daemon's.
+    let bound = socket::bind(&cfg.store, cfg.allow_other)?;
+    let access = socket::Access { owner: nix::unistd::getuid().as_raw(), allow_other: cfg.allow_other };
+    let mut why_no_mount = opts.why_no_mount;
+    let session = match &why_no_mount {
+        Some(_) => None,
+        None => match mount(cfg, &opts.run, &fs) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                why_no_mount = Some(format!("mounting at {} failed: {e}", mp.display()));
+                None
+            }
+        },
+    };
+    fs.set_doors(crate::stats::Doors {
+        mount: session.as_ref().map(|_| mp.display().to_string()),
+        socket: Some(bound.path.display().to_string()),
+        why_no_mount: why_no_mount.clone(),
+    });
     let u = store.usage();
-    tracing::info!(mountpoint = %mp.display(), store = %cfg.store.display(), limit = u.limit, used = u.used, objects = u.objects, "mounted");
+    match &why_no_mount {
+        None => {
+            tracing::info!(mountpoint = %mp.display(), socket = %bound.path.display(), store = %cfg.store.display(), limit = u.limit, used = u.used, objects = u.objects, "mounted")
+        }
+        Some(why) => {
+            tracing::warn!(socket = %bound.path.display(), store = %cfg.store.display(), limit = u.limit, used = u.used, objects = u.objects, "serving without a mount, through the socket only: {why}")
+        }
+    }
+    socket::serve(Arc::clone(&fs), bound.listener.try_clone()?, access)?;
 
-    let notifier = session.notifier();
+    let notifier = session.as_ref().map(Session::notifier);
     let inval_fs = Arc::clone(&fs);
     std::thread::Builder::new().name("invalidate".into()).spawn(move || {
         for inv in inval_rx {
             // Evictions by a read-through fetch come only this way: forget the key here too.
             inval_fs.forget_name(&inv.name);
             // ENOENT means the kernel had no such entry cached: nothing to do.
-            let _ = notifier.inval_entry(INodeNo(inv.parent), &inv.name);
+            if let Some(n) = &notifier {
+                let _ = n.inval_entry(INodeNo(inv.parent), &inv.name);
+            }
         }
     })?;
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
@@ -175,25 +218,53 @@ fn serve<S: Store>(
             state::save(&reap_fs, &store_dir);
         }
     })?;
-    let mut unmounter = session.unmount_callable();
-    std::thread::Builder::new().name("signals".into()).spawn(move || {
-        if let Ok(sig) = signals.wait() {
-            tracing::info!(signal = ?sig, "unmounting on signal");
-            if let Err(e) = unmounter.unmount() {
-                tracing::warn!("unmount on signal failed: {e}");
-            }
+    let result = match session {
+        Some(mut session) => {
+            let mut unmounter = session.unmount_callable();
+            std::thread::Builder::new().name("signals".into()).spawn(move || {
+                if let Ok(sig) = signals.wait() {
+                    tracing::info!(signal = ?sig, "unmounting on signal");
+                    if let Err(e) = unmounter.unmount() {
+                        tracing::warn!("unmount on signal failed: {e}");
+                    }
+                }
+            })?;
+            ready();
+            session.run()
         }
-    })?;
-    ready();
-    let result = session.run();
+        None => {
+            ready();
+            match signals.wait() {
+                Ok(sig) => tracing::info!(signal = ?sig, "stopping on signal"),
+                Err(e) => tracing::warn!("waiting for signals failed ({e}); stopping"),
+            }
+            Ok(())
+        }
+    };
+    // No new connections from here on; the socket file goes with `bound`.
+    drop(bound);
     drop(stop_tx);
     state::save(&fs, &cfg.store);
     drop(fs);
     if let Err(e) = store.persist() {
         tracing::warn!("could not write the index snapshot ({e}); the journal still has every change");
     }
-    tracing::info!("unmounted; index saved");
+    tracing::info!("stopped; index saved");
     result.map_err(DaemonError::Io)
+}
+
+/// Mounts `fs` at the mount point.
+fn mount<S: Store>(cfg: &MountConfig, opts: &RunOptions, fs: &Arc<CacheFs<S>>) -> io::Result<Session<FuseAdapter<S>>> {
+    let mut fuse_cfg = Config::default();
+    fuse_cfg.mount_options =
+        vec![MountOption::FSName("cairn".into()), MountOption::Subtype("cairn".into()), MountOption::NoAtime];
+    if cfg.allow_other {
+        fuse_cfg.acl = SessionACL::All;
+    }
+    fuse_cfg.n_threads = Some(opts.threads);
+    fuse_cfg.clone_fd = true;
+    let adapter = FuseAdapter::new(Arc::clone(fs), opts.passthrough);
+    Session::new(adapter, &cfg.mountpoint, &fuse_cfg)
 }
 
 fn prepare_mountpoint(mp: &Path) -> Result<(), DaemonError> {

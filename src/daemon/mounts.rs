@@ -99,3 +99,36 @@ pub fn unmount(path: &Path, lazy: bool) -> io::Result<()> {
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
+
+/// Why this process cannot mount a FUSE filesystem, in words and with the cause, or `None`
+/// when it can try: the FUSE device must be there, be the FUSE device (a container may bind
+/// `/dev/null` over it), open for reading and writing, and an ordinary user needs
+/// `fusermount3`. What is left (the mount call itself may still be refused) shows when the
+/// mount is made.
+pub fn fuse_unusable() -> Option<String> {
+    use std::os::unix::fs::FileTypeExt;
+    let dev = Path::new("/dev/fuse");
+    let meta = match std::fs::metadata(dev) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Some("there is no /dev/fuse (a container or a build step without FUSE)".into())
+        }
+        Err(e) => return Some(format!("/dev/fuse cannot be examined: {e}")),
+    };
+    let rdev = std::os::unix::fs::MetadataExt::rdev(&meta);
+    // The FUSE device is character device 10:229.
+    if !meta.file_type().is_char_device() || (libc::major(rdev), libc::minor(rdev)) != (10, 229) {
+        return Some("/dev/fuse is not the FUSE device (a container that hides FUSE)".into());
+    }
+    if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open(dev) {
+        return Some(format!("/dev/fuse may not be opened by this user ({e})"));
+    }
+    if !is_root() && !on_path("fusermount3") {
+        return Some("fusermount3 is not installed (apt-get install fuse3), and only root mounts without it".into());
+    }
+    None
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+}

@@ -29,6 +29,7 @@
 
 pub mod basedir;
 pub mod cache;
+pub mod door;
 pub mod filehash;
 pub mod inputs;
 pub mod keys;
@@ -163,11 +164,12 @@ pub struct Engine<'a> {
     pub log: Option<PathBuf>,
 }
 
-/// Runs one compile through the cache of the mount (started if need be). Where there is none,
-/// the tool runs uncached and the log says why.
+/// Runs one compile through the cache: the mount, or the daemon's socket where there is no
+/// mount (the daemon started if need be). Where there is neither, the tool runs uncached and
+/// the log says why.
 pub fn run(fe: &mut dyn FrontEnd) -> i32 {
     let t0 = Instant::now();
-    match cache::MountDir::find_or_start() {
+    match door::Door::find_or_start() {
         Ok(door) => Engine { cache: &door, log: log::log_path() }.run(fe),
         Err(why) => {
             mount::warn_once(&why);
@@ -178,10 +180,10 @@ pub fn run(fe: &mut dyn FrontEnd) -> i32 {
     }
 }
 
-/// Says that a compile is not cacheable, in the log and (when there is a live mount) to the
+/// Says that a compile is not cacheable, in the log and (when a daemon is running) to the
 /// daemon, without starting one.
 pub fn not_cacheable(kind: Kind, crate_name: &str, reason: &str) {
-    if let Some(door) = cache::MountDir::live() {
+    if let Some(door) = door::Door::live() {
         door.report(&[Event::NotCacheable(reason.to_string())]);
     }
     let word = Outcome::NotCacheable(reason.to_string()).word();

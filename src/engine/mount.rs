@@ -1,11 +1,11 @@
-//! Finding the cairn mount, starting the daemon when it is not there, and saying so once.
+//! Where the cairn mount and store are, whether the mount is live, and a warning said once per
+//! build. Choosing a door and starting the daemon is `door.rs`.
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 /// `statfs` magic of FUSE filesystems.
 const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
@@ -57,51 +57,7 @@ pub fn probe(mp: &Path) -> Probe {
     }
 }
 
-/// The mount, starting the daemon (`cairn start`) if it is not running, unless
-/// `CAIRN_AUTOSTART=0`. Concurrent wrappers serialize on a lock so only one starts it.
-pub fn find_or_start() -> Result<PathBuf, String> {
-    let mp = crate::protocol::config::mountpoint().map_err(|e| e.to_string())?;
-    if probe(&mp) == Probe::Live {
-        return Ok(mp);
-    }
-    if std::env::var("CAIRN_AUTOSTART").as_deref() == Ok("0") {
-        return Err(format!("no cairn mount at {} and CAIRN_AUTOSTART=0", mp.display()));
-    }
-    let base = cache_base().ok_or("no HOME: set CAIRN_MOUNT")?;
-    std::fs::create_dir_all(&base).map_err(|e| format!("creating {}: {e}", base.display()))?;
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(base.join("autostart.lock"))
-        .map_err(|e| format!("autostart lock: {e}"))?;
-    flock(&lock);
-    // Someone else may have started it while we waited.
-    if probe(&mp) == Probe::Live {
-        return Ok(mp);
-    }
-    let cairn = daemon_binary();
-    let mut child = Command::new(&cairn)
-        .arg("start")
-        .arg(&mp)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {} start: {e}", cairn.display()))?;
-    // `cairn start` returns once the mount is ready (it waits on the daemon's readiness pipe).
-    let status = child.wait().map_err(|e| e.to_string())?;
-    if !status.success() || probe(&mp) != Probe::Live {
-        let mut err = String::new();
-        if let Some(mut s) = child.stderr.take() {
-            let _ = io::Read::read_to_string(&mut s, &mut err);
-        }
-        return Err(format!("could not start the cairn daemon ({}): {}", status, err.trim()));
-    }
-    Ok(mp)
-}
-
-fn flock(f: &File) {
+pub(super) fn flock(f: &File) {
     // SAFETY: flock on an fd we own.
     unsafe {
         libc::flock(std::os::fd::AsRawFd::as_raw_fd(f), libc::LOCK_EX);
@@ -109,7 +65,7 @@ fn flock(f: &File) {
 }
 
 /// `cairn` next to this executable, else on PATH.
-fn daemon_binary() -> PathBuf {
+pub(super) fn daemon_binary() -> PathBuf {
     if let Ok(me) = std::env::current_exe() {
         let sibling = me.with_file_name("cairn");
         if sibling.is_file() {

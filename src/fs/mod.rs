@@ -14,6 +14,7 @@
 //! (keys, temporaries) are `crate::protocol::names`, shared with the wrapper.
 
 mod commit;
+mod door;
 pub mod entries;
 pub mod error;
 mod special;
@@ -113,6 +114,8 @@ pub struct CacheFs<S: Store> {
     build_sets: Arc<Mutex<crate::build_sets::BuildSets>>,
     /// When the filesystem was made: the folders' times.
     started_ns: u64,
+    /// How the daemon is reached, for the stats.
+    doors: Mutex<crate::stats::Doors>,
 }
 
 impl<S: Store> CacheFs<S> {
@@ -136,7 +139,13 @@ impl<S: Store> CacheFs<S> {
             view: Mutex::new(special::View::default()),
             build_sets: Arc::default(),
             started_ns: now_ns(),
+            doors: Mutex::default(),
         }
+    }
+
+    /// Records how the daemon is reached (the mount, the socket, why there is no mount).
+    pub fn set_doors(&self, doors: crate::stats::Doors) {
+        *self.doors.lock().unwrap_or_else(|p| p.into_inner()) = doors;
     }
 
     /// The counters, for saving across restarts.

@@ -138,6 +138,7 @@ impl<S: Store> CacheFs<S> {
             prefetched: u.prefetched,
             s3_configured: u.remote,
             s3_problem: self.store.remote_problem(),
+            doors: self.doors.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         };
         self.stats.lock().unwrap_or_else(|p| p.into_inner()).to_json(&g)
     }

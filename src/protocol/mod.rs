@@ -10,3 +10,4 @@ pub mod frontends;
 pub mod names;
 pub mod object;
 pub mod report;
+pub mod wire;

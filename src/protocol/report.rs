@@ -5,9 +5,6 @@
 //! `write` + `close` through FUSE, tens of microseconds; failures are ignored (stats are never
 //! worth failing or slowing a build).
 
-use std::io::Write;
-use std::path::Path;
-
 use crate::key::Key;
 
 /// Which front end met the build: each is its own kind in the log, in `cairn stats` and in the
@@ -123,17 +120,9 @@ fn kind_suffix(kind: Kind) -> String {
     }
 }
 
-/// Sends one event to the daemon behind `mnt`.
-pub fn send(mnt: &Path, e: &Event) {
-    send_all(mnt, std::slice::from_ref(e));
-}
-
-/// Sends events in one write.
-pub fn send_all(mnt: &Path, events: &[Event]) {
-    if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(mnt.join(".cairn/report")) {
-        let text: String = events.iter().map(Event::to_line).collect();
-        let _ = f.write_all(text.as_bytes());
-    }
+/// Events as the text written to `.cairn/report`, one line each.
+pub fn encode(events: &[Event]) -> String {
+    events.iter().map(Event::to_line).collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,199 @@
+//! The daemon's socket: the door for wrappers where FUSE cannot be used (a `docker build`, a CI
+//! container), and for a container given the host's cache folder. It listens at
+//! `<store>/cairn.sock` whether or not the daemon is mounted, and turns each request
+//! (`protocol::wire`) into the `CacheFs` calls of `fs::door` — the mount's own rules.
+//!
+//! Trust is the mount's: the socket file is the owner's alone (mode 0600) unless the daemon
+//! runs with `--allow-other` (0666), and whatever the mode, the peer's credentials are read
+//! from the kernel (`SO_PEERCRED`), never taken from the request: only the owner and root may
+//! change the cache, other users may read and report (and reach it at all only under
+//! `--allow-other`). One thread per connection; a wrapper holds one connection for its life.
+
+use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::fs::{CacheFs, FsError};
+use crate::key::Key;
+use crate::protocol::wire::{self, Op};
+use crate::store::Store;
+
+/// Who may use the socket.
+#[derive(Debug, Clone, Copy)]
+pub struct Access {
+    /// The daemon's user: the store's owner.
+    pub owner: u32,
+    /// Other users may connect (to read and report), as `--allow-other` lets them use the mount.
+    pub allow_other: bool,
+}
+
+/// A bound socket, removed from the folder when dropped.
+pub struct Bound {
+    pub listener: UnixListener,
+    pub path: PathBuf,
+}
+
+impl Drop for Bound {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Binds `<store>/cairn.sock`. The caller holds the store's lock, so a socket file already
+/// there is a dead daemon's and is replaced.
+pub fn bind(store: &Path, allow_other: bool) -> io::Result<Bound> {
+    let path = wire::socket_path(store);
+    match std::fs::remove_file(&path) {
+        Ok(()) => tracing::info!(socket = %path.display(), "replaced the socket of a daemon that did not stop cleanly"),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let (addr, _dir) = wire::addressable(&path)?;
+    let listener = UnixListener::bind(addr)?;
+    let mode = if allow_other { 0o666 } else { 0o600 };
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+    Ok(Bound { listener, path })
+}
+
+/// Accepts connections until the process ends, each served on its own thread.
+pub fn serve<S: Store>(fs: Arc<CacheFs<S>>, listener: UnixListener, access: Access) -> io::Result<()> {
+    std::thread::Builder::new().name("socket".into()).spawn(move || {
+        for conn in listener.incoming() {
+            let stream = match conn {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("socket accept failed: {e}");
+                    continue;
+                }
+            };
+            let fs = Arc::clone(&fs);
+            let spawned = std::thread::Builder::new().name("socket-conn".into()).spawn(move || {
+                if let Err(e) = connection(&fs, &stream, access) {
+                    tracing::debug!("socket connection ended: {e}");
+                }
+            });
+            if let Err(e) = spawned {
+                tracing::warn!("no thread for a socket connection: {e}");
+            }
+        }
+    })?;
+    Ok(())
+}
+
+/// The peer's user, from the kernel.
+fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: a valid socket, and an out-buffer of the length given.
+    let r = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(stream),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(cred.uid)
+}
+
+fn connection<S: Store>(fs: &CacheFs<S>, stream: &UnixStream, access: Access) -> io::Result<()> {
+    let uid = peer_uid(stream)?;
+    let welcome = uid == access.owner || uid == 0 || access.allow_other;
+    if !welcome {
+        tracing::warn!(uid, "refused a socket connection from another user (the daemon runs without --allow-other)");
+    }
+    let mut r = stream;
+    while let Some((lead, len)) = wire::read_head(&mut r)? {
+        let op = Op::from_u8(lead);
+        let reply = match (welcome, op) {
+            (false, _) => {
+                drain(&mut r, len)?;
+                Err(FsError::Denied)
+            }
+            (true, None) => {
+                drain(&mut r, len)?;
+                Err(FsError::Io(libc::ENOSYS))
+            }
+            (true, Some(Op::Put)) => put(fs, uid, &mut r, len),
+            (true, Some(op)) => {
+                let body = wire::read_body(&mut r, len)?;
+                request(fs, uid, op, &body)
+            }
+        };
+        let mut w = stream;
+        match reply {
+            Ok(bytes) => wire::write_frame(&mut w, 0, &[&bytes])?,
+            Err(e) => wire::write_frame(&mut w, 1, &[&wire::error_body(e.errno(), &e.to_string())])?,
+        }
+        if welcome && op == Some(Op::Stop) {
+            tracing::info!(uid, "stopping: asked through the socket");
+            // The same path as `kill -TERM`: the signal thread unmounts (or ends the
+            // socket-only wait), then the index is saved and uploads drain.
+            // SAFETY: raising a signal at our own process.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGTERM);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn drain(r: &mut &UnixStream, len: u64) -> io::Result<()> {
+    io::copy(&mut r.take(len), &mut io::sink())?;
+    Ok(())
+}
+
+fn request<S: Store>(fs: &CacheFs<S>, uid: u32, op: Op, body: &[u8]) -> Result<Vec<u8>, FsError> {
+    let text = |b: &[u8]| std::str::from_utf8(b).map(str::to_string).map_err(|_| FsError::InvalidName);
+    match op {
+        Op::Read => fs.read_path(&text(body)?),
+        Op::Append => {
+            let (path, data) = wire::split_path(body).map_err(|_| FsError::InvalidName)?;
+            fs.append_path(uid, path, data).map(|()| Vec::new())
+        }
+        Op::Remove => fs.remove_path(uid, &text(body)?).map(|()| Vec::new()),
+        Op::List => fs.list_path(&text(body)?).map(|l| wire::encode_list(&l)),
+        Op::Xattr => {
+            let (path, name) = wire::split_path(body).map_err(|_| FsError::InvalidName)?;
+            fs.xattr_path(path, &text(name)?)?.ok_or(FsError::Io(libc::ENODATA))
+        }
+        Op::Stop => fs.may_change(uid, None).map(|()| Vec::new()),
+        Op::Put => unreachable!("PUT streams its body: put()"),
+    }
+}
+
+/// A `PUT`: the object's bytes go from the socket to the temporary a megabyte at a time, never
+/// whole in memory.
+fn put<S: Store>(fs: &CacheFs<S>, uid: u32, r: &mut &UnixStream, len: u64) -> Result<Vec<u8>, FsError> {
+    if len < 33 {
+        drain(r, len)?;
+        return Err(FsError::InvalidName);
+    }
+    let mut head = [0u8; 33];
+    r.read_exact(&mut head)?;
+    let key = Key(head[..32].try_into().expect("32 bytes"));
+    let replace = head[32] != 0;
+    let mut left = len - 33;
+    let result = {
+        let mut next = |buf: &mut Vec<u8>| -> io::Result<bool> {
+            let n = left.min(1 << 20);
+            r.take(n).read_to_end(buf)?;
+            if (buf.len() as u64) < n {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            left -= n;
+            Ok(left > 0)
+        };
+        fs.put_bytes(uid, &key, &mut next, replace)
+    };
+    // A refusal comes before the bytes are read: read them anyway, so the next request
+    // starts where it should.
+    drain(r, left)?;
+    result.map(|()| Vec::new())
+}

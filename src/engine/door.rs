@@ -1,0 +1,270 @@
+//! The two doors into the daemon, as the wrapper and the admin commands see them: the FUSE
+//! mount, where there is one, and the daemon's socket in the store folder, where there is not
+//! (`protocol::wire`). Both reach the same daemon and the same rules; a [`Door`] offers the
+//! file operations every caller needs, whichever door it is, and is the engine's [`Cache`].
+//!
+//! Which door: a live mount first (one `statfs`), then the socket (one `connect`); with
+//! neither, the daemon is started (`cairn start`, which mounts where FUSE works and serves the
+//! socket alone where it does not) and both are tried again.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::cache::Cache;
+use super::mount;
+use crate::key::Key;
+use crate::protocol::names::temp_name_for;
+use crate::protocol::report::{self, Event};
+use crate::protocol::wire::{self, Listed, Op};
+
+/// A way into the daemon.
+pub enum Door {
+    /// The FUSE mount at this path.
+    Mount(PathBuf),
+    /// The daemon's socket, connected, and the store folder it is in.
+    Socket { stream: UnixStream, store: PathBuf },
+}
+
+impl Door {
+    /// The mount if it is live, else the socket of the store if a daemon answers there; never
+    /// starts a daemon.
+    pub fn live() -> Option<Door> {
+        Door::at(mount::mountpoint().as_deref(), mount::store_dir().as_deref())
+    }
+
+    /// Like [`live`](Self::live) for a given mount point and store folder.
+    pub fn at(mountpoint: Option<&Path>, store: Option<&Path>) -> Option<Door> {
+        if let Some(mp) = mountpoint.filter(|m| mount::probe(m) == mount::Probe::Live) {
+            return Some(Door::Mount(mp.to_path_buf()));
+        }
+        let store = store?;
+        let stream = wire::connect(store).ok()?;
+        Some(Door::Socket { stream, store: store.to_path_buf() })
+    }
+
+    /// A live door, starting the daemon when there is none (unless `CAIRN_AUTOSTART=0`).
+    /// Concurrent wrappers serialize on a lock so that only one starts it.
+    pub fn find_or_start() -> Result<Door, String> {
+        let mp = crate::protocol::config::mountpoint().map_err(|e| e.to_string())?;
+        let store = crate::protocol::config::store().map_err(|e| e.to_string())?;
+        if let Some(d) = Door::at(Some(&mp), Some(&store)) {
+            return Ok(d);
+        }
+        if std::env::var("CAIRN_AUTOSTART").as_deref() == Ok("0") {
+            return Err(format!(
+                "no cairn mount at {} nor daemon socket at {}, and CAIRN_AUTOSTART=0",
+                mp.display(),
+                wire::socket_path(&store).display()
+            ));
+        }
+        let base = mount::cache_base().ok_or("no HOME: set CAIRN_MOUNT and CAIRN_STORE")?;
+        fs::create_dir_all(&base).map_err(|e| format!("creating {}: {e}", base.display()))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(base.join("autostart.lock"))
+            .map_err(|e| format!("autostart lock: {e}"))?;
+        mount::flock(&lock);
+        // Someone else may have started it while we waited.
+        if let Some(d) = Door::at(Some(&mp), Some(&store)) {
+            return Ok(d);
+        }
+        let cairn = mount::daemon_binary();
+        let mut child = Command::new(&cairn)
+            .arg("start")
+            .arg(&mp)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run {} start: {e}", cairn.display()))?;
+        // `cairn start` returns once the daemon is ready (it waits on the daemon's readiness
+        // pipe): mounted, or serving its socket where FUSE cannot be used.
+        let status = child.wait().map_err(|e| e.to_string())?;
+        if let (true, Some(d)) = (status.success(), Door::at(Some(&mp), Some(&store))) {
+            return Ok(d);
+        }
+        let mut err = String::new();
+        if let Some(mut s) = child.stderr.take() {
+            let _ = io::Read::read_to_string(&mut s, &mut err);
+        }
+        Err(format!("could not start the cairn daemon ({}): {}", status, err.trim()))
+    }
+
+    /// Where this door is, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Door::Mount(mp) => format!("mount {}", mp.display()),
+            Door::Socket { store, .. } => format!("socket {}", wire::socket_path(store).display()),
+        }
+    }
+
+    /// One request through the socket; the reply's body, or its error.
+    fn call(stream: &UnixStream, op: Op, parts: &[&[u8]]) -> io::Result<Vec<u8>> {
+        let mut s = stream;
+        wire::write_frame(&mut s, op as u8, parts)?;
+        let (status, len) = wire::read_head(&mut s)?.ok_or(io::ErrorKind::UnexpectedEof)?;
+        let body = wire::read_body(&mut s, len)?;
+        match status {
+            0 => Ok(body),
+            _ => Err(wire::parse_error(&body)),
+        }
+    }
+
+    /// The bytes of the file at `rel` (relative to the mount root: `<key>`, `.cairn/stats.json`).
+    pub fn read(&self, rel: &str) -> io::Result<Vec<u8>> {
+        match self {
+            Door::Mount(mp) => fs::read(mp.join(rel)),
+            Door::Socket { stream, .. } => Door::call(stream, Op::Read, &[rel.as_bytes()]),
+        }
+    }
+
+    /// Appends to a write-only special file (`.cairn/report`, `.cairn/control`).
+    pub fn append(&self, rel: &str, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Door::Mount(mp) => OpenOptions::new().append(true).open(mp.join(rel))?.write_all(bytes),
+            Door::Socket { stream, .. } => {
+                Door::call(stream, Op::Append, &[&wire::path_prefix(rel)?, rel.as_bytes(), bytes]).map(drop)
+            }
+        }
+    }
+
+    /// Commits bytes under a key. `replace` swaps out an existing object with different bytes
+    /// (manifests); otherwise the first writer's bytes stay and this is not an error.
+    pub fn put(&self, key: &Key, bytes: &[u8], replace: bool) -> io::Result<()> {
+        match self {
+            Door::Mount(mp) => put_file(mp, key, bytes, replace),
+            Door::Socket { stream, .. } => {
+                Door::call(stream, Op::Put, &[&wire::put_head(key, replace), bytes]).map(drop)
+            }
+        }
+    }
+
+    /// Removes a file: an object by its key (locally and in the bucket, as `rm` does).
+    pub fn remove(&self, rel: &str) -> io::Result<()> {
+        match self {
+            Door::Mount(mp) => fs::remove_file(mp.join(rel)),
+            Door::Socket { stream, .. } => Door::call(stream, Op::Remove, &[rel.as_bytes()]).map(drop),
+        }
+    }
+
+    /// The entries of a folder (`""` for the root), without `.` and `..`.
+    pub fn list(&self, rel: &str) -> io::Result<Vec<Listed>> {
+        match self {
+            Door::Mount(mp) => {
+                let mut out = Vec::new();
+                for e in fs::read_dir(mp.join(rel))? {
+                    let e = e?;
+                    let m = e.metadata()?;
+                    let mtime_ns = m
+                        .modified()
+                        .ok()
+                        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                        .map(|d| d.as_nanos() as u64)
+                        .unwrap_or(0);
+                    out.push(Listed { name: e.file_name().to_string_lossy().into_owned(), size: m.len(), mtime_ns });
+                }
+                Ok(out)
+            }
+            Door::Socket { stream, .. } => wire::decode_list(&Door::call(stream, Op::List, &[rel.as_bytes()])?),
+        }
+    }
+
+    /// An extended attribute of a file (`user.cairn.crate`), when it has it.
+    pub fn xattr(&self, rel: &str, name: &str) -> Option<Vec<u8>> {
+        match self {
+            Door::Mount(mp) => getxattr(&mp.join(rel), name),
+            Door::Socket { stream, .. } => {
+                Door::call(stream, Op::Xattr, &[&wire::path_prefix(rel).ok()?, rel.as_bytes(), name.as_bytes()]).ok()
+            }
+        }
+    }
+
+    /// Asks a daemon without a mount to stop (as SIGTERM does); it drains its uploads first.
+    pub fn stop(&self) -> io::Result<()> {
+        match self {
+            Door::Mount(mp) => Err(io::Error::other(format!("{} is a mount: unmount it", mp.display()))),
+            Door::Socket { stream, .. } => Door::call(stream, Op::Stop, &[]).map(drop),
+        }
+    }
+
+    fn warn_gone(&self, e: &io::Error) {
+        let gone = match self {
+            Door::Mount(_) => e.raw_os_error() == Some(libc::ENOTCONN),
+            Door::Socket { .. } => matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof
+            ),
+        };
+        if gone {
+            mount::warn_once("the cairn daemon stopped answering (killed?)");
+        }
+    }
+}
+
+impl Cache for Door {
+    fn get(&self, key: &Key) -> Option<Vec<u8>> {
+        match self.read(&key.to_hex()) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                self.warn_gone(&e);
+                None
+            }
+        }
+    }
+
+    fn put(&self, key: &Key, bytes: &[u8], replace: bool) -> io::Result<()> {
+        Door::put(self, key, bytes, replace).inspect_err(|e| self.warn_gone(e))
+    }
+
+    fn remove(&self, key: &Key) {
+        let _ = Door::remove(self, &key.to_hex());
+    }
+
+    fn report(&self, events: &[Event]) {
+        let _ = self.append(".cairn/report", report::encode(events).as_bytes());
+    }
+}
+
+/// Commits bytes under a key in a folder that speaks the mount's protocol: write a temporary,
+/// rename it onto the key.
+fn put_file(dir: &Path, key: &Key, bytes: &[u8], replace: bool) -> io::Result<()> {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let tmp = dir.join(temp_name_for(key, std::process::id(), nanos));
+    let dest = dir.join(key.to_hex());
+    let result = (|| {
+        fs::write(&tmp, bytes)?;
+        match fs::rename(&tmp, &dest) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && replace => {
+                // Another dependency set was recorded first; ours is newer. A reader that looks
+                // in between sees no manifest: a miss, never a wrong hit.
+                let _ = fs::remove_file(&dest);
+                fs::rename(&tmp, &dest)
+            }
+            // Someone stored different bytes for the same result key (a compile that is not
+            // bit-for-bit reproducible): theirs stays, ours is dropped.
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            other => other,
+        }
+    })();
+    let _ = fs::remove_file(&tmp);
+    result
+}
+
+fn getxattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    let n = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: valid C strings and a buffer of the length given.
+    let len = unsafe { libc::getxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if len < 0 {
+        return None;
+    }
+    buf.truncate(len as usize);
+    Some(buf)
+}

@@ -1,0 +1,276 @@
+//! The daemon's second door: a Unix socket in the store folder, for machines where FUSE cannot
+//! be used (a `docker build`, a CI container). This is the format both ends speak; the client
+//! is `engine::door`, the server `daemon::socket`, and the rules behind every request are the
+//! mount's own (`fs::door` calls the same `CacheFs` methods a FUSE request does).
+//!
+//! The requests are the file operations the wrapper and the admin commands make through a
+//! mount, named by a path relative to the mount root (`<key>`, `.cairn/report`,
+//! `by-crate/<crate>`):
+//!
+//! ```text
+//! request:  u64 length | u8 op | body                 (little-endian; length counts op + body)
+//! reply:    u64 length | u8 status | body             (status 0: ok; 1: error, body = i32 errno | text)
+//! ```
+//!
+//! | op | body | ok reply |
+//! |---|---|---|
+//! | `READ` | path | the file's bytes |
+//! | `APPEND` | u16 path length, path, bytes | empty |
+//! | `PUT` | 32-byte key, u8 replace, bytes | empty |
+//! | `REMOVE` | path | empty |
+//! | `LIST` | path | entries: u16 name length, name, u64 size, u64 mtime (ns) |
+//! | `XATTR` | u16 path length, path, name | the value |
+//! | `STOP` | — | empty (the daemon then stops as on SIGTERM) |
+//!
+//! One connection carries any number of requests, one at a time.
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use crate::key::Key;
+
+/// The socket's file name in the store folder.
+pub const SOCKET_NAME: &str = "cairn.sock";
+
+/// Longest request or reply body; far above any object (the store's limit bounds those), and
+/// a guard against a length that is not one.
+pub const MAX_FRAME: u64 = 1 << 40;
+
+/// What a request asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Op {
+    Read = 1,
+    Append = 2,
+    Put = 3,
+    Remove = 4,
+    List = 5,
+    Xattr = 6,
+    Stop = 7,
+}
+
+impl Op {
+    pub fn from_u8(b: u8) -> Option<Op> {
+        Some(match b {
+            1 => Op::Read,
+            2 => Op::Append,
+            3 => Op::Put,
+            4 => Op::Remove,
+            5 => Op::List,
+            6 => Op::Xattr,
+            7 => Op::Stop,
+            _ => return None,
+        })
+    }
+}
+
+/// The socket of the store at `store`.
+pub fn socket_path(store: &Path) -> PathBuf {
+    store.join(SOCKET_NAME)
+}
+
+/// A path the kernel takes as a socket address: `sun_path` holds 107 bytes, so a longer one
+/// is reached through the folder's descriptor (`/proc/self/fd/N/cairn.sock`). The descriptor
+/// must stay open while the address is used; it is returned with the address.
+pub fn addressable(path: &Path) -> io::Result<(PathBuf, Option<std::fs::File>)> {
+    if path.as_os_str().len() < 100 {
+        return Ok((path.to_path_buf(), None));
+    }
+    let dir = path.parent().ok_or_else(|| io::Error::other("a socket path needs a folder"))?;
+    let name = path.file_name().ok_or_else(|| io::Error::other("a socket path needs a name"))?;
+    let fd = std::fs::File::open(dir)?;
+    let short = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))).join(name);
+    Ok((short, Some(fd)))
+}
+
+/// Connects to the daemon serving `store`.
+pub fn connect(store: &Path) -> io::Result<UnixStream> {
+    let (addr, _dir) = addressable(&socket_path(store))?;
+    UnixStream::connect(addr)
+}
+
+/// Writes one frame: its length, a leading byte, then the parts.
+pub fn write_frame(w: &mut impl Write, lead: u8, parts: &[&[u8]]) -> io::Result<()> {
+    let len = 1 + parts.iter().map(|p| p.len() as u64).sum::<u64>();
+    let mut head = [0u8; 9];
+    head[..8].copy_from_slice(&len.to_le_bytes());
+    head[8] = lead;
+    w.write_all(&head)?;
+    for p in parts {
+        w.write_all(p)?;
+    }
+    w.flush()
+}
+
+/// Reads one frame's head: its leading byte and how many body bytes follow. `None` at a clean
+/// end of stream (the peer closed between frames).
+pub fn read_head(r: &mut impl Read) -> io::Result<Option<(u8, u64)>> {
+    let mut head = [0u8; 9];
+    let mut got = 0;
+    while got < head.len() {
+        match r.read(&mut head[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let len = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
+    if len == 0 || len > MAX_FRAME {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("bad frame length {len}")));
+    }
+    Ok(Some((head[8], len - 1)))
+}
+
+/// Reads `len` bytes.
+pub fn read_body(r: &mut impl Read, len: u64) -> io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    r.take(len).read_to_end(&mut body)?;
+    if body.len() as u64 != len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(body)
+}
+
+/// A body that starts with a u16-length-prefixed path: the path and the rest.
+pub fn split_path(body: &[u8]) -> io::Result<(&str, &[u8])> {
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "bad path in request");
+    let n = u16::from_le_bytes(body.get(..2).ok_or_else(bad)?.try_into().expect("2 bytes")) as usize;
+    let path = body.get(2..2 + n).ok_or_else(bad)?;
+    Ok((std::str::from_utf8(path).map_err(|_| bad())?, &body[2 + n..]))
+}
+
+/// The u16 length of a path, as its prefix.
+pub fn path_prefix(path: &str) -> io::Result<[u8; 2]> {
+    u16::try_from(path.len())
+        .map(u16::to_le_bytes)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path too long"))
+}
+
+/// An error reply's body: the errno and a sentence.
+pub fn error_body(errno: i32, text: &str) -> Vec<u8> {
+    let mut b = errno.to_le_bytes().to_vec();
+    b.extend_from_slice(text.as_bytes());
+    b
+}
+
+/// An error reply's body as an `io::Error` whose kind follows the errno.
+pub fn parse_error(body: &[u8]) -> io::Error {
+    let errno = body.get(..4).map(|b| i32::from_le_bytes(b.try_into().expect("4 bytes"))).unwrap_or(libc::EIO);
+    let text = String::from_utf8_lossy(body.get(4..).unwrap_or_default()).into_owned();
+    let kind = io::Error::from_raw_os_error(errno).kind();
+    if text.is_empty() {
+        io::Error::from_raw_os_error(errno)
+    } else {
+        io::Error::new(kind, format!("{text} (errno {errno})"))
+    }
+}
+
+/// The errno carried by an error from [`parse_error`], read back from its kind.
+pub fn errno_of(e: &io::Error) -> Option<i32> {
+    e.raw_os_error().or(match e.kind() {
+        io::ErrorKind::NotFound => Some(libc::ENOENT),
+        io::ErrorKind::AlreadyExists => Some(libc::EEXIST),
+        io::ErrorKind::PermissionDenied => Some(libc::EACCES),
+        _ => None,
+    })
+}
+
+/// One listed entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub name: String,
+    pub size: u64,
+    pub mtime_ns: u64,
+}
+
+/// Encodes a listing.
+pub fn encode_list(entries: &[Listed]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(entries.len() * 84);
+    for e in entries {
+        let name = &e.name.as_bytes()[..e.name.len().min(u16::MAX as usize)];
+        b.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        b.extend_from_slice(name);
+        b.extend_from_slice(&e.size.to_le_bytes());
+        b.extend_from_slice(&e.mtime_ns.to_le_bytes());
+    }
+    b
+}
+
+/// Decodes a listing.
+pub fn decode_list(mut b: &[u8]) -> io::Result<Vec<Listed>> {
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let (name, rest) = split_path(b)?;
+        let nums = rest.get(..16).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "short listing"))?;
+        out.push(Listed {
+            name: name.to_string(),
+            size: u64::from_le_bytes(nums[..8].try_into().expect("8 bytes")),
+            mtime_ns: u64::from_le_bytes(nums[8..].try_into().expect("8 bytes")),
+        });
+        b = &rest[16..];
+    }
+    Ok(out)
+}
+
+/// A `PUT` body's head: the key and whether to replace.
+pub fn put_head(key: &Key, replace: bool) -> [u8; 33] {
+    let mut h = [0u8; 33];
+    h[..32].copy_from_slice(&key.0);
+    h[32] = replace as u8;
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_a_bad_length_is_refused() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, Op::Append as u8, &[&path_prefix(".cairn/report").unwrap(), b".cairn/report", b"x\n"])
+            .unwrap();
+        let mut r = &buf[..];
+        let (op, len) = read_head(&mut r).unwrap().unwrap();
+        assert_eq!(Op::from_u8(op), Some(Op::Append));
+        let body = read_body(&mut r, len).unwrap();
+        assert_eq!(split_path(&body).unwrap(), (".cairn/report", &b"x\n"[..]));
+        assert!(read_head(&mut r).unwrap().is_none(), "a clean end between frames");
+
+        let mut huge = (MAX_FRAME + 1).to_le_bytes().to_vec();
+        huge.push(1);
+        assert_eq!(read_head(&mut &huge[..]).unwrap_err().kind(), io::ErrorKind::InvalidData);
+        assert_eq!(read_head(&mut &buf[..5]).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(read_body(&mut &b"ab"[..], 3).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn listings_and_errors_round_trip() {
+        let l = vec![
+            Listed { name: "a".repeat(64), size: 7, mtime_ns: 9 },
+            Listed { name: "serde".into(), size: 0, mtime_ns: u64::MAX },
+        ];
+        assert_eq!(decode_list(&encode_list(&l)).unwrap(), l);
+        assert!(decode_list(&encode_list(&l)[..10]).is_err());
+        let e = parse_error(&error_body(libc::ENOENT, "no such object"));
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert_eq!(errno_of(&e), Some(libc::ENOENT));
+        assert!(e.to_string().contains("no such object"));
+    }
+
+    #[test]
+    fn a_long_socket_path_is_reached_through_its_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("d".repeat(120));
+        std::fs::create_dir_all(&deep).unwrap();
+        let path = socket_path(&deep);
+        let (addr, fd) = addressable(&path).unwrap();
+        assert!(fd.is_some() && addr.as_os_str().len() < 100, "{addr:?}");
+        let listener = std::os::unix::net::UnixListener::bind(&addr).unwrap();
+        assert!(path.exists(), "the socket is in the named folder");
+        let _client = connect(&deep).unwrap();
+        let _ = listener.accept().unwrap();
+    }
+}
