@@ -1,12 +1,14 @@
 //! Build scripts and the C they compile (fixture: csys.rs). A warm build runs no build script
 //! and no C compiler; every change to a script's inputs reruns exactly that script and gives
 //! what plain cargo gives from clean; a failing script is never replayed; `rm` of one entry
-//! reruns just that script.
+//! reruns just that script. The warm build and the other checkout run through the socket too,
+//! where FUSE cannot be used.
 
 use std::process::Command;
 
+use crate::common::Via;
 use crate::csys::{
-    cargo, clean_build_run, count_lines, csys, lock, log_path, mount, mycc_log, runs_file, write, write_mycc,
+    cargo, clean_build_run, count_lines, csys, lock, log_path, mount, mount_via, mycc_log, runs_file, write, write_mycc,
 };
 use crate::workspace::{ok, read_log_all, Line};
 
@@ -18,8 +20,17 @@ fn no_tweak(_: &mut Command) {}
 
 #[test]
 fn a_warm_build_runs_no_build_script_and_no_c_compiler() {
+    warm_no_script("a_warm_build_runs_no_build_script_and_no_c_compiler", Via::Mount);
+}
+
+#[test]
+fn without_fuse_a_warm_build_runs_no_build_script_and_no_c_compiler() {
+    warm_no_script("without_fuse_a_warm_build_runs_no_build_script_and_no_c_compiler", Via::Socket);
+}
+
+fn warm_no_script(test: &str, via: Via) {
     let _g = lock();
-    let Some(m) = mount("a_warm_build_runs_no_build_script_and_no_c_compiler") else { return };
+    let Some(m) = mount_via(test, via) else { return };
     let plain = clean_build_run(None, "t-plain", "app", &log_path("plain"), &no_tweak);
     let cold = clean_build_run(Some(&m), "t-cairn", "app", &log_path("cold"), &no_tweak);
     assert_eq!(cold, plain);
@@ -229,8 +240,17 @@ fn a_cmake_script_is_replayed_and_its_objects_are_cached_when_it_runs() {
 /// prefixes, `-ffile-prefix-map`), no C compiler runs, and the program is plain cargo's.
 #[test]
 fn real_sys_crates_in_another_checkout_run_no_script_and_no_c_compiler() {
+    another_checkout("real_sys_crates_in_another_checkout_run_no_script_and_no_c_compiler", Via::Mount);
+}
+
+#[test]
+fn without_fuse_real_sys_crates_in_another_checkout_run_no_script_and_no_c_compiler() {
+    another_checkout("without_fuse_real_sys_crates_in_another_checkout_run_no_script_and_no_c_compiler", Via::Socket);
+}
+
+fn another_checkout(test: &str, via: Via) {
     let _g = lock();
-    let Some(m) = mount("real_sys_crates_in_another_checkout_run_no_script_and_no_c_compiler") else { return };
+    let Some(m) = mount_via(test, via) else { return };
     let plain = clean_build_run(None, "t-plain", "heavy", &log_path("second-plain"), &no_tweak);
     clean_build_run(Some(&m), "t-cairn", "heavy", &log_path("second-first"), &no_tweak);
     let second = csys().root.parent().unwrap().join("elsewhere/checkout");

@@ -70,6 +70,49 @@ pub fn is_root(test: &str, for_what: &str) -> bool {
     false
 }
 
+/// Which of the daemon's doors a test's builds go through: its FUSE mount, or its socket in a
+/// mount namespace where `/dev/fuse` is `/dev/null` (what a container without FUSE sees).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    Mount,
+    Socket,
+}
+
+/// Whether `test` can make a mount namespace without FUSE (it needs root and `unshare`); if
+/// not, it is [`skip`]ped.
+pub fn can_hide_fuse(test: &str) -> bool {
+    if !is_root(test, "to make a mount namespace without FUSE (unshare -m)") {
+        return false;
+    }
+    if Command::new("unshare").arg("--version").output().is_err() {
+        skip(test, "unshare (util-linux) is not installed");
+        return false;
+    }
+    true
+}
+
+/// `c`, run in a new mount namespace whose `/dev/fuse` is `/dev/null`: a FUSE mount cannot be
+/// made there, as in a `docker build` step or a CI container. Mounts made outside before it
+/// starts stay visible, as a bind mount of a host folder would.
+pub fn without_fuse(c: &Command) -> Command {
+    let mut w = Command::new("unshare");
+    w.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg("mount --bind /dev/null /dev/fuse && exec \"$@\"")
+        .arg("sh")
+        .arg(c.get_program())
+        .args(c.get_args());
+    if let Some(d) = c.get_current_dir() {
+        w.current_dir(d);
+    }
+    for (k, v) in c.get_envs() {
+        match v {
+            Some(v) => w.env(k, v),
+            None => w.env_remove(k),
+        };
+    }
+    w
+}
+
 /// Starts a mount, or, where it cannot, [`skip`]s the test and returns `None`.
 pub fn mount(test: &str, limit: &str) -> Option<Mount> {
     mount_with(test, limit, &[])
@@ -93,7 +136,24 @@ pub fn mount_store_with_env(
     flags: &[&str],
     env: &[(String, String)],
 ) -> Option<Mount> {
-    if !can_mount(test) {
+    mount_via(test, store, limit, flags, env, Via::Mount)
+}
+
+/// Like [`mount_store_with_env`], through the given door: with [`Via::Socket`], the daemon
+/// starts in a namespace without FUSE, so it serves its socket alone.
+pub fn mount_via(
+    test: &str,
+    store: Option<&Path>,
+    limit: &str,
+    flags: &[&str],
+    env: &[(String, String)],
+    via: Via,
+) -> Option<Mount> {
+    let can = match via {
+        Via::Mount => can_mount(test),
+        Via::Socket => can_hide_fuse(test),
+    };
+    if !can {
         return None;
     }
     let dir = tempfile::Builder::new().prefix("cairn-fuse-").tempdir().unwrap();
@@ -105,6 +165,7 @@ pub fn mount_store_with_env(
         flags: flags.iter().map(|s| s.to_string()).collect(),
         env: Vec::new(),
         child: None,
+        via,
         _dir: dir,
     };
     m.env = env.to_vec();
@@ -122,6 +183,8 @@ pub struct Mount {
     /// Extra environment for the daemon (S3 credentials).
     pub env: Vec<(String, String)>,
     child: Option<Child>,
+    /// Which door the daemon offers the builds.
+    pub via: Via,
     _dir: tempfile::TempDir,
 }
 
@@ -135,15 +198,7 @@ impl Mount {
         let wfd = w.as_raw_fd();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
-        // SAFETY: fcntl is async-signal-safe and touches only the child's descriptor table.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-                libc::fcntl(wfd, libc::F_SETFD, 0);
-                Ok(())
-            });
-        }
-        let child = cmd
-            .arg("mount")
+        cmd.arg("mount")
             .arg("--store")
             .arg(&self.store)
             .arg("--max-size")
@@ -156,24 +211,65 @@ impl Mount {
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env_remove("CAIRN_MOUNT")
             .env_remove("CAIRN_STORE")
-            .env_remove("CAIRN_MAX_SIZE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawning cairn");
+            .env_remove("CAIRN_MAX_SIZE");
+        if self.via == Via::Socket {
+            cmd = without_fuse(&cmd);
+        }
+        // SAFETY: fcntl is async-signal-safe and touches only the child's descriptor table.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                libc::fcntl(wfd, libc::F_SETFD, 0);
+                Ok(())
+            });
+        }
+        let child =
+            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(log)).spawn().expect("spawning cairn");
         drop(w);
         let mut buf = String::new();
         std::fs::File::from(r).read_to_string(&mut buf).unwrap();
         assert_eq!(buf.trim(), "ok", "daemon did not become ready; log:\n{}", self.log_text());
         self.child = Some(child);
+        if self.via == Via::Socket {
+            // The test is only worth its name if the daemon found no FUSE and said so.
+            let doors = &self.stats()["doors"];
+            assert!(doors["mount"].is_null(), "the daemon mounted where FUSE was hidden: {doors}");
+            let why = doors["why_no_mount"].as_str().unwrap_or_default();
+            assert!(why.contains("not the FUSE device"), "{doors}");
+        }
+    }
+
+    /// Runs `cairn ARGS` against this daemon (its mount or its socket); insists it succeeds.
+    pub fn cairn(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(args)
+            .env("CAIRN_MOUNT", &self.mnt)
+            .env("CAIRN_STORE", &self.store)
+            .env("CAIRN_CONFIG", "/nonexistent/cairn.toml")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cairn {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The daemon's stats document, through whichever door it has.
+    pub fn stats(&self) -> serde_json::Value {
+        serde_json::from_str(&self.cairn(&["stats", "--json"])).unwrap()
     }
 
     /// Unmounts cleanly and waits for the daemon to exit (it saves its index first).
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else { return };
-        let out = Command::new("fusermount3").arg("-u").arg(&self.mnt).output().unwrap();
-        assert!(out.status.success(), "fusermount3 -u: {}", String::from_utf8_lossy(&out.stderr));
+        let out = match self.via {
+            Via::Mount => Command::new("fusermount3").arg("-u").arg(&self.mnt).output().unwrap(),
+            Via::Socket => Command::new(env!("CARGO_BIN_EXE_cairn"))
+                .args(["stop", "--store"])
+                .arg(&self.store)
+                .arg(&self.mnt)
+                .env("CAIRN_CONFIG", "/nonexistent/cairn.toml")
+                .output()
+                .unwrap(),
+        };
+        assert!(out.status.success(), "stopping the daemon: {}", String::from_utf8_lossy(&out.stderr));
         let status = child.wait().unwrap();
         assert!(status.success(), "daemon exited with {status}; log:\n{}", self.log_text());
     }
@@ -240,6 +336,15 @@ impl Drop for Mount {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("fusermount3").arg("-u").arg(&self.mnt).output();
+            if self.via == Via::Socket {
+                let _ = Command::new(env!("CARGO_BIN_EXE_cairn"))
+                    .args(["stop", "--store"])
+                    .arg(&self.store)
+                    .arg(&self.mnt)
+                    .env("CAIRN_CONFIG", "/nonexistent/cairn.toml")
+                    .output();
+                let _ = child.wait();
+            }
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -201,6 +201,11 @@ pub fn mount(test: &str) -> Option<Mount> {
     mount_store(test, Some(&csys().store), "8GiB", &[])
 }
 
+/// A daemon over the fixture's store, reached through `via`.
+pub fn mount_via(test: &str, via: crate::common::Via) -> Option<Mount> {
+    crate::common::mount_via(test, Some(&csys().store), "8GiB", &[], &[], via)
+}
+
 /// A cargo command in the fixture, with `mycc` as the C compiler and the run/call logs.
 pub fn cargo(mnt: Option<&Mount>, target: &str, log: &Path, args: &[&str]) -> Command {
     let c = csys();

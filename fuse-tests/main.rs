@@ -25,6 +25,7 @@ mod full_disk;
 mod immutability;
 mod inspection;
 mod names;
+mod nofuse;
 mod panics;
 mod restart;
 mod s3;

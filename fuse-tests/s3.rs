@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::common::{doctor, sh, wait_until};
+use crate::common::{doctor, sh, wait_until, Via};
 use crate::s3server::{credentials, S3Server};
 use crate::workspace::{cacheable, cargo, lock, log_path, ok, read_log, ws};
 
@@ -98,10 +98,20 @@ fn uploads_pending_when_the_daemon_is_killed_arrive_after_restart() {
 
 #[test]
 fn a_build_on_b_after_a_compiles_nothing_that_a_cached() {
+    build_on_b("a_build_on_b_after_a_compiles_nothing_that_a_cached", Via::Mount);
+}
+
+/// A fresh CI container without FUSE, on a warm bucket: the same, through the socket.
+#[test]
+fn without_fuse_a_fresh_runner_on_a_warm_bucket_compiles_nothing_that_a_cached() {
+    build_on_b("without_fuse_a_fresh_runner_on_a_warm_bucket_compiles_nothing_that_a_cached", Via::Socket);
+}
+
+fn build_on_b(test: &str, via: Via) {
     let _g = lock();
     let server = S3Server::start("builds");
     let dir = tempfile::tempdir().unwrap();
-    let Some(a) = server.mount("s3 build a", Some(&dir.path().join("a")), "builds") else { return };
+    let Some(a) = server.mount(test, Some(&dir.path().join("a")), "builds") else { return };
     let target = "t-s3";
     let _ = std::fs::remove_dir_all(ws().root.join(target));
     let build = |m: &crate::common::Mount, name: &str| {
@@ -112,7 +122,7 @@ fn a_build_on_b_after_a_compiles_nothing_that_a_cached() {
     build(&a, "s3-a");
     wait_until(120, "A's uploads", || pending(&a.mnt) == 0);
     // Machine B: its own, empty local store.
-    let Some(b) = server.mount("s3 build b", Some(&dir.path().join("b")), "builds") else { return };
+    let Some(b) = server.mount_via(test, Some(&dir.path().join("b")), "builds", via) else { return };
     ok(cargo(None, target, &log_path("x"), &["clean"]));
     let lines = build(&b, "s3-b");
     assert!(cacheable(&lines).len() >= 25);
@@ -121,7 +131,7 @@ fn a_build_on_b_after_a_compiles_nothing_that_a_cached() {
     // Each crate's manifest named its result, so B fetched the results ahead of the lookups:
     // one round trip per crate, not two. (A prefetch that loses the race to the lookup is not
     // counted, hence "most".)
-    let s3 = &stats(&b.mnt)["s3"];
+    let s3 = &b.stats()["s3"];
     let (fetched, prefetched) = (s3["fetched"].as_u64().unwrap(), s3["prefetched"].as_u64().unwrap());
     let hits = cacheable(&lines).len() as u64;
     println!("B: {hits} hits, {fetched} objects fetched from the bucket, {prefetched} of them ahead of need");

@@ -87,8 +87,19 @@ impl S3Server {
 
     /// The daemon flags and credentials that point a mount at this server.
     pub fn mount(&self, test: &str, store: Option<&std::path::Path>, bucket: &str) -> Option<Mount> {
+        self.mount_via(test, store, bucket, crate::common::Via::Mount)
+    }
+
+    /// Like [`mount`](Self::mount), reached through `via`.
+    pub fn mount_via(
+        &self,
+        test: &str,
+        store: Option<&std::path::Path>,
+        bucket: &str,
+        via: crate::common::Via,
+    ) -> Option<Mount> {
         let flags = ["--s3-bucket", bucket, "--s3-endpoint", &self.endpoint];
-        crate::common::mount_store_with_env(test, store, "8GiB", &flags, &credentials())
+        crate::common::mount_via(test, store, "8GiB", &flags, &credentials(), via)
     }
 }
 

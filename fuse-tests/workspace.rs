@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use crate::common::{mount_store, Mount};
+use crate::common::{mount_store, Mount, Via};
 
 /// The fixture's folders.
 pub struct Ws {
@@ -173,6 +173,11 @@ pub fn mount(test: &str) -> Option<Mount> {
     mount_store(test, Some(&ws().store), "8GiB", &[])
 }
 
+/// A daemon over the shared store, reached through `via`.
+pub fn mount_via(test: &str, via: Via) -> Option<Mount> {
+    crate::common::mount_via(test, Some(&ws().store), "8GiB", &[], &[], via)
+}
+
 /// A cargo command in the workspace with the wrapper (when `mnt` is given) and a target dir.
 pub fn cargo(mnt: Option<&Mount>, target: &str, log: &Path, args: &[&str]) -> Command {
     let w = ws();
@@ -196,6 +201,11 @@ pub fn cargo_in(root: &Path, xdg: &Path, mnt: Option<&Mount>, target: &str, log:
             .env("CAIRN_MOUNT", &m.mnt)
             .env("CAIRN_LOG", log)
             .env("CAIRN_AUTOSTART", "0");
+        if m.via == Via::Socket {
+            // The build runs where FUSE cannot be used, as the daemon does.
+            c.env("CAIRN_STORE", &m.store);
+            return crate::common::without_fuse(&c);
+        }
     }
     c
 }

@@ -1,12 +1,22 @@
 //! The daemon killed with SIGKILL in the middle of a build: the build still succeeds, with a
-//! correct program, and says so once.
+//! correct program, and says so once; through the mount and through the socket.
 
-use crate::workspace::{cargo, ensure_warm, lock, log_path, mount, ok, run_app, ws};
+use crate::common::Via;
+use crate::workspace::{cargo, ensure_warm, lock, log_path, mount_via, ok, run_app, ws};
 
 #[test]
 fn daemon_killed_mid_build_still_gives_a_correct_binary() {
+    killed("daemon_killed_mid_build_still_gives_a_correct_binary", Via::Mount);
+}
+
+#[test]
+fn without_fuse_daemon_killed_mid_build_still_gives_a_correct_binary() {
+    killed("without_fuse_daemon_killed_mid_build_still_gives_a_correct_binary", Via::Socket);
+}
+
+fn killed(test: &str, via: Via) {
     let _g = lock();
-    let Some(mut m) = mount("daemon_killed_mid_build_still_gives_a_correct_binary") else {
+    let Some(mut m) = mount_via(test, via) else {
         return;
     };
     ensure_warm(&m);

@@ -1,12 +1,22 @@
 //! `rm <mnt>/<key>` of one crate's result, found by crate name in the log: only that crate
-//! recompiles.
+//! recompiles. Where there is no mount, `cairn rm <key>` does the same through the socket.
 
-use crate::workspace::{cacheable, cargo, ensure_warm, lock, log_path, mount, ok, read_log};
+use crate::common::Via;
+use crate::workspace::{cacheable, cargo, ensure_warm, lock, log_path, mount_via, ok, read_log};
 
 #[test]
 fn rm_of_one_entry_recompiles_only_that_crate() {
+    rm_one("rm_of_one_entry_recompiles_only_that_crate", Via::Mount);
+}
+
+#[test]
+fn without_fuse_cairn_rm_of_one_entry_recompiles_only_that_crate() {
+    rm_one("without_fuse_cairn_rm_of_one_entry_recompiles_only_that_crate", Via::Socket);
+}
+
+fn rm_one(test: &str, via: Via) {
     let _g = lock();
-    let Some(m) = mount("rm_of_one_entry_recompiles_only_that_crate") else {
+    let Some(m) = mount_via(test, via) else {
         return;
     };
     ensure_warm(&m);
@@ -15,8 +25,16 @@ fn rm_of_one_entry_recompiles_only_that_crate() {
     ok(cargo(Some(&m), "t-main", &before, &["build"]));
     let lines = read_log(&before);
     let itoa = lines.iter().find(|l| l.krate == "itoa" && l.outcome == "hit").expect("itoa hit").clone();
-    let (okk, _, err) = crate::common::sh(&format!("rm {}/{}", m.mnt.display(), itoa.key));
-    assert!(okk, "{err}");
+    match via {
+        Via::Mount => {
+            let (okk, _, err) = crate::common::sh(&format!("rm {}/{}", m.mnt.display(), itoa.key));
+            assert!(okk, "{err}");
+        }
+        Via::Socket => {
+            let out = m.cairn(&["rm", &itoa.key]);
+            assert!(out.contains(&itoa.key) && out.contains("itoa"), "{out}");
+        }
+    }
     ok(cargo(None, "t-main", &log_path("x"), &["clean"]));
     let after = log_path("rm-after");
     ok(cargo(Some(&m), "t-main", &after, &["build"]));

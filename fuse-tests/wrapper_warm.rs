@@ -1,14 +1,25 @@
 //! After `cargo clean`, a build with a full cache hits every compile — libraries, proc-macros,
 //! build scripts and the binary — so rustc runs zero times; it produces the same binary as
 //! plain cargo given the path remapping cairn applies (cargo's `trim-paths` forms), and leaves
-//! cargo nothing to do afterwards.
+//! cargo nothing to do afterwards. The same through the daemon's socket, where FUSE cannot be
+//! used.
 
-use crate::workspace::{cacheable, cargo, ensure_warm, lock, log_path, mount, ok, read_log, ws};
+use crate::common::Via;
+use crate::workspace::{cacheable, cargo, ensure_warm, lock, log_path, mount_via, ok, read_log, ws};
 
 #[test]
 fn warm_build_after_clean_runs_rustc_zero_times_and_matches_plain_cargo() {
+    warm_build("warm_build_after_clean_runs_rustc_zero_times_and_matches_plain_cargo", Via::Mount);
+}
+
+#[test]
+fn without_fuse_a_warm_build_after_clean_runs_rustc_zero_times_and_matches_plain_cargo() {
+    warm_build("without_fuse_a_warm_build_after_clean_runs_rustc_zero_times_and_matches_plain_cargo", Via::Socket);
+}
+
+fn warm_build(test: &str, via: Via) {
     let _g = lock();
-    let Some(m) = mount("warm_build_after_clean_runs_rustc_zero_times_and_matches_plain_cargo") else {
+    let Some(m) = mount_via(test, via) else {
         return;
     };
     // Plain cargo first, from clean, in the same target dir, as the reference. (Other tests

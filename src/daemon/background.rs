@@ -42,6 +42,9 @@ pub fn start(exe: &Path, cfg: &MountConfig, extra_args: &[String]) -> io::Result
         .args(extra_args)
         .arg(&cfg.mountpoint)
         .env(READY_FD_ENV, wfd.to_string())
+        // A daemon outlives the build that started it: it must not keep that build's folder
+        // busy (its paths are absolute by now).
+        .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(log));

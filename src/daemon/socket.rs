@@ -197,3 +197,110 @@ fn put<S: Store>(fs: &CacheFs<S>, uid: u32, r: &mut &UnixStream, len: u64) -> Re
     drain(r, left)?;
     result.map(|()| Vec::new())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+    use crate::engine::cache::Cache;
+    use crate::engine::door::Door;
+    use crate::fs::FsOptions;
+    use crate::store::memory::MemoryStore;
+
+    /// A daemon's socket over a memory store in a temporary folder, as `owner`.
+    fn serving(owner: u32, allow_other: bool) -> (tempfile::TempDir, Bound) {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = Arc::new(CacheFs::new(
+            Arc::new(MemoryStore::new(1 << 30)),
+            FsOptions { uid: owner, gid: owner, want_backing: false },
+        ));
+        let bound = bind(dir.path(), allow_other).unwrap();
+        serve(fs, bound.listener.try_clone().unwrap(), Access { owner, allow_other }).unwrap();
+        (dir, bound)
+    }
+
+    fn door(dir: &Path) -> Door {
+        Door::at(None, Some(dir)).expect("the socket answers")
+    }
+
+    #[test]
+    fn a_wrapper_stores_reads_lists_and_removes_through_the_socket() {
+        let (dir, bound) = serving(nix::unistd::getuid().as_raw(), false);
+        let mode = std::fs::metadata(&bound.path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the owner's alone");
+        let d = door(dir.path());
+        let key = Key::of_bytes(b"object");
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        d.put(&key, &big, false).unwrap();
+        assert_eq!(d.get(&key).as_deref(), Some(&big[..]), "several chunks each way");
+        assert_eq!(Cache::get(&d, &Key::of_bytes(b"absent")), None, "a miss");
+        let listed = d.list("").unwrap();
+        assert!(listed.iter().any(|l| l.name == key.to_hex() && l.size == big.len() as u64), "{listed:?}");
+        d.report(&[crate::protocol::report::Event::NotCacheable("incremental".into())]);
+        let stats = String::from_utf8(d.read(".cairn/stats.json").unwrap()).unwrap();
+        assert!(stats.contains("\"incremental\": 1"), "the report was counted: {stats}");
+        d.remove(&key.to_hex()).unwrap();
+        let e = d.remove(&key.to_hex()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+        assert!(d.read("../etc/passwd").is_err());
+    }
+
+    #[test]
+    fn bad_requests_get_an_error_and_the_connection_goes_on() {
+        let (dir, _bound) = serving(nix::unistd::getuid().as_raw(), false);
+        let mut s = wire::connect(dir.path()).unwrap();
+        // An unknown op, a PUT too short to hold a key, then a good request on the same stream.
+        wire::write_frame(&mut s, 99, &[b"whatever"]).unwrap();
+        wire::write_frame(&mut s, Op::Put as u8, &[b"short"]).unwrap();
+        wire::write_frame(&mut s, Op::Read as u8, &[b".cairn/stats.json"]).unwrap();
+        let mut replies = Vec::new();
+        for _ in 0..3 {
+            let (status, len) = wire::read_head(&mut s).unwrap().unwrap();
+            replies.push((status, wire::read_body(&mut s, len).unwrap()));
+        }
+        assert_eq!(replies[0].0, 1);
+        assert_eq!(wire::errno_of(&wire::parse_error(&replies[0].1)), Some(libc::ENOSYS));
+        assert_eq!(replies[1].0, 1);
+        assert_eq!(replies[2].0, 0, "the stream is still in step");
+        // A frame cut off mid-body: the server drops that connection, and serves the next.
+        s.write_all(&100u64.to_le_bytes()).unwrap();
+        s.write_all(&[Op::Put as u8, 1, 2]).unwrap();
+        drop(s);
+        let d = door(dir.path());
+        assert!(d.read(".cairn/stats.json").is_ok());
+    }
+
+    #[test]
+    fn a_peer_that_is_not_the_owner_may_not_change_the_cache() {
+        // The daemon's owner is someone else: this process is "another user" to it (unless
+        // it runs as root, who may change everything, as through the mount).
+        if nix::unistd::getuid().is_root() {
+            // As root, prove the refusal with an owner check instead: root is always let in.
+            let (dir, _b) = serving(4242, false);
+            let d = door(dir.path());
+            d.put(&Key::of_bytes(b"x"), b"x", false).unwrap();
+            return;
+        }
+        let (dir, _b) = serving(4242, true);
+        let d = door(dir.path());
+        let e = d.put(&Key::of_bytes(b"x"), b"x", false).unwrap_err();
+        assert_eq!(wire::errno_of(&e), Some(libc::EACCES), "{e}");
+        assert!(d.read(".cairn/stats.json").is_ok(), "reading is allowed under --allow-other");
+        let (dir, _b) = serving(4242, false);
+        let d = door(dir.path());
+        assert_eq!(wire::errno_of(&d.read(".cairn/stats.json").unwrap_err()), Some(libc::EACCES));
+    }
+
+    #[test]
+    fn a_dead_daemons_socket_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = std::os::unix::net::UnixListener::bind(wire::socket_path(dir.path())).unwrap();
+        drop(stale);
+        assert!(wire::connect(dir.path()).is_err(), "a socket file with no one behind it");
+        let bound = bind(dir.path(), false).unwrap();
+        let _c = wire::connect(dir.path()).unwrap();
+        drop(bound);
+        assert!(!wire::socket_path(dir.path()).exists(), "removed when the daemon stops");
+    }
+}

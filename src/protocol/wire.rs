@@ -156,26 +156,31 @@ pub fn error_body(errno: i32, text: &str) -> Vec<u8> {
     b
 }
 
+/// The daemon's refusal of a request: its errno and its sentence.
+#[derive(Debug)]
+pub struct Refused {
+    pub errno: i32,
+    pub text: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.text, io::Error::from_raw_os_error(self.errno))
+    }
+}
+
+impl std::error::Error for Refused {}
+
 /// An error reply's body as an `io::Error` whose kind follows the errno.
 pub fn parse_error(body: &[u8]) -> io::Error {
     let errno = body.get(..4).map(|b| i32::from_le_bytes(b.try_into().expect("4 bytes"))).unwrap_or(libc::EIO);
     let text = String::from_utf8_lossy(body.get(4..).unwrap_or_default()).into_owned();
-    let kind = io::Error::from_raw_os_error(errno).kind();
-    if text.is_empty() {
-        io::Error::from_raw_os_error(errno)
-    } else {
-        io::Error::new(kind, format!("{text} (errno {errno})"))
-    }
+    io::Error::new(io::Error::from_raw_os_error(errno).kind(), Refused { errno, text })
 }
 
-/// The errno carried by an error from [`parse_error`], read back from its kind.
+/// The errno of an error: an OS error's, or the one a [`parse_error`] refusal carries.
 pub fn errno_of(e: &io::Error) -> Option<i32> {
-    e.raw_os_error().or(match e.kind() {
-        io::ErrorKind::NotFound => Some(libc::ENOENT),
-        io::ErrorKind::AlreadyExists => Some(libc::EEXIST),
-        io::ErrorKind::PermissionDenied => Some(libc::EACCES),
-        _ => None,
-    })
+    e.raw_os_error().or_else(|| e.get_ref()?.downcast_ref::<Refused>().map(|r| r.errno))
 }
 
 /// One listed entry.
