@@ -248,9 +248,10 @@ fn sysroot() -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
-/// An ordinary user (made with `useradd`) in a container without FUSE: a cargo build of a
-/// package with a build script starts the user's own daemon, which serves its socket alone; a
-/// build after `cargo clean` hits every compile; and another user may not use the socket.
+/// An ordinary user (made with `useradd`) where FUSE is kept from them — a `/dev/fuse` only
+/// root may open, then none at all: a cargo build of a package with a build script starts the
+/// user's own daemon, which serves its socket alone and says why; a build after `cargo clean`
+/// (with a new daemon) hits every compile; and another user may not use the socket.
 #[test]
 fn without_fuse_an_ordinary_users_build_is_cached_and_other_users_are_kept_out() {
     let test = "without_fuse_an_ordinary_users_build_is_cached_and_other_users_are_kept_out";
@@ -281,26 +282,34 @@ fn without_fuse_an_ordinary_users_build_is_cached_and_other_users_are_kept_out()
     }
     let chown = Command::new("chown").args(["-R", &format!("{user}:{user}")]).arg(&home).status().unwrap();
     assert!(chown.success());
-    let tc = tempfile::Builder::new().prefix("cairn-tc-").tempdir().unwrap();
-    std::fs::set_permissions(tc.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tmp = tempfile::Builder::new().prefix("cairn-tc-").tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tc = tmp.path().join("toolchain");
+    std::fs::create_dir(&tc).unwrap();
     let bins = PathBuf::from(env!("CARGO_BIN_EXE_cairn")).parent().unwrap().to_path_buf();
-    // As root in a namespace without FUSE: the toolchain made reachable, then the user's build.
-    let as_user = |what: &str, log: &str| -> Output {
+    // Two ways a machine keeps FUSE from a user: a `/dev/fuse` only root may open (mode 0600,
+    // as on some VMs; the real device node), and none at all (a container's `/dev/null`).
+    let root_only_fuse =
+        format!("mknod -m 600 {dev} c 10 229 && mount --bind {dev} /dev/fuse", dev = tmp.path().join("fuse").display());
+    let hidden_fuse = "mount --bind /dev/null /dev/fuse".to_string();
+    // As root in a new mount namespace: FUSE kept away, the toolchain made reachable, then
+    // the user's build.
+    let as_user = |fuse: &str, what: &str, log: &str| -> Output {
         let script = format!(
-            "mount --bind /dev/null /dev/fuse && mount --bind {sysroot} {tc} && \
+            "{fuse} && mount --bind {sysroot} {tc} && \
              exec su {user} -s /bin/sh -c 'cd {project} && \
              env -i HOME={home} PATH={tc}/bin:{bins}:/usr/bin:/bin CARGO_INCREMENTAL=0 \
              RUSTC_WRAPPER={bins}/cairn-rustc CAIRN_LOG={home}/{log} CARGO_NET_OFFLINE=true \
              sh -c \"{what}\"'",
             sysroot = sysroot().display(),
-            tc = tc.path().display(),
+            tc = tc.display(),
             project = project.display(),
             home = home.display(),
             bins = bins.display(),
         );
         Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script]).output().unwrap()
     };
-    let out = as_user("cargo build && ./target/debug/userapp", "cold.log");
+    let out = as_user(&root_only_fuse, "cargo build && ./target/debug/userapp", "cold.log");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "seven");
     let store = home.join(".cache/cairn/store");
@@ -308,7 +317,13 @@ fn without_fuse_an_ordinary_users_build_is_cached_and_other_users_are_kept_out()
     let meta = std::fs::metadata(&socket).expect("the user's daemon serves its socket");
     assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), uid_of(user), "the user's own daemon");
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-    let out = as_user("cargo clean && cargo build && ./target/debug/userapp", "warm.log");
+    let daemon_log = std::fs::read_to_string(store.join("daemon.log")).unwrap();
+    assert!(daemon_log.contains("/dev/fuse may not be opened by this user"), "{daemon_log}");
+    // The daemon outlives the namespace it started in; stop it, and let the next build start
+    // one where FUSE is hidden another way.
+    let out = as_user(&hidden_fuse, "cairn stop", "stop.log");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = as_user(&hidden_fuse, "cargo clean && cargo build && ./target/debug/userapp", "warm.log");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "seven");
     let warm = crate::workspace::read_log_all(&home.join("warm.log"));
@@ -326,7 +341,9 @@ fn without_fuse_an_ordinary_users_build_is_cached_and_other_users_are_kept_out()
         .unwrap();
     assert!(!other.status.success(), "nobody read the user's stats");
     // The user stops their daemon; it leaves nothing behind.
-    let out = as_user("cairn stop", "stop.log");
+    let daemon_log = std::fs::read_to_string(store.join("daemon.log")).unwrap();
+    assert!(daemon_log.contains("/dev/fuse is not the FUSE device"), "{daemon_log}");
+    let out = as_user(&hidden_fuse, "cairn stop", "stop.log");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     wait_until(30, "the user's daemon to remove its socket", || !socket.exists());
 }

@@ -10,7 +10,7 @@ ROOT = bench.ROOT
 BENCH = ROOT / ".bench-native"
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 WORKLOADS = os.environ.get("BENCH_WORKLOADS", "csys,ripgrep,pure").split(",")
-TOOLS = os.environ.get("BENCH_TOOLS", "plain,sccache,kache,cairn").split(",")
+TOOLS = os.environ.get("BENCH_TOOLS", "plain,sccache,kache,cairn,cairn-nofuse").split(",")
 # BENCH_COLD_ONLY=1: cold builds only (what a miss costs against plain cargo, issue #19).
 COLD_ONLY = os.environ.get("BENCH_COLD_ONLY") == "1"
 SCCACHE, KACHE = shutil.which("sccache"), shutil.which("kache")
@@ -86,7 +86,7 @@ def env_for(tool, workdir, extra):
                    SCCACHE_SERVER_PORT="4228")
     elif tool == "kache":
         env.update(RUSTC_WRAPPER=KACHE, KACHE_CACHE_DIR=str(BENCH / "kache"))
-    elif tool == "cairn":
+    elif tool.startswith("cairn"):
         env.update(RUSTC_WRAPPER=str(bench.WRAPPER), CAIRN_MOUNT=str(MNT), CAIRN_STORE=str(STORE),
                    CAIRN_AUTOSTART="0", CAIRN_LOG=str(BENCH / "cairn.log"), XDG_CACHE_HOME=str(BENCH / "xdg"))
     return env
@@ -102,14 +102,24 @@ def reset(tool, env, s3=None):
     elif tool == "kache":
         subprocess.run([KACHE, "daemon", "stop"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(BENCH / "kache", ignore_errors=True)
-    elif tool == "cairn":
-        subprocess.run([str(bench.CAIRN), "umount", str(MNT)], stderr=subprocess.DEVNULL)
+    elif tool.startswith("cairn"):
+        stop_cairn()
         store = BENCH / f"s3-store-{s3[1]}" if s3 else STORE
         flags = ["--s3-bucket", "cache", "--s3-endpoint", s3[0]] if s3 else []
+        # cairn-nofuse: the daemon serves its socket alone, as where FUSE cannot be used (a
+        # docker build); the wrapper finds no mount and takes the socket.
+        if tool == "cairn-nofuse":
+            flags.append("--no-fuse")
         shutil.rmtree(store, ignore_errors=True)
         shutil.rmtree(BENCH / "xdg", ignore_errors=True)
         subprocess.run([str(bench.CAIRN), "start", "--store", str(store), "--max-size", "20GiB", *flags, str(MNT)],
                        env=env if s3 else None, check=True, stderr=subprocess.DEVNULL)
+
+
+def stop_cairn(store=None):
+    """Unmounts cairn, or stops its socket-only daemon."""
+    subprocess.run([str(bench.CAIRN), "umount", "--store", str(store or STORE), str(MNT)],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def build(workdir, args, env):
@@ -151,25 +161,25 @@ def main():
                 res[(w, tool, "cold")].append(build(d, args, env))
                 if COLD_ONLY:
                     continue
-                if tool == "cairn":
+                if tool.startswith("cairn"):
                     (BENCH / "cairn.log").unlink(missing_ok=True)
                 res[(w, tool, "warm")].append(build(d, args, env))
-                if tool == "cairn":
-                    counts[w] = cairn_warm_counts()
+                if tool.startswith("cairn"):
+                    counts[(w, tool)] = cairn_warm_counts()
                     (BENCH / "cairn.log").unlink(missing_ok=True)
                 # A teammate's checkout: the same sources at another path, its own target dir.
                 second = copy_checkout(d, BENCH / "second-checkout" / "home" / "src" / w)
                 res[(w, tool, "second")].append(build(second, args, env_for(tool, second, extra)))
-                if tool == "cairn":
-                    counts[(w, "second")] = cairn_warm_counts()
+                if tool.startswith("cairn"):
+                    counts[(w, tool, "second")] = cairn_warm_counts()
             print(f"run {i + 1}/{RUNS} {w}:", {f"{t}-{k}": round(v[-1], 1) for (ww, t, k), v in res.items() if ww == w and v},
                   file=sys.stderr)
     for tool in TOOLS:
         reset_env = env_for(tool, BENCH, {})
         if tool == "sccache":
             subprocess.run([SCCACHE, "--stop-server"], env=reset_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if tool == "cairn":
-            subprocess.run([str(bench.CAIRN), "umount", str(MNT)], stderr=subprocess.DEVNULL)
+        if tool.startswith("cairn"):
+            stop_cairn()
     m = {k: statistics.median(v) for k, v in res.items() if v}
     print(f"\n## Build scripts and C (median of {RUNS} interleaved runs; warm = after removing the target dir, cache full)\n")
     print("| workload | plain cold | sccache cold / warm | kache cold / warm | cairn cold / warm | cairn cold / plain | cairn warm / kache warm | cairn warm / sccache warm | ran in cairn's warm build (rustc, scripts, C compiles) |")
@@ -179,7 +189,15 @@ def main():
         print(f"| {w} | {g(w, 'plain', 'cold'):.1f} s | {g(w, 'sccache', 'cold'):.1f} / {g(w, 'sccache', 'warm'):.1f} s | "
               f"{g(w, 'kache', 'cold'):.1f} / {g(w, 'kache', 'warm'):.1f} s | {g(w, 'cairn', 'cold'):.1f} / {g(w, 'cairn', 'warm'):.2f} s | "
               f"{g(w, 'cairn', 'cold') / g(w, 'plain', 'cold'):.2f} | {g(w, 'cairn', 'warm') / g(w, 'kache', 'warm'):.2f} | "
-              f"{g(w, 'cairn', 'warm') / g(w, 'sccache', 'warm'):.2f} | {counts.get(w)} |")
+              f"{g(w, 'cairn', 'warm') / g(w, 'sccache', 'warm'):.2f} | {counts.get((w, 'cairn'))} |")
+    print("\n## Without FUSE: the same daemon through its socket (`--no-fuse`), against the mount and the peers\n")
+    print("| workload | cairn warm, mount | cairn warm, socket | socket / mount | socket / kache warm | socket / sccache warm | cairn cold, socket / plain | ran in the socket's warm build (rustc, scripts, C compiles) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for w in loads:
+        n = g(w, 'cairn-nofuse', 'warm')
+        print(f"| {w} | {g(w, 'cairn', 'warm'):.2f} s | {n:.2f} s | {n / g(w, 'cairn', 'warm'):.2f} | "
+              f"{n / g(w, 'kache', 'warm'):.2f} | {n / g(w, 'sccache', 'warm'):.2f} | "
+              f"{g(w, 'cairn-nofuse', 'cold') / g(w, 'plain', 'cold'):.2f} | {counts.get((w, 'cairn-nofuse'))} |")
     print("\n## A second checkout (same sources at another path, its own target dir, cache warm from the first)\n")
     print("| workload | sccache second / warm | kache second / warm | cairn second / warm | cairn second / kache second | ran in cairn's second build (rustc, scripts, C compiles) |")
     print("|---|---|---|---|---|---|")
@@ -187,7 +205,7 @@ def main():
         r = lambda t: g(w, t, "second") / g(w, t, "warm")
         print(f"| {w} | {g(w, 'sccache', 'second'):.1f} s / {r('sccache'):.2f}× | {g(w, 'kache', 'second'):.2f} s / {r('kache'):.2f}× | "
               f"{g(w, 'cairn', 'second'):.2f} s / {r('cairn'):.2f}× | {g(w, 'cairn', 'second') / g(w, 'kache', 'second'):.2f} | "
-              f"{counts.get((w, 'second'))} |")
+              f"{counts.get((w, 'cairn', 'second'))} |")
     print("\nraw:", {f"{w}/{t}/{k}": [round(x, 2) for x in v] for (w, t, k), v in res.items() if v})
 
 
@@ -247,7 +265,7 @@ def s3_main(kind):
     subprocess.run(["cargo", "build", "--release", "--quiet", "--manifest-path",
                     str(ROOT / "scripts/s3-bench-server/Cargo.toml")], check=True)
     loads = setup_workloads()
-    tools = [t for t in TOOLS if t != "plain"]
+    tools = [t for t in TOOLS if t not in ("plain", "cairn-nofuse")]
     res = {}
     counts = {}
     for i in range(RUNS):
