@@ -151,7 +151,8 @@ fn serve<S: Store>(
         FsOptions {
             uid: nix::unistd::getuid().as_raw(),
             gid: nix::unistd::getgid().as_raw(),
-            want_backing: opts.run.passthrough && opts.why_no_mount.is_none(),
+            // Stored files are handed out for FUSE passthrough, and to the socket's OPEN.
+            want_backing: true,
         },
     ));
     state::load(&fs, &cfg.store);

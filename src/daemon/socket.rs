@@ -15,6 +15,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::fs::door::Content;
 use crate::fs::{CacheFs, FsError};
 use crate::key::Key;
 use crate::protocol::wire::{self, Op};
@@ -121,6 +122,18 @@ fn connection<S: Store>(fs: &CacheFs<S>, stream: &UnixStream, access: Access) ->
                 Err(FsError::Io(libc::ENOSYS))
             }
             (true, Some(Op::Put)) => put(fs, uid, &mut r, len),
+            (true, Some(Op::Open)) => {
+                let body = wire::read_body(&mut r, len)?;
+                let path = std::str::from_utf8(&body).map_err(|_| FsError::InvalidName);
+                match path.and_then(|p| fs.open_path(p)) {
+                    Ok(Content::File(file)) => {
+                        wire::write_frame_with_fd(stream, 0, &[], std::os::fd::AsFd::as_fd(&file))?;
+                        continue;
+                    }
+                    Ok(Content::Bytes(b)) => Ok(b),
+                    Err(e) => Err(e),
+                }
+            }
             (true, Some(op)) => {
                 let body = wire::read_body(&mut r, len)?;
                 request(fs, uid, op, &body)
@@ -164,7 +177,7 @@ fn request<S: Store>(fs: &CacheFs<S>, uid: u32, op: Op, body: &[u8]) -> Result<V
             fs.xattr_path(path, &text(name)?)?.ok_or(FsError::Io(libc::ENODATA))
         }
         Op::Stop => fs.may_change(uid, None).map(|()| Vec::new()),
-        Op::Put => unreachable!("PUT streams its body: put()"),
+        Op::Put | Op::Open => unreachable!("PUT and OPEN are served in connection()"),
     }
 }
 
@@ -200,7 +213,7 @@ fn put<S: Store>(fs: &CacheFs<S>, uid: u32, r: &mut &UnixStream, len: u64) -> Re
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
+    use std::io::{Read, Write};
 
     use super::*;
     use crate::engine::cache::Cache;
@@ -290,6 +303,41 @@ mod tests {
         let (dir, _b) = serving(4242, false);
         let d = door(dir.path());
         assert_eq!(wire::errno_of(&d.read(".cairn/stats.json").unwrap_err()), Some(libc::EACCES));
+    }
+
+    /// Over the disk store, objects travel as descriptors (`OPEN`): the bytes read are the
+    /// object's, and a damaged object is refused before any descriptor is handed out.
+    #[test]
+    fn objects_are_handed_over_as_checked_descriptors() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = nix::unistd::getuid().as_raw();
+        let store = Arc::new(crate::store::disk::DiskStore::open(&dir.path().join("store"), 1 << 30).unwrap());
+        let fs = Arc::new(CacheFs::new(Arc::clone(&store), FsOptions { uid: me, gid: me, want_backing: true }));
+        let bound = bind(dir.path(), false).unwrap();
+        serve(fs, bound.listener.try_clone().unwrap(), Access { owner: me, allow_other: false }).unwrap();
+        let d = door(dir.path());
+        let key = Key::of_bytes(b"object");
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        d.put(&key, &big, false).unwrap();
+        // The raw exchange: a descriptor and an empty body.
+        let s = wire::connect(dir.path()).unwrap();
+        wire::write_frame(&mut &s, Op::Open as u8, &[key.to_hex().as_bytes()]).unwrap();
+        let (status, len, fd) = wire::read_head_with_fd(&s).unwrap().unwrap();
+        assert_eq!((status, len), (0, 0));
+        let mut via_fd = Vec::new();
+        std::fs::File::from(fd.expect("a descriptor")).read_to_end(&mut via_fd).unwrap();
+        assert!(via_fd == big, "the descriptor reads the object's bytes");
+        assert_eq!(d.get(&key).as_deref(), Some(&big[..]));
+        // A generated file has no descriptor: its bytes come in the body.
+        assert!(String::from_utf8(d.read(".cairn/stats.json").unwrap()).unwrap().contains("\"doors\""));
+        // Damage the stored file: the next open checks it and refuses.
+        let hex = key.to_hex();
+        let path = dir.path().join("store/v1/objects").join(&hex[..2]).join(&hex);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[1000] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        assert_eq!(d.get(&key), None, "a damaged object is a miss");
+        assert!(!path.exists(), "and it is removed");
     }
 
     #[test]

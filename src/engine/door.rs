@@ -117,10 +117,27 @@ impl Door {
     }
 
     /// The bytes of the file at `rel` (relative to the mount root: `<key>`, `.cairn/stats.json`).
+    /// Through the socket, the daemon hands over the stored file itself (`OPEN`), checked,
+    /// and it is read here once.
     pub fn read(&self, rel: &str) -> io::Result<Vec<u8>> {
         match self {
             Door::Mount(mp) => fs::read(mp.join(rel)),
-            Door::Socket { stream, .. } => Door::call(stream, Op::Read, &[rel.as_bytes()]),
+            Door::Socket { stream, .. } => {
+                let mut s = stream;
+                wire::write_frame(&mut s, Op::Open as u8, &[rel.as_bytes()])?;
+                let (status, len, fd) = wire::read_head_with_fd(stream)?.ok_or(io::ErrorKind::UnexpectedEof)?;
+                let body = wire::read_body(&mut s, len)?;
+                match (status, fd) {
+                    (0, Some(fd)) => {
+                        let mut f = fs::File::from(fd);
+                        let mut bytes = Vec::new();
+                        io::Read::read_to_end(&mut f, &mut bytes)?;
+                        Ok(bytes)
+                    }
+                    (0, None) => Ok(body),
+                    _ => Err(wire::parse_error(&body)),
+                }
+            }
         }
     }
 

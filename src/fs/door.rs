@@ -14,6 +14,12 @@ use crate::protocol::names::temp_name_for;
 use crate::protocol::wire::Listed;
 use crate::store::Store;
 
+/// What [`CacheFs::open_path`] hands over.
+pub enum Content {
+    File(std::fs::File),
+    Bytes(Vec<u8>),
+}
+
 /// How much one `read` or `write` call moves.
 const CHUNK: u32 = 1 << 20;
 
@@ -56,6 +62,26 @@ impl<S: Store> CacheFs<S> {
         };
         self.release(opened.fh);
         result.map(|()| out)
+    }
+
+    /// The file at `rel` to hand to a client: an object's stored file, opened read-only after
+    /// its checksum is checked, exactly as for a read through the mount; a file the store has
+    /// no descriptor for (a generated one, or a memory store's), its bytes.
+    pub fn open_path(&self, rel: &str) -> Result<Content, FsError> {
+        let ino = self.walk(rel)?;
+        let opened = self.open(ino, OpenMode::default())?;
+        match opened.backing {
+            Some(file) => {
+                // The descriptor keeps the bytes readable even if the object is evicted now;
+                // objects never change in place.
+                self.release(opened.fh);
+                Ok(Content::File(file))
+            }
+            None => {
+                self.release(opened.fh);
+                self.read_path(rel).map(Content::Bytes)
+            }
+        }
     }
 
     /// Appends to a write-only special file (`.cairn/report`, `.cairn/control`), as `caller`.

@@ -14,7 +14,7 @@
 //! (keys, temporaries) are `crate::protocol::names`, shared with the wrapper.
 
 mod commit;
-mod door;
+pub mod door;
 pub mod entries;
 pub mod error;
 mod special;

@@ -21,8 +21,12 @@
 //! | `LIST` | path | entries: u16 name length, name, u64 size, u64 mtime (ns) |
 //! | `XATTR` | u16 path length, path, name | the value |
 //! | `STOP` | — | empty (the daemon then stops as on SIGTERM) |
+//! | `OPEN` | path | the file itself, as a read-only descriptor passed with the reply's head (`SCM_RIGHTS`), and an empty body; or, for a file with no descriptor to give (a generated one), its bytes as with `READ` |
 //!
-//! One connection carries any number of requests, one at a time.
+//! `OPEN` is how the wrapper reads objects: the daemon opens the object as for a read through
+//! the mount (checked against its checksum first) and hands over the descriptor, so the bytes
+//! are read once, from the page cache, as FUSE passthrough reads them, instead of being copied
+//! through the socket. One connection carries any number of requests, one at a time.
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -48,6 +52,7 @@ pub enum Op {
     List = 5,
     Xattr = 6,
     Stop = 7,
+    Open = 8,
 }
 
 impl Op {
@@ -60,6 +65,7 @@ impl Op {
             5 => Op::List,
             6 => Op::Xattr,
             7 => Op::Stop,
+            8 => Op::Open,
             _ => return None,
         })
     }
@@ -101,6 +107,96 @@ pub fn write_frame(w: &mut impl Write, lead: u8, parts: &[&[u8]]) -> io::Result<
         w.write_all(p)?;
     }
     w.flush()
+}
+
+/// Writes one frame whose head carries a file descriptor (`SCM_RIGHTS`), then its body.
+pub fn write_frame_with_fd(
+    stream: &std::os::unix::net::UnixStream,
+    lead: u8,
+    body: &[u8],
+    fd: std::os::fd::BorrowedFd<'_>,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut head = [0u8; 9];
+    head[..8].copy_from_slice(&(1 + body.len() as u64).to_le_bytes());
+    head[8] = lead;
+    let mut iov = libc::iovec { iov_base: head.as_mut_ptr().cast(), iov_len: head.len() };
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as usize;
+    let mut cbuf = vec![0u8; space];
+    // SAFETY: msghdr is plain data; every pointer set below outlives the sendmsg call, and the
+    // control buffer is CMSG_SPACE bytes for one descriptor, as CMSG_FIRSTHDR/CMSG_DATA expect.
+    let sent = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), fd.as_raw_fd());
+        libc::sendmsg(stream.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut w = stream;
+    w.write_all(&head[sent as usize..])?;
+    w.write_all(body)?;
+    w.flush()
+}
+
+/// Reads one frame's head like [`read_head`], and the descriptor passed with it, if any.
+#[allow(clippy::type_complexity)]
+pub fn read_head_with_fd(
+    stream: &std::os::unix::net::UnixStream,
+) -> io::Result<Option<(u8, u64, Option<std::os::fd::OwnedFd>)>> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut head = [0u8; 9];
+    let mut iov = libc::iovec { iov_base: head.as_mut_ptr().cast(), iov_len: head.len() };
+    // SAFETY: a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as usize;
+    let mut cbuf = vec![0u8; space];
+    let mut fd = None;
+    // SAFETY: as in write_frame_with_fd; the kernel fills at most msg_controllen bytes, and
+    // each control message found is read within them.
+    let got = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        let n = loop {
+            let n = libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC);
+            if n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                break n;
+            }
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let raw = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+                fd = Some(std::os::fd::OwnedFd::from_raw_fd(raw));
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+        n as usize
+    };
+    if got == 0 {
+        return Ok(None);
+    }
+    let mut r = stream;
+    r.read_exact(&mut head[got..])?;
+    let len = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
+    if len == 0 || len > MAX_FRAME {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("bad frame length {len}")));
+    }
+    Ok(Some((head[8], len - 1, fd)))
 }
 
 /// Reads one frame's head: its leading byte and how many body bytes follow. `None` at a clean
