@@ -332,6 +332,38 @@ fn cairn_umount_returns_once_pending_uploads_are_in_the_bucket() {
     assert!(server.object_path("cache", &key.to_hex()).exists(), "cairn umount returned before the upload was done");
 }
 
+/// Without FUSE (a container whose step is about to end): `cairn stop` returns once the
+/// daemon is done, pending uploads included.
+#[test]
+fn without_fuse_cairn_stop_returns_once_pending_uploads_are_in_the_bucket() {
+    let server = S3Server::start("cache");
+    let test = "without_fuse_cairn_stop_returns_once_pending_uploads_are_in_the_bucket";
+    let Some(m) = server.mount_via(test, None, "cache", Via::Socket) else { return };
+    server.stall();
+    let data = noise(200_000, 9);
+    let key = cairn::key::Key::of_bytes(&data);
+    let door = cairn::engine::door::Door::at(None, Some(&m.store)).expect("the socket answers");
+    door.put(&key, &data, false).unwrap();
+    assert_eq!(m.stats()["s3"]["uploads_pending"].as_u64(), Some(1));
+    let store = m.store.clone();
+    let stop = std::thread::spawn(move || {
+        Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(["stop", "--store"])
+            .arg(&store)
+            .env("CAIRN_MOUNT", "/nonexistent/mnt")
+            .env("CAIRN_CONFIG", "/nonexistent/cairn.toml")
+            .output()
+            .unwrap()
+    });
+    // The daemon stops taking requests at once (its socket goes); the upload waits for the server.
+    wait_until(30, "the daemon to stop serving", || !m.store.join("cairn.sock").exists());
+    assert!(!stop.is_finished(), "cairn stop returned with an upload pending");
+    server.resume();
+    let out = stop.join().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(server.object_path("cache", &key.to_hex()).exists(), "cairn stop returned before the upload was done");
+}
+
 /// A build set: machine A's build records, per workspace, toolchain and profile, the keys it
 /// used; machine B's build, starting empty, fetches them all at its first compile, so its
 /// lookups find their objects already local (or on their way) instead of waiting for S3.
