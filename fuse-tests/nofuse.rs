@@ -249,7 +249,7 @@ fn sysroot() -> PathBuf {
 }
 
 /// An ordinary user (made with `useradd`) where FUSE is kept from them — a `/dev/fuse` only
-/// root may open, then none at all: a cargo build of a package with a build script starts the
+/// root may open, none at all, a mount point they may not mount on: a cargo build of a package with a build script starts the
 /// user's own daemon, which serves its socket alone and says why; a build after `cargo clean`
 /// (with a new daemon) hits every compile; and another user may not use the socket.
 #[test]
@@ -289,8 +289,10 @@ fn without_fuse_an_ordinary_users_build_is_cached_and_other_users_are_kept_out()
     let bins = PathBuf::from(env!("CARGO_BIN_EXE_cairn")).parent().unwrap().to_path_buf();
     // Two ways a machine keeps FUSE from a user: a `/dev/fuse` only root may open (mode 0600,
     // as on some VMs; the real device node), and none at all (a container's `/dev/null`).
-    let root_only_fuse =
-        format!("mknod -m 600 {dev} c 10 229 && mount --bind {dev} /dev/fuse", dev = tmp.path().join("fuse").display());
+    let root_only_fuse = format!(
+        "{{ [ -e {dev} ] || mknod -m 600 {dev} c 10 229; }} && mount --bind {dev} /dev/fuse",
+        dev = tmp.path().join("fuse").display()
+    );
     let hidden_fuse = "mount --bind /dev/null /dev/fuse".to_string();
     // As root in a new mount namespace: FUSE kept away, the toolchain made reachable, then
     // the user's build.
@@ -344,6 +346,27 @@ fn without_fuse_an_ordinary_users_build_is_cached_and_other_users_are_kept_out()
     let daemon_log = std::fs::read_to_string(store.join("daemon.log")).unwrap();
     assert!(daemon_log.contains("/dev/fuse is not the FUSE device"), "{daemon_log}");
     let out = as_user(&hidden_fuse, "cairn stop", "stop.log");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_until(30, "the user's daemon to remove its socket", || !socket.exists());
+    // A third way: FUSE is there, but this user may not mount where the cache is configured
+    // (a folder of root's): the mount fails, and the daemon serves its socket instead.
+    let roots = tmp.path().join("roots-folder");
+    std::fs::create_dir(&roots).unwrap();
+    let mount_here = format!("export CAIRN_MOUNT={}; ", roots.display());
+    let what = format!("{mount_here}cargo clean && cargo build && ./target/debug/userapp");
+    // (This machine's own /dev/fuse may be root's alone, as here: give the namespace an open one.)
+    let open_fuse = format!(
+        "{{ [ -e {dev} ] || mknod -m 666 {dev} c 10 229; }} && mount --bind {dev} /dev/fuse",
+        dev = tmp.path().join("fuse-open").display()
+    );
+    let out = as_user(&open_fuse, &what, "refused.log");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "seven");
+    let daemon_log = std::fs::read_to_string(store.join("daemon.log")).unwrap();
+    assert!(daemon_log.contains(&format!("mounting at {} failed", roots.display())), "{daemon_log}");
+    let lines = crate::workspace::read_log_all(&home.join("refused.log"));
+    assert!(!lines.is_empty() && lines.iter().all(|l| l.outcome == "hit"), "{lines:?}");
+    let out = as_user(&open_fuse, &format!("{mount_here}cairn stop"), "stop.log");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     wait_until(30, "the user's daemon to remove its socket", || !socket.exists());
 }
