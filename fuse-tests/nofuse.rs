@@ -135,6 +135,39 @@ fn success_output(out: Output) -> Vec<u8> {
     out.stdout
 }
 
+/// No `/dev/fuse` at all (a container's `/dev` made without it): the daemon names that reason.
+#[test]
+fn without_fuse_a_machine_with_no_fuse_device_is_named_as_the_reason() {
+    if !can_hide_fuse("without_fuse_a_machine_with_no_fuse_device_is_named_as_the_reason") {
+        return;
+    }
+    let h = Home::new();
+    // A /dev of a few nodes, as a minimal container has, without fuse.
+    let dev = h.dir.path().join("dev");
+    std::fs::create_dir(&dev).unwrap();
+    let mut nodes = String::new();
+    for (name, minor) in [("null", 3), ("zero", 5), ("urandom", 9)] {
+        nodes.push_str(&format!("mknod -m 666 {}/{name} c 1 {minor} && ", dev.display()));
+    }
+    let mut start = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    start.arg("start");
+    h.env(&mut start);
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!("{nodes}mount --bind {} /dev && exec \"$@\"", dev.display()))
+        .arg("sh")
+        .arg(start.get_program())
+        .args(start.get_args())
+        .envs(start.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .env_remove("CAIRN_AUTOSTART");
+    let out = success(c);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(said.contains("serving without a mount (there is no /dev/fuse"), "{said}");
+    let stats = String::from_utf8(success_output(h.cairn(&["stats"]))).unwrap();
+    assert!(stats.contains("only: there is no /dev/fuse"), "{stats}");
+    h.stop();
+}
+
 #[test]
 fn without_fuse_wrappers_that_start_at_once_start_one_daemon_and_all_store() {
     if !can_hide_fuse("without_fuse_wrappers_that_start_at_once_start_one_daemon_and_all_store") {

@@ -109,6 +109,33 @@ pub fn write_frame(w: &mut impl Write, lead: u8, parts: &[&[u8]]) -> io::Result<
     w.flush()
 }
 
+/// Room for one descriptor's control message.
+fn fd_space() -> usize {
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) as usize }
+}
+
+/// A message header over one buffer and a control buffer of [`fd_space`] bytes. The header
+/// points into both: they must outlive its use.
+fn fd_msg(iov: &mut libc::iovec, cbuf: &mut [u8]) -> libc::msghdr {
+    // SAFETY: msghdr is plain data, for which all-zero is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = cbuf.len() as _;
+    msg
+}
+
+/// A frame's head: its leading byte and how many body bytes follow, its length checked.
+fn parse_head(head: &[u8; 9]) -> io::Result<(u8, u64)> {
+    let len = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
+    if len == 0 || len > MAX_FRAME {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("bad frame length {len}")));
+    }
+    Ok((head[8], len - 1))
+}
+
 /// Writes one frame whose head carries a file descriptor (`SCM_RIGHTS`), then its body.
 pub fn write_frame_with_fd(
     stream: &std::os::unix::net::UnixStream,
@@ -121,17 +148,11 @@ pub fn write_frame_with_fd(
     head[..8].copy_from_slice(&(1 + body.len() as u64).to_le_bytes());
     head[8] = lead;
     let mut iov = libc::iovec { iov_base: head.as_mut_ptr().cast(), iov_len: head.len() };
-    // SAFETY: CMSG_SPACE is a pure size computation.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as usize;
-    let mut cbuf = vec![0u8; space];
-    // SAFETY: msghdr is plain data; every pointer set below outlives the sendmsg call, and the
-    // control buffer is CMSG_SPACE bytes for one descriptor, as CMSG_FIRSTHDR/CMSG_DATA expect.
+    let mut cbuf = vec![0u8; fd_space()];
+    let msg = fd_msg(&mut iov, &mut cbuf);
+    // SAFETY: `msg` points at `head` and `cbuf`, which outlive the call; the control buffer is
+    // CMSG_SPACE bytes for one descriptor, as CMSG_FIRSTHDR/CMSG_DATA expect.
     let sent = unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = space as _;
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
@@ -156,18 +177,12 @@ pub fn read_head_with_fd(
     use std::os::fd::{AsRawFd, FromRawFd};
     let mut head = [0u8; 9];
     let mut iov = libc::iovec { iov_base: head.as_mut_ptr().cast(), iov_len: head.len() };
-    // SAFETY: a pure size computation.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as usize;
-    let mut cbuf = vec![0u8; space];
+    let mut cbuf = vec![0u8; fd_space()];
+    let mut msg = fd_msg(&mut iov, &mut cbuf);
     let mut fd = None;
     // SAFETY: as in write_frame_with_fd; the kernel fills at most msg_controllen bytes, and
     // each control message found is read within them.
     let got = unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = space as _;
         let n = loop {
             let n = libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC);
             if n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
@@ -192,11 +207,8 @@ pub fn read_head_with_fd(
     }
     let mut r = stream;
     r.read_exact(&mut head[got..])?;
-    let len = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
-    if len == 0 || len > MAX_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("bad frame length {len}")));
-    }
-    Ok(Some((head[8], len - 1, fd)))
+    let (lead, len) = parse_head(&head)?;
+    Ok(Some((lead, len, fd)))
 }
 
 /// Reads one frame's head: its leading byte and how many body bytes follow. `None` at a clean
@@ -213,11 +225,7 @@ pub fn read_head(r: &mut impl Read) -> io::Result<Option<(u8, u64)>> {
             Err(e) => return Err(e),
         }
     }
-    let len = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
-    if len == 0 || len > MAX_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("bad frame length {len}")));
-    }
-    Ok(Some((head[8], len - 1)))
+    parse_head(&head).map(Some)
 }
 
 /// Reads `len` bytes.
