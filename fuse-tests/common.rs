@@ -261,17 +261,18 @@ impl Mount {
         let Some(mut child) = self.child.take() else { return };
         let out = match self.via {
             Via::Mount => Command::new("fusermount3").arg("-u").arg(&self.mnt).output().unwrap(),
-            Via::Socket => Command::new(env!("CARGO_BIN_EXE_cairn"))
-                .args(["stop", "--store"])
-                .arg(&self.store)
-                .arg(&self.mnt)
-                .env("CAIRN_CONFIG", "/nonexistent/cairn.toml")
-                .output()
-                .unwrap(),
+            Via::Socket => self.stop_socket().output().unwrap(),
         };
         assert!(out.status.success(), "stopping the daemon: {}", String::from_utf8_lossy(&out.stderr));
         let status = child.wait().unwrap();
         assert!(status.success(), "daemon exited with {status}; log:\n{}", self.log_text());
+    }
+
+    /// `cairn stop` for a daemon without a mount: through its socket.
+    fn stop_socket(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        c.args(["stop", "--store"]).arg(&self.store).arg(&self.mnt).env("CAIRN_CONFIG", "/nonexistent/cairn.toml");
+        c
     }
 
     /// The daemon's process id.
@@ -337,12 +338,7 @@ impl Drop for Mount {
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("fusermount3").arg("-u").arg(&self.mnt).output();
             if self.via == Via::Socket {
-                let _ = Command::new(env!("CARGO_BIN_EXE_cairn"))
-                    .args(["stop", "--store"])
-                    .arg(&self.store)
-                    .arg(&self.mnt)
-                    .env("CAIRN_CONFIG", "/nonexistent/cairn.toml")
-                    .output();
+                let _ = self.stop_socket().output();
                 let _ = child.wait();
             }
             let _ = child.kill();
