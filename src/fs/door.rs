@@ -6,7 +6,7 @@
 //! about sockets; the unit tests drive it over a memory store.
 
 use std::ffi::OsStr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::{special, CacheFs, FsError, Kind, OpenMode, ROOT_INO};
 use crate::key::Key;
@@ -106,8 +106,10 @@ impl<S: Store> CacheFs<S> {
         replace: bool,
     ) -> Result<(), FsError> {
         self.may_change(caller, None)?;
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-        let temp = temp_name_for(key, std::process::id(), nanos);
+        // One daemon names every socket commit: a counter keeps two PUTs of one key (two
+        // wrappers racing) on two temporaries.
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let temp = temp_name_for(key, std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         let temp = OsStr::new(&temp);
         let (_, opened) =
             self.create(ROOT_INO, temp, OpenMode { write: true, exclusive: true, ..OpenMode::default() })?;
@@ -250,6 +252,26 @@ mod tests {
         assert_eq!(fs.read_path(&key.to_hex()).unwrap(), b"first");
         fs.put_bytes(OWNER, &key, &mut once(b"third"), true).unwrap();
         assert_eq!(fs.read_path(&key.to_hex()).unwrap(), b"third");
+        assert_eq!(fs.list_path("").unwrap().iter().filter(|l| l.name.starts_with(".tmp")).count(), 0);
+    }
+
+    #[test]
+    fn racing_puts_of_one_key_both_succeed_and_one_object_stays() {
+        let fs = Arc::new(fs());
+        let key = Key::of_bytes(b"k");
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let fs = Arc::clone(&fs);
+                std::thread::spawn(move || {
+                    fs.put_bytes(OWNER, &key, &mut once(format!("writer {i}").as_bytes()), false)
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap().unwrap();
+        }
+        let bytes = fs.read_path(&key.to_hex()).unwrap();
+        assert!(bytes.starts_with(b"writer "), "one writer's bytes, whole");
         assert_eq!(fs.list_path("").unwrap().iter().filter(|l| l.name.starts_with(".tmp")).count(), 0);
     }
 
