@@ -408,3 +408,52 @@ fn uid_of(user: &str) -> u32 {
     let out = Command::new("id").args(["-u", user]).output().unwrap();
     String::from_utf8(out.stdout).unwrap().trim().parse().unwrap()
 }
+
+/// The socket judges a peer by the uid the kernel reports, never by the file's mode: with the
+/// socket opened to everyone (mode 0666, folders open) but no `--allow-other`, another user is
+/// refused even a read; under `--allow-other` they read, and may not remove.
+#[test]
+fn without_fuse_another_user_is_judged_by_the_kernels_credentials() {
+    let test = "without_fuse_another_user_is_judged_by_the_kernels_credentials";
+    let as_nobody = |m: &crate::common::Mount, args: &[&str]| -> Output {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_cairn"))
+            .args(args)
+            .arg("--store")
+            .arg(&m.store)
+            .env("CAIRN_MOUNT", m.store.join("no-mount"))
+            .env("CAIRN_CONFIG", "/nonexistent/cairn.toml")
+            .env("XDG_CACHE_HOME", "/nonexistent")
+            .output()
+            .unwrap()
+    };
+    // Open every folder on the way, and the socket itself, so only the daemon can say no.
+    let open_up = |m: &crate::common::Mount| {
+        for dir in [m.store.parent().unwrap(), &m.store] {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::set_permissions(m.store.join("cairn.sock"), std::fs::Permissions::from_mode(0o666)).unwrap();
+    };
+    let Some(m) = mount_via(test, None, "1GiB", &[], &[], Via::Socket) else { return };
+    open_up(&m);
+    let out = as_nobody(&m, &["stats"]);
+    assert!(!out.status.success(), "another user read the stats of a daemon without --allow-other");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Permission denied"), "the daemon refused, not the file system: {err}");
+    drop(m);
+
+    let Some(m) = mount_via(test, None, "1GiB", &["--allow-other"], &[], Via::Socket) else { return };
+    open_up(&m);
+    let data = b"the owner's object";
+    let key = cairn::key::Key::of_bytes(data);
+    let door = cairn::engine::door::Door::at(None, Some(&m.store)).unwrap();
+    door.put(&key, data, false).unwrap();
+    let out = as_nobody(&m, &["stats"]);
+    assert!(out.status.success(), "under --allow-other others read: {}", String::from_utf8_lossy(&out.stderr));
+    let out = as_nobody(&m, &["rm", &key.to_hex()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Permission denied"), "{err}");
+    assert_eq!(door.read(&key.to_hex()).unwrap(), data, "the object is still there");
+}

@@ -48,11 +48,15 @@ fn remove(door: &Door, key: Key, size: u64) -> io::Result<Removed> {
     Ok(Removed { key, crate_name, size })
 }
 
+/// Every object's size, by name.
+fn sizes(door: &Door) -> io::Result<std::collections::HashMap<String, u64>> {
+    Ok(door.list("")?.into_iter().map(|l| (l.name, l.size)).collect())
+}
+
 /// Removes entries by key (`cairn rm`), as `rm <mnt>/<key>` does: locally and in the bucket.
 /// A key that is not there is an error naming it; the others are still removed.
 pub fn remove_keys(door: &Door, keys: &[Key]) -> (Vec<Removed>, Vec<String>) {
-    let sizes: std::collections::HashMap<String, u64> =
-        door.list("").map(|l| l.into_iter().map(|l| (l.name, l.size)).collect()).unwrap_or_default();
+    let sizes = sizes(door).unwrap_or_default();
     let (mut done, mut failed) = (Vec::new(), Vec::new());
     for key in keys {
         let size = sizes.get(&key.to_hex()).copied().unwrap_or(0);
@@ -81,7 +85,7 @@ pub fn evict_crate(door: &Door, name: &str) -> io::Result<Vec<Removed>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
         Err(e) => return Err(e),
     };
-    let sizes: std::collections::HashMap<String, u64> = door.list("")?.into_iter().map(|l| (l.name, l.size)).collect();
+    let sizes = sizes(door)?;
     for e in listing {
         let Some(key) = Key::parse(&e.name) else { continue };
         let size = sizes.get(&e.name).copied().unwrap_or(0);
@@ -147,6 +151,13 @@ pub fn wait_exit(pid: u32, limit: std::time::Duration) -> bool {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     true
+}
+
+/// Why the daemon behind `door` serves without a mount, as its stats say; `None` when it is
+/// mounted or cannot be asked.
+pub fn why_no_mount(door: &Door) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(&stats_json(door).ok()?).ok()?;
+    v["doors"]["why_no_mount"].as_str().map(str::to_string)
 }
 
 /// Starts the "since zero" counters over.

@@ -111,11 +111,7 @@ fn door(mp: &Path, store: &Path) -> Check {
             ok("door", format!("the wrapper uses the {}; the daemon also serves {}", d.describe(), socket.display()))
         }
         Some(d) => {
-            let why = crate::admin::stats_json(&d)
-                .ok()
-                .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok())
-                .and_then(|v| v["doors"]["why_no_mount"].as_str().map(str::to_string))
-                .unwrap_or_else(|| "unknown".into());
+            let why = crate::admin::why_no_mount(&d).unwrap_or_else(|| "unknown".into());
             ok("door", format!("no mount; the wrapper uses the daemon's socket {} (why: {why})", socket.display()))
         }
         None if socket.exists() => {

@@ -293,9 +293,7 @@ fn mount(a: MountArgs, background: bool) -> Result<()> {
             mounts::MountState::Live => format!("mounted at {}", cfg.mountpoint.display()),
             _ => {
                 let why = Door::at(None, Some(&cfg.store))
-                    .and_then(|d| admin::stats_json(&d).ok())
-                    .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok())
-                    .and_then(|v| v["doors"]["why_no_mount"].as_str().map(str::to_string))
+                    .and_then(|d| admin::why_no_mount(&d))
                     .unwrap_or_else(|| "see the log".into());
                 format!(
                     "serving without a mount ({why}) through {}",
@@ -333,21 +331,21 @@ fn main() -> Result<()> {
         Command::Start(a) => mount(a, true),
         Command::Umount { mountpoint, store } => {
             let (mp, store) = places(mountpoint, store)?;
-            let (door, state) = match mounts::state(&mp) {
+            let (door, mounted) = match mounts::state(&mp) {
                 mounts::MountState::NotMounted => match Door::at(None, Some(&store)) {
-                    Some(d) => (d, None),
+                    Some(d) => (d, false),
                     None => bail!(
                         "nothing is mounted at {} and no daemon serves {}",
                         mp.display(),
                         cairn::protocol::wire::socket_path(&store).display()
                     ),
                 },
-                s => (Door::Mount(mp.clone()), Some(s)),
+                _ => (Door::Mount(mp.clone()), true),
             };
             let daemon_pid = admin::daemon_of(&door);
-            match state {
-                Some(_) => daemon::unmount(&mp).with_context(|| format!("unmounting {}", mp.display()))?,
-                None => door.stop().context("asking the daemon to stop")?,
+            match mounted {
+                true => daemon::unmount(&mp).with_context(|| format!("unmounting {}", mp.display()))?,
+                false => door.stop().context("asking the daemon to stop")?,
             }
             // The daemon saves its index and finishes pending uploads after the unmount: wait
             // for it, so that an ephemeral machine (a CI runner) can stop as soon as this returns.

@@ -284,6 +284,29 @@ mod tests {
         assert!(d.read(".cairn/stats.json").is_ok());
     }
 
+    /// A client that dies in the middle of a PUT's bytes: nothing is committed under the key,
+    /// and no temporary is left behind.
+    #[test]
+    fn a_put_cut_off_mid_body_commits_nothing_and_leaves_no_temporary() {
+        let (dir, _bound) = serving_disk();
+        let key = Key::of_bytes(b"whole object");
+        let s = wire::connect(dir.path()).unwrap();
+        let mut head = (1 + 33 + 1000u64).to_le_bytes().to_vec();
+        head.push(Op::Put as u8);
+        head.extend_from_slice(&wire::put_head(&key, false));
+        head.extend_from_slice(&[7u8; 10]);
+        (&s).write_all(&head).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        // The daemon answers once it has given up on the body: the event to wait for.
+        let (status, len) = wire::read_head(&mut &s).unwrap().expect("a reply");
+        let body = wire::read_body(&mut &s, len).unwrap();
+        assert_eq!(status, 1, "an error: {}", wire::parse_error(&body));
+        let d = door(dir.path());
+        assert_eq!(Cache::get(&d, &key), None, "nothing committed");
+        let temps: Vec<_> = std::fs::read_dir(dir.path().join("store/v1/tmp")).unwrap().collect();
+        assert!(temps.is_empty(), "the temporary was discarded: {temps:?}");
+    }
+
     #[test]
     fn a_peer_that_is_not_the_owner_may_not_change_the_cache() {
         // The daemon's owner is someone else: this process is "another user" to it (unless
@@ -305,16 +328,22 @@ mod tests {
         assert_eq!(wire::errno_of(&d.read(".cairn/stats.json").unwrap_err()), Some(libc::EACCES));
     }
 
+    /// A daemon's socket over a disk store in a temporary folder (its store in `store/`).
+    fn serving_disk() -> (tempfile::TempDir, Bound) {
+        let dir = tempfile::tempdir().unwrap();
+        let me = nix::unistd::getuid().as_raw();
+        let store = Arc::new(crate::store::disk::DiskStore::open(&dir.path().join("store"), 1 << 30).unwrap());
+        let fs = Arc::new(CacheFs::new(store, FsOptions { uid: me, gid: me, want_backing: true }));
+        let bound = bind(dir.path(), false).unwrap();
+        serve(fs, bound.listener.try_clone().unwrap(), Access { owner: me, allow_other: false }).unwrap();
+        (dir, bound)
+    }
+
     /// Over the disk store, objects travel as descriptors (`OPEN`): the bytes read are the
     /// object's, and a damaged object is refused before any descriptor is handed out.
     #[test]
     fn objects_are_handed_over_as_checked_descriptors() {
-        let dir = tempfile::tempdir().unwrap();
-        let me = nix::unistd::getuid().as_raw();
-        let store = Arc::new(crate::store::disk::DiskStore::open(&dir.path().join("store"), 1 << 30).unwrap());
-        let fs = Arc::new(CacheFs::new(Arc::clone(&store), FsOptions { uid: me, gid: me, want_backing: true }));
-        let bound = bind(dir.path(), false).unwrap();
-        serve(fs, bound.listener.try_clone().unwrap(), Access { owner: me, allow_other: false }).unwrap();
+        let (dir, _bound) = serving_disk();
         let d = door(dir.path());
         let key = Key::of_bytes(b"object");
         let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();

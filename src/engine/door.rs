@@ -259,9 +259,13 @@ fn put_file(dir: &Path, key: &Key, bytes: &[u8], replace: bool) -> io::Result<()
         match fs::rename(&tmp, &dest) {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) && replace => {
                 // Another dependency set was recorded first; ours is newer. A reader that looks
-                // in between sees no manifest: a miss, never a wrong hit.
+                // in between sees no manifest: a miss, never a wrong hit. Should yet another
+                // writer commit in between (wrappers racing on one key), theirs stands.
                 let _ = fs::remove_file(&dest);
-                fs::rename(&tmp, &dest)
+                match fs::rename(&tmp, &dest) {
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+                    other => other,
+                }
             }
             // Someone stored different bytes for the same result key (a compile that is not
             // bit-for-bit reproducible): theirs stays, ours is dropped.
