@@ -3,9 +3,13 @@
 //! (`protocol::wire`). Both reach the same daemon and the same rules; a [`Door`] offers the
 //! file operations every caller needs, whichever door it is, and is the engine's [`Cache`].
 //!
-//! Which door: a live mount first (one `statfs`), then the socket (one `connect`); with
+//! Which door: the socket first (one `connect`), then a live mount (one `statfs`); with
 //! neither, the daemon is started (`cairn start`, which mounts where FUSE works and serves the
-//! socket alone where it does not) and both are tried again.
+//! socket alone where it does not) and both are tried again. The socket comes first because
+//! it is the cheaper door for the same daemon and the same rules: a stored result is one
+//! streamed request instead of a create, many writes and a rename through the kernel, and a
+//! read is one handed-over descriptor (measured in docs/benchmarks.md, "Which door the wrapper
+//! takes"). `CAIRN_DOOR=mount` puts the mount first; the mount stays what people look at.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
@@ -36,14 +40,23 @@ impl Door {
         Door::at(mount::mountpoint().as_deref(), mount::store_dir().as_deref())
     }
 
-    /// Like [`live`](Self::live) for a given mount point and store folder.
+    /// Like [`live`](Self::live) for a given mount point and store folder: the socket, else
+    /// the mount (the other way round with `CAIRN_DOOR=mount`).
     pub fn at(mountpoint: Option<&Path>, store: Option<&Path>) -> Option<Door> {
-        if let Some(mp) = mountpoint.filter(|m| mount::probe(m) == mount::Probe::Live) {
-            return Some(Door::Mount(mp.to_path_buf()));
+        let by_mount = || {
+            let mp = mountpoint.filter(|m| mount::probe(m) == mount::Probe::Live)?;
+            Some(Door::Mount(mp.to_path_buf()))
+        };
+        let by_socket = || {
+            let store = store?;
+            let stream = wire::connect(store).ok()?;
+            Some(Door::Socket { stream, store: store.to_path_buf() })
+        };
+        if std::env::var_os("CAIRN_DOOR").is_some_and(|v| v == "mount") {
+            by_mount().or_else(by_socket)
+        } else {
+            by_socket().or_else(by_mount)
         }
-        let store = store?;
-        let stream = wire::connect(store).ok()?;
-        Some(Door::Socket { stream, store: store.to_path_buf() })
     }
 
     /// A live door, starting the daemon when there is none (unless `CAIRN_AUTOSTART=0`).
