@@ -25,6 +25,7 @@ fn ci_build(server: &S3Server, dir: &Path, target: &str, log: &Path, read_only: 
         .env("CAIRN_CI_DIR", dir)
         .env("CAIRN_CONFIG", "/nonexistent/cairn.toml")
         .env("CAIRN_LOG", log)
+        .env("CAIRN_SEED", "0")
         .env("CAIRN_S3_BUCKET", "team")
         .env("CAIRN_S3_ENDPOINT", &server.endpoint)
         .envs(credentials());

@@ -30,6 +30,7 @@ mod panics;
 mod restart;
 mod s3;
 mod s3_garage;
+mod seed;
 mod tools;
 mod wrapper_autostart;
 mod wrapper_changes;

@@ -334,7 +334,7 @@ fn without_fuse_an_ordinary_users_build_is_cached_and_other_users_are_kept_out()
             "{fuse} && mount --bind {sysroot} {tc} && \
              exec su {user} -s /bin/sh -c 'cd {project} && \
              env -i HOME={home} PATH={tc}/bin:{bins}:/usr/bin:/bin CARGO_INCREMENTAL=0 \
-             RUSTC_WRAPPER={bins}/cairn-rustc CAIRN_LOG={home}/{log} CARGO_NET_OFFLINE=true \
+             RUSTC_WRAPPER={bins}/cairn-rustc CAIRN_LOG={home}/{log} CAIRN_SEED=0 CARGO_NET_OFFLINE=true \
              sh -c \"{what}\"'",
             sysroot = sysroot().display(),
             tc = tc.display(),

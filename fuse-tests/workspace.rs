@@ -196,6 +196,9 @@ pub fn cargo_in(root: &Path, xdg: &Path, mnt: Option<&Mount>, target: &str, log:
         }
     }
     c.env("CARGO_TARGET_DIR", root.join(target)).env("CARGO_INCREMENTAL", "0").env("XDG_CACHE_HOME", xdg);
+    // These tests watch each unit go through the wrapper; target-dir seeding would let cargo
+    // skip the registry units of a fresh target dir. fuse-tests/seed.rs turns it back on.
+    c.env("CAIRN_SEED", "0");
     if let Some(m) = mnt {
         c.env("RUSTC_WRAPPER", env!("CARGO_BIN_EXE_cairn-rustc"))
             .env("CAIRN_MOUNT", &m.mnt)

@@ -220,6 +220,12 @@ pub fn render(json: &str) -> Result<String, String> {
             out.push_str(&format!("{:<16}{:>24}{:>24}\n", label, kinds(z, k), kinds(s, k)));
         }
     }
+    if n(&z["seeded_units"]) + n(&s["seeded_units"]) > 0 {
+        let seeded = |p: &serde_json::Value| {
+            format!("{} units, {}", n(&p["seeded_units"]), duration_text(f(&p["seed_saved_secs"])))
+        };
+        out.push_str(&format!("{:<16}{:>24}{:>24}\n", "  seeded", seeded(z), seeded(s)));
+    }
     out.push_str(&format!("{:<16}{:>24}{:>24}\n", "errors", n(&z["errors"]), n(&s["errors"])));
     out.push_str(&format!(
         "{:<16}{:>24}{:>24}\n",

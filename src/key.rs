@@ -16,6 +16,11 @@ impl Key {
     ///
     /// Uppercase is refused on purpose: one object must have exactly one name, or `rm` of one
     /// spelling would leave the other.
+    /// A key from its 32 raw bytes (`None` when there are not exactly 32).
+    pub fn parse_bytes(bytes: Option<&[u8]>) -> Option<Key> {
+        Some(Key(bytes?.try_into().ok()?))
+    }
+
     pub fn parse(text: &str) -> Option<Key> {
         let bytes = text.as_bytes();
         if bytes.len() != KEY_HEX_LEN {

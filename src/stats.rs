@@ -32,6 +32,12 @@ pub struct Counters {
     /// The same sums for each kind (`rustc`, `build-script`, `cc`); the fields above add
     /// them all up.
     pub kinds: BTreeMap<String, KindCounters>,
+    /// Units put into fresh target dirs by seeding (engine/seed), so cargo ran nothing for
+    /// them; and max(0, their compile time − the time seeding took), also in `saved_ns`.
+    #[serde(default)]
+    pub seeded_units: u64,
+    #[serde(default)]
+    pub seeded_saved_ns: u64,
 }
 
 /// Hits, misses and time saved of one kind.
@@ -63,6 +69,13 @@ impl Counters {
                 let k = self.kinds.entry(kind.as_str().to_string()).or_default();
                 k.misses += 1;
                 k.miss_compile_ns += compile_ns;
+            }
+            Event::Seeded { units, compile_ns, took_ns, bytes } => {
+                let saved = compile_ns.saturating_sub(*took_ns);
+                self.seeded_units += units;
+                self.seeded_saved_ns += saved;
+                self.saved_ns += saved;
+                self.bytes_read += bytes;
             }
             Event::NotCacheable(r) => *self.not_cacheable.entry(r.clone()).or_insert(0) += 1,
             // Build sets are the daemon's business (src/build_sets.rs), not counters.
@@ -141,6 +154,8 @@ impl Stats {
             "bytes_written": z.bytes_written,
             "time_saved_secs": z.saved_ns as f64 / 1e9,
             "hit_rate": rate(z),
+            "seeded_units": z.seeded_units,
+            "seed_saved_secs": z.seeded_saved_ns as f64 / 1e9,
             "kinds": period(z, self.zeroed_unix)["kinds"],
             "local": { "used_bytes": g.used, "limit_bytes": g.limit, "objects": g.objects,
                        "evicted": g.evicted, "corrupt_removed": g.corrupt_removed },
@@ -178,6 +193,8 @@ fn period(c: &Counters, since: u64) -> serde_json::Value {
         "time_saved_secs": c.saved_ns as f64 / 1e9,
         "hit_compile_secs": c.hit_compile_ns as f64 / 1e9,
         "miss_compile_secs": c.miss_compile_ns as f64 / 1e9,
+        "seeded_units": c.seeded_units,
+        "seed_saved_secs": c.seeded_saved_ns as f64 / 1e9,
         "kinds": c.kinds.iter().map(|(name, k)| (name.clone(), serde_json::json!({
             "hits": k.hits,
             "misses": k.misses,
@@ -209,5 +226,22 @@ mod tests {
         s.zero(10);
         assert_eq!(s.since_zero, Counters::default());
         assert_eq!(s.since_start.hits, 2);
+    }
+
+    #[test]
+    fn seeded_units_count_and_their_saved_time_adds_to_the_total() {
+        let mut s = Stats::default();
+        s.apply(&Event::Hit { kind: Kind::Rustc, compile_ns: 3_000_000_000, took_ns: 1_000_000_000, bytes: 1 });
+        s.apply(&Event::Seeded { units: 40, compile_ns: 9_000_000_000, took_ns: 1_000_000_000, bytes: 5 });
+        assert_eq!((s.since_zero.seeded_units, s.since_zero.seeded_saved_ns), (40, 8_000_000_000));
+        assert_eq!(s.since_zero.saved_ns, 10_000_000_000);
+        s.apply(&Event::Seeded { units: 1, compile_ns: 1, took_ns: 9, bytes: 0 });
+        assert_eq!(s.since_zero.saved_ns, 10_000_000_000, "never negative");
+        let doc: serde_json::Value = serde_json::from_str(&s.to_json(&Gauges::default())).unwrap();
+        assert_eq!(doc["since_start"]["seeded_units"], 41);
+        assert_eq!(doc["seed_saved_secs"], 8.0);
+        // A report line round-trips.
+        let e = Event::Seeded { units: 3, compile_ns: 4, took_ns: 5, bytes: 6 };
+        assert_eq!(Event::parse(&e.to_line()).unwrap(), e);
     }
 }

@@ -77,8 +77,25 @@ pub fn run(argv: &[OsString]) -> i32 {
         return exec(Command::new(&real).args(args));
     };
     let cwd = std::env::current_dir().unwrap_or_default();
-    let mut fe = BuildScript::new(real, args.to_vec(), env, cwd, PathBuf::from(out_dir), memo);
-    engine::run(&mut fe)
+    let t0 = std::time::Instant::now();
+    let manifest_dir = get(&env, "CARGO_MANIFEST_DIR");
+    let version = get(&env, "CARGO_PKG_VERSION").unwrap_or_default();
+    // Target-dir seeding (engine/seed): this run, once done, is a unit of its package, built
+    // from the script's compile and the runs whose `DEP_*` variables it reads.
+    let mut deps: Vec<String> = Path::new(launcher).parent().and_then(engine::seed::unit_hash).into_iter().collect();
+    for (_, v) in env.iter().filter(|(k, _)| k.starts_with("DEP_")) {
+        deps.extend(v.split(':').filter_map(|p| engine::seed::build_unit_hash(Path::new(p))));
+    }
+    let mut fe = BuildScript::new(real, args.to_vec(), env, cwd, PathBuf::from(&out_dir), memo);
+    let code = engine::run(&mut fe);
+    let run_unit = Path::new(&out_dir).parent().and_then(|u| u.file_name()).and_then(|n| n.to_str());
+    if let (0, Some(unit), Some(dir)) = (code, run_unit, manifest_dir) {
+        if engine::seed::is_sourced(Path::new(&dir)) {
+            let took = engine::last_compile().max(t0.elapsed());
+            engine::seed::report(Path::new(&out_dir), unit.to_string(), format!("{pkg} {version}"), took, deps);
+        }
+    }
+    code
 }
 
 fn exec(cmd: &mut Command) -> i32 {

@@ -14,6 +14,7 @@
 
 pub mod background;
 pub mod mounts;
+pub mod seeder;
 pub mod socket;
 pub mod state;
 
@@ -193,7 +194,8 @@ fn serve<S: Store>(
             tracing::warn!(socket = %bound.path.display(), store = %cfg.store.display(), limit = u.limit, used = u.used, objects = u.objects, "serving without a mount, through the socket only: {why}")
         }
     }
-    socket::serve(Arc::clone(&fs), bound.listener.try_clone()?, access)?;
+    let seeder = seeder::Seeder::start(Arc::clone(&fs))?;
+    socket::serve(Arc::clone(&fs), Arc::clone(&seeder), bound.listener.try_clone()?, access)?;
 
     let notifier = session.as_ref().map(Session::notifier);
     let inval_fs = Arc::clone(&fs);
@@ -244,6 +246,8 @@ fn serve<S: Store>(
     };
     // No new connections from here on; the socket file goes with `bound`.
     drop(bound);
+    // Seed sets still to write go before the uploads drain.
+    seeder.finish();
     drop(stop_tx);
     state::save(&fs, &cfg.store);
     drop(fs);

@@ -15,9 +15,11 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::seeder::Seeder;
 use crate::fs::door::Content;
 use crate::fs::{CacheFs, FsError};
 use crate::key::Key;
+use crate::protocol::seed::Capture;
 use crate::protocol::wire::{self, Op};
 use crate::store::Store;
 
@@ -59,7 +61,12 @@ pub fn bind(store: &Path, allow_other: bool) -> io::Result<Bound> {
 }
 
 /// Accepts connections until the process ends, each served on its own thread.
-pub fn serve<S: Store>(fs: Arc<CacheFs<S>>, listener: UnixListener, access: Access) -> io::Result<()> {
+pub fn serve<S: Store + 'static>(
+    fs: Arc<CacheFs<S>>,
+    seeder: Arc<Seeder<S>>,
+    listener: UnixListener,
+    access: Access,
+) -> io::Result<()> {
     std::thread::Builder::new().name("socket".into()).spawn(move || {
         for conn in listener.incoming() {
             let stream = match conn {
@@ -70,8 +77,9 @@ pub fn serve<S: Store>(fs: Arc<CacheFs<S>>, listener: UnixListener, access: Acce
                 }
             };
             let fs = Arc::clone(&fs);
+            let seeder = Arc::clone(&seeder);
             let spawned = std::thread::Builder::new().name("socket-conn".into()).spawn(move || {
-                if let Err(e) = connection(&fs, &stream, access) {
+                if let Err(e) = connection(&fs, &seeder, &stream, access) {
                     tracing::debug!("socket connection ended: {e}");
                 }
             });
@@ -103,14 +111,19 @@ fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
     Ok(cred.uid)
 }
 
-fn connection<S: Store>(fs: &CacheFs<S>, stream: &UnixStream, access: Access) -> io::Result<()> {
+fn connection<S: Store + 'static>(
+    fs: &CacheFs<S>,
+    seeder: &Seeder<S>,
+    stream: &UnixStream,
+    access: Access,
+) -> io::Result<()> {
     let uid = peer_uid(stream)?;
     let welcome = uid == access.owner || uid == 0 || access.allow_other;
     if !welcome {
         tracing::warn!(uid, "refused a socket connection from another user (the daemon runs without --allow-other)");
     }
     let mut r = stream;
-    while let Some((lead, len)) = wire::read_head(&mut r)? {
+    while let Some((lead, len, fd)) = wire::read_head_with_fd(stream)? {
         let op = Op::from_u8(lead);
         let reply = match (welcome, op) {
             (false, _) => {
@@ -122,6 +135,20 @@ fn connection<S: Store>(fs: &CacheFs<S>, stream: &UnixStream, access: Access) ->
                 Err(FsError::Io(libc::ENOSYS))
             }
             (true, Some(Op::Put)) => put(fs, uid, &mut r, len),
+            (true, Some(Op::Capture)) => {
+                let body = wire::read_body(&mut r, len)?;
+                match (Capture::decode(&body), fd) {
+                    (Some(c), Some(dir)) => seeder.capture(uid, c, dir).map(|()| Vec::new()),
+                    _ => Err(FsError::InvalidName),
+                }
+            }
+            (true, Some(Op::Seed)) => {
+                let body = wire::read_body(&mut r, len)?;
+                match (Key::parse_bytes(body.get(..32)), Key::parse_bytes(body.get(32..64))) {
+                    (Some(exact), Some(latest)) => seeder.set(exact, latest),
+                    _ => Err(FsError::InvalidName),
+                }
+            }
             (true, Some(Op::Open)) => {
                 let body = wire::read_body(&mut r, len)?;
                 let path = std::str::from_utf8(&body).map_err(|_| FsError::InvalidName);
@@ -177,7 +204,7 @@ fn request<S: Store>(fs: &CacheFs<S>, uid: u32, op: Op, body: &[u8]) -> Result<V
             fs.xattr_path(path, &text(name)?)?.ok_or(FsError::Io(libc::ENODATA))
         }
         Op::Stop => fs.may_change(uid, None).map(|()| Vec::new()),
-        Op::Put | Op::Open => unreachable!("PUT and OPEN are served in connection()"),
+        Op::Put | Op::Open | Op::Capture | Op::Seed => unreachable!("served in connection()"),
     }
 }
 
@@ -229,7 +256,13 @@ mod tests {
             FsOptions { uid: owner, gid: owner, want_backing: false },
         ));
         let bound = bind(dir.path(), allow_other).unwrap();
-        serve(fs, bound.listener.try_clone().unwrap(), Access { owner, allow_other }).unwrap();
+        serve(
+            Arc::clone(&fs),
+            Seeder::start(fs).unwrap(),
+            bound.listener.try_clone().unwrap(),
+            Access { owner, allow_other },
+        )
+        .unwrap();
         (dir, bound)
     }
 
@@ -335,7 +368,13 @@ mod tests {
         let store = Arc::new(crate::store::disk::DiskStore::open(&dir.path().join("store"), 1 << 30).unwrap());
         let fs = Arc::new(CacheFs::new(store, FsOptions { uid: me, gid: me, want_backing: true }));
         let bound = bind(dir.path(), false).unwrap();
-        serve(fs, bound.listener.try_clone().unwrap(), Access { owner: me, allow_other: false }).unwrap();
+        serve(
+            Arc::clone(&fs),
+            Seeder::start(fs).unwrap(),
+            bound.listener.try_clone().unwrap(),
+            Access { owner: me, allow_other: false },
+        )
+        .unwrap();
         (dir, bound)
     }
 

@@ -38,9 +38,11 @@ pub mod log;
 pub mod makedeps;
 pub mod memo;
 pub mod mount;
+pub mod native_cpu;
 pub mod outcome;
 pub mod process;
 pub mod profile;
+pub mod seed;
 pub mod toolchain;
 
 #[cfg(test)]
@@ -413,9 +415,19 @@ impl Engine<'_> {
             _ => ran,
         };
         log::record_in(self.log.as_deref(), fe.site().kind, &fe.site().crate_name, key, &outcome.word(), took, compile);
+        LAST_COMPILE_NS.store(compile.map_or(0, |c| c.as_nanos() as u64), std::sync::atomic::Ordering::Relaxed);
         life.ph.mark("report");
         life.ph.write(fe.site().kind.as_str(), &fe.site().crate_name, &outcome.word());
     }
+}
+
+/// What the last compile of this process took to compile (a hit: the original compile),
+/// for target-dir seeding's record of what a unit saves (engine/seed).
+static LAST_COMPILE_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// [`LAST_COMPILE_NS`] (0 when unknown). The wrapper runs one compile per process.
+pub fn last_compile() -> Duration {
+    Duration::from_nanos(LAST_COMPILE_NS.load(std::sync::atomic::Ordering::Relaxed))
 }
 
 /// One compile's clock and profile.

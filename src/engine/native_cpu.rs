@@ -17,7 +17,7 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::memo;
+use super::memo;
 
 #[derive(Serialize, Deserialize)]
 struct Memo {

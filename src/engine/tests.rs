@@ -219,6 +219,7 @@ fn kinds(events: &[Event]) -> Vec<&'static str> {
             Event::Error => "error",
             Event::Begin(_) => "begin",
             Event::Used(..) => "used",
+            Event::Seeded { .. } => "seeded",
         })
         .collect()
 }

@@ -26,12 +26,32 @@ pub fn is_build_script(crate_name: &str, crate_types: &[String]) -> bool {
 /// `out_dir/cairn-real-<bin>`. On any failure the real binary is left (or put back) where it
 /// was, so the build runs the script as it is.
 pub fn install_launcher(out_dir: &Path, bin: &str) -> io::Result<()> {
-    let exe = std::env::current_exe()?;
     let (path, real) = (out_dir.join(bin), out_dir.join(real_name(bin)));
+    fs::rename(&path, &real)?;
+    if let Err(e) = write_launcher(out_dir, bin) {
+        let _ = fs::rename(&real, &path);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// The launcher's second line: how a launcher is told from a script (target-dir seeding
+/// writes it anew rather than copying another machine's).
+const LAUNCHER_MARK: &str = "# Written by cairn: runs this build script through the cache";
+
+/// Whether `bytes` are a launcher this function wrote.
+pub fn is_launcher(bytes: &[u8]) -> bool {
+    bytes.starts_with(format!("#!/bin/sh\n{LAUNCHER_MARK}").as_bytes())
+}
+
+/// Writes the launcher of `bin` in `out_dir` (the real script is `real_name(bin)` beside it),
+/// naming this process's binary: to a temporary name, then renamed over `bin`.
+pub fn write_launcher(out_dir: &Path, bin: &str) -> io::Result<()> {
+    let exe = std::env::current_exe()?;
     let tmp = out_dir.join(format!(".cairn-launcher-{}", std::process::id()));
     let text = format!(
         "#!/bin/sh\n\
-         # Written by cairn: runs this build script through the cache; {real_name} is the script.\n\
+         {LAUNCHER_MARK}; {real_name} is the script.\n\
          # CAIRN_BUILD_SCRIPTS=0 runs it as it is (docs/build-scripts.md).\n\
          if [ -x {exe} ]; then exec {exe} {FLAG} \"$0\" {real_name} \"$@\"; fi\n\
          exec \"$(dirname \"$0\")\"/{real_name} \"$@\"\n",
@@ -40,12 +60,7 @@ pub fn install_launcher(out_dir: &Path, bin: &str) -> io::Result<()> {
     );
     fs::write(&tmp, text)?;
     fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))?;
-    if let Err(e) = fs::rename(&path, &real) {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    if let Err(e) = fs::rename(&tmp, &path) {
-        let _ = fs::rename(&real, &path);
+    if let Err(e) = fs::rename(&tmp, out_dir.join(bin)) {
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }

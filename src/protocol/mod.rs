@@ -10,4 +10,5 @@ pub mod frontends;
 pub mod names;
 pub mod object;
 pub mod report;
+pub mod seed;
 pub mod wire;

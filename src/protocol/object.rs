@@ -218,7 +218,7 @@ pub fn build_set_key(toolchain: &[u8; 32], profile: &str, checkout_name: &str) -
     crate::key::Key(*h.finalize().as_bytes())
 }
 
-fn encode<T: Serialize>(magic: &[u8; 8], body: &T) -> Vec<u8> {
+pub(crate) fn encode<T: Serialize>(magic: &[u8; 8], body: &T) -> Vec<u8> {
     let mut out = magic.to_vec();
     bincode::serialize_into(&mut out, body).expect("serializing to memory cannot fail");
     let sum = blake3::hash(&out);
@@ -226,7 +226,7 @@ fn encode<T: Serialize>(magic: &[u8; 8], body: &T) -> Vec<u8> {
     out
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(magic: &[u8; 8], bytes: &[u8]) -> Result<T, ObjectError> {
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(magic: &[u8; 8], bytes: &[u8]) -> Result<T, ObjectError> {
     if bytes.len() < 40 || &bytes[..8] != magic {
         return Err(ObjectError::BadMagic);
     }

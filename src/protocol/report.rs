@@ -19,6 +19,8 @@ pub enum Kind {
     Cc,
     /// A compile through `clippy-driver` (`cargo clippy`): its lints replayed.
     Clippy,
+    /// Target-dir seeding at cargo's first probe of a target dir (engine/seed).
+    Seed,
 }
 
 impl Kind {
@@ -29,6 +31,7 @@ impl Kind {
             Kind::BuildScript => "build-script",
             Kind::Cc => "cc",
             Kind::Clippy => "clippy",
+            Kind::Seed => "seed",
         }
     }
 
@@ -39,6 +42,7 @@ impl Kind {
             "build-script" => Some(Kind::BuildScript),
             "cc" => Some(Kind::Cc),
             "clippy" => Some(Kind::Clippy),
+            "seed" => Some(Kind::Seed),
             _ => None,
         }
     }
@@ -60,6 +64,9 @@ pub enum Event {
     Begin(Key),
     /// A compile of this build set used these keys (its manifest and result).
     Used(Key, Vec<Key>),
+    /// A fresh target dir was seeded (engine/seed): `units` put in place in `took_ns`, whose
+    /// compiles (and script runs) had taken `compile_ns`; `bytes` written.
+    Seeded { units: u64, compile_ns: u64, took_ns: u64, bytes: u64 },
 }
 
 /// Why a report line was refused.
@@ -80,6 +87,9 @@ impl Event {
             Event::NotCacheable(r) => format!("v1 not-cacheable {}\n", r.replace(char::is_whitespace, "_")),
             Event::Error => "v1 error\n".to_string(),
             Event::Begin(set) => format!("v1 begin {set}\n"),
+            Event::Seeded { units, compile_ns, took_ns, bytes } => {
+                format!("v1 seeded {units} {compile_ns} {took_ns} {bytes}\n")
+            }
             Event::Used(set, keys) => {
                 let keys: Vec<String> = keys.iter().map(|k| k.to_hex()).collect();
                 format!("v1 used {set} {}\n", keys.join(" "))
@@ -105,6 +115,9 @@ impl Event {
             (Some(&"v1"), Some(&"not-cacheable")) => Ok(Event::NotCacheable(f.get(2).ok_or_else(bad)?.to_string())),
             (Some(&"v1"), Some(&"error")) => Ok(Event::Error),
             (Some(&"v1"), Some(&"begin")) => Ok(Event::Begin(key(2)?)),
+            (Some(&"v1"), Some(&"seeded")) => {
+                Ok(Event::Seeded { units: num(2)?, compile_ns: num(3)?, took_ns: num(4)?, bytes: num(5)? })
+            }
             (Some(&"v1"), Some(&"used")) if f.len() > 3 => {
                 Ok(Event::Used(key(2)?, (3..f.len()).map(key).collect::<Result<_, _>>()?))
             }

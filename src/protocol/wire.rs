@@ -22,7 +22,10 @@
 //! | `XATTR` | u16 path length, path, name | the value |
 //! | `STOP` | — | empty (the daemon then stops as on SIGTERM) |
 //! | `OPEN` | path | the file itself, as a read-only descriptor passed with the reply's head (`SCM_RIGHTS`), and an empty body; or, for a file with no descriptor to give (a generated one), its bytes as with `READ` |
+//! | `CAPTURE` | a unit's report (`protocol::seed::Capture`, bincode), with its target dir's descriptor passed with the request's head | empty (docs/seeding.md) |
+//! | `SEED` | the exact and the latest set key, 32 bytes each | u8 which (0 exact, 1 latest), then the set (`protocol::seed::SeedSet`), once the copies feeding it are written |
 //!
+//! `CAPTURE` and `SEED` are not file operations: they are target-dir seeding's (docs/seeding.md).
 //! `OPEN` is how the wrapper reads objects: the daemon opens the object as for a read through
 //! the mount (checked against its checksum first) and hands over the descriptor, so the bytes
 //! are read once, from the page cache, as FUSE passthrough reads them, instead of being copied
@@ -53,6 +56,8 @@ pub enum Op {
     Xattr = 6,
     Stop = 7,
     Open = 8,
+    Capture = 9,
+    Seed = 10,
 }
 
 impl Op {
@@ -66,6 +71,8 @@ impl Op {
             6 => Op::Xattr,
             7 => Op::Stop,
             8 => Op::Open,
+            9 => Op::Capture,
+            10 => Op::Seed,
             _ => return None,
         })
     }

@@ -23,7 +23,6 @@ pub mod depinfo;
 pub mod graph;
 pub mod link;
 pub mod linkdeps;
-pub mod native_cpu;
 pub mod outputs;
 pub mod why;
 
@@ -60,6 +59,9 @@ pub fn main(rustc: PathBuf, args: &[OsString]) -> i32 {
 pub(crate) fn main_with(driver: Option<clippy::Driver>, rustc: PathBuf, args: &[OsString]) -> i32 {
     let rustc = toolchain::resolve_program(&rustc).unwrap_or(rustc);
     let command = || command(driver.as_ref(), &rustc);
+    if driver.is_none() && engine::seed::probe::is_probe(args) {
+        engine::seed::on_probe(&rustc, args);
+    }
     match args::classify(args) {
         Classified::NotCompilation => process::exec(command().args(args), "cairn-rustc"),
         Classified::NotCacheable(reason) => {
@@ -75,9 +77,36 @@ pub(crate) fn main_with(driver: Option<clippy::Driver>, rustc: PathBuf, args: &[
                 fe.site.kind = Kind::Clippy;
             }
             fe.driver = driver;
-            engine::run(&mut fe)
+            let t0 = std::time::Instant::now();
+            let code = engine::run(&mut fe);
+            if code == 0 {
+                seed_report(&fe.inv, engine::last_compile().max(t0.elapsed()));
+            }
+            code
         }
     }
+}
+
+/// Tells target-dir seeding (engine/seed) that this compile's unit is done, when it is a
+/// registry or git package's (`<package>-<hash>`), with the units it was built from: its
+/// `--extern` crates and its build script's run (`OUT_DIR`).
+fn seed_report(inv: &Invocation, took: std::time::Duration) {
+    let (Ok(name), Ok(version)) = (std::env::var("CARGO_PKG_NAME"), std::env::var("CARGO_PKG_VERSION")) else { return };
+    let Some(hash) = inv.extra_filename.strip_prefix('-') else { return };
+    if !engine::seed::is_sourced(Path::new(&inv.input)) {
+        return;
+    }
+    let mut deps: Vec<String> = inv
+        .externs
+        .iter()
+        .filter_map(|(_, p)| p.as_deref())
+        .filter_map(|p| engine::seed::unit_hash(Path::new(p)))
+        .collect();
+    if let Some(out) = std::env::var_os("OUT_DIR") {
+        deps.extend(engine::seed::unit_hash(Path::new(&out)));
+    }
+    let unit = format!("{name}-{hash}");
+    engine::seed::report(Path::new(&inv.out_dir), unit, format!("{name} {version}"), took, deps);
 }
 
 /// The program a compile runs: rustc, or a driver given rustc's path first.
@@ -380,8 +409,8 @@ fn base_key(
         toolchain: tc.digest,
         cwd,
         input: rel.rel(&inv.input),
-        args: native_cpu::resolve_args(&inv.keyed_args, || {
-            native_cpu::resolve(rustc, inv.target.as_deref(), &tc.digest, memo)
+        args: engine::native_cpu::resolve_args(&inv.keyed_args, || {
+            engine::native_cpu::resolve(rustc, inv.target.as_deref(), &tc.digest, memo)
         })?
         .iter()
         .map(|a| rel.rel(a))

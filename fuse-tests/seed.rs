@@ -1,0 +1,266 @@
+//! Target-dir seeding (issue #21, docs/seeding.md), end to end with real cargo builds of the
+//! e2e workspace (serde, clap, proc-macros, build scripts from crates.io): a fresh target dir
+//! gets the registry units of earlier builds from the cache before cargo looks, so cargo
+//! runs nothing for them; what it builds is byte for byte what an unseeded build gives; and
+//! anything cargo's fingerprints cannot see keeps the seed out.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use crate::common::{Mount, Via};
+use crate::s3server::S3Server;
+use crate::workspace::{cargo, copy_sources, lock, log_path, ok, read_log_all, ws, Line};
+
+/// Crates of the workspace itself: the only ones a seeded build may compile or run.
+const OWN: [&str; 3] = ["app", "probe", "build_script_build"];
+
+/// A cargo command with seeding on and the daemon's store named (as a user's config does).
+fn seeded(m: &Mount, target: &str, log: &Path, args: &[&str]) -> Command {
+    let mut c = cargo(Some(m), target, log, args);
+    c.env("CAIRN_SEED", "1").env("CAIRN_STORE", &m.store);
+    c
+}
+
+/// The lockfile must be there before the first probe (seeding keys on it); `cargo fetch`
+/// writes it without compiling anything.
+fn with_lockfile() {
+    if !ws().root.join("Cargo.lock").is_file() {
+        ok(cargo(None, "t-fetch", &log_path("fetch"), &["fetch"]));
+    }
+}
+
+/// The seed line of a build's log: (outcome, target dir).
+fn seed_line(lines: &[Line]) -> (String, String) {
+    let s: Vec<&Line> = lines.iter().filter(|l| l.kind == "seed").collect();
+    assert_eq!(s.len(), 1, "one seed line per fresh target dir: {lines:?}");
+    (s[0].outcome.clone(), s[0].krate.clone())
+}
+
+fn units_seeded(outcome: &str) -> usize {
+    outcome.strip_prefix("seed:").and_then(|r| r.split('-').next()).and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+/// Crates the build compiled or ran (hits included) that are not the workspace's own.
+fn registry_units_that_ran(lines: &[Line]) -> Vec<String> {
+    let mut scripts_of_own = 0;
+    let mut out = Vec::new();
+    for l in lines.iter().filter(|l| l.kind == "rustc" || l.kind == "build-script") {
+        if l.kind == "rustc" && l.krate == "build_script_build" {
+            scripts_of_own += 1;
+            if scripts_of_own == 1 {
+                continue; // probe's build script
+            }
+        }
+        if !OWN.contains(&l.krate.as_str()) {
+            out.push(format!("{} {}", l.kind, l.krate));
+        }
+    }
+    out
+}
+
+/// Every file under `dir`, relative to it.
+fn files(dir: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.insert(e.path().strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Asserts the libraries and the program of two target dirs are byte-identical.
+fn same_outputs(a: &Path, b: &Path) {
+    let (fa, fb) = (files(&a.join("debug/deps")), files(&b.join("debug/deps")));
+    let libs: Vec<&String> = fa.iter().filter(|f| f.ends_with(".rlib") || f.ends_with(".so")).collect();
+    assert!(libs.len() >= 15, "the workspace's libraries: {libs:?}");
+    for f in libs {
+        assert!(fb.contains(f), "{f} is in one target dir only");
+        assert!(
+            std::fs::read(a.join("debug/deps").join(f)).unwrap()
+                == std::fs::read(b.join("debug/deps").join(f)).unwrap(),
+            "{f} differs"
+        );
+    }
+    assert!(
+        std::fs::read(a.join("debug/app")).unwrap() == std::fs::read(b.join("debug/app")).unwrap(),
+        "the program differs"
+    );
+}
+
+fn run(target: &Path) -> String {
+    String::from_utf8(ok(Command::new(target.join("debug/app"))).stdout).unwrap()
+}
+
+#[test]
+fn a_cleaned_target_dir_is_seeded_and_cargo_runs_no_registry_unit() {
+    cleaned_is_seeded("a_cleaned_target_dir_is_seeded_and_cargo_runs_no_registry_unit", Via::Mount);
+}
+
+#[test]
+fn without_fuse_a_cleaned_target_dir_is_seeded_and_cargo_runs_no_registry_unit() {
+    cleaned_is_seeded("without_fuse_a_cleaned_target_dir_is_seeded_and_cargo_runs_no_registry_unit", Via::Socket);
+}
+
+fn cleaned_is_seeded(test: &str, via: Via) {
+    let _g = lock();
+    let Some(m) = crate::common::mount_via(test, None, "8GiB", &[], &[], via) else { return };
+    with_lockfile();
+    let root = &ws().root;
+    let (t, reference) = (root.join("t-seed"), root.join("t-seed-ref"));
+    for d in [&t, &reference] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    // Cold: nothing to seed from yet; the build leaves its units in the cache.
+    let cold = log_path("seed-cold");
+    ok(seeded(&m, "t-seed", &cold, &["build"]));
+    assert_eq!(seed_line(&read_log_all(&cold)).0, "seed-none:no-set");
+    // An unseeded warm build: every unit restored by the wrapper, the reference.
+    let mut c = seeded(&m, "t-seed-ref", &log_path("seed-ref"), &["build"]);
+    c.env("CAIRN_SEED", "0");
+    ok(c);
+    // After `cargo clean`, the target dir is seeded and cargo runs nothing of the registry.
+    ok(cargo(None, "t-seed", &log_path("x"), &["clean"]));
+    let warm = log_path("seed-warm");
+    ok(seeded(&m, "t-seed", &warm, &["build"]));
+    let lines = read_log_all(&warm);
+    let (outcome, target) = seed_line(&lines);
+    assert_eq!(target, t.display().to_string());
+    assert!(units_seeded(&outcome) >= 20, "{outcome}");
+    assert!(!outcome.contains("-not:"), "every unit of the set was restored: {outcome}");
+    let ran = registry_units_that_ran(&lines);
+    assert!(ran.is_empty(), "cargo ran registry units of a seeded target dir: {ran:?}");
+    same_outputs(&t, &reference);
+    assert_eq!(run(&t), run(&reference));
+    // Restored dep-info names this target dir.
+    let dinfo: Vec<String> = files(&t.join("debug/deps"))
+        .into_iter()
+        .filter(|f| f.starts_with("serde_json-") && f.ends_with(".d"))
+        .collect();
+    assert_eq!(dinfo.len(), 1, "{dinfo:?}");
+    let text = std::fs::read_to_string(t.join("debug/deps").join(&dinfo[0])).unwrap();
+    assert!(text.contains(&format!("{}/debug/deps/", t.display())), "{text}");
+    // Counted, with the compile time they stood for.
+    let stats = m.stats();
+    assert!(stats["seeded_units"].as_u64().unwrap() >= 20, "{stats}");
+    assert!(stats["seed_saved_secs"].as_f64().unwrap() > 0.0, "{stats}");
+    assert!(m.cairn(&["stats"]).contains("seeded"), "cairn stats names the seeded units");
+    // A target dir that was built before is never seeded over.
+    let again = log_path("seed-again");
+    ok(seeded(&m, "t-seed", &again, &["build"]));
+    assert!(read_log_all(&again).iter().all(|l| l.kind != "seed" || l.outcome == "seed-none:built-before"));
+}
+
+#[test]
+fn a_checkout_at_another_path_is_seeded_and_names_its_own_folders() {
+    let _g = lock();
+    let test = "a_checkout_at_another_path_is_seeded_and_names_its_own_folders";
+    let Some(m) = crate::common::mount_via(test, None, "8GiB", &[], &[], Via::Mount) else { return };
+    with_lockfile();
+    let root = &ws().root;
+    let first = root.join("t-first");
+    let _ = std::fs::remove_dir_all(&first);
+    ok(seeded(&m, "t-first", &log_path("first"), &["build"]));
+    // Another checkout, elsewhere, with its own target dir.
+    let other = root.parent().unwrap().join("elsewhere/another-checkout");
+    let _ = std::fs::remove_dir_all(&other);
+    copy_sources(root, &other, &[]);
+    let log = log_path("another");
+    let mut c = seeded(&m, "unused", &log, &["build"]);
+    c.current_dir(&other).env("CARGO_TARGET_DIR", other.join("target"));
+    ok(c);
+    let lines = read_log_all(&log);
+    let (outcome, _) = seed_line(&lines);
+    assert!(units_seeded(&outcome) >= 20, "{outcome}");
+    let ran = registry_units_that_ran(&lines);
+    assert!(ran.is_empty(), "cargo ran registry units in the other checkout: {ran:?}");
+    same_outputs(&first, &other.join("target"));
+    // No file of the new target dir names the first one.
+    let old = first.display().to_string();
+    for f in files(&other.join("target")) {
+        let bytes = std::fs::read(other.join("target").join(&f)).unwrap();
+        assert!(memchr_find(&bytes, old.as_bytes()).is_none(), "{f} names the first checkout's target dir");
+    }
+}
+
+fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[test]
+fn what_cargo_or_cairn_would_build_differently_is_never_seeded_over() {
+    let _g = lock();
+    let test = "what_cargo_or_cairn_would_build_differently_is_never_seeded_over";
+    let Some(m) = crate::common::mount_via(test, None, "8GiB", &[], &[], Via::Mount) else { return };
+    with_lockfile();
+    let root = &ws().root;
+    for t in ["t-base", "t-flags", "t-release", "t-plain-flags", "t-plain-release", "t-cc"] {
+        let _ = std::fs::remove_dir_all(root.join(t));
+    }
+    ok(seeded(&m, "t-base", &log_path("base"), &["build"]));
+    // RUSTFLAGS: another seed context altogether (cargo would also see it).
+    let log = log_path("flags");
+    let mut c = seeded(&m, "t-flags", &log, &["build"]);
+    c.env("RUSTFLAGS", "--cfg cairn_seed_test -C debug-assertions=off");
+    ok(c);
+    let lines = read_log_all(&log);
+    assert_eq!(seed_line(&lines).0, "seed-none:no-set");
+    assert!(!registry_units_that_ran(&lines).is_empty(), "the registry crates were built for the new flags");
+    let mut p = cargo(None, "t-plain-flags", &log_path("x"), &["build"]);
+    p.env("RUSTFLAGS", "--cfg cairn_seed_test -C debug-assertions=off");
+    ok(p);
+    assert_eq!(run(&root.join("t-flags")), run(&root.join("t-plain-flags")));
+    // A C compiler cargo does not track: another seed context too.
+    let cc = root.parent().unwrap().join("other-cc");
+    std::fs::write(&cc, "#!/bin/sh\nexec cc \"$@\"\n").unwrap();
+    std::fs::set_permissions(&cc, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let log = log_path("cc");
+    let mut c = seeded(&m, "t-cc", &log, &["build"]);
+    c.env("CC", &cc);
+    ok(c);
+    assert_eq!(seed_line(&read_log_all(&log)).0, "seed-none:no-set");
+    // The release profile: seeded from the same set, but cargo finds no release unit in it
+    // and builds them (through the cache); the program is plain cargo's.
+    let log = log_path("release");
+    ok(seeded(&m, "t-release", &log, &["build", "--release"]));
+    let lines = read_log_all(&log);
+    assert!(lines.iter().filter(|l| l.kind == "rustc").count() >= 20, "release units were built: {lines:?}");
+    ok(cargo(None, "t-plain-release", &log_path("x"), &["build", "--release"]));
+    let out = |t: &str| String::from_utf8(ok(Command::new(root.join(t).join("release/app"))).stdout).unwrap();
+    assert_eq!(out("t-release"), out("t-plain-release"));
+}
+
+#[test]
+fn a_fresh_runner_is_seeded_from_a_warm_bucket() {
+    let _g = lock();
+    let test = "a_fresh_runner_is_seeded_from_a_warm_bucket";
+    let server = S3Server::start("seeds");
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut a) = server.mount(test, Some(&dir.path().join("a")), "seeds") else { return };
+    with_lockfile();
+    let root = &ws().root;
+    let t = root.join("t-runner");
+    let _ = std::fs::remove_dir_all(&t);
+    ok(seeded(&a, "t-runner", &log_path("runner-a"), &["build"]));
+    let expected = run(&t);
+    // Stopping writes the sets and returns once the uploads are in the bucket.
+    a.stop();
+    // Machine B: an empty local store, the same bucket, a fresh checkout's target dir.
+    let Some(b) = server.mount_via(test, Some(&dir.path().join("b")), "seeds", Via::Socket) else { return };
+    ok(cargo(None, "t-runner", &log_path("x"), &["clean"]));
+    let log = log_path("runner-b");
+    ok(seeded(&b, "t-runner", &log, &["build"]));
+    let lines = read_log_all(&log);
+    let (outcome, _) = seed_line(&lines);
+    assert!(units_seeded(&outcome) >= 20, "{outcome}");
+    let ran = registry_units_that_ran(&lines);
+    assert!(ran.is_empty(), "B ran registry units: {ran:?}");
+    assert_eq!(run(&t), expected);
+}

@@ -1,0 +1,414 @@
+//! The daemon's half of target-dir seeding (engine/seed has the wrapper's; docs/seeding.md):
+//! each registry or git unit of a marked target dir reports itself once its compile (or
+//! script run) succeeded; the daemon copies it into a unit object once cargo has written its
+//! fingerprint, and keeps the target dir's set.
+//!
+//! A report comes with a descriptor of the target dir (`CAPTURE`, `protocol::seed::Capture`),
+//! so the daemon reads the very folder the compile saw, in a container too, through
+//! `/proc/self/fd`. Cargo writes a unit's fingerprint only after the wrapper returns (and
+//! starts dependents earlier than that: pipelining), so the copy waits for a fingerprint
+//! written after the report, looking again every 50 ms for at most a minute. Copies run on
+//! one background thread, so no compile waits for one. Copying is checked: a file that
+//! changes while it is read (a rebuild, `cargo clean`), a symbolic link, or a fingerprint
+//! never completed leaves the unit out.
+//!
+//! The set is written when the copies of a target dir are done (at most once a second), at
+//! once when a probe asks for it (`SEED`), so a build right after another finds all of it,
+//! and at the daemon's stop, before uploads drain. Only the owner and root may report (a set
+//! is trusted by every later build); anyone allowed to read may ask for a set.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::fs;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::engine::basedir::Rel;
+use crate::fs::{CacheFs, FsError};
+use crate::key::Key;
+use crate::protocol::frontends;
+use crate::protocol::seed::{encode_unit, Capture, Marker, SeedSet, SetEntry, Stored, UnitFile};
+use crate::store::Store;
+
+/// How often a copy looks again for a fingerprint cargo has not written yet, and for how long.
+const POLL: Duration = Duration::from_millis(50);
+const GIVE_UP: Duration = Duration::from_secs(60);
+/// How much earlier than the report a fingerprint may look written (file times are coarse).
+const SLACK: Duration = Duration::from_millis(20);
+
+/// One target dir (and one marker: a new probe answer starts a new set).
+struct Target {
+    dir: OwnedFd,
+    marker: Marker,
+    state: Mutex<State>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    /// Units reported, by hash.
+    units: HashMap<String, Capture>,
+    /// Units copied, by hash.
+    captured: BTreeMap<String, SetEntry>,
+    /// Hashes waiting for their fingerprint or being copied.
+    pending: HashSet<String>,
+    dirty: bool,
+    flushed: Option<Instant>,
+}
+
+/// A copy to make: the target dir, the unit's hash, the earliest its fingerprint may be
+/// dated, when it was reported.
+struct Job {
+    target: Arc<Target>,
+    hash: String,
+    not_before: SystemTime,
+    reported: Instant,
+}
+
+/// The seeder: target dirs by (device, inode, set key), and the copying thread's queue.
+pub struct Seeder<S: Store> {
+    fs: Arc<CacheFs<S>>,
+    targets: Mutex<HashMap<(u64, u64, Key), Arc<Target>>>,
+    queue: Mutex<Option<Sender<Job>>>,
+    owner: u32,
+}
+
+impl<S: Store + 'static> Seeder<S> {
+    /// Starts the copying thread.
+    pub fn start(fs: Arc<CacheFs<S>>) -> io::Result<Arc<Seeder<S>>> {
+        let (tx, rx) = mpsc::channel();
+        // SAFETY: geteuid cannot fail.
+        let owner = unsafe { libc::geteuid() };
+        let s = Arc::new(Seeder { fs, targets: Mutex::new(HashMap::new()), queue: Mutex::new(Some(tx)), owner });
+        let worker = Arc::clone(&s);
+        std::thread::Builder::new().name("seeder".into()).spawn(move || worker.work(rx))?;
+        Ok(s)
+    }
+
+    /// A `CAPTURE`: queues the copy of the unit reported.
+    pub fn capture(&self, uid: u32, c: Capture, dir: OwnedFd) -> Result<(), FsError> {
+        self.fs.may_change(uid, None)?;
+        let hash = c.unit.rsplit_once('-').map(|(_, h)| h.to_string()).ok_or(FsError::InvalidName)?;
+        if c.unit.contains('/') || c.profile.split('/').any(|p| p == ".." || p.is_empty()) {
+            return Err(FsError::InvalidName);
+        }
+        let meta = fs::metadata(format!("/proc/self/fd/{}", dir.as_raw_fd()))?;
+        if !meta.is_dir() {
+            return Err(FsError::Io(libc::ENOTDIR));
+        }
+        let id = (meta.dev(), meta.ino(), c.marker.exact);
+        let target = {
+            let mut targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(targets.entry(id).or_insert_with(|| {
+                // A set grows: the units earlier builds left stay in it (a seeded build
+                // reports only what it built itself).
+                let mut state = State::default();
+                if let Ok(set) = self.fs.read_path(&c.marker.exact.to_hex()).map(|b| SeedSet::decode(&b)) {
+                    for e in set.into_iter().flat_map(|s| s.entries) {
+                        if let Some((_, h)) = e.unit.rsplit_once('-') {
+                            state.captured.insert(h.to_string(), e);
+                        }
+                    }
+                }
+                Arc::new(Target { dir, marker: c.marker.clone(), state: Mutex::new(state), done: Condvar::new() })
+            }))
+        };
+        let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = target.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.units.insert(hash.clone(), c);
+        if st.pending.insert(hash.clone()) {
+            let job = Job {
+                target: Arc::clone(&target),
+                hash: hash.clone(),
+                not_before: SystemTime::now() - SLACK,
+                reported: Instant::now(),
+            };
+            if queue.as_ref().is_none_or(|q| q.send(job).is_err()) {
+                st.pending.remove(&hash);
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until nothing of `t` is waiting or being copied (at most `limit`).
+    fn settle(&self, t: &Target, limit: Duration) {
+        let end = Instant::now() + limit;
+        let mut st = t.state.lock().unwrap_or_else(|p| p.into_inner());
+        while !st.pending.is_empty() {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            st = t.done.wait_timeout(st, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+
+    /// A `SEED`: the set for `exact` (else for `latest`), after the copies feeding either
+    /// are done and written; its bytes follow one byte that says which (0 exact, 1 latest).
+    pub fn set(&self, exact: Key, latest: Key) -> Result<Vec<u8>, FsError> {
+        let feeding: Vec<Arc<Target>> = {
+            let targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+            targets.values().filter(|t| t.marker.exact == exact || t.marker.latest == latest).cloned().collect()
+        };
+        for t in feeding {
+            self.settle(&t, Duration::from_secs(5));
+            self.flush(&t, true);
+        }
+        let (which, bytes) = match self.fs.read_path(&exact.to_hex()) {
+            Ok(b) => (0u8, b),
+            Err(_) => (1u8, self.fs.read_path(&latest.to_hex())?),
+        };
+        let mut out = Vec::with_capacity(bytes.len() + 1);
+        out.push(which);
+        out.extend_from_slice(&bytes);
+        Ok(out)
+    }
+
+    /// At the daemon's stop, before uploads drain: finishes the copies under way (briefly),
+    /// writes every changed set and ends the copying thread.
+    pub fn finish(&self) {
+        let targets: Vec<Arc<Target>> =
+            self.targets.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        for t in targets {
+            self.settle(&t, Duration::from_secs(5));
+            self.flush(&t, true);
+        }
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    fn work(&self, rx: Receiver<Job>) {
+        let mut later: VecDeque<(Instant, Job)> = VecDeque::new();
+        loop {
+            let wait =
+                later.front().map_or(Duration::from_secs(1), |(at, _)| at.saturating_duration_since(Instant::now()));
+            let job = match rx.recv_timeout(wait) {
+                Ok(job) => Some(job),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let due = match later.front() {
+                Some((at, _)) if *at <= Instant::now() => later.pop_front().map(|(_, j)| j),
+                _ => None,
+            };
+            for job in job.into_iter().chain(due) {
+                match self.copy(&job) {
+                    Copied::Not(why) if why == NOT_YET && job.reported.elapsed() < GIVE_UP => {
+                        later.push_back((Instant::now() + POLL, job));
+                    }
+                    outcome => {
+                        let mut st = job.target.state.lock().unwrap_or_else(|p| p.into_inner());
+                        st.pending.remove(&job.hash);
+                        match outcome {
+                            Copied::Entry(e) => {
+                                tracing::debug!(unit = %e.unit, bytes = e.bytes, "seed unit copied");
+                                st.captured.insert(job.hash.clone(), e);
+                                st.dirty = true;
+                            }
+                            Copied::Not(why) => tracing::debug!(unit = %job.hash, "not seeded: {why}"),
+                        }
+                        job.target.done.notify_all();
+                    }
+                }
+            }
+            let targets: Vec<Arc<Target>> =
+                self.targets.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+            for t in targets {
+                self.flush(&t, false);
+            }
+        }
+    }
+
+    /// Writes the set of `t` if it changed and its copies are done (and, unless `now`, a
+    /// second has passed since the last write).
+    fn flush(&self, t: &Target, now: bool) {
+        let bytes = {
+            let mut st = t.state.lock().unwrap_or_else(|p| p.into_inner());
+            let due = now || st.flushed.is_none_or(|f| f.elapsed() >= Duration::from_secs(1));
+            if !st.dirty || !st.pending.is_empty() || !due {
+                return;
+            }
+            st.dirty = false;
+            st.flushed = Some(Instant::now());
+            SeedSet { entries: st.captured.values().cloned().collect() }.encode()
+        };
+        for key in [t.marker.exact, t.marker.latest] {
+            if let Err(e) = self.put(&key, bytes.clone(), true) {
+                tracing::warn!("writing a seed set failed: {e}");
+            }
+        }
+    }
+
+    fn put(&self, key: &Key, bytes: Vec<u8>, replace: bool) -> Result<(), FsError> {
+        let mut once = Some(bytes);
+        let mut data = |buf: &mut Vec<u8>| -> io::Result<bool> {
+            if let Some(b) = once.take() {
+                buf.extend_from_slice(&b);
+            }
+            Ok(false)
+        };
+        self.fs.put_bytes(self.owner, key, &mut data, replace)
+    }
+
+    /// Copies one unit into a unit object and stores it, once its fingerprint is written.
+    fn copy(&self, job: &Job) -> Copied {
+        let c = {
+            let st = job.target.state.lock().unwrap_or_else(|p| p.into_inner());
+            match st.units.get(&job.hash) {
+                Some(c) => c.clone(),
+                None => return Copied::Not("not reported".into()),
+            }
+        };
+        let root = format!("/proc/self/fd/{}/{}", job.target.dir.as_raw_fd(), c.profile);
+        let rel = Rel::from_stored(&job.target.marker.roots);
+        let (files, bound, newest) = match read_unit(Path::new(&root), &c.unit, &rel, job.not_before) {
+            Ok(u) => u,
+            Err(e) => return Copied::Not(e.to_string()),
+        };
+        let bytes_total = files.iter().map(|(_, b)| b.len() as u64).sum();
+        let object = encode_unit(&files);
+        let mut h = blake3::Hasher::new();
+        h.update(b"cairn-seed-unit-v1\0");
+        h.update(&object);
+        let key = Key(*h.finalize().as_bytes());
+        if let Err(e) = self.put(&key, object, false) {
+            return Copied::Not(e.to_string());
+        }
+        Copied::Entry(SetEntry {
+            profile: c.profile,
+            unit: c.unit,
+            package: c.package,
+            key,
+            bound,
+            newest_ns: newest,
+            bytes: bytes_total,
+            compile_ns: c.compile_ns,
+            deps: c.deps,
+        })
+    }
+}
+
+enum Copied {
+    Entry(SetEntry),
+    Not(String),
+}
+
+/// Why a unit is not copied yet: cargo has not written its fingerprint.
+const NOT_YET: &str = "fingerprint not written yet";
+
+type UnitFiles = (Vec<(UnitFile, Vec<u8>)>, Vec<(String, String)>, u64);
+
+/// Reads unit `unit` of the profile folder `root`: its fingerprint folder, its files in
+/// `deps/` and its folder in `build/`. Every file is read between two identical `lstat`s.
+pub fn read_unit(root: &Path, unit: &str, rel: &Rel, not_before: SystemTime) -> io::Result<UnitFiles> {
+    let hash = unit.rsplit_once('-').map(|(_, h)| h).ok_or_else(|| io::Error::other("a unit name without hash"))?;
+    let fp = format!(".fingerprint/{unit}");
+    let mut paths: Vec<String> = Vec::new();
+    let fp_files: Vec<String> =
+        list(&root.join(&fp)).unwrap_or_default().into_iter().map(|n| format!("{fp}/{n}")).collect();
+    // cargo writes a unit's fingerprint (`lib-foo` beside `lib-foo.json`) after its compile
+    // or run: without both, written since the report, the unit is not done.
+    let written = fp_files.iter().any(|f| {
+        f.strip_suffix(".json").is_some_and(|h| {
+            fp_files.iter().any(|g| g == h)
+                && [h, f.as_str()]
+                    .iter()
+                    .all(|p| fs::metadata(root.join(p)).and_then(|m| m.modified()).is_ok_and(|t| t >= not_before))
+        })
+    });
+    if !written {
+        return Err(io::Error::other(NOT_YET));
+    }
+    paths.extend(fp_files);
+    let suffix = format!("-{hash}");
+    for n in list(&root.join("deps")).unwrap_or_default() {
+        if n.split('.').next().is_some_and(|stem| stem.ends_with(&suffix)) {
+            paths.push(format!("deps/{n}"));
+        }
+    }
+    walk(root, &format!("build/{unit}"), &mut paths)?;
+    let mut files = Vec::new();
+    let mut bound: Vec<(String, String)> = Vec::new();
+    let mut newest = 0u64;
+    let stored = rel.stored();
+    for p in paths {
+        let path = root.join(&p);
+        let before = fs::symlink_metadata(&path)?;
+        if !before.file_type().is_file() {
+            return Err(io::Error::other(format!("{p} is not a plain file")));
+        }
+        let bytes = fs::read(&path)?;
+        let after = fs::symlink_metadata(&path)?;
+        let same = |m: &fs::Metadata| (m.ino(), m.len(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec());
+        if same(&before) != same(&after) || bytes.len() as u64 != after.len() {
+            return Err(io::Error::other(format!("{p} changed while it was read")));
+        }
+        let mtime_ns = (after.mtime() as u64).saturating_mul(1_000_000_000) + after.mtime_nsec() as u64;
+        newest = newest.max(mtime_ns);
+        let text = is_text(&p, unit);
+        let (kind, payload) = if frontends::is_launcher(&bytes) {
+            (Stored::Launcher, Vec::new())
+        } else if let (true, Ok(s)) = (text, std::str::from_utf8(&bytes)) {
+            (Stored::Relocated, rel.rel(s).into_bytes())
+        } else {
+            for ph in rel.found_in(&bytes) {
+                if let Some(b) = stored.iter().find(|(p, _)| p == ph) {
+                    if !bound.contains(b) {
+                        bound.push(b.clone());
+                    }
+                }
+            }
+            (Stored::Bytes, bytes)
+        };
+        let mode = after.permissions().mode() & 0o777;
+        files.push((UnitFile { path: p, mode, mtime_ns, stored: kind, len: payload.len() as u64 }, payload));
+    }
+    Ok((files, bound, newest))
+}
+
+/// Text files whose paths are moved: rustc's dep-info, cairn's list of an rlib's
+/// dependencies (rustc/graph.rs), a build script's recorded output, and text its run left in
+/// `OUT_DIR` (a `.pc` file naming it), as a build script's restore moves them.
+fn is_text(p: &str, unit: &str) -> bool {
+    let run = format!("build/{unit}/");
+    p.ends_with(".d")
+        || p.ends_with(".cairn-deps")
+        || p.starts_with(&format!("{run}out/"))
+        || ["output", "root-output", "stderr"].iter().any(|n| p == format!("{run}{n}"))
+}
+
+fn list(dir: &Path) -> io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        if let Some(n) = e.file_name().to_str() {
+            out.push(n.to_string());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Every file under `root/rel` (none when it does not exist), relative to `root`.
+fn walk(root: &Path, rel: &str, out: &mut Vec<String>) -> io::Result<()> {
+    let dir = root.join(rel);
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for e in entries {
+        let e = e?;
+        let name = e.file_name().to_str().ok_or_else(|| io::Error::other("a name that is not UTF-8"))?.to_string();
+        let child = format!("{rel}/{name}");
+        if e.file_type()?.is_dir() {
+            walk(root, &child, out)?;
+        } else {
+            out.push(child);
+        }
+    }
+    Ok(())
+}

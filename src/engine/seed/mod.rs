@@ -1,0 +1,266 @@
+//! Target-dir seeding (issue #21; docs/seeding.md): a fresh target dir gets the registry and
+//! git units of earlier builds from the cache before cargo decides what is fresh, so cargo
+//! runs nothing for them.
+//!
+//! Two halves, both best effort (nothing here fails or changes a build; a doubt is a unit
+//! not seeded, which cargo then builds through the cache as before):
+//! - **the probe** ([`on_probe`]): cargo's first request in a target dir (probe.rs). The
+//!   wrapper computes the seed context (context.rs), writes the marker `<target>/.cairn-seed`
+//!   naming the set keys, and, where the target dir is fresh, asks the daemon for the set and
+//!   restores its units (restore.rs).
+//! - **reports** ([`report`]): each registry or git unit compiled (or run) in a marked target
+//!   dir tells the daemon, through its socket and with a descriptor of the target dir, that
+//!   it is done and what it was built from. The daemon copies it into a unit object once
+//!   cargo has written its fingerprint, and keeps the set (daemon/seeder.rs).
+
+pub mod context;
+pub mod probe;
+pub mod restore;
+
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::basedir::Kind as Root;
+use super::cache::Cache;
+use super::{door::Door, log, mount};
+use crate::key::Key;
+use crate::protocol::report::{Event, Kind};
+use crate::protocol::seed::{Capture, Marker, SeedSet, MARKER};
+use crate::protocol::wire::{self, Op};
+
+/// How long a probe may spend restoring before it lets cargo go on.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Whether seeding is on (`CAIRN_SEED=0` turns it off).
+fn enabled() -> bool {
+    std::env::var("CAIRN_SEED").as_deref() != Ok("0")
+}
+
+/// On cargo's target-info probe: marks the target dir and seeds it when fresh. Logs one line
+/// (`seed:<n>-units` or `seed-none:<why>`); never fails.
+pub fn on_probe(rustc: &Path, args: &[OsString]) {
+    if !enabled() {
+        return;
+    }
+    let t0 = Instant::now();
+    let (target, (word, saved, set)) = match seed(rustc, args) {
+        Ok(r) => r,
+        Err((t, why)) => (t, (format!("seed-none:{why}"), None, None)),
+    };
+    log::record_kind(Kind::Seed, &target, set.as_ref(), &word, t0.elapsed(), saved);
+}
+
+/// The log's outcome word, the compile time the seeded units stood for, the set used.
+type Seeded = (String, Option<Duration>, Option<Key>);
+
+fn seed(rustc: &Path, args: &[OsString]) -> Result<(String, Seeded), (String, String)> {
+    let cwd = std::env::current_dir().map_err(|_| (String::from("-"), "no-cwd".to_string()))?;
+    let env = |k: &str| std::env::var(k).ok();
+    let home = cargo_home();
+    let place = probe::place(&cwd, &env, home.as_deref()).map_err(|w| ("-".to_string(), w.to_string()))?;
+    let tname = place.target.display().to_string();
+    let fail = |w: &str| (tname.clone(), w.to_string());
+    let fresh = probe::fresh(&place.target);
+    let memo = mount::cache_base().ok_or_else(|| fail("no-home"))?.join("toolchains");
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    let ctx = context::digest(rustc, args, &cwd, &vars, home.as_deref(), &memo).map_err(|_| fail("context"))?;
+    let lock = fs::read_to_string(place.workspace.join("Cargo.lock")).map_err(|_| fail("lockfile"))?;
+    let (sourced, local) = probe::lock_packages(&lock);
+    let exact = keyed("exact", &ctx, lock.as_bytes());
+    let latest = keyed("latest", &ctx, local.join("\n").as_bytes());
+    let mut roots = vec![
+        (Root::Checkout.placeholder().to_string(), place.workspace.display().to_string()),
+        (Root::Target.placeholder().to_string(), place.target.display().to_string()),
+    ];
+    if let Some(h) = &home {
+        roots.push((Root::CargoHome.placeholder().to_string(), h.display().to_string()));
+    }
+    let marker = Marker { exact, latest, roots };
+    fs::create_dir_all(&place.target).map_err(|_| fail("target-dir"))?;
+    write_marker(&place.target, &marker).map_err(|_| fail("marker"))?;
+    if !fresh {
+        return Err(fail("built-before"));
+    }
+    let store = mount::store_dir().ok_or_else(|| fail("no-store"))?;
+    let stream = wire::connect(&store).map_err(|_| fail("no-daemon"))?;
+    let mut body = exact.0.to_vec();
+    body.extend_from_slice(&latest.0);
+    let reply = call(&stream, Op::Seed, &body).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => fail("no-set"),
+        _ => fail("daemon"),
+    })?;
+    let (which, set_bytes) = reply.split_first().ok_or_else(|| fail("no-set"))?;
+    let set = SeedSet::decode(set_bytes).map_err(|_| fail("damaged-set"))?;
+    let set_key = if *which == 0 { exact } else { latest };
+    let entries: Vec<_> = set.entries.into_iter().filter(|e| sourced.binary_search(&e.package).is_ok()).collect();
+    if entries.is_empty() {
+        return Err(fail("no-units-of-this-lockfile"));
+    }
+    let rel = super::basedir::Rel::from_stored(&marker.roots);
+    let fetch = |k: &Key| Door::at(None, Some(&store)).and_then(|d| d.read(&k.to_hex()).ok());
+    let t0 = Instant::now();
+    let r = restore::restore(&entries, &place.target, &rel, &fetch, 4, t0 + DEADLINE);
+    if r.units > 0 {
+        if let Some(door) = Door::at(None, Some(&store)) {
+            door.report(&[Event::Seeded {
+                units: r.units as u64,
+                compile_ns: r.compile_ns,
+                took_ns: t0.elapsed().as_nanos() as u64,
+                bytes: r.bytes,
+            }]);
+        }
+    }
+    let mut word = format!("seed:{}-units", r.units);
+    if !r.skipped.is_empty() {
+        let mut whys: Vec<&str> = r.skipped.iter().map(|(_, w)| w.as_str()).collect();
+        whys.sort();
+        whys.dedup();
+        let mut names: Vec<&str> = r.skipped.iter().map(|(u, _)| u.as_str()).collect();
+        names.sort();
+        word.push_str(&format!(",{}-not:{}:{}", r.skipped.len(), whys.join("+"), names.join("+")));
+    }
+    if *which != 0 {
+        word.push_str(",from-another-lockfile");
+    }
+    Ok((tname, (word, Some(Duration::from_nanos(r.compile_ns)), Some(set_key))))
+}
+
+fn keyed(what: &str, ctx: &[u8; 32], data: &[u8]) -> Key {
+    let mut h = blake3::Hasher::new();
+    h.update(b"cairn-seed-set-v1\0");
+    h.update(what.as_bytes());
+    h.update(ctx);
+    h.update(data);
+    Key(*h.finalize().as_bytes())
+}
+
+fn cargo_home() -> Option<PathBuf> {
+    std::env::var_os("CARGO_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+}
+
+fn write_marker(target: &Path, m: &Marker) -> io::Result<()> {
+    let path = target.join(MARKER);
+    if fs::read(&path).ok().and_then(|b| Marker::decode(&b).ok()).as_ref() == Some(m) {
+        return Ok(());
+    }
+    let tmp = target.join(format!("{MARKER}.{}", std::process::id()));
+    fs::write(&tmp, m.encode())?;
+    fs::rename(&tmp, &path)
+}
+
+fn call(stream: &UnixStream, op: Op, body: &[u8]) -> io::Result<Vec<u8>> {
+    let mut s = stream;
+    wire::write_frame(&mut s, op as u8, &[body])?;
+    read_reply(stream)
+}
+
+fn read_reply(stream: &UnixStream) -> io::Result<Vec<u8>> {
+    let mut s = stream;
+    let (status, len) = wire::read_head(&mut s)?.ok_or(io::ErrorKind::UnexpectedEof)?;
+    let body = wire::read_body(&mut s, len)?;
+    match status {
+        0 => Ok(body),
+        _ => Err(wire::parse_error(&body)),
+    }
+}
+
+/// After a registry or git unit's compile (or script run) succeeded in a marked target dir:
+/// tells the daemon, with a descriptor of the target dir, that `unit` (`<package>-<hash>`,
+/// of `package`, `<name> <version>`) is done there, built from `deps` (hashes), so it copies
+/// the unit once cargo has written its fingerprint. Costs one request; never fails.
+pub fn report(out_dir: &Path, unit: String, package: String, compile: Duration, deps: Vec<String>) {
+    if !enabled() {
+        return;
+    }
+    let Some((target, profile, marker)) = find_marker(out_dir) else { return };
+    let Some(store) = mount::store_dir() else { return };
+    let (Ok(stream), Ok(dir)) = (wire::connect(&store), File::open(&target)) else { return };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let c = Capture { marker, profile, unit, package, compile_ns: compile.as_nanos() as u64, deps };
+    if wire::write_frame_with_fd(&stream, Op::Capture as u8, &c.encode(), dir.as_fd()).is_ok() {
+        let _ = read_reply(&stream);
+    }
+}
+
+/// The target dir, profile folder and marker of a compile's output folder.
+fn find_marker(out_dir: &Path) -> Option<(PathBuf, String, Marker)> {
+    // deps → profile; build/<unit> → profile; build/<unit>/out → profile.
+    let profile_dir = match out_dir.file_name()?.to_str()? {
+        "deps" => out_dir.parent()?,
+        "out" => out_dir.parent()?.parent()?.parent()?,
+        _ => out_dir.parent()?.parent()?,
+    };
+    for target in profile_dir.ancestors().skip(1).take(2) {
+        if let Ok(bytes) = fs::read(target.join(MARKER)) {
+            let marker = Marker::decode(&bytes).ok()?;
+            let profile = profile_dir.strip_prefix(target).ok()?.to_str()?.to_string();
+            return Some((target.to_path_buf(), profile, marker));
+        }
+    }
+    None
+}
+
+/// Whether a package folder or source file is a registry or git package's (under
+/// `CARGO_HOME`'s `registry/src/` or `git/checkouts/`): only those are seeded, since a
+/// workspace package's fingerprint trusts its sources' times, which a copy cannot vouch for.
+pub fn is_sourced(path: &Path) -> bool {
+    let Some(home) = cargo_home() else { return false };
+    path.is_absolute() && (path.starts_with(home.join("registry/src")) || path.starts_with(home.join("git/checkouts")))
+}
+
+/// The hash of a unit from one of its files' paths: `…/deps/libfoo-<hash>.rlib`,
+/// `…/build/foo-<hash>/out`.
+pub fn unit_hash(path: &Path) -> Option<String> {
+    let name = if path.file_name()? == "out" { path.parent()?.file_name()? } else { path.file_name()? };
+    let stem = name.to_str()?.split('.').next()?;
+    let (_, hash) = stem.rsplit_once('-')?;
+    (hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then(|| hash.to_string())
+}
+
+/// The hash of the build-script run whose `OUT_DIR` holds `path`
+/// (`…/build/<pkg>-<hash>/out/…`), if it is one.
+pub fn build_unit_hash(path: &Path) -> Option<String> {
+    let mut parts = path.components().map(|c| c.as_os_str());
+    while let Some(c) = parts.next() {
+        if c == "build" {
+            let mut ahead = parts.clone();
+            if let (Some(unit), Some(out)) = (ahead.next(), ahead.next()) {
+                if out == "out" {
+                    if let Some(h) = unit_hash(Path::new(unit)) {
+                        return Some(h);
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_hashes_come_from_cargo_file_names() {
+        assert_eq!(
+            unit_hash(Path::new("/t/debug/deps/libitoa-6c1e270c698fa6a6.rlib")).as_deref(),
+            Some("6c1e270c698fa6a6")
+        );
+        assert_eq!(
+            unit_hash(Path::new("/t/debug/build/zstd-sys-0123456789abcdef/out")).as_deref(),
+            Some("0123456789abcdef")
+        );
+        assert_eq!(unit_hash(Path::new("/t/debug/deps/libfoo.rlib")), None);
+        let dep = Path::new("/t/debug/build/zstd-sys-0123456789abcdef/out/include");
+        assert_eq!(build_unit_hash(dep).as_deref(), Some("0123456789abcdef"));
+        assert_eq!(build_unit_hash(Path::new("/usr/include")), None);
+    }
+}

@@ -1,0 +1,232 @@
+//! Putting a set's units into a fresh target dir, before cargo looks at it.
+//!
+//! Per unit: its files in `deps/` and `build/` are written (to a temporary name, then renamed),
+//! with their modes, text files moved to this target dir's roots and cairn's launcher written
+//! anew; its fingerprint folder is written last, under a temporary name renamed into place,
+//! so a unit cut off half way has no fingerprint and cargo rebuilds it. A unit whose
+//! fingerprint folder is already there is left alone.
+//!
+//! Modification times: cargo rebuilds a unit whose dependencies' outputs are newer than its
+//! own. A set gathers units from several builds, so recorded times are not comparable;
+//! instead every file of a unit gets one time, 10 ms after the latest of the units it was
+//! built from (its depth in the set's graph), all of them ending a second before now, so
+//! anything cargo builds afterwards is newer.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::engine::basedir::Rel;
+use crate::key::Key;
+use crate::protocol::frontends;
+use crate::protocol::seed::{decode_unit, SetEntry, Stored};
+
+/// What a restore did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Restored {
+    pub units: usize,
+    pub bytes: u64,
+    pub compile_ns: u64,
+    /// Units left out, with why (one word each).
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Restores `entries` into `target` (roots `rel`), fetching each unit object with `fetch`
+/// (called from several threads, each with its own connection); stops starting units at
+/// `deadline`.
+pub fn restore(
+    entries: &[SetEntry],
+    target: &Path,
+    rel: &Rel,
+    fetch: &(dyn Fn(&Key) -> Option<Vec<u8>> + Sync),
+    threads: usize,
+    deadline: Instant,
+) -> Restored {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
+    let depths = depths(entries);
+    let top = depths.iter().copied().max().unwrap_or(0) as u64;
+    let base = now.saturating_sub(1_000_000_000 + (top + 1) * STEP_NS);
+    let next = AtomicUsize::new(0);
+    let out = Mutex::new(Restored::default());
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(e) = entries.get(i) else { break };
+                let result = if Instant::now() > deadline {
+                    Err("deadline".to_string())
+                } else {
+                    one(e, target, rel, fetch, base + depths[i] as u64 * STEP_NS)
+                };
+                let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
+                match result {
+                    Ok(()) => {
+                        o.units += 1;
+                        o.bytes += e.bytes;
+                        o.compile_ns += e.compile_ns;
+                    }
+                    Err(why) => o.skipped.push((e.unit.clone(), why)),
+                }
+            });
+        }
+    });
+    out.into_inner().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Time between a unit and the units it depends on.
+const STEP_NS: u64 = 10_000_000;
+
+/// Each entry's depth: 0 for a unit built from no unit of the set, else one more than the
+/// deepest unit it was built from.
+fn depths(entries: &[SetEntry]) -> Vec<usize> {
+    let index: std::collections::HashMap<&str, usize> =
+        entries.iter().enumerate().filter_map(|(i, e)| Some((e.unit.rsplit_once('-')?.1, i))).collect();
+    let mut depth: Vec<Option<usize>> = vec![None; entries.len()];
+    fn visit(
+        i: usize,
+        entries: &[SetEntry],
+        index: &std::collections::HashMap<&str, usize>,
+        depth: &mut Vec<Option<usize>>,
+        guard: usize,
+    ) -> usize {
+        if let Some(d) = depth[i] {
+            return d;
+        }
+        if guard > entries.len() {
+            return 0;
+        }
+        let d = entries[i]
+            .deps
+            .iter()
+            .filter_map(|h| index.get(h.as_str()).copied())
+            .filter(|&j| j != i)
+            .map(|j| visit(j, entries, index, depth, guard + 1) + 1)
+            .max()
+            .unwrap_or(0);
+        depth[i] = Some(d);
+        d
+    }
+    (0..entries.len()).map(|i| visit(i, entries, &index, &mut depth, 0)).collect()
+}
+
+fn one(
+    e: &SetEntry,
+    target: &Path,
+    rel: &Rel,
+    fetch: &(dyn Fn(&Key) -> Option<Vec<u8>> + Sync),
+    when: u64,
+) -> Result<(), String> {
+    let here = rel.stored();
+    if e.bound.iter().any(|b| !here.contains(b)) {
+        return Err("other-roots".into());
+    }
+    if e.unit.contains('/') || e.unit.starts_with('.') || e.profile.split('/').any(|c| c == ".." || c.is_empty()) {
+        return Err("bad-name".into());
+    }
+    let profile = target.join(&e.profile);
+    let fingerprint = profile.join(".fingerprint").join(&e.unit);
+    if fingerprint.exists() {
+        return Err("present".into());
+    }
+    let bytes = fetch(&e.key).ok_or("absent")?;
+    let unit = decode_unit(&bytes).map_err(|_| "damaged".to_string())?;
+    let staging = profile.join(".fingerprint").join(format!(".cairn-{}-{}", e.unit, std::process::id()));
+    let fp_prefix = format!(".fingerprint/{}/", e.unit);
+    let mut launchers = Vec::new();
+    let written = (|| -> io::Result<()> {
+        fs::create_dir_all(&staging)?;
+        for (f, payload) in &unit.files {
+            if f.path.split('/').any(|c| c == ".." || c.is_empty()) || f.path.starts_with('/') {
+                return Err(io::Error::other("a path out of the target dir"));
+            }
+            let dest = match f.path.strip_prefix(&fp_prefix) {
+                Some(name) => staging.join(name),
+                None => profile.join(&f.path),
+            };
+            if let Some(parent) = dest.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            match f.stored {
+                Stored::Bytes => write(&dest, payload, f.mode)?,
+                Stored::Relocated => {
+                    let text = std::str::from_utf8(payload).map_err(io::Error::other)?;
+                    write(&dest, rel.abs(text).as_bytes(), f.mode)?;
+                }
+                Stored::Launcher => launchers.push(dest.clone()),
+            }
+            if f.stored != Stored::Launcher {
+                set_mtime(&dest, when)?;
+            }
+        }
+        for dest in &launchers {
+            let dir = dest.parent().ok_or_else(|| io::Error::other("a launcher at the root"))?;
+            let bin = dest.file_name().and_then(|n| n.to_str()).ok_or_else(|| io::Error::other("a launcher's name"))?;
+            frontends::write_launcher(dir, bin)?;
+            set_mtime(dest, when)?;
+        }
+        match fs::rename(&staging, &fingerprint) {
+            Ok(()) => Ok(()),
+            // Another build seeded it first.
+            Err(_) if fingerprint.exists() => Ok(()),
+            Err(e) => Err(e),
+        }
+    })();
+    if written.is_err() {
+        let _ = fs::remove_dir_all(&staging);
+    }
+    written.map_err(|e| format!("write:{}", e.kind()))
+}
+
+fn write(dest: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let tmp = dest.with_file_name(format!(
+        ".cairn-seed-{}-{}",
+        std::process::id(),
+        dest.file_name().and_then(|n| n.to_str()).unwrap_or("f")
+    ));
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.set_permissions(fs::Permissions::from_mode(crate::engine::process::safe_mode(mode)))?;
+    drop(f);
+    fs::rename(&tmp, dest)
+}
+
+fn set_mtime(path: &Path, ns: u64) -> io::Result<()> {
+    let when = UNIX_EPOCH + Duration::from_nanos(ns);
+    fs::File::options().write(true).open(path).or_else(|_| fs::File::open(path))?.set_modified(when)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(unit: &str, deps: &[&str]) -> SetEntry {
+        SetEntry {
+            profile: "debug".into(),
+            unit: unit.into(),
+            package: "p 1".into(),
+            key: Key([0; 32]),
+            bound: vec![],
+            newest_ns: 0,
+            bytes: 0,
+            compile_ns: 0,
+            deps: deps.iter().map(|d| d.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_unit_is_later_than_every_unit_it_was_built_from() {
+        // c <- b <- a, and d <- a; e stands alone; a names a dependency not in the set.
+        let es = vec![
+            entry("a-0a", &["0b", "0d", "ff"]),
+            entry("b-0b", &["0c"]),
+            entry("c-0c", &[]),
+            entry("d-0d", &[]),
+            entry("e-0e", &[]),
+        ];
+        assert_eq!(depths(&es), vec![2, 1, 0, 0, 0]);
+    }
+}

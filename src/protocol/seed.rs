@@ -1,0 +1,237 @@
+//! The objects and requests of target-dir seeding (issue #21; docs/seeding.md): what a cargo
+//! unit looks like in the cache, how a build's units are listed, and what the wrapper tells the
+//! daemon about the target dir it builds in.
+//!
+//! - A **unit** object holds one cargo unit of one target dir, as cargo left it: its
+//!   fingerprint folder (`.fingerprint/<pkg>-<hash>/`), its files in `deps/` and its folder in
+//!   `build/`, each with its mode and modification time. Text files that name the build's
+//!   folders (dep-info, a build script's `output`) are kept with placeholders for the roots;
+//!   the launcher cairn puts in place of a build script is kept as a mark and written anew.
+//!   Layout: `MAGIC ++ u64 header length ++ bincode(header) ++ payloads… ++ blake3(all
+//!   before)`, so a restore slices the payloads out of the bytes read, with no copy.
+//! - A **set** lists the units a target dir's builds left, for one seed context (toolchain,
+//!   flags, cargo, C compiler …) and one lockfile; restoring it into a fresh target dir is
+//!   what seeding is.
+//! - The **marker** (`<target>/.cairn-seed`) is written when cargo probes a target dir; it
+//!   names the set keys and the roots, and every compile in that target dir reports to them.
+
+use serde::{Deserialize, Serialize};
+
+use super::object::{decode, encode, ObjectError};
+use crate::key::Key;
+
+const UNIT_MAGIC: &[u8; 8] = b"CAIRNU01";
+const SET_MAGIC: &[u8; 8] = b"CAIRNS01";
+const MARKER_MAGIC: &[u8; 8] = b"CAIRNK01";
+
+/// The marker's file name, in the target dir.
+pub const MARKER: &str = ".cairn-seed";
+
+/// How one file of a unit is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stored {
+    /// The bytes as they were.
+    Bytes,
+    /// UTF-8 text whose roots are placeholders (engine/basedir.rs).
+    Relocated,
+    /// cairn's launcher of a build script: written anew for this machine's `cairn-rustc`.
+    Launcher,
+}
+
+/// One file of a unit: its path relative to the profile folder (`deps/libfoo-1a2b.rlib`,
+/// `.fingerprint/foo-1a2b/lib-foo`), mode, modification time and how it is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitFile {
+    pub path: String,
+    pub mode: u32,
+    /// Nanoseconds since the epoch.
+    pub mtime_ns: u64,
+    pub stored: Stored,
+    /// Length of its payload.
+    pub len: u64,
+}
+
+/// A unit object decoded: file headers and their payloads, slices of the object's bytes.
+pub struct UnitView<'a> {
+    pub files: Vec<(UnitFile, &'a [u8])>,
+}
+
+/// Encodes a unit: each file's header and payload.
+pub fn encode_unit(files: &[(UnitFile, Vec<u8>)]) -> Vec<u8> {
+    let header: Vec<UnitFile> = files.iter().map(|(f, b)| UnitFile { len: b.len() as u64, ..f.clone() }).collect();
+    let head = bincode::serialize(&header).expect("serializing to memory cannot fail");
+    let mut out = UNIT_MAGIC.to_vec();
+    out.extend_from_slice(&(head.len() as u64).to_le_bytes());
+    out.extend_from_slice(&head);
+    for (_, b) in files {
+        out.extend_from_slice(b);
+    }
+    let sum = blake3::hash(&out);
+    out.extend_from_slice(sum.as_bytes());
+    out
+}
+
+/// Checks a unit object's checksum and slices it.
+pub fn decode_unit(bytes: &[u8]) -> Result<UnitView<'_>, ObjectError> {
+    if bytes.len() < 48 || &bytes[..8] != UNIT_MAGIC {
+        return Err(ObjectError::BadMagic);
+    }
+    let (body, sum) = bytes.split_at(bytes.len() - 32);
+    if blake3::hash(body).as_bytes() != sum {
+        return Err(ObjectError::Checksum);
+    }
+    let hlen = u64::from_le_bytes(body[8..16].try_into().expect("8 bytes")) as usize;
+    let head = body.get(16..16usize.checked_add(hlen).ok_or(ObjectError::Decode)?).ok_or(ObjectError::Decode)?;
+    let header: Vec<UnitFile> = bincode::deserialize(head).map_err(|_| ObjectError::Decode)?;
+    let mut at = 16 + hlen;
+    let mut files = Vec::with_capacity(header.len());
+    for f in header {
+        let end = at.checked_add(f.len as usize).ok_or(ObjectError::Decode)?;
+        let payload = body.get(at..end).ok_or(ObjectError::Decode)?;
+        at = end;
+        files.push((f, payload));
+    }
+    if at != body.len() {
+        return Err(ObjectError::Decode);
+    }
+    Ok(UnitView { files })
+}
+
+/// One unit in a set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetEntry {
+    /// The profile folder, relative to the target dir (`debug`, `x86_64-unknown-linux-gnu/release`).
+    pub profile: String,
+    /// cargo's name for the unit: `<package>-<hash>`.
+    pub unit: String,
+    /// `<name> <version>` of its package, as in Cargo.lock.
+    pub package: String,
+    /// The unit object.
+    pub key: Key,
+    /// Roots whose absolute paths its files hold where they cannot be moved (placeholder,
+    /// path): it is only restored under the same.
+    pub bound: Vec<(String, String)>,
+    /// The newest modification time among its files (ns since the epoch).
+    pub newest_ns: u64,
+    /// Its files' total size.
+    pub bytes: u64,
+    /// How long compiling it (and running its build script) took, where known (ns).
+    pub compile_ns: u64,
+    /// The units it was built from, by hash: a restore gives each unit a modification time
+    /// after those of the units it depends on, as cargo expects.
+    pub deps: Vec<String>,
+}
+
+/// The units of a target dir's builds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeedSet {
+    pub entries: Vec<SetEntry>,
+}
+
+impl SeedSet {
+    pub fn encode(&self) -> Vec<u8> {
+        encode(SET_MAGIC, self)
+    }
+    pub fn decode(bytes: &[u8]) -> Result<SeedSet, ObjectError> {
+        decode(SET_MAGIC, bytes)
+    }
+}
+
+/// What the probe found about a target dir: the set keys its builds report to, and the roots
+/// of its paths.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Marker {
+    /// The set of this seed context and this lockfile.
+    pub exact: Key,
+    /// The set of this seed context and this workspace, whatever its lockfile.
+    pub latest: Key,
+    /// The roots (placeholder, path): checkout, `CARGO_HOME`, target dir.
+    pub roots: Vec<(String, String)>,
+}
+
+impl Marker {
+    pub fn encode(&self) -> Vec<u8> {
+        encode(MARKER_MAGIC, self)
+    }
+    pub fn decode(bytes: &[u8]) -> Result<Marker, ObjectError> {
+        decode(MARKER_MAGIC, bytes)
+    }
+}
+
+/// A registry or git unit's report, sent with its target dir's descriptor once its compile
+/// (or script run) succeeded: cargo writes the unit's fingerprint right after, and the daemon
+/// copies the unit once that is there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capture {
+    pub marker: Marker,
+    /// The profile folder, relative to the target dir.
+    pub profile: String,
+    /// The unit: `<package>-<hash>`.
+    pub unit: String,
+    /// `<name> <version>` of its package.
+    pub package: String,
+    /// How long its compile (or run) took, ns.
+    pub compile_ns: u64,
+    /// The units it was built from, by hash (its `--extern` crates, its build script's run,
+    /// the runs its own run reads through `DEP_*`).
+    pub deps: Vec<String>,
+}
+
+impl Capture {
+    pub fn encode(&self) -> Vec<u8> {
+        bincode::serialize(self).expect("serializing to memory cannot fail")
+    }
+    pub fn decode(bytes: &[u8]) -> Option<Capture> {
+        bincode::deserialize(bytes).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, stored: Stored) -> UnitFile {
+        UnitFile { path: path.into(), mode: 0o644, mtime_ns: 7, stored, len: 0 }
+    }
+
+    #[test]
+    fn a_unit_round_trips_and_any_flipped_bit_is_refused() {
+        let files = vec![
+            (file("deps/libfoo-1.rlib", Stored::Bytes), vec![1u8, 2, 3]),
+            (file("deps/foo-1.d", Stored::Relocated), b"<target>/debug/deps/foo-1.d: src/lib.rs".to_vec()),
+            (file(".fingerprint/foo-1/lib-foo", Stored::Bytes), Vec::new()),
+        ];
+        let bytes = encode_unit(&files);
+        let v = decode_unit(&bytes).unwrap();
+        assert_eq!(v.files.len(), 3);
+        assert_eq!(v.files[0].1, &[1, 2, 3]);
+        assert_eq!(v.files[1].0.stored, Stored::Relocated);
+        assert_eq!(v.files[2].1, b"");
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x10;
+            assert!(decode_unit(&bad).is_err(), "a flip at byte {i} was accepted");
+        }
+        assert!(decode_unit(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn sets_and_markers_round_trip() {
+        let e = SetEntry {
+            profile: "debug".into(),
+            unit: "foo-1a".into(),
+            package: "foo 1.0.0".into(),
+            key: Key([3; 32]),
+            bound: vec![],
+            newest_ns: 5,
+            bytes: 9,
+            compile_ns: 11,
+            deps: vec!["00ff".into()],
+        };
+        let s = SeedSet { entries: vec![e] };
+        assert_eq!(SeedSet::decode(&s.encode()).unwrap(), s);
+        let m = Marker { exact: Key([1; 32]), latest: Key([2; 32]), roots: vec![("<t>".into(), "/t".into())] };
+        assert_eq!(Marker::decode(&m.encode()).unwrap(), m);
+        assert!(SeedSet::decode(&m.encode()).is_err());
+    }
+}
