@@ -13,7 +13,7 @@ WORKLOADS = os.environ.get("BENCH_WORKLOADS", "csys,ripgrep,pure").split(",")
 TOOLS = os.environ.get("BENCH_TOOLS", "plain,sccache,kache,cairn,cairn-nofuse").split(",")
 # BENCH_COLD_ONLY=1: cold builds only (what a miss costs against plain cargo, issue #19).
 COLD_ONLY = os.environ.get("BENCH_COLD_ONLY") == "1"
-SCCACHE, KACHE = shutil.which("sccache"), shutil.which("kache")
+SCCACHE, KACHE, MBX = shutil.which("sccache"), shutil.which("kache"), shutil.which("mbx")
 MNT, STORE = BENCH / "mnt", BENCH / "store"
 
 CSYS_DEPS = """zstd = "0.13"
@@ -86,6 +86,12 @@ def env_for(tool, workdir, extra):
                    SCCACHE_SERVER_PORT="4228")
     elif tool == "kache":
         env.update(RUSTC_WRAPPER=KACHE, KACHE_CACHE_DIR=str(BENCH / "kache"))
+    elif tool == "mbx":
+        # mbx wraps cargo itself (`mbx build …`, see build()); a cache dir of its own, no
+        # background collection, plain output, local only. It keeps CARGO_TARGET_DIR.
+        env.update(MBX_CACHE_DIR=str(BENCH / "mbx"), MBX_GC_AUTO="0", MBX_DISPLAY="plain", MBX_SUMMARY="off",
+                   MBX_SAVINGS="off", MBX_REMOTE_URL="")
+        env.pop("CI", None)
     elif tool.startswith("cairn"):
         env.update(RUSTC_WRAPPER=str(bench.WRAPPER), CAIRN_MOUNT=str(MNT), CAIRN_STORE=str(STORE),
                    CAIRN_AUTOSTART="0", CAIRN_LOG=str(BENCH / "cairn.log"), XDG_CACHE_HOME=str(BENCH / "xdg"))
@@ -102,6 +108,8 @@ def reset(tool, env, s3=None):
     elif tool == "kache":
         subprocess.run([KACHE, "daemon", "stop"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(BENCH / "kache", ignore_errors=True)
+    elif tool == "mbx":
+        shutil.rmtree(BENCH / "mbx", ignore_errors=True)
     elif tool.startswith("cairn"):
         stop_cairn()
         store = BENCH / f"s3-store-{s3[1]}" if s3 else STORE
@@ -124,8 +132,9 @@ def stop_cairn(store=None):
 
 def build(workdir, args, env):
     shutil.rmtree(workdir / "target", ignore_errors=True)
+    cargo = [MBX] if "MBX_CACHE_DIR" in env else ["cargo"]
     t = time.perf_counter()
-    subprocess.run(["cargo", "build", "--quiet", *args], cwd=workdir, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([*cargo, "build", "--quiet", *args], cwd=workdir, env=env, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t
 
 
@@ -148,7 +157,7 @@ def main():
     BENCH.mkdir(parents=True, exist_ok=True)
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     loads = setup_workloads()
-    res = {(w, t, k): [] for w in loads for t in TOOLS for k in ("cold", "warm", "second")}
+    res = {(w, t, k): [] for w in loads for t in TOOLS for k in ("cold", "warm", "second", "rewarm")}
     counts = {}
     for i in range(RUNS):
         for w, (d, args, extra) in loads.items():
@@ -172,6 +181,12 @@ def main():
                 res[(w, tool, "second")].append(build(second, args, env_for(tool, second, extra)))
                 if tool.startswith("cairn"):
                     counts[(w, tool, "second")] = cairn_warm_counts()
+                    (BENCH / "cairn.log").unlink(missing_ok=True)
+                # The first checkout cleaned again, now that another checkout exists (kache and
+                # mbx seed a target dir from another checkout's).
+                res[(w, tool, "rewarm")].append(build(d, args, env))
+                if tool.startswith("cairn"):
+                    counts[(w, tool, "rewarm")] = cairn_warm_counts()
             print(f"run {i + 1}/{RUNS} {w}:", {f"{t}-{k}": round(v[-1], 1) for (ww, t, k), v in res.items() if ww == w and v},
                   file=sys.stderr)
     for tool in TOOLS:
@@ -206,6 +221,17 @@ def main():
         print(f"| {w} | {g(w, 'sccache', 'second'):.1f} s / {r('sccache'):.2f}× | {g(w, 'kache', 'second'):.2f} s / {r('kache'):.2f}× | "
               f"{g(w, 'cairn', 'second'):.2f} s / {r('cairn'):.2f}× | {g(w, 'cairn', 'second') / g(w, 'kache', 'second'):.2f} | "
               f"{counts.get((w, 'cairn', 'second'))} |")
+    print("\n## Warm builds against the peers (target-dir seeding, issue #21)\n")
+    print("warm = the only checkout after its target dir is removed (kache and mbx have no other checkout to seed from); "
+          "second = a copy at another path (they seed from the first); rewarm = the first checkout removed again once the second exists.\n")
+    peers = [t for t in ("kache", "mbx", "sccache") if t in TOOLS]
+    print("| workload | build | cairn | " + " | ".join(peers) + " | " + " | ".join(f"cairn / {p}" for p in peers) + " | ran in cairn's build (rustc, scripts, C compiles) |")
+    print("|---|---|---|" + "---|" * (2 * len(peers)) + "---|")
+    for w in loads:
+        for k in ("warm", "second", "rewarm"):
+            c = g(w, "cairn", k)
+            print(f"| {w} | {k} | {c:.2f} s | " + " | ".join(f"{g(w, p, k):.2f} s" for p in peers) + " | "
+                  + " | ".join(f"{c / g(w, p, k):.2f}" for p in peers) + f" | {counts.get((w, 'cairn', k) if k != 'warm' else (w, 'cairn'))} |")
     print("\nraw:", {f"{w}/{t}/{k}": [round(x, 2) for x in v] for (w, t, k), v in res.items() if v})
 
 
@@ -238,10 +264,8 @@ def kache_s3_env(endpoint):
 def s3_flush(tool, env):
     """Waits until `tool` has put everything of the last build in the bucket."""
     if tool == "cairn":
-        stats = MNT / ".cairn/stats.json"
-        import json
-        while json.loads(stats.read_text())["s3"]["uploads_pending"] > 0:
-            time.sleep(0.05)
+        # Stopping writes the seed sets and returns once every upload is in the bucket.
+        subprocess.run([str(bench.CAIRN), "umount", str(MNT)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     elif tool == "sccache":
         subprocess.run([SCCACHE, "--stop-server"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     elif tool == "kache":

@@ -58,7 +58,13 @@ struct State {
     pending: HashSet<String>,
     dirty: bool,
     flushed: Option<Instant>,
+    /// The last report.
+    active: Option<Instant>,
 }
+
+/// A target dir with nothing to do for this long is forgotten (its descriptor closed); its
+/// set stays in the cache, and a later report starts from it again.
+const IDLE: Duration = Duration::from_secs(600);
 
 /// A copy to make: the target dir, the unit's hash, the earliest its fingerprint may be
 /// dated, when it was reported.
@@ -120,6 +126,7 @@ impl<S: Store + 'static> Seeder<S> {
         let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         let mut st = target.state.lock().unwrap_or_else(|p| p.into_inner());
         st.units.insert(hash.clone(), c);
+        st.active = Some(Instant::now());
         if st.pending.insert(hash.clone()) {
             let job = Job {
                 target: Arc::clone(&target),
@@ -219,6 +226,10 @@ impl<S: Store + 'static> Seeder<S> {
             for t in targets {
                 self.flush(&t, false);
             }
+            self.targets.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, t| {
+                let st = t.state.lock().unwrap_or_else(|p| p.into_inner());
+                st.dirty || !st.pending.is_empty() || st.active.is_none_or(|a| a.elapsed() < IDLE)
+            });
         }
     }
 
@@ -411,4 +422,185 @@ fn walk(root: &Path, rel: &str, out: &mut Vec<String>) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::seed::restore;
+    use crate::protocol::seed::decode_unit;
+    use std::time::UNIX_EPOCH;
+
+    const UNIT: &str = "foo-0123456789abcdef";
+
+    /// A profile folder as cargo leaves a built unit, under target dir `t` of checkout `ws`.
+    fn built_unit(t: &Path) {
+        let p = t.join("debug");
+        let fp = p.join(".fingerprint").join(UNIT);
+        fs::create_dir_all(&fp).unwrap();
+        fs::write(fp.join("lib-foo"), "1234").unwrap();
+        fs::write(fp.join("lib-foo.json"), "{}").unwrap();
+        fs::create_dir_all(p.join("deps")).unwrap();
+        fs::write(p.join("deps/libfoo-0123456789abcdef.rlib"), b"\x00rlib").unwrap();
+        fs::write(p.join("deps/libfoo-0123456789abcdef.rmeta"), b"\x00rmeta").unwrap();
+        fs::write(p.join("deps/libbar-fedcba9876543210.rlib"), b"another unit").unwrap();
+        let d =
+            format!("{}/debug/deps/libfoo-0123456789abcdef.rlib: /home/cargo/registry/src/foo/lib.rs\n", t.display());
+        fs::write(p.join("deps/foo-0123456789abcdef.d"), d).unwrap();
+        let b = p.join("build").join(UNIT);
+        fs::create_dir_all(b.join("out")).unwrap();
+        fs::write(b.join("output"), format!("cargo:rustc-link-search=native={}/debug/build/{UNIT}/out\n", t.display()))
+            .unwrap();
+        fs::write(b.join("out/gen.pc"), format!("prefix={}/debug/build/{UNIT}/out\n", t.display())).unwrap();
+        fs::write(
+            b.join("build-script-build"),
+            "#!/bin/sh\n# Written by cairn: runs this build script through the cache; elsewhere\n",
+        )
+        .unwrap();
+    }
+
+    fn roots(ws: &Path, t: &Path) -> Rel {
+        use crate::engine::basedir::Kind;
+        Rel::from_stored(&[
+            (Kind::Checkout.placeholder().into(), ws.display().to_string()),
+            (Kind::Target.placeholder().into(), t.display().to_string()),
+            (Kind::CargoHome.placeholder().into(), "/home/cargo".into()),
+        ])
+    }
+
+    #[test]
+    fn a_unit_is_not_taken_before_cargo_wrote_its_fingerprint() {
+        let d = tempfile::tempdir().unwrap();
+        let t = d.path().join("ws/target");
+        built_unit(&t);
+        let rel = roots(&d.path().join("ws"), &t);
+        let root = t.join("debug");
+        // A fingerprint written before the report is an earlier build's.
+        let later = SystemTime::now() + Duration::from_secs(60);
+        let e = read_unit(&root, UNIT, &rel, later).err().unwrap();
+        assert_eq!(e.to_string(), NOT_YET);
+        fs::remove_file(root.join(".fingerprint").join(UNIT).join("lib-foo")).unwrap();
+        let e = read_unit(&root, UNIT, &rel, UNIX_EPOCH).err().unwrap();
+        assert_eq!(e.to_string(), NOT_YET, "the hash without its JSON is not a fingerprint");
+    }
+
+    #[test]
+    fn a_symbolic_link_keeps_a_unit_out() {
+        let d = tempfile::tempdir().unwrap();
+        let t = d.path().join("ws/target");
+        built_unit(&t);
+        std::os::unix::fs::symlink("/etc/passwd", t.join("debug/build").join(UNIT).join("out/link")).unwrap();
+        let rel = roots(&d.path().join("ws"), &t);
+        assert!(read_unit(&t.join("debug"), UNIT, &rel, UNIX_EPOCH).is_err());
+    }
+
+    #[test]
+    fn a_unit_copied_from_one_target_dir_is_restored_into_another_with_its_paths() {
+        let d = tempfile::tempdir().unwrap();
+        let (ws, t) = (d.path().join("ws"), d.path().join("ws/target"));
+        built_unit(&t);
+        let (files, bound, _) = read_unit(&t.join("debug"), UNIT, &roots(&ws, &t), UNIX_EPOCH).unwrap();
+        assert!(bound.is_empty(), "every path is in a text file: {bound:?}");
+        let names: Vec<&str> = files.iter().map(|(f, _)| f.path.as_str()).collect();
+        assert!(names.contains(&"deps/libfoo-0123456789abcdef.rlib"));
+        assert!(!names.iter().any(|n| n.contains("libbar")), "another unit's file: {names:?}");
+        let stored = |p: &str| files.iter().find(|(f, _)| f.path == p).unwrap();
+        assert_eq!(stored(&format!("build/{UNIT}/build-script-build")).0.stored, Stored::Launcher);
+        assert_eq!(stored("deps/foo-0123456789abcdef.d").0.stored, Stored::Relocated);
+        let object = encode_unit(&files);
+        assert!(decode_unit(&object).is_ok());
+        // Another checkout, another target dir.
+        let (ws2, t2) = (d.path().join("other"), d.path().join("other/out"));
+        let entry = SetEntry {
+            profile: "debug".into(),
+            unit: UNIT.into(),
+            package: "foo 1.0.0".into(),
+            key: Key([9; 32]),
+            bound,
+            newest_ns: 0,
+            bytes: 0,
+            compile_ns: 5,
+            deps: vec![],
+        };
+        let fetch = |k: &Key| (*k == Key([9; 32])).then(|| object.clone());
+        let r = restore::restore(&[entry], &t2, &roots(&ws2, &t2), &fetch, 2, Instant::now() + Duration::from_secs(9));
+        assert_eq!((r.units, r.skipped.len()), (1, 0), "{r:?}");
+        let p = t2.join("debug");
+        assert_eq!(fs::read(p.join("deps/libfoo-0123456789abcdef.rlib")).unwrap(), b"\x00rlib");
+        let dinfo = fs::read_to_string(p.join("deps/foo-0123456789abcdef.d")).unwrap();
+        assert!(dinfo.starts_with(&format!("{}/debug/deps/", t2.display())), "{dinfo}");
+        let output = fs::read_to_string(p.join("build").join(UNIT).join("output")).unwrap();
+        assert_eq!(output, format!("cargo:rustc-link-search=native={}/debug/build/{UNIT}/out\n", t2.display()));
+        let pc = fs::read_to_string(p.join("build").join(UNIT).join("out/gen.pc")).unwrap();
+        assert!(pc.contains(&t2.display().to_string()), "{pc}");
+        let launcher = fs::read(p.join("build").join(UNIT).join("build-script-build")).unwrap();
+        assert!(frontends::is_launcher(&launcher) && !String::from_utf8_lossy(&launcher).contains("elsewhere"));
+        assert!(p.join(".fingerprint").join(UNIT).join("lib-foo.json").is_file());
+        // Files are a little in the past, so what cargo builds next is newer.
+        let m = fs::metadata(p.join("deps/libfoo-0123456789abcdef.rlib")).unwrap().modified().unwrap();
+        assert!(m < SystemTime::now());
+        // A second restore leaves the unit alone.
+        let again = SetEntry {
+            profile: "debug".into(),
+            unit: UNIT.into(),
+            package: "foo 1.0.0".into(),
+            key: Key([9; 32]),
+            bound: vec![],
+            newest_ns: 0,
+            bytes: 0,
+            compile_ns: 5,
+            deps: vec![],
+        };
+        let r = restore::restore(&[again], &t2, &roots(&ws2, &t2), &fetch, 1, Instant::now() + Duration::from_secs(9));
+        assert_eq!(r.skipped, vec![(UNIT.to_string(), "present".to_string())]);
+    }
+
+    #[test]
+    fn a_binary_file_naming_a_root_binds_the_unit_to_it_and_a_damaged_object_is_skipped() {
+        let d = tempfile::tempdir().unwrap();
+        let (ws, t) = (d.path().join("ws"), d.path().join("ws/target"));
+        built_unit(&t);
+        let mut bin = b"\x00\xff".to_vec();
+        bin.extend_from_slice(ws.display().to_string().as_bytes());
+        fs::write(t.join("debug/build").join(UNIT).join("out/libfoo.a"), &bin).unwrap();
+        let (files, bound, _) = read_unit(&t.join("debug"), UNIT, &roots(&ws, &t), UNIX_EPOCH).unwrap();
+        let checkout = crate::engine::basedir::Kind::Checkout.placeholder().to_string();
+        assert_eq!(bound, vec![(checkout, ws.display().to_string())]);
+        let mut object = encode_unit(&files);
+        let entry = |bound: Vec<(String, String)>| SetEntry {
+            profile: "debug".into(),
+            unit: UNIT.into(),
+            package: "foo 1.0.0".into(),
+            key: Key([9; 32]),
+            bound,
+            newest_ns: 0,
+            bytes: 0,
+            compile_ns: 5,
+            deps: vec![],
+        };
+        let t2 = d.path().join("other/out");
+        let fetch = |_: &Key| Some(object.clone());
+        let r = restore::restore(
+            &[entry(bound.clone())],
+            &t2,
+            &roots(&d.path().join("other"), &t2),
+            &fetch,
+            1,
+            Instant::now() + Duration::from_secs(9),
+        );
+        assert_eq!(r.skipped, vec![(UNIT.to_string(), "other-roots".to_string())]);
+        let mid = object.len() / 2;
+        object[mid] ^= 1;
+        let fetch = |_: &Key| Some(object.clone());
+        let r = restore::restore(
+            &[entry(vec![])],
+            &t2,
+            &roots(&d.path().join("other"), &t2),
+            &fetch,
+            1,
+            Instant::now() + Duration::from_secs(9),
+        );
+        assert_eq!(r.skipped, vec![(UNIT.to_string(), "damaged".to_string())]);
+        assert!(!t2.join("debug/.fingerprint").join(UNIT).exists());
+    }
 }

@@ -87,7 +87,15 @@ fn seed(rustc: &Path, args: &[OsString]) -> Result<(String, Seeded), (String, St
         return Err(fail("built-before"));
     }
     let store = mount::store_dir().ok_or_else(|| fail("no-store"))?;
-    let stream = wire::connect(&store).map_err(|_| fail("no-daemon"))?;
+    // The probe is the build's first request: start the daemon now if it is not running (as
+    // the first compile would), so a fresh machine's first build is seeded too.
+    let stream = match wire::connect(&store) {
+        Ok(s) => s,
+        Err(_) => {
+            Door::find_or_start().map_err(|_| fail("no-daemon"))?;
+            wire::connect(&store).map_err(|_| fail("no-daemon"))?
+        }
+    };
     let mut body = exact.0.to_vec();
     body.extend_from_slice(&latest.0);
     let reply = call(&stream, Op::Seed, &body).map_err(|e| match e.kind() {
