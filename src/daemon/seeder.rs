@@ -433,6 +433,10 @@ mod tests {
 
     const UNIT: &str = "foo-0123456789abcdef";
 
+    fn restore_from(p: &Path) -> crate::engine::door::Opened {
+        crate::engine::door::Opened::File(fs::File::open(p).unwrap())
+    }
+
     /// A profile folder as cargo leaves a built unit, under target dir `t` of checkout `ws`.
     fn built_unit(t: &Path) {
         let p = t.join("debug");
@@ -522,7 +526,10 @@ mod tests {
             compile_ns: 5,
             deps: vec![],
         };
-        let fetch = |k: &Key| (*k == Key([9; 32])).then(|| object.clone());
+        let stored = d.path().join("object");
+        fs::write(&stored, &object).unwrap();
+        // As the daemon hands it over: the stored file (and, in the second restore, bytes).
+        let fetch = |k: &Key| (*k == Key([9; 32])).then(|| restore_from(&stored));
         let r = restore::restore(&[entry], &t2, &roots(&ws2, &t2), &fetch, 2, Instant::now() + Duration::from_secs(9));
         assert_eq!((r.units, r.skipped.len()), (1, 0), "{r:?}");
         let p = t2.join("debug");
@@ -579,7 +586,7 @@ mod tests {
             deps: vec![],
         };
         let t2 = d.path().join("other/out");
-        let fetch = |_: &Key| Some(object.clone());
+        let fetch = |_: &Key| Some(crate::engine::door::Opened::Bytes(object.clone()));
         let r = restore::restore(
             &[entry(bound.clone())],
             &t2,
@@ -591,7 +598,7 @@ mod tests {
         assert_eq!(r.skipped, vec![(UNIT.to_string(), "other-roots".to_string())]);
         let mid = object.len() / 2;
         object[mid] ^= 1;
-        let fetch = |_: &Key| Some(object.clone());
+        let fetch = |_: &Key| Some(crate::engine::door::Opened::Bytes(object.clone()));
         let r = restore::restore(
             &[entry(vec![])],
             &t2,

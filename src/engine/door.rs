@@ -25,6 +25,12 @@ use crate::protocol::names::temp_name_for;
 use crate::protocol::report::{self, Event};
 use crate::protocol::wire::{self, Listed, Op};
 
+/// What [`Door::open`] gives.
+pub enum Opened {
+    File(fs::File),
+    Bytes(Vec<u8>),
+}
+
 /// A way into the daemon.
 pub enum Door {
     /// The FUSE mount at this path.
@@ -133,21 +139,30 @@ impl Door {
     /// Through the socket, the daemon hands over the stored file itself (`OPEN`), checked,
     /// and it is read here once.
     pub fn read(&self, rel: &str) -> io::Result<Vec<u8>> {
+        match self.open(rel)? {
+            Opened::File(mut f) => {
+                let mut bytes = Vec::new();
+                io::Read::read_to_end(&mut f, &mut bytes)?;
+                Ok(bytes)
+            }
+            Opened::Bytes(b) => Ok(b),
+        }
+    }
+
+    /// The file at `rel`, opened read-only after the daemon checked it against its checksum
+    /// (the mount's open, or the socket's `OPEN`), so its bytes can be copied file to file;
+    /// or its bytes, for a file with no descriptor to give (a generated one).
+    pub fn open(&self, rel: &str) -> io::Result<Opened> {
         match self {
-            Door::Mount(mp) => fs::read(mp.join(rel)),
+            Door::Mount(mp) => fs::File::open(mp.join(rel)).map(Opened::File),
             Door::Socket { stream, .. } => {
                 let mut s = stream;
                 wire::write_frame(&mut s, Op::Open as u8, &[rel.as_bytes()])?;
                 let (status, len, fd) = wire::read_head_with_fd(stream)?.ok_or(io::ErrorKind::UnexpectedEof)?;
                 let body = wire::read_body(&mut s, len)?;
                 match (status, fd) {
-                    (0, Some(fd)) => {
-                        let mut f = fs::File::from(fd);
-                        let mut bytes = Vec::new();
-                        io::Read::read_to_end(&mut f, &mut bytes)?;
-                        Ok(bytes)
-                    }
-                    (0, None) => Ok(body),
+                    (0, Some(fd)) => Ok(Opened::File(fs::File::from(fd))),
+                    (0, None) => Ok(Opened::Bytes(body)),
                     _ => Err(wire::parse_error(&body)),
                 }
             }

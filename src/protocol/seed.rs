@@ -97,6 +97,37 @@ pub fn decode_unit(bytes: &[u8]) -> Result<UnitView<'_>, ObjectError> {
     Ok(UnitView { files })
 }
 
+/// Reads a unit object's header from a file the daemon has checked against its checksum (the
+/// whole object), without reading the payloads: each file's header and the offset of its
+/// payload, so a restore can copy it file to file. The lengths must add up to the file's.
+pub fn read_unit_header(f: &std::fs::File) -> Result<Vec<(UnitFile, u64)>, ObjectError> {
+    use std::os::unix::fs::FileExt;
+    let size = f.metadata().map_err(|_| ObjectError::Decode)?.len();
+    let mut lead = [0u8; 16];
+    f.read_exact_at(&mut lead, 0).map_err(|_| ObjectError::BadMagic)?;
+    if &lead[..8] != UNIT_MAGIC {
+        return Err(ObjectError::BadMagic);
+    }
+    let hlen = u64::from_le_bytes(lead[8..16].try_into().expect("8 bytes"));
+    if hlen > size {
+        return Err(ObjectError::Decode);
+    }
+    let mut head = vec![0u8; hlen as usize];
+    f.read_exact_at(&mut head, 16).map_err(|_| ObjectError::Decode)?;
+    let header: Vec<UnitFile> = bincode::deserialize(&head).map_err(|_| ObjectError::Decode)?;
+    let mut at = 16 + hlen;
+    let mut out = Vec::with_capacity(header.len());
+    for file in header {
+        let off = at;
+        at = at.checked_add(file.len).ok_or(ObjectError::Decode)?;
+        out.push((file, off));
+    }
+    if at.checked_add(32) != Some(size) {
+        return Err(ObjectError::Decode);
+    }
+    Ok(out)
+}
+
 /// One unit in a set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SetEntry {
@@ -213,6 +244,26 @@ mod tests {
             assert!(decode_unit(&bad).is_err(), "a flip at byte {i} was accepted");
         }
         assert!(decode_unit(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn a_units_header_is_read_from_its_file_and_lengths_must_add_up() {
+        let files = vec![
+            (file("deps/libfoo-1.rlib", Stored::Bytes), vec![7u8; 1000]),
+            (file("deps/foo-1.d", Stored::Relocated), b"text".to_vec()),
+        ];
+        let bytes = encode_unit(&files);
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("o");
+        std::fs::write(&p, &bytes).unwrap();
+        let h = read_unit_header(&std::fs::File::open(&p).unwrap()).unwrap();
+        assert_eq!(h.len(), 2);
+        let (f, off) = &h[1];
+        assert_eq!(&bytes[*off as usize..(*off + f.len) as usize], b"text");
+        std::fs::write(&p, &bytes[..bytes.len() - 1]).unwrap();
+        assert!(read_unit_header(&std::fs::File::open(&p).unwrap()).is_err(), "a truncated object");
+        std::fs::write(&p, b"CAIRNR04 not a unit").unwrap();
+        assert!(read_unit_header(&std::fs::File::open(&p).unwrap()).is_err());
     }
 
     #[test]

@@ -6,6 +6,12 @@
 //! so a unit cut off half way has no fingerprint and cargo rebuilds it. A unit whose
 //! fingerprint folder is already there is left alone.
 //!
+//! The object comes as the stored file itself, checked by the daemon against its checksum
+//! (engine/door.rs `open`): payloads are copied file to file (`copy_file_range`, which clones
+//! extents where the filesystem can, and copies in the kernel elsewhere); only text files
+//! are read, to move their paths. Bytes that came without a file are checked against the
+//! unit's own checksum first.
+//!
 //! Modification times: cargo rebuilds a unit whose dependencies' outputs are newer than its
 //! own. A set gathers units from several builds, so recorded times are not comparable;
 //! instead every file of a unit gets one time, 10 ms after the latest of the units it was
@@ -21,9 +27,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::engine::basedir::Rel;
+use crate::engine::door::Opened;
 use crate::key::Key;
 use crate::protocol::frontends;
-use crate::protocol::seed::{decode_unit, SetEntry, Stored};
+use crate::protocol::seed::{decode_unit, read_unit_header, SetEntry, Stored, UnitFile};
 
 /// What a restore did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -42,7 +49,7 @@ pub fn restore(
     entries: &[SetEntry],
     target: &Path,
     rel: &Rel,
-    fetch: &(dyn Fn(&Key) -> Option<Vec<u8>> + Sync),
+    fetch: &(dyn Fn(&Key) -> Option<Opened> + Sync),
     threads: usize,
     deadline: Instant,
 ) -> Restored {
@@ -113,11 +120,17 @@ fn depths(entries: &[SetEntry]) -> Vec<usize> {
     (0..entries.len()).map(|i| visit(i, entries, &index, &mut depth, 0)).collect()
 }
 
+/// Where a unit's payloads are: the checked file, or bytes.
+enum Payloads<'a> {
+    File(&'a fs::File),
+    Bytes,
+}
+
 fn one(
     e: &SetEntry,
     target: &Path,
     rel: &Rel,
-    fetch: &(dyn Fn(&Key) -> Option<Vec<u8>> + Sync),
+    fetch: &(dyn Fn(&Key) -> Option<Opened> + Sync),
     when: u64,
 ) -> Result<(), String> {
     let here = rel.stored();
@@ -132,14 +145,26 @@ fn one(
     if fingerprint.exists() {
         return Err("present".into());
     }
-    let bytes = fetch(&e.key).ok_or("absent")?;
-    let unit = decode_unit(&bytes).map_err(|_| "damaged".to_string())?;
+    let opened = fetch(&e.key).ok_or("absent")?;
+    let (files, file, bytes): (Vec<(UnitFile, u64)>, Option<fs::File>, Vec<u8>) = match opened {
+        Opened::File(f) => (read_unit_header(&f).map_err(|_| "damaged".to_string())?, Some(f), Vec::new()),
+        Opened::Bytes(b) => {
+            let unit = decode_unit(&b).map_err(|_| "damaged".to_string())?;
+            let base = b.as_ptr() as usize;
+            let files = unit.files.into_iter().map(|(f, p)| (f, (p.as_ptr() as usize - base) as u64)).collect();
+            (files, None, b)
+        }
+    };
+    let payloads = match &file {
+        Some(f) => Payloads::File(f),
+        None => Payloads::Bytes,
+    };
     let staging = profile.join(".fingerprint").join(format!(".cairn-{}-{}", e.unit, std::process::id()));
     let fp_prefix = format!(".fingerprint/{}/", e.unit);
     let mut launchers = Vec::new();
     let written = (|| -> io::Result<()> {
         fs::create_dir_all(&staging)?;
-        for (f, payload) in &unit.files {
+        for (f, off) in &files {
             if f.path.split('/').any(|c| c == ".." || c.is_empty()) || f.path.starts_with('/') {
                 return Err(io::Error::other("a path out of the target dir"));
             }
@@ -150,13 +175,24 @@ fn one(
             if let Some(parent) = dest.parent() {
                 fs::create_dir_all(parent)?;
             }
-            match f.stored {
-                Stored::Bytes => write(&dest, payload, f.mode)?,
-                Stored::Relocated => {
-                    let text = std::str::from_utf8(payload).map_err(io::Error::other)?;
-                    write(&dest, rel.abs(text).as_bytes(), f.mode)?;
+            let range = || -> io::Result<Vec<u8>> {
+                match payloads {
+                    Payloads::File(file) => {
+                        let mut buf = vec![0u8; f.len as usize];
+                        std::os::unix::fs::FileExt::read_exact_at(file, &mut buf, *off)?;
+                        Ok(buf)
+                    }
+                    Payloads::Bytes => Ok(bytes[*off as usize..(*off + f.len) as usize].to_vec()),
                 }
-                Stored::Launcher => launchers.push(dest.clone()),
+            };
+            match (f.stored, &payloads) {
+                (Stored::Bytes, Payloads::File(file)) => copy_out(file, *off, f.len, &dest, f.mode)?,
+                (Stored::Bytes, Payloads::Bytes) => write(&dest, &range()?, f.mode)?,
+                (Stored::Relocated, _) => {
+                    let text = String::from_utf8(range()?).map_err(io::Error::other)?;
+                    write(&dest, rel.abs(&text).as_bytes(), f.mode)?;
+                }
+                (Stored::Launcher, _) => launchers.push(dest.clone()),
             }
             if f.stored != Stored::Launcher {
                 set_mtime(&dest, when)?;
@@ -181,12 +217,55 @@ fn one(
     written.map_err(|e| format!("write:{}", e.kind()))
 }
 
-fn write(dest: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let tmp = dest.with_file_name(format!(
+/// `dest`'s temporary name.
+fn temp_for(dest: &Path) -> std::path::PathBuf {
+    dest.with_file_name(format!(
         ".cairn-seed-{}-{}",
         std::process::id(),
         dest.file_name().and_then(|n| n.to_str()).unwrap_or("f")
-    ));
+    ))
+}
+
+/// Copies `len` bytes at `off` of `src` to `dest` file to file: `copy_file_range` (extents
+/// cloned where the filesystem can, else copied in the kernel), falling back to reading and
+/// writing where it is refused.
+fn copy_out(src: &fs::File, off: u64, len: u64, dest: &Path, mode: u32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let tmp = temp_for(dest);
+    let mut out = fs::File::create(&tmp)?;
+    let (mut off_in, mut left) = (off as libc::loff_t, len);
+    while left > 0 {
+        // SAFETY: two open descriptors; the kernel reads the input at `off_in`, which it
+        // advances, and writes at the output's own position.
+        let n = unsafe {
+            libc::copy_file_range(src.as_raw_fd(), &mut off_in, out.as_raw_fd(), std::ptr::null_mut(), left as usize, 0)
+        };
+        if n > 0 {
+            left -= n as u64;
+            continue;
+        }
+        if n == 0 {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EXDEV) | Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => {
+                let mut buf = vec![0u8; left as usize];
+                std::os::unix::fs::FileExt::read_exact_at(src, &mut buf, off_in as u64)?;
+                out.write_all(&buf)?;
+                left = 0;
+            }
+            Some(libc::EINTR) => {}
+            _ => return Err(e),
+        }
+    }
+    out.set_permissions(fs::Permissions::from_mode(crate::engine::process::safe_mode(mode)))?;
+    drop(out);
+    fs::rename(&tmp, dest)
+}
+
+fn write(dest: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let tmp = temp_for(dest);
     let mut f = fs::File::create(&tmp)?;
     f.write_all(bytes)?;
     f.set_permissions(fs::Permissions::from_mode(crate::engine::process::safe_mode(mode)))?;
