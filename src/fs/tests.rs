@@ -530,10 +530,14 @@ fn an_eviction_caused_by_a_fetch_reaches_the_kernel() {
     let far = vec![9u8; 600];
     remote.put(&key(9), &far, blake3::hash(&far).as_bytes(), None).unwrap();
     let store = TieredStore::new(MemoryStore::new(1000), Arc::clone(&remote), q.path(), RemoteLabel::default());
-    let fs = CacheFs::new(Arc::new(store.unwrap()), FsOptions { uid: 1, gid: 1, want_backing: false });
+    let store = Arc::new(store.unwrap());
+    let fs = CacheFs::new(Arc::clone(&store), FsOptions { uid: 1, gid: 1, want_backing: false });
     let (tx, rx) = std::sync::mpsc::channel();
     fs.set_invalidation_sink(tx);
     put(&fs, ".tmp.1", &key(1), &[1u8; 600]).unwrap();
+    // Until its upload is done key(1) is pinned and cannot make room (a loaded machine once
+    // lost that race here): wait for the upload, the event this test is not about.
+    assert!(store.drain(std::time::Duration::from_secs(30)), "key(1) uploaded");
     // Looking up the bucket's object brings it in, and evicts key(1) to make room.
     fs.lookup(ROOT_INO, &name(&key(9))).unwrap();
     let told: Vec<_> = rx.try_iter().map(|i| i.name).collect();

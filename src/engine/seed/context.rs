@@ -10,15 +10,17 @@
 //!   `rustflags`, `--target`), with `-C target-cpu=native` resolved to this machine's CPU;
 //! - cargo's own binary (its fingerprint format), the one beside rustc;
 //! - the C and C++ compilers and the linker build scripts and links would use (`CC`, `CXX`,
-//!   `AR`, `CARGO_TARGET_*_LINKER` or `cc`/`c++` on `PATH`), by content, and the variables
-//!   that steer them (`CFLAGS`, `CC_<target>` …);
+//!   `RUSTC_LINKER`, `CARGO_TARGET_*_LINKER`, or `cc`/`c++` on `PATH`) by the identity
+//!   cairn's own keys give them (the program, the `ld` it drives, its version:
+//!   engine/linker.rs), the archiver by content, and the variables that steer them (`CFLAGS`,
+//!   `CC_<target>`, `LIBRARY_PATH` …);
 //! - cargo's configuration files, by content (`[env]`, `[target]` settings).
 
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::engine::{filehash, native_cpu, toolchain};
+use crate::engine::{filehash, linker, native_cpu, toolchain};
 
 /// Variables that change what build scripts and links produce, though cargo's fingerprints
 /// may not track them.
@@ -75,24 +77,35 @@ pub fn digest(
     let cargo = rustc.parent().map(|d| d.join("cargo")).filter(|p| p.is_file());
     file(&mut h, "cargo", cargo.as_deref());
     let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let linker = |k: &str| k.starts_with("CARGO_TARGET_") && k.ends_with("_LINKER");
+    let is_linker_var = |k: &str| k.starts_with("CARGO_TARGET_") && k.ends_with("_LINKER");
     let mut vars: Vec<&(String, String)> = env
         .iter()
-        .filter(|(k, _)| VARS.contains(&k.as_str()) || PREFIXES.iter().any(|p| k.starts_with(p)) || linker(k))
+        .filter(|(k, _)| VARS.contains(&k.as_str()) || PREFIXES.iter().any(|p| k.starts_with(p)) || is_linker_var(k))
         .collect();
     vars.sort();
     for (k, v) in vars {
         h.update(format!("{k}={v}\0").as_bytes());
     }
+    // The compilers and linkers by the identity cairn's own keys give them (engine/linker.rs:
+    // the program, the `ld` it drives, its version); the archiver by content.
     let path = get("PATH");
-    for (var, default) in [("CC", "cc"), ("CXX", "c++"), ("AR", "ar"), ("RUSTC_LINKER", "cc")] {
-        let prog = get(var).and_then(|v| v.split_whitespace().next().map(str::to_string));
-        let prog = prog.unwrap_or_else(|| default.to_string());
-        file(&mut h, var, which(&prog, path.as_deref()).as_deref());
+    let mut programs: Vec<(String, String)> = [("CC", "cc"), ("CXX", "c++"), ("RUSTC_LINKER", "cc")]
+        .iter()
+        .map(|(var, default)| {
+            let prog = get(var).and_then(|v| linker::program(&v).map(str::to_string));
+            (var.to_string(), prog.unwrap_or_else(|| default.to_string()))
+        })
+        .collect();
+    programs.extend(env.iter().filter(|(k, _)| is_linker_var(k)).map(|(k, v)| (k.clone(), v.clone())));
+    for (var, prog) in programs {
+        h.update(var.as_bytes());
+        match linker::linker_identity(Path::new(&prog), memo) {
+            Ok(d) => h.update(&d),
+            Err(_) => h.update(b"\0none"),
+        };
     }
-    for (k, v) in env.iter().filter(|(k, _)| k.starts_with("CARGO_TARGET_") && k.ends_with("_LINKER")) {
-        file(&mut h, k, which(v, path.as_deref()).as_deref());
-    }
+    let ar = get("AR").and_then(|v| v.split_whitespace().next().map(str::to_string)).unwrap_or_else(|| "ar".into());
+    file(&mut h, "AR", which(&ar, path.as_deref()).as_deref());
     let mut configs: Vec<PathBuf> =
         cwd.ancestors().flat_map(|d| [d.join(".cargo/config.toml"), d.join(".cargo/config")]).collect();
     if let Some(home) = cargo_home {
@@ -121,4 +134,36 @@ fn which(prog: &str, path: Option<&str>) -> Option<PathBuf> {
         return Some(PathBuf::from(prog)).filter(|p| p.is_file());
     }
     path?.split(':').map(|d| Path::new(d).join(prog)).find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_cargo_cannot_see_changes_the_context_and_paths_do_not() {
+        let memo = tempfile::tempdir().unwrap();
+        let cwd = tempfile::tempdir().unwrap();
+        let rustc = toolchain::resolve_program(Path::new("rustc")).unwrap();
+        let args: Vec<OsString> =
+            ["-", "--crate-name", "___", "--print=file-names"].iter().map(OsString::from).collect();
+        let env = vec![("PATH".to_string(), std::env::var("PATH").unwrap())];
+        let d = |args: &[OsString], extra: &[(&str, &str)]| {
+            let mut e = env.clone();
+            e.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            digest(&rustc, args, cwd.path(), &e, None, memo.path()).unwrap()
+        };
+        let base = d(&args, &[]);
+        assert_eq!(d(&args, &[("CARGO_TARGET_DIR", "/elsewhere/target")]), base, "a path is not the context");
+        assert_eq!(d(&args, &[("CARGO_BUILD_JOBS", "1")]), base);
+        assert_ne!(d(&args, &[("CC", "/bin/true")]), base, "another C compiler");
+        assert_ne!(d(&args, &[("CFLAGS", "-O3")]), base);
+        assert_ne!(d(&args, &[("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER", "/bin/true")]), base);
+        let mut native = args.clone();
+        native.extend(["-C", "target-cpu=native"].iter().map(OsString::from));
+        assert_ne!(d(&native, &[]), base, "flags cargo passes every compile");
+        std::fs::create_dir_all(cwd.path().join(".cargo")).unwrap();
+        std::fs::write(cwd.path().join(".cargo/config.toml"), "[env]\nX = \"1\"\n").unwrap();
+        assert_ne!(d(&args, &[]), base, "a cargo config file");
+    }
 }
