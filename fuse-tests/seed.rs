@@ -30,6 +30,20 @@ fn with_lockfile() {
     }
 }
 
+/// A daemon over a fresh store, and the workspace's lockfile.
+fn daemon(test: &str, via: Via) -> Option<Mount> {
+    let m = crate::common::mount_via(test, None, "8GiB", &[], &[], via)?;
+    with_lockfile();
+    Some(m)
+}
+
+/// A seeded `cargo build` of the checkout at `dir` into `target`.
+fn build_at(m: &Mount, dir: &Path, target: &Path, log: &Path) {
+    let mut c = seeded(m, "unused", log, &["build"]);
+    c.current_dir(dir).env("CARGO_TARGET_DIR", target);
+    ok(c);
+}
+
 /// The seed line of a build's log: (outcome, target dir).
 fn seed_line(lines: &[Line]) -> (String, String) {
     let s: Vec<&Line> = lines.iter().filter(|l| l.kind == "seed").collect();
@@ -112,8 +126,7 @@ fn without_fuse_a_cleaned_target_dir_is_seeded_and_cargo_runs_no_registry_unit()
 
 fn cleaned_is_seeded(test: &str, via: Via) {
     let _g = lock();
-    let Some(m) = crate::common::mount_via(test, None, "8GiB", &[], &[], via) else { return };
-    with_lockfile();
+    let Some(m) = daemon(test, via) else { return };
     let root = &ws().root;
     let (t, reference) = (root.join("t-seed"), root.join("t-seed-ref"));
     for d in [&t, &reference] {
@@ -163,8 +176,7 @@ fn cleaned_is_seeded(test: &str, via: Via) {
 fn a_checkout_at_another_path_is_seeded_and_names_its_own_folders() {
     let _g = lock();
     let test = "a_checkout_at_another_path_is_seeded_and_names_its_own_folders";
-    let Some(m) = crate::common::mount_via(test, None, "8GiB", &[], &[], Via::Mount) else { return };
-    with_lockfile();
+    let Some(m) = daemon(test, Via::Mount) else { return };
     let root = &ws().root;
     let first = root.join("t-first");
     let _ = std::fs::remove_dir_all(&first);
@@ -174,9 +186,7 @@ fn a_checkout_at_another_path_is_seeded_and_names_its_own_folders() {
     let _ = std::fs::remove_dir_all(&other);
     copy_sources(root, &other, &[]);
     let log = log_path("another");
-    let mut c = seeded(&m, "unused", &log, &["build"]);
-    c.current_dir(&other).env("CARGO_TARGET_DIR", other.join("target"));
-    ok(c);
+    build_at(&m, &other, &other.join("target"), &log);
     let lines = read_log_all(&log);
     let (outcome, _) = seed_line(&lines);
     assert!(units_seeded(&outcome) >= 20, "{outcome}");
@@ -199,8 +209,7 @@ fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 fn what_cargo_or_cairn_would_build_differently_is_never_seeded_over() {
     let _g = lock();
     let test = "what_cargo_or_cairn_would_build_differently_is_never_seeded_over";
-    let Some(m) = crate::common::mount_via(test, None, "8GiB", &[], &[], Via::Mount) else { return };
-    with_lockfile();
+    let Some(m) = daemon(test, Via::Mount) else { return };
     let root = &ws().root;
     for t in ["t-base", "t-flags", "t-release", "t-plain-flags", "t-plain-release", "t-cc"] {
         let _ = std::fs::remove_dir_all(root.join(t));
@@ -239,9 +248,7 @@ fn what_cargo_or_cairn_would_build_differently_is_never_seeded_over() {
         .replace("smallvec = \"1\"", "smallvec = { version = \"1\", features = [\"union\"] }");
     std::fs::write(&manifest, text).unwrap();
     let log = log_path("features");
-    let mut c = seeded(&m, "unused", &log, &["build"]);
-    c.current_dir(&featured).env("CARGO_TARGET_DIR", featured.join("target"));
-    ok(c);
+    build_at(&m, &featured, &featured.join("target"), &log);
     let lines = read_log_all(&log);
     assert!(units_seeded(&seed_line(&lines).0) >= 20, "{lines:?}");
     let ran = registry_units_that_ran(&lines);

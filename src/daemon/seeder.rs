@@ -433,6 +433,21 @@ mod tests {
 
     const UNIT: &str = "foo-0123456789abcdef";
 
+    /// The set entry of [`UNIT`], its object under key 9…9.
+    fn entry(bound: Vec<(String, String)>) -> SetEntry {
+        SetEntry {
+            profile: "debug".into(),
+            unit: UNIT.into(),
+            package: "foo 1.0.0".into(),
+            key: Key([9; 32]),
+            bound,
+            newest_ns: 0,
+            bytes: 0,
+            compile_ns: 5,
+            deps: vec![],
+        }
+    }
+
     fn restore_from(p: &Path) -> crate::engine::door::Opened {
         crate::engine::door::Opened::File(fs::File::open(p).unwrap())
     }
@@ -515,22 +530,12 @@ mod tests {
         assert!(decode_unit(&object).is_ok());
         // Another checkout, another target dir.
         let (ws2, t2) = (d.path().join("other"), d.path().join("other/out"));
-        let entry = SetEntry {
-            profile: "debug".into(),
-            unit: UNIT.into(),
-            package: "foo 1.0.0".into(),
-            key: Key([9; 32]),
-            bound,
-            newest_ns: 0,
-            bytes: 0,
-            compile_ns: 5,
-            deps: vec![],
-        };
+        let first = entry(bound);
         let stored = d.path().join("object");
         fs::write(&stored, &object).unwrap();
         // As the daemon hands it over: the stored file (and, in the second restore, bytes).
         let fetch = |k: &Key| (*k == Key([9; 32])).then(|| restore_from(&stored));
-        let r = restore::restore(&[entry], &t2, &roots(&ws2, &t2), &fetch, 2, Instant::now() + Duration::from_secs(9));
+        let r = restore::restore(&[first], &t2, &roots(&ws2, &t2), &fetch, 2, Instant::now() + Duration::from_secs(9));
         assert_eq!((r.units, r.skipped.len()), (1, 0), "{r:?}");
         let p = t2.join("debug");
         assert_eq!(fs::read(p.join("deps/libfoo-0123456789abcdef.rlib")).unwrap(), b"\x00rlib");
@@ -547,17 +552,7 @@ mod tests {
         let m = fs::metadata(p.join("deps/libfoo-0123456789abcdef.rlib")).unwrap().modified().unwrap();
         assert!(m < SystemTime::now());
         // A second restore leaves the unit alone.
-        let again = SetEntry {
-            profile: "debug".into(),
-            unit: UNIT.into(),
-            package: "foo 1.0.0".into(),
-            key: Key([9; 32]),
-            bound: vec![],
-            newest_ns: 0,
-            bytes: 0,
-            compile_ns: 5,
-            deps: vec![],
-        };
+        let again = entry(vec![]);
         let r = restore::restore(&[again], &t2, &roots(&ws2, &t2), &fetch, 1, Instant::now() + Duration::from_secs(9));
         assert_eq!(r.skipped, vec![(UNIT.to_string(), "present".to_string())]);
     }
@@ -574,17 +569,6 @@ mod tests {
         let checkout = crate::engine::basedir::Kind::Checkout.placeholder().to_string();
         assert_eq!(bound, vec![(checkout, ws.display().to_string())]);
         let mut object = encode_unit(&files);
-        let entry = |bound: Vec<(String, String)>| SetEntry {
-            profile: "debug".into(),
-            unit: UNIT.into(),
-            package: "foo 1.0.0".into(),
-            key: Key([9; 32]),
-            bound,
-            newest_ns: 0,
-            bytes: 0,
-            compile_ns: 5,
-            deps: vec![],
-        };
         let t2 = d.path().join("other/out");
         let fetch = |_: &Key| Some(crate::engine::door::Opened::Bytes(object.clone()));
         let r = restore::restore(
