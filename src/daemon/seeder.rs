@@ -275,7 +275,7 @@ impl<S: Store + 'static> Seeder<S> {
         };
         let root = format!("/proc/self/fd/{}/{}", job.target.dir.as_raw_fd(), c.profile);
         let rel = Rel::from_stored(&job.target.marker.roots);
-        let (files, bound, newest) = match read_unit(Path::new(&root), &c.unit, &rel, job.not_before) {
+        let (files, bound) = match read_unit(Path::new(&root), &c.unit, &rel, job.not_before) {
             Ok(u) => u,
             Err(e) => return Copied::Not(e.to_string()),
         };
@@ -294,7 +294,6 @@ impl<S: Store + 'static> Seeder<S> {
             package: c.package,
             key,
             bound,
-            newest_ns: newest,
             bytes: bytes_total,
             compile_ns: c.compile_ns,
             deps: c.deps,
@@ -310,7 +309,7 @@ enum Copied {
 /// Why a unit is not copied yet: cargo has not written its fingerprint.
 const NOT_YET: &str = "fingerprint not written yet";
 
-type UnitFiles = (Vec<(UnitFile, Vec<u8>)>, Vec<(String, String)>, u64);
+type UnitFiles = (Vec<(UnitFile, Vec<u8>)>, Vec<(String, String)>);
 
 /// Reads unit `unit` of the profile folder `root`: its fingerprint folder, its files in
 /// `deps/` and its folder in `build/`. Every file is read between two identical `lstat`s.
@@ -343,7 +342,6 @@ pub fn read_unit(root: &Path, unit: &str, rel: &Rel, not_before: SystemTime) -> 
     walk(root, &format!("build/{unit}"), &mut paths)?;
     let mut files = Vec::new();
     let mut bound: Vec<(String, String)> = Vec::new();
-    let mut newest = 0u64;
     let stored = rel.stored();
     for p in paths {
         let path = root.join(&p);
@@ -357,8 +355,6 @@ pub fn read_unit(root: &Path, unit: &str, rel: &Rel, not_before: SystemTime) -> 
         if same(&before) != same(&after) || bytes.len() as u64 != after.len() {
             return Err(io::Error::other(format!("{p} changed while it was read")));
         }
-        let mtime_ns = (after.mtime() as u64).saturating_mul(1_000_000_000) + after.mtime_nsec() as u64;
-        newest = newest.max(mtime_ns);
         let text = is_text(&p, unit);
         let (kind, payload) = if frontends::is_launcher(&bytes) {
             (Stored::Launcher, Vec::new())
@@ -375,9 +371,9 @@ pub fn read_unit(root: &Path, unit: &str, rel: &Rel, not_before: SystemTime) -> 
             (Stored::Bytes, bytes)
         };
         let mode = after.permissions().mode() & 0o777;
-        files.push((UnitFile { path: p, mode, mtime_ns, stored: kind, len: payload.len() as u64 }, payload));
+        files.push((UnitFile { path: p, mode, stored: kind, len: payload.len() as u64 }, payload));
     }
-    Ok((files, bound, newest))
+    Ok((files, bound))
 }
 
 /// Text files whose paths are moved: rustc's dep-info, cairn's list of an rlib's
@@ -441,7 +437,6 @@ mod tests {
             package: "foo 1.0.0".into(),
             key: Key([9; 32]),
             bound,
-            newest_ns: 0,
             bytes: 0,
             compile_ns: 5,
             deps: vec![],
@@ -518,7 +513,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let (ws, t) = (d.path().join("ws"), d.path().join("ws/target"));
         built_unit(&t);
-        let (files, bound, _) = read_unit(&t.join("debug"), UNIT, &roots(&ws, &t), UNIX_EPOCH).unwrap();
+        let (files, bound) = read_unit(&t.join("debug"), UNIT, &roots(&ws, &t), UNIX_EPOCH).unwrap();
         assert!(bound.is_empty(), "every path is in a text file: {bound:?}");
         let names: Vec<&str> = files.iter().map(|(f, _)| f.path.as_str()).collect();
         assert!(names.contains(&"deps/libfoo-0123456789abcdef.rlib"));
@@ -565,7 +560,7 @@ mod tests {
         let mut bin = b"\x00\xff".to_vec();
         bin.extend_from_slice(ws.display().to_string().as_bytes());
         fs::write(t.join("debug/build").join(UNIT).join("out/libfoo.a"), &bin).unwrap();
-        let (files, bound, _) = read_unit(&t.join("debug"), UNIT, &roots(&ws, &t), UNIX_EPOCH).unwrap();
+        let (files, bound) = read_unit(&t.join("debug"), UNIT, &roots(&ws, &t), UNIX_EPOCH).unwrap();
         let checkout = crate::engine::basedir::Kind::Checkout.placeholder().to_string();
         assert_eq!(bound, vec![(checkout, ws.display().to_string())]);
         let mut object = encode_unit(&files);

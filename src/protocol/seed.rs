@@ -4,7 +4,7 @@
 //!
 //! - A **unit** object holds one cargo unit of one target dir, as cargo left it: its
 //!   fingerprint folder (`.fingerprint/<pkg>-<hash>/`), its files in `deps/` and its folder in
-//!   `build/`, each with its mode and modification time. Text files that name the build's
+//!   `build/`, each with its mode (restores give times by the dependency graph). Text files that name the build's
 //!   folders (dep-info, a build script's `output`) are kept with placeholders for the roots;
 //!   the launcher cairn puts in place of a build script is kept as a mark and written anew.
 //!   Layout: `MAGIC ++ u64 header length ++ bincode(header) ++ payloads… ++ blake3(all
@@ -39,13 +39,11 @@ pub enum Stored {
 }
 
 /// One file of a unit: its path relative to the profile folder (`deps/libfoo-1a2b.rlib`,
-/// `.fingerprint/foo-1a2b/lib-foo`), mode, modification time and how it is kept.
+/// `.fingerprint/foo-1a2b/lib-foo`), mode and how it is kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnitFile {
     pub path: String,
     pub mode: u32,
-    /// Nanoseconds since the epoch.
-    pub mtime_ns: u64,
     pub stored: Stored,
     /// Length of its payload.
     pub len: u64,
@@ -142,8 +140,6 @@ pub struct SetEntry {
     /// Roots whose absolute paths its files hold where they cannot be moved (placeholder,
     /// path): it is only restored under the same.
     pub bound: Vec<(String, String)>,
-    /// The newest modification time among its files (ns since the epoch).
-    pub newest_ns: u64,
     /// Its files' total size.
     pub bytes: u64,
     /// How long compiling it (and running its build script) took, where known (ns).
@@ -222,7 +218,7 @@ mod tests {
     use super::*;
 
     fn file(path: &str, stored: Stored) -> UnitFile {
-        UnitFile { path: path.into(), mode: 0o644, mtime_ns: 7, stored, len: 0 }
+        UnitFile { path: path.into(), mode: 0o644, stored, len: 0 }
     }
 
     #[test]
@@ -274,7 +270,6 @@ mod tests {
             package: "foo 1.0.0".into(),
             key: Key([3; 32]),
             bound: vec![],
-            newest_ns: 5,
             bytes: 9,
             compile_ns: 11,
             deps: vec!["00ff".into()],

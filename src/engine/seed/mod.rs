@@ -110,7 +110,18 @@ fn seed(rustc: &Path, args: &[OsString]) -> Result<(String, Seeded), (String, St
         return Err(fail("no-units-of-this-lockfile"));
     }
     let rel = super::basedir::Rel::from_stored(&marker.roots);
-    let fetch = |k: &Key| Door::at(None, Some(&store)).and_then(|d| d.open(&k.to_hex()).ok());
+    // One connection per restoring thread, not one per unit.
+    thread_local! {
+        static DOOR: std::cell::RefCell<Option<Door>> = const { std::cell::RefCell::new(None) };
+    }
+    let fetch = |k: &Key| {
+        DOOR.with_borrow_mut(|door| {
+            if door.is_none() {
+                *door = Door::at(None, Some(&store));
+            }
+            door.as_ref()?.open(&k.to_hex()).ok()
+        })
+    };
     let t0 = Instant::now();
     let r = restore::restore(&entries, &place.target, &rel, &fetch, 4, t0 + DEADLINE);
     if r.units > 0 {

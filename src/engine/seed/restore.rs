@@ -289,7 +289,6 @@ mod tests {
             package: "p 1".into(),
             key: Key([0; 32]),
             bound: vec![],
-            newest_ns: 0,
             bytes: 0,
             compile_ns: 0,
             deps: deps.iter().map(|d| d.to_string()).collect(),
