@@ -95,6 +95,9 @@ def env_for(tool, workdir, extra):
     elif tool.startswith("cairn"):
         env.update(RUSTC_WRAPPER=str(bench.WRAPPER), CAIRN_MOUNT=str(MNT), CAIRN_STORE=str(STORE),
                    CAIRN_AUTOSTART="0", CAIRN_LOG=str(BENCH / "cairn.log"), XDG_CACHE_HOME=str(BENCH / "xdg"))
+        # cairn-noseed: no target-dir seeding (what capturing seeds costs a cold build).
+        if tool == "cairn-noseed":
+            env["CAIRN_SEED"] = "0"
     return env
 
 

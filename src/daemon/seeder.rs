@@ -39,6 +39,10 @@ const POLL: Duration = Duration::from_millis(50);
 const GIVE_UP: Duration = Duration::from_secs(60);
 /// How much earlier than the report a fingerprint may look written (file times are coarse).
 const SLACK: Duration = Duration::from_millis(20);
+/// How long a probe (or the daemon's stop) waits for the copies of a target dir: at most
+/// `SETTLE`, and not past `STALL` without a copy ending.
+const SETTLE: Duration = Duration::from_secs(60);
+const STALL: Duration = Duration::from_secs(3);
 
 /// One target dir (and one marker: a new probe answer starts a new set).
 struct Target {
@@ -60,6 +64,8 @@ struct State {
     flushed: Option<Instant>,
     /// The last report.
     active: Option<Instant>,
+    /// When the last copy ended (taken or left out).
+    progress: Option<Instant>,
 }
 
 /// A target dir with nothing to do for this long is forgotten (its descriptor closed); its
@@ -141,13 +147,22 @@ impl<S: Store + 'static> Seeder<S> {
         Ok(())
     }
 
-    /// Waits until nothing of `t` is waiting or being copied (at most `limit`).
+    /// Waits until nothing of `t` is waiting or being copied, for as long as copies keep
+    /// ending (a loaded machine's queue drains slowly, and a unit left out costs its whole
+    /// dependency cone a rebuild), but not past `STALL` without one ending nor past `limit`
+    /// in all (a unit whose fingerprint never comes: cargo killed after the compile).
     fn settle(&self, t: &Target, limit: Duration) {
-        let end = Instant::now() + limit;
+        let start = Instant::now();
         let mut st = t.state.lock().unwrap_or_else(|p| p.into_inner());
         while !st.pending.is_empty() {
+            let moved = st.progress.map_or(start, |p| p.max(start));
+            let end = (moved + STALL).min(start + limit);
             let left = end.saturating_duration_since(Instant::now());
             if left.is_zero() {
+                let mut waiting: Vec<&str> =
+                    st.pending.iter().filter_map(|h| st.units.get(h)).map(|c| c.unit.as_str()).collect();
+                waiting.sort_unstable();
+                tracing::info!(units = ?waiting, "seed set written without units still being copied");
                 return;
             }
             st = t.done.wait_timeout(st, left).unwrap_or_else(|p| p.into_inner()).0;
@@ -162,7 +177,7 @@ impl<S: Store + 'static> Seeder<S> {
             targets.values().filter(|t| t.marker.exact == exact || t.marker.latest == latest).cloned().collect()
         };
         for t in feeding {
-            self.settle(&t, Duration::from_secs(5));
+            self.settle(&t, SETTLE);
             self.flush(&t, true);
         }
         let (which, bytes) = match self.fs.read_path(&exact.to_hex()) {
@@ -181,7 +196,7 @@ impl<S: Store + 'static> Seeder<S> {
         let targets: Vec<Arc<Target>> =
             self.targets.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
         for t in targets {
-            self.settle(&t, Duration::from_secs(5));
+            self.settle(&t, SETTLE);
             self.flush(&t, true);
         }
         self.queue.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -209,6 +224,7 @@ impl<S: Store + 'static> Seeder<S> {
                     outcome => {
                         let mut st = job.target.state.lock().unwrap_or_else(|p| p.into_inner());
                         st.pending.remove(&job.hash);
+                        st.progress = Some(Instant::now());
                         match outcome {
                             Copied::Entry(e) => {
                                 tracing::debug!(unit = %e.unit, bytes = e.bytes, "seed unit copied");
@@ -233,13 +249,15 @@ impl<S: Store + 'static> Seeder<S> {
         }
     }
 
-    /// Writes the set of `t` if it changed and its copies are done (and, unless `now`, a
-    /// second has passed since the last write).
+    /// Writes the set of `t` if it changed: when its copies are done and a second has passed
+    /// since the last write, or `now` (with what is copied so far; a unit still being copied
+    /// joins at the next write).
     fn flush(&self, t: &Target, now: bool) {
         let bytes = {
             let mut st = t.state.lock().unwrap_or_else(|p| p.into_inner());
-            let due = now || st.flushed.is_none_or(|f| f.elapsed() >= Duration::from_secs(1));
-            if !st.dirty || !st.pending.is_empty() || !due {
+            let due =
+                now || (st.pending.is_empty() && st.flushed.is_none_or(|f| f.elapsed() >= Duration::from_secs(1)));
+            if !st.dirty || !due {
                 return;
             }
             st.dirty = false;
