@@ -226,6 +226,22 @@ pub fn render(json: &str) -> Result<String, String> {
         };
         out.push_str(&format!("{:<16}{:>24}{:>24}\n", "  seeded", seeded(z), seeded(s)));
     }
+    // Compiles tried on the remote execution engine: run there / run here after all (why).
+    let fallbacks = |p: &serde_json::Value| -> (u64, String) {
+        let m = p["remote_fallbacks"].as_object().cloned().unwrap_or_default();
+        let total: u64 = m.values().map(n).sum();
+        let why: Vec<String> = m.iter().map(|(k, v)| format!("{k} {}", n(v))).collect();
+        (total, why.join(", "))
+    };
+    let (zf, zwhy) = fallbacks(z);
+    let (sf, _) = fallbacks(s);
+    if n(&z["remote_executed"]) + n(&s["remote_executed"]) + zf + sf > 0 {
+        let remote = |p: &serde_json::Value, f: u64| format!("{} ran / {} here", n(&p["remote_executed"]), f);
+        out.push_str(&format!("{:<16}{:>24}{:>24}\n", "  remote exec", remote(z, zf), remote(s, sf)));
+        if !zwhy.is_empty() {
+            out.push_str(&format!("{:<16}{}\n", "  ran here", zwhy));
+        }
+    }
     out.push_str(&format!("{:<16}{:>24}{:>24}\n", "errors", n(&z["errors"]), n(&s["errors"])));
     out.push_str(&format!(
         "{:<16}{:>24}{:>24}\n",

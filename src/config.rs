@@ -20,6 +20,32 @@ pub struct MountConfig {
     pub allow_other: bool,
     /// The shared S3 tier, when a bucket is configured.
     pub s3: Option<crate::remote::s3::S3Config>,
+    /// The remote execution engine, when one is configured.
+    pub remote_exec: Option<RemoteExecConfig>,
+}
+
+/// Where compiles the cache misses may run (issue #22).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteExecConfig {
+    /// `grpc://HOST:PORT` or `grpcs://HOST:PORT`.
+    pub address: String,
+    pub instance: String,
+}
+
+/// Remote execution settings from flags or `CAIRN_REMOTE_*` variables.
+#[derive(Debug, Default, Clone)]
+pub struct RemoteExecOverrides {
+    pub address: Option<String>,
+    pub instance: Option<String>,
+}
+
+/// The engine in effect (flags/env over the file), if one is named.
+pub fn resolve_remote_exec(over: RemoteExecOverrides, file: &FileConfig) -> Option<RemoteExecConfig> {
+    let address = over.address.or_else(|| file.remote_exec.clone()).filter(|a| !a.is_empty())?;
+    Some(RemoteExecConfig {
+        address,
+        instance: over.instance.or_else(|| file.remote_instance.clone()).unwrap_or_default(),
+    })
 }
 
 /// What the command line (with env) said; `None` means "not given".
@@ -30,6 +56,7 @@ pub struct Overrides {
     pub max_size: Option<String>,
     pub allow_other: bool,
     pub s3: S3Overrides,
+    pub remote_exec: RemoteExecOverrides,
 }
 
 /// S3 settings from flags or `CAIRN_S3_*` variables.
@@ -63,6 +90,7 @@ pub fn resolve_s3(over: S3Overrides, file: &FileConfig) -> Option<crate::remote:
 /// Resolves flags/env over the file over the defaults.
 pub fn resolve(over: Overrides, file: FileConfig) -> Result<MountConfig, ConfigError> {
     let s3 = resolve_s3(over.s3.clone(), &file);
+    let remote_exec = resolve_remote_exec(over.remote_exec.clone(), &file);
     let mountpoint = match over.mountpoint.or(file.mount) {
         Some(p) => p,
         None => default_mountpoint()?,
@@ -81,6 +109,7 @@ pub fn resolve(over: Overrides, file: FileConfig) -> Result<MountConfig, ConfigE
         max_size,
         allow_other: over.allow_other || file.allow_other.unwrap_or(false),
         s3,
+        remote_exec,
     })
 }
 

@@ -4,14 +4,18 @@
 //! so without failing: the socket serves instead), the mount, which door the wrapper uses, and
 //! with S3
 //! configured: the endpoint is reachable, TLS, credentials and region (a signed call to the
-//! bucket), the bucket exists, and put/get/delete work (with a probe object it removes).
+//! bucket), the bucket exists, and put/get/delete work (with a probe object it removes). With
+//! a remote execution engine configured: it is reachable, speaks what its scheme says (gRPC
+//! in plain HTTP/2 or in TLS), knows the instance, and can execute with SHA-256 digests.
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
+use crate::config::RemoteExecConfig;
 use crate::daemon::mounts::{self, MountState};
 use crate::key::Key;
+use crate::reapi::client::{Address, Engine, EngineErrorKind};
 use crate::remote::probe::{host_port, speaks_plain_http, speaks_tls};
 use crate::remote::s3::{classify, S3Config, S3Remote};
 use crate::remote::{Remote, RemoteErrorKind};
@@ -34,7 +38,7 @@ fn fail(name: &'static str, detail: impl Into<String>) -> Check {
 }
 
 /// Runs every check that applies.
-pub fn run(mountpoint: &Path, store: &Path, s3: Option<&S3Config>) -> Vec<Check> {
+pub fn run(mountpoint: &Path, store: &Path, s3: Option<&S3Config>, remote: Option<&RemoteExecConfig>) -> Vec<Check> {
     let mut v = match mounts::fuse_unusable() {
         None => vec![fuse_device(), fusermount(), passthrough()],
         // Not a failure: the cache works without FUSE, through the daemon's socket.
@@ -47,6 +51,68 @@ pub fn run(mountpoint: &Path, store: &Path, s3: Option<&S3Config>) -> Vec<Check>
     v.push(door(mountpoint, store));
     if let Some(cfg) = s3 {
         v.extend(s3_checks(cfg));
+    }
+    if let Some(cfg) = remote {
+        v.extend(remote_exec_checks(cfg));
+    }
+    v
+}
+
+/// The engine: reachable, the right scheme, the instance known, execution with SHA-256.
+pub fn remote_exec_checks(cfg: &RemoteExecConfig) -> Vec<Check> {
+    const NAME: &str = "remote-exec";
+    let mut v = Vec::new();
+    let addr = match Address::parse(&cfg.address) {
+        Ok(a) => a,
+        Err(e) => {
+            return vec![fail(NAME, format!("{e} (--remote-exec, CAIRN_REMOTE_EXEC or remote_exec in config.toml)"))]
+        }
+    };
+    let (host, port) = match addr.authority.rsplit_once(':').and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?))) {
+        Some((h, p)) => (h.trim_start_matches('[').trim_end_matches(']').to_string(), p),
+        None => (addr.authority.clone(), if addr.tls { 443 } else { 80 }),
+    };
+    let sock = (host.as_str(), port).to_socket_addrs().ok().and_then(|mut a| a.next());
+    if sock.is_none_or(|a| TcpStream::connect_timeout(&a, Duration::from_secs(3)).is_err()) {
+        v.push(fail(NAME, format!("cannot connect to {addr}: check the address and port and that the engine runs")));
+        return v;
+    }
+    let tls = speaks_tls(&host, port);
+    if addr.tls && !tls {
+        v.push(fail(NAME, format!("{addr} does not speak TLS: write the address as grpc://{}", addr.authority)));
+        return v;
+    }
+    if !addr.tls && tls {
+        v.push(fail(NAME, format!("{addr} speaks TLS: write the address as grpcs://{}", addr.authority)));
+        return v;
+    }
+    match Engine::connect(&cfg.address, &cfg.instance) {
+        Ok((engine, caps)) => {
+            let batch = caps.cache_capabilities.as_ref().map_or(0, |c| c.max_batch_total_size_bytes);
+            let api = |s: &Option<crate::reapi::proto::SemVer>| {
+                s.as_ref().map_or("?".to_string(), |s| format!("{}.{}", s.major, s.minor))
+            };
+            v.push(ok(
+                NAME,
+                format!(
+                    "{addr} instance {:?}: executes, takes SHA-256, batches up to {} bytes, API {}–{}",
+                    engine.instance,
+                    batch,
+                    api(&caps.low_api_version),
+                    api(&caps.high_api_version)
+                ),
+            ));
+        }
+        Err(e) => {
+            let fix = match e.kind {
+                EngineErrorKind::Denied => "the engine refused cairn: check the credentials it expects",
+                EngineErrorKind::UnknownInstance => "the engine does not know this instance: set --remote-instance (CAIRN_REMOTE_INSTANCE) to one it serves",
+                EngineErrorKind::Unsuitable => "cairn needs an engine with execution on and SHA-256 digests",
+                EngineErrorKind::Unreachable => "check the address and that it is a gRPC (REAPI) port, not an HTTP one",
+                _ => "see the engine's log",
+            };
+            v.push(fail(NAME, format!("{e}: {fix}")));
+        }
     }
     v
 }

@@ -58,6 +58,8 @@ pub mod fs;
 #[cfg(feature = "daemon")]
 pub mod fuse;
 #[cfg(feature = "daemon")]
+pub mod reapi;
+#[cfg(feature = "daemon")]
 pub mod remote;
 #[cfg(feature = "daemon")]
 pub mod stats;

@@ -38,6 +38,12 @@ pub struct Counters {
     pub seeded_units: u64,
     #[serde(default)]
     pub seeded_saved_ns: u64,
+    /// Compiles run on the remote execution engine, and those tried there that ran here
+    /// after all, by reason.
+    #[serde(default)]
+    pub remote_executed: u64,
+    #[serde(default)]
+    pub remote_fallbacks: BTreeMap<String, u64>,
 }
 
 /// Hits, misses and time saved of one kind.
@@ -78,6 +84,8 @@ impl Counters {
                 self.bytes_read += bytes;
             }
             Event::NotCacheable(r) => *self.not_cacheable.entry(r.clone()).or_insert(0) += 1,
+            Event::Remote(None) => self.remote_executed += 1,
+            Event::Remote(Some(why)) => *self.remote_fallbacks.entry(why.clone()).or_insert(0) += 1,
             // Build sets are the daemon's business (src/build_sets.rs), not counters.
             Event::Begin(_) | Event::Used(..) => {}
             Event::Error => self.errors += 1,
@@ -156,6 +164,8 @@ impl Stats {
             "hit_rate": rate(z),
             "seeded_units": z.seeded_units,
             "seed_saved_secs": z.seeded_saved_ns as f64 / 1e9,
+            "remote_executed": z.remote_executed,
+            "remote_fallbacks": z.remote_fallbacks,
             "kinds": period(z, self.zeroed_unix)["kinds"],
             "local": { "used_bytes": g.used, "limit_bytes": g.limit, "objects": g.objects,
                        "evicted": g.evicted, "corrupt_removed": g.corrupt_removed },
@@ -195,6 +205,8 @@ fn period(c: &Counters, since: u64) -> serde_json::Value {
         "miss_compile_secs": c.miss_compile_ns as f64 / 1e9,
         "seeded_units": c.seeded_units,
         "seed_saved_secs": c.seeded_saved_ns as f64 / 1e9,
+        "remote_executed": c.remote_executed,
+        "remote_fallbacks": c.remote_fallbacks,
         "kinds": c.kinds.iter().map(|(name, k)| (name.clone(), serde_json::json!({
             "hits": k.hits,
             "misses": k.misses,

@@ -21,6 +21,9 @@ pub fn main(argv: Vec<OsString>) -> i32 {
     if argv.get(1).is_some_and(|a| a == frontends::FLAG) {
         return crate::build_script::run(&argv);
     }
+    if argv.get(1).is_some_and(|a| a == crate::protocol::remote::LAUNCH) {
+        return crate::rustc::remote::launch(&argv);
+    }
     if let Some(lang) = argv.first().and_then(|a| frontends::language_of(Path::new(a))) {
         return crate::cc::main(lang, &argv[1..]);
     }

@@ -72,6 +72,8 @@ enum Command {
         #[command(flatten)]
         s3: S3Args,
         #[command(flatten)]
+        remote: RemoteExecArgs,
+        #[command(flatten)]
         at: At,
     },
     /// Why a crate recompiled: what differs from the nearest earlier build on this machine.
@@ -158,6 +160,36 @@ impl S3Args {
     }
 }
 
+/// The remote execution engine (mount and doctor take the same flags).
+#[derive(Args, Clone, Default)]
+struct RemoteExecArgs {
+    /// A Remote Execution API engine that runs the compiles the cache misses:
+    /// grpc://HOST:PORT or grpcs://HOST:PORT (docs/remote-execution.md) [default: off]
+    #[arg(long, env = "CAIRN_REMOTE_EXEC")]
+    remote_exec: Option<String>,
+    /// The engine's instance name [default: empty]
+    #[arg(long, env = "CAIRN_REMOTE_INSTANCE")]
+    remote_instance: Option<String>,
+}
+
+impl RemoteExecArgs {
+    fn overrides(&self) -> config::RemoteExecOverrides {
+        config::RemoteExecOverrides { address: self.remote_exec.clone(), instance: self.remote_instance.clone() }
+    }
+
+    /// The same settings as arguments, for a background daemon.
+    fn to_args(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if let Some(a) = &self.remote_exec {
+            v.push(format!("--remote-exec={a}"));
+        }
+        if let Some(i) = &self.remote_instance {
+            v.push(format!("--remote-instance={i}"));
+        }
+        v
+    }
+}
+
 #[derive(Args, Clone)]
 struct At {
     /// The mount to use [default: CAIRN_MOUNT, the config file, or ~/.cache/cairn/mnt]
@@ -231,6 +263,8 @@ struct MountArgs {
     background: bool,
     #[command(flatten)]
     s3: S3Args,
+    #[command(flatten)]
+    remote: RemoteExecArgs,
     /// Mount point [default: ~/.cache/cairn/mnt]
     #[arg(env = "CAIRN_MOUNT")]
     mountpoint: Option<PathBuf>,
@@ -246,6 +280,7 @@ fn resolve(a: &MountArgs) -> Result<MountConfig> {
             max_size: a.max_size.clone(),
             allow_other: a.allow_other,
             s3: a.s3.overrides(),
+            remote_exec: a.remote.overrides(),
         },
         file,
     )?)
@@ -287,6 +322,7 @@ fn mount(a: MountArgs, background: bool) -> Result<()> {
             extra.push(format!("--threads={t}"));
         }
         extra.extend(a.s3.to_args());
+        extra.extend(a.remote.to_args());
         let exe = std::env::current_exe().context("finding the cairn executable")?;
         let pid = background::start(&exe, &cfg, &extra)?;
         let at = match mounts::state(&cfg.mountpoint) {
@@ -412,11 +448,12 @@ fn main() -> Result<()> {
             print_removed(&removed);
             Ok(())
         }
-        Command::Doctor { s3, at } => {
+        Command::Doctor { s3, remote, at } => {
             let file = config::read_file(&config::config_path()?)?;
             let (mp, store) = places(at.mount, at.store)?;
             let s3 = config::resolve_s3(s3.overrides(), &file);
-            let checks = cairn::doctor::run(&mp, &store, s3.as_ref());
+            let remote = config::resolve_remote_exec(remote.overrides(), &file);
+            let checks = cairn::doctor::run(&mp, &store, s3.as_ref(), remote.as_ref());
             for c in &checks {
                 println!("{:<5} {:<15} {}", if c.ok { "ok" } else { "FAIL" }, c.name, c.detail);
             }
@@ -424,6 +461,12 @@ fn main() -> Result<()> {
                 println!(
                     "{:<5} {:<15} no bucket configured (--s3-bucket or CAIRN_S3_BUCKET): local cache only",
                     "-", "s3"
+                );
+            }
+            if remote.is_none() {
+                println!(
+                    "{:<5} {:<15} no engine configured (--remote-exec or CAIRN_REMOTE_EXEC): misses compile here",
+                    "-", "remote-exec"
                 );
             }
             if checks.iter().any(|c| !c.ok) {

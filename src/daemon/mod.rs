@@ -195,7 +195,11 @@ fn serve<S: Store>(
         }
     }
     let seeder = seeder::Seeder::start(Arc::clone(&fs))?;
-    socket::serve(Arc::clone(&fs), Arc::clone(&seeder), bound.listener.try_clone()?, access)?;
+    let exec = cfg.remote_exec.clone().map(|r| {
+        tracing::info!(address = %r.address, instance = %r.instance, "compiles the cache misses may run on the remote execution engine");
+        Arc::new(crate::reapi::exec::Executor::new(r))
+    });
+    socket::serve(Arc::clone(&fs), Arc::clone(&seeder), exec, bound.listener.try_clone()?, access)?;
 
     let notifier = session.as_ref().map(Session::notifier);
     let inval_fs = Arc::clone(&fs);

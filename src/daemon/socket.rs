@@ -19,8 +19,11 @@ use super::seeder::Seeder;
 use crate::fs::door::Content;
 use crate::fs::{CacheFs, FsError};
 use crate::key::Key;
+use crate::protocol::remote::{ExecReply, ExecRequest};
 use crate::protocol::seed::Capture;
 use crate::protocol::wire::{self, Op};
+use crate::reapi::exec::Executor;
+use crate::rustc::remote::NOT_CONFIGURED;
 use crate::store::Store;
 
 /// Who may use the socket.
@@ -64,6 +67,7 @@ pub fn bind(store: &Path, allow_other: bool) -> io::Result<Bound> {
 pub fn serve<S: Store + 'static>(
     fs: Arc<CacheFs<S>>,
     seeder: Arc<Seeder<S>>,
+    exec: Option<Arc<Executor>>,
     listener: UnixListener,
     access: Access,
 ) -> io::Result<()> {
@@ -78,8 +82,9 @@ pub fn serve<S: Store + 'static>(
             };
             let fs = Arc::clone(&fs);
             let seeder = Arc::clone(&seeder);
+            let exec = exec.clone();
             let spawned = std::thread::Builder::new().name("socket-conn".into()).spawn(move || {
-                if let Err(e) = connection(&fs, &seeder, &stream, access) {
+                if let Err(e) = connection(&fs, &seeder, exec.as_deref(), &stream, access) {
                     tracing::debug!("socket connection ended: {e}");
                 }
             });
@@ -114,6 +119,7 @@ fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
 fn connection<S: Store + 'static>(
     fs: &CacheFs<S>,
     seeder: &Seeder<S>,
+    exec: Option<&Executor>,
     stream: &UnixStream,
     access: Access,
 ) -> io::Result<()> {
@@ -140,6 +146,20 @@ fn connection<S: Store + 'static>(
                 match (Capture::decode(&body), fd) {
                     (Some(c), Some(dir)) => seeder.capture(uid, c, dir).map(|()| Vec::new()),
                     _ => Err(FsError::InvalidName),
+                }
+            }
+            (true, Some(Op::Execute)) => {
+                let body = wire::read_body(&mut r, len)?;
+                // Only the owner (and root) may have the daemon read files and send them to
+                // the engine: what comes back is stored as theirs.
+                match (fs.may_change(uid, None), ExecRequest::decode(&body), exec) {
+                    (Err(e), _, _) => Err(e),
+                    (Ok(()), None, _) => Err(FsError::InvalidName),
+                    (Ok(()), Some(_), None) => {
+                        Ok(ExecReply::Local { word: NOT_CONFIGURED.into(), message: "no engine configured".into() }
+                            .encode())
+                    }
+                    (Ok(()), Some(req), Some(x)) => Ok(x.execute(&req).encode()),
                 }
             }
             (true, Some(Op::Seed)) => {
@@ -204,7 +224,7 @@ fn request<S: Store>(fs: &CacheFs<S>, uid: u32, op: Op, body: &[u8]) -> Result<V
             fs.xattr_path(path, &text(name)?)?.ok_or(FsError::Io(libc::ENODATA))
         }
         Op::Stop => fs.may_change(uid, None).map(|()| Vec::new()),
-        Op::Put | Op::Open | Op::Capture | Op::Seed => unreachable!("served in connection()"),
+        Op::Put | Op::Open | Op::Capture | Op::Seed | Op::Execute => unreachable!("served in connection()"),
     }
 }
 
@@ -259,6 +279,7 @@ mod tests {
         serve(
             Arc::clone(&fs),
             Seeder::start(fs).unwrap(),
+            None,
             bound.listener.try_clone().unwrap(),
             Access { owner, allow_other },
         )
@@ -371,6 +392,7 @@ mod tests {
         serve(
             Arc::clone(&fs),
             Seeder::start(fs).unwrap(),
+            None,
             bound.listener.try_clone().unwrap(),
             Access { owner: me, allow_other: false },
         )

@@ -220,6 +220,7 @@ fn kinds(events: &[Event]) -> Vec<&'static str> {
             Event::Begin(_) => "begin",
             Event::Used(..) => "used",
             Event::Seeded { .. } => "seeded",
+            Event::Remote(_) => "remote",
         })
         .collect()
 }

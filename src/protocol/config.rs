@@ -35,6 +35,11 @@ pub struct FileConfig {
     pub s3_signing_key: Option<PathBuf>,
     /// Read the bucket, never write it.
     pub s3_read_only: Option<bool>,
+    /// A Remote Execution API engine that runs the compiles the cache misses
+    /// (`grpc://HOST:PORT` or `grpcs://HOST:PORT`; docs/remote-execution.md).
+    pub remote_exec: Option<String>,
+    /// The engine's instance name (default: empty).
+    pub remote_instance: Option<String>,
 }
 
 /// Why configuration could not be read.

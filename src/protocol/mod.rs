@@ -9,6 +9,7 @@ pub mod config;
 pub mod frontends;
 pub mod names;
 pub mod object;
+pub mod remote;
 pub mod report;
 pub mod seed;
 pub mod wire;

@@ -58,6 +58,8 @@ pub enum Op {
     Open = 8,
     Capture = 9,
     Seed = 10,
+    /// Run a compile on the remote execution engine (`protocol::remote`).
+    Execute = 11,
 }
 
 impl Op {
@@ -73,6 +75,7 @@ impl Op {
             8 => Op::Open,
             9 => Op::Capture,
             10 => Op::Seed,
+            11 => Op::Execute,
             _ => return None,
         })
     }

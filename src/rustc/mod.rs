@@ -24,6 +24,7 @@ pub mod graph;
 pub mod link;
 pub mod linkdeps;
 pub mod outputs;
+pub mod remote;
 pub mod why;
 
 #[cfg(test)]
@@ -225,6 +226,24 @@ impl Rustc {
     }
 }
 
+impl Rustc {
+    /// The compile run on the remote execution engine, when it may go and the engine ran it
+    /// (rustc/remote.rs); `None`: run it here.
+    fn remote(&self, cmd: &Command) -> Option<Ran> {
+        if remote::stays_local(&self.inv, self.driver.is_some()).is_some() {
+            return None;
+        }
+        let args: Option<Vec<String>> = cmd.get_args().map(|a| a.to_str().map(String::from)).collect();
+        let req = remote::request(&self.rustc, &args?, &self.inv).ok()?;
+        let tried = remote::run(&req);
+        remote::report(&tried);
+        match tried {
+            remote::Tried::Ran(r) => Some(r),
+            remote::Tried::Local { .. } => None,
+        }
+    }
+}
+
 impl FrontEnd for Rustc {
     fn site(&self) -> &Site {
         &self.site
@@ -281,6 +300,9 @@ impl FrontEnd for Rustc {
         }
         if let Some(p) = &self.link_deps {
             cmd.args(linkdeps::args(p));
+        }
+        if let Some(ran) = self.remote(&cmd) {
+            return Ok(ran);
         }
         process::capture(cmd)
     }

@@ -1,0 +1,130 @@
+//! What the wrapper asks the daemon when a compile may run on the remote execution engine
+//! (`EXECUTE`, issue #22), and what it gets back. The wrapper names local files and folders
+//! only; the daemon packages the toolchain, builds the action, talks to the engine and checks
+//! what comes back (`reapi/`). bincode on the wire.
+//!
+//! On the worker, the input root holds every local path `P` sent at `fs/P`, and the toolchain
+//! at `toolchain/`. The launcher (`cairn-rustc --cairn-remote-launch`, [`LAUNCH`]) moves the
+//! command's paths there, runs rustc, and moves them back in what rustc wrote (dep-info,
+//! messages), so outputs are byte for byte what the same compile writes here.
+
+use serde::{Deserialize, Serialize};
+
+/// The launcher's first argument.
+pub const LAUNCH: &str = "--cairn-remote-launch";
+/// Where local paths are under the input root (`/home/a` at `fs/home/a`).
+pub const FS_DIR: &str = "fs";
+/// Where the toolchain is under the input root (`reapi/toolchain.rs`).
+pub const TOOLCHAIN_DIR: &str = "toolchain";
+
+/// A compile to run remotely.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecRequest {
+    /// The rustc binary cargo named, and `--target` ("" for the host).
+    pub rustc: String,
+    pub target: String,
+    /// The wrapper binary (packaged as the launcher).
+    pub launcher: String,
+    /// rustc's arguments, as the local compile would get them.
+    pub args: Vec<String>,
+    /// The environment rustc gets.
+    pub env: Vec<(String, String)>,
+    pub cwd: String,
+    /// Top folders whose paths are moved under the input root (`/home`, `/tmp` …).
+    pub roots: Vec<String>,
+    /// Input files, absolute.
+    pub files: Vec<String>,
+    /// Output files expected, absolute (those rustc writes are sent back).
+    pub outputs: Vec<String>,
+    /// Outputs that are text naming paths (dep-info): the launcher moves them back.
+    pub texts: Vec<String>,
+}
+
+/// The daemon's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExecReply {
+    /// It ran: exit code, output, the files written (absolute local path, mode, bytes), and
+    /// the worker that ran it.
+    Ran { exit_code: i32, stdout: Vec<u8>, stderr: Vec<u8>, files: Vec<(String, u32, Vec<u8>)>, worker: String },
+    /// Run it here; why, as a short word and a sentence.
+    Local { word: String, message: String },
+}
+
+impl ExecRequest {
+    pub fn encode(&self) -> Vec<u8> {
+        bincode::serialize(self).unwrap_or_default()
+    }
+
+    pub fn decode(b: &[u8]) -> Option<ExecRequest> {
+        bincode::deserialize(b).ok()
+    }
+}
+
+impl ExecReply {
+    pub fn encode(&self) -> Vec<u8> {
+        bincode::serialize(self).unwrap_or_default()
+    }
+
+    pub fn decode(b: &[u8]) -> Option<ExecReply> {
+        bincode::deserialize(b).ok()
+    }
+}
+
+/// `s` with every path under `roots` (at its start, or after its first `=`) moved under
+/// `base` (`/x/y` → `<base>/x/y`). `roots` are folders like `/home`.
+pub fn move_paths(s: &str, roots: &[String], base: &str) -> String {
+    let moved = |p: &str| -> Option<String> {
+        roots
+            .iter()
+            .find(|r| p.starts_with(r.as_str()) && matches!(p.as_bytes().get(r.len()), None | Some(b'/')))
+            .map(|_| format!("{base}{p}"))
+    };
+    if let Some(m) = moved(s) {
+        return m;
+    }
+    if let Some((head, tail)) = s.split_once('=') {
+        if let Some(m) = moved(tail) {
+            return format!("{head}={m}");
+        }
+    }
+    s.to_string()
+}
+
+/// The top folder of an absolute path (`/home/a/b` → `/home`).
+pub fn top(path: &str) -> Option<String> {
+    let rest = path.strip_prefix('/')?;
+    let first = rest.split('/').next().filter(|c| !c.is_empty())?;
+    Some(format!("/{first}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_under_roots_move_at_the_start_or_after_the_first_equals_sign() {
+        let roots = vec!["/home".to_string(), "/tmp".to_string()];
+        let b = "/w/fs";
+        assert_eq!(move_paths("/home/a/src/lib.rs", &roots, b), "/w/fs/home/a/src/lib.rs");
+        assert_eq!(move_paths("dependency=/tmp/t/deps", &roots, b), "dependency=/w/fs/tmp/t/deps");
+        assert_eq!(move_paths("serde=/home/t/libserde.rmeta", &roots, b), "serde=/w/fs/home/t/libserde.rmeta");
+        // The remapping's right side stays: only the first path moves.
+        assert_eq!(move_paths("/home/a=/cargo", &roots, b), "/w/fs/home/a=/cargo");
+        assert_eq!(move_paths("--remap-path-prefix=/home/a=.", &roots, b), "--remap-path-prefix=/w/fs/home/a=.");
+        // Not a root, not a path, or a root's name as a prefix of another folder.
+        for same in ["/usr/lib", "src/lib.rs", "feature=\"std\"", "/homework/x", "--edition=2021"] {
+            assert_eq!(move_paths(same, &roots, b), same);
+        }
+        assert_eq!(top("/home/a/b").as_deref(), Some("/home"));
+        assert_eq!(top("relative"), None);
+    }
+
+    #[test]
+    fn requests_and_replies_round_trip() {
+        let r = ExecRequest { args: vec!["--crate-name".into(), "x".into()], ..Default::default() };
+        assert_eq!(ExecRequest::decode(&r.encode()), Some(r));
+        let a = ExecReply::Local { word: "unreachable".into(), message: "m".into() };
+        assert_eq!(ExecReply::decode(&a.encode()), Some(a));
+        assert_eq!(ExecReply::decode(b"\xff\xff"), None);
+    }
+}

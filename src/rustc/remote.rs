@@ -1,0 +1,414 @@
+//! A rustc miss run on the remote execution engine (issue #22; docs/remote-execution.md): the
+//! wrapper's half. It decides whether a compile may go (it makes an rlib and links nothing),
+//! names its inputs — the package's folder, `OUT_DIR`, the externs, the `.rmeta` files rustc
+//! may search, the static libraries it bundles — and hands them to the daemon (`EXECUTE`).
+//! The daemon answers with what the compile wrote, or "run it here" and why.
+//!
+//! What comes back is checked before the build uses it: every source rustc's dep-info names
+//! must be one that was sent (a file read from the worker's own disk would be another
+//! machine's), and every variable it read must be one the worker had with the value it has
+//! here. Then the engine treats the result as it treats a local run: it hashes the inputs,
+//! checks nothing changed while the compile ran, and stores it.
+//!
+//! The other half, [`launch`], runs on the worker: `cairn-rustc --cairn-remote-launch …`
+//! moves the local paths of the command under the input root, runs the packaged rustc
+//! through the packaged loader, and moves them back in what rustc wrote.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Instant, SystemTime};
+
+use super::args::Invocation;
+use super::depinfo;
+use crate::engine::cache::Cache;
+use crate::engine::process::Ran;
+use crate::protocol::remote::{move_paths, top, ExecReply, ExecRequest, LAUNCH};
+use crate::protocol::report::Event;
+use crate::protocol::wire::{self, Op};
+
+/// A package folder larger than this is not sent (a repository with data files in it).
+const MAX_FILES: usize = 20_000;
+const MAX_BYTES: u64 = 512 << 20;
+
+/// Whether remote execution may be tried at all (`CAIRN_REMOTE=0` turns it off for a build).
+fn enabled() -> bool {
+    std::env::var("CAIRN_REMOTE").as_deref() != Ok("0")
+}
+
+/// Why this compile stays here, if it must: it links (proc-macros, binaries: the linker and
+/// the system's libraries would have to travel too), it runs through a driver (clippy), or it
+/// is not an rlib.
+pub fn stays_local(inv: &Invocation, driver: bool) -> Option<&'static str> {
+    if driver {
+        return Some("driver");
+    }
+    if inv.links() || !inv.crate_types.iter().all(|t| t == "lib" || t == "rlib") {
+        return Some("links");
+    }
+    None
+}
+
+/// The environment rustc gets remotely: what cargo sets for it. Anything else a crate reads
+/// (`env!`) is then missing there, and the dep-info check sends the compile back here.
+fn sent_env() -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| {
+            k.starts_with("CARGO_") || k.starts_with("__CARGO") || k == "OUT_DIR" || k == "RUSTC_BOOTSTRAP"
+        })
+        // Descriptors of this machine's jobserver: the worker has its own slots.
+        .filter(|(k, _)| k != "CARGO_MAKEFLAGS")
+        .collect();
+    env.sort();
+    env
+}
+
+/// Every file under `dir` (symbolic links followed to files), skipping hidden folders and a
+/// top-level `target`. `None` when there is too much.
+fn walk(dir: &Path, top_level: bool, out: &mut BTreeSet<String>, bytes: &mut u64) -> Option<()> {
+    for e in fs::read_dir(dir).ok()? {
+        let e = e.ok()?;
+        let name = e.file_name();
+        let name = name.to_str()?;
+        let p = e.path();
+        let meta = fs::metadata(&p).ok()?;
+        if meta.is_dir() {
+            if name.starts_with('.') || (top_level && name == "target") {
+                continue;
+            }
+            walk(&p, false, out, bytes)?;
+        } else if meta.is_file() {
+            *bytes += meta.len();
+            out.insert(p.to_str()?.to_string());
+            if out.len() > MAX_FILES || *bytes > MAX_BYTES {
+                return None;
+            }
+        }
+    }
+    Some(())
+}
+
+/// The request for this compile: `args` as the local run would get them.
+pub fn request(rustc: &Path, args: &[String], inv: &Invocation) -> Result<ExecRequest, &'static str> {
+    let cwd = std::env::current_dir().map_err(|_| "cwd")?;
+    let abs = |p: &str| -> String {
+        if p.starts_with('/') {
+            p.to_string()
+        } else {
+            cwd.join(p).display().to_string()
+        }
+    };
+    let mut files = BTreeSet::new();
+    let mut bytes = 0u64;
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").map_err(|_| "no-manifest-dir")?;
+    walk(Path::new(&manifest), true, &mut files, &mut bytes).ok_or("package-too-large")?;
+    let input = abs(&inv.input);
+    if Path::new(&input).is_file() {
+        files.insert(input);
+    }
+    if let Ok(out) = std::env::var("OUT_DIR") {
+        walk(Path::new(&out), false, &mut files, &mut bytes).ok_or("out-dir-too-large")?;
+    }
+    for (_, p) in &inv.externs {
+        if let Some(p) = p {
+            files.insert(abs(p));
+        }
+    }
+    // rustc finds the crates its externs depend on in `-L dependency=` folders by name and
+    // hash: their metadata is all a compile that does not link reads.
+    let mut dirs: Vec<(String, String)> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let v = if a == "-L" { it.next().cloned() } else { a.strip_prefix("-L").map(String::from) };
+        if let Some(v) = v {
+            let (kind, d) = v.split_once('=').unwrap_or(("all", v.as_str()));
+            dirs.push((kind.to_string(), abs(d)));
+        }
+    }
+    for (kind, d) in &dirs {
+        if kind == "dependency" || kind == "crate" || kind == "all" {
+            for e in fs::read_dir(d).into_iter().flatten().flatten() {
+                if e.file_name().to_str().is_some_and(|n| n.ends_with(".rmeta")) {
+                    files.insert(e.path().display().to_string());
+                }
+            }
+        }
+        if kind == "native" || kind == "all" {
+            for lib in &inv.static_libs {
+                let p = Path::new(d).join(format!("lib{lib}.a"));
+                if p.is_file() {
+                    files.insert(p.display().to_string());
+                }
+            }
+        }
+    }
+    let out_dir = abs(&inv.out_dir);
+    let stem = format!("{}{}", inv.crate_name, inv.extra_filename);
+    let dep = format!("{out_dir}/{stem}.d");
+    let outputs = vec![format!("{out_dir}/lib{stem}.rlib"), format!("{out_dir}/lib{stem}.rmeta"), dep.clone()];
+    let mut roots: BTreeSet<String> = files.iter().chain(&outputs).filter_map(|f| top(f)).collect();
+    roots.extend(top(&cwd.display().to_string()));
+    let launcher = std::env::current_exe().map_err(|_| "no-launcher")?;
+    Ok(ExecRequest {
+        rustc: rustc.display().to_string(),
+        target: inv.target.clone().unwrap_or_default(),
+        launcher: launcher.display().to_string(),
+        args: args.to_vec(),
+        env: sent_env(),
+        cwd: cwd.display().to_string(),
+        roots: roots.into_iter().collect(),
+        files: files.into_iter().collect(),
+        outputs,
+        texts: vec![dep],
+    })
+}
+
+/// What became of a try: the run, or why it stays here (and whether it was tried: a
+/// compile the engine never saw is not a fallback).
+pub enum Tried {
+    Ran(Ran),
+    Local { word: String, tried: bool },
+}
+
+fn here(word: &str, tried: bool) -> Tried {
+    Tried::Local { word: word.to_string(), tried }
+}
+
+/// Asks the daemon to run `req`; on an answer, writes the outputs in place and passes the
+/// messages through, as a local run would have.
+pub fn run(req: &ExecRequest) -> Tried {
+    if !enabled() {
+        return here("off", false);
+    }
+    let Some(store) = crate::engine::mount::store_dir() else { return here("no-store", false) };
+    let Ok(stream) = wire::connect(&store) else { return here("no-daemon", false) };
+    let started = SystemTime::now();
+    let t0 = Instant::now();
+    let mut s = &stream;
+    let body = req.encode();
+    let reply = wire::write_frame(&mut s, Op::Execute as u8, &[&body]).and_then(|()| {
+        let (status, len) = wire::read_head(&mut s)?.ok_or(io::ErrorKind::UnexpectedEof)?;
+        let body = wire::read_body(&mut s, len)?;
+        match status {
+            0 => Ok(body),
+            _ => Err(wire::parse_error(&body)),
+        }
+    });
+    let reply = match reply {
+        Ok(b) => match ExecReply::decode(&b) {
+            Some(r) => r,
+            None => return here("daemon", true),
+        },
+        // A daemon that predates remote execution.
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => return here("not-configured", false),
+        Err(_) => return here("daemon", true),
+    };
+    let (exit_code, stdout, stderr, files) = match reply {
+        ExecReply::Local { word, .. } => {
+            let tried = word != NOT_CONFIGURED;
+            return Tried::Local { word, tried };
+        }
+        ExecReply::Ran { exit_code, stdout, stderr, files, .. } => (exit_code, stdout, stderr, files),
+    };
+    // A failed compile is compiled here again: its messages are then this machine's own.
+    if exit_code != 0 {
+        return here("failed-remotely", true);
+    }
+    if let Err(why) = check(req, &files) {
+        return here(&why, true);
+    }
+    for (path, mode, bytes) in &files {
+        if !req.outputs.contains(path) || write_output(Path::new(path), *mode, bytes).is_err() {
+            return here("output", true);
+        }
+    }
+    let _ = io::stdout().write_all(&stdout);
+    let _ = io::stderr().write_all(&stderr);
+    Tried::Ran(Ran {
+        status: std::process::ExitStatus::from_raw(exit_code << 8),
+        stdout,
+        stderr,
+        took: t0.elapsed(),
+        started,
+    })
+}
+
+/// The daemon's word when no engine is configured.
+pub const NOT_CONFIGURED: &str = "not-configured";
+
+/// Tells the daemon's counters (`cairn stats`) what became of a try.
+pub fn report(tried: &Tried) {
+    let e = match tried {
+        Tried::Ran(_) => Event::Remote(None),
+        Tried::Local { word, tried: true } => Event::Remote(Some(word.clone())),
+        Tried::Local { .. } => return,
+    };
+    if let Some(door) = crate::engine::mount::store_dir().and_then(|s| crate::engine::door::Door::at(None, Some(&s))) {
+        door.report(&[e]);
+    }
+}
+
+/// The remote dep-info read only what was sent, and only variables the worker had as here.
+fn check(req: &ExecRequest, files: &[(String, u32, Vec<u8>)]) -> Result<(), String> {
+    let dep = files.iter().find(|(p, _, _)| req.texts.contains(p)).ok_or("no-dep-info")?;
+    let info = depinfo::parse(&String::from_utf8_lossy(&dep.2));
+    let sent: BTreeSet<&str> = req.files.iter().map(String::as_str).collect();
+    for f in &info.files {
+        let abs = if f.starts_with('/') { f.clone() } else { format!("{}/{f}", req.cwd) };
+        let abs = normalize(&abs);
+        if !sent.contains(abs.as_str()) {
+            return Err("read-unsent-file".into());
+        }
+    }
+    let env: BTreeMap<&str, &str> = req.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    for name in &info.env {
+        if env.get(name.as_str()).copied() != std::env::var(name).ok().as_deref() {
+            return Err("env".into());
+        }
+    }
+    Ok(())
+}
+
+/// `a/./b/../c` → `a/c`, without asking the filesystem.
+fn normalize(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+fn write_output(path: &Path, mode: u32, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension(format!("cairn-remote.{}", std::process::id()));
+    fs::write(&tmp, bytes)?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(crate::engine::process::safe_mode(mode)))?;
+    fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}
+
+/// The launcher, on the worker: `cairn-rustc --cairn-remote-launch --cwd=C --roots=R1:R2
+/// [--text=P]… -- ARGS…`, started through the packaged loader in the input root.
+pub fn launch(argv: &[OsString]) -> i32 {
+    match try_launch(argv) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cairn remote launcher: {e}");
+            101
+        }
+    }
+}
+
+fn try_launch(argv: &[OsString]) -> io::Result<i32> {
+    let args: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let pos = args.iter().position(|a| a == LAUNCH).ok_or_else(|| io::Error::other("not a launch"))?;
+    let mut cwd = String::new();
+    let mut roots: Vec<String> = Vec::new();
+    let mut texts: Vec<String> = Vec::new();
+    let mut rest = args[pos + 1..].iter();
+    for a in rest.by_ref() {
+        if a == "--" {
+            break;
+        } else if let Some(v) = a.strip_prefix("--cwd=") {
+            cwd = v.to_string();
+        } else if let Some(v) = a.strip_prefix("--roots=") {
+            roots = v.split(':').filter(|r| !r.is_empty()).map(String::from).collect();
+        } else if let Some(v) = a.strip_prefix("--text=") {
+            texts.push(v.to_string());
+        }
+    }
+    let root = std::env::current_dir()?;
+    let root_s = root.display().to_string();
+    let base = format!("{root_s}/{}", crate::protocol::remote::FS_DIR);
+    let tc = format!("{root_s}/{}", crate::protocol::remote::TOOLCHAIN_DIR);
+    let mut cmd = Command::new(format!("{tc}/sys/ld.so"));
+    cmd.arg("--library-path").arg(format!("{tc}/lib:{tc}/sys")).arg(format!("{tc}/bin/rustc"));
+    cmd.arg("--sysroot").arg(&tc);
+    // What is under the input root reads as the local path it stands for; the command's own
+    // remappings (more particular, given later) win over this one.
+    cmd.arg(format!("--remap-path-prefix={base}="));
+    cmd.args(rest.map(|a| move_paths(a, &roots, &base)));
+    cmd.env_clear();
+    for (k, v) in std::env::vars() {
+        cmd.env(&k, move_paths(&v, &roots, &base));
+    }
+    cmd.current_dir(format!("{base}{cwd}"));
+    let out = cmd.stdin(Stdio::null()).output()?;
+    let back = |b: &[u8]| -> Vec<u8> { replace(b, base.as_bytes(), b"") };
+    io::stdout().write_all(&back(&out.stdout))?;
+    io::stderr().write_all(&back(&out.stderr))?;
+    for t in texts {
+        let p = PathBuf::from(format!("{base}{t}"));
+        if let Ok(b) = fs::read(&p) {
+            fs::write(&p, back(&b))?;
+        }
+    }
+    Ok(out.status.code().unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0)))
+}
+
+fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hay.len());
+    let mut last = 0;
+    for i in memchr::memmem::find_iter(hay, from) {
+        if i < last {
+            continue;
+        }
+        out.extend_from_slice(&hay[last..i]);
+        out.extend_from_slice(to);
+        last = i + from.len();
+    }
+    out.extend_from_slice(&hay[last..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_rlibs_that_link_nothing_go() {
+        let mut inv = Invocation { crate_types: vec!["lib".into()], ..Invocation::default() };
+        assert_eq!(stays_local(&inv, false), None);
+        assert_eq!(stays_local(&inv, true), Some("driver"));
+        for t in ["proc-macro", "bin", "cdylib", "staticlib"] {
+            inv.crate_types = vec![t.into()];
+            assert!(stays_local(&inv, false).is_some(), "{t}");
+        }
+    }
+
+    #[test]
+    fn the_remote_dep_info_must_name_only_what_was_sent_and_variables_as_here() {
+        let req = ExecRequest {
+            cwd: "/w/pkg".into(),
+            files: vec!["/w/pkg/src/lib.rs".into(), "/w/pkg/src/a.rs".into()],
+            env: vec![("CARGO_PKG_NAME".into(), "pkg".into())],
+            texts: vec!["/t/pkg-1.d".into()],
+            ..Default::default()
+        };
+        let dep = |text: &str| vec![("/t/pkg-1.d".to_string(), 0o644, text.as_bytes().to_vec())];
+        assert_eq!(check(&req, &dep("/t/libpkg-1.rmeta: src/lib.rs ./src/a.rs\n\nsrc/lib.rs:\n./src/a.rs:\n")), Ok(()));
+        assert_eq!(check(&req, &dep("x: /etc/hostname\n\n/etc/hostname:\n")), Err("read-unsent-file".into()));
+        // A variable the worker did not have (unset there) but this machine has.
+        std::env::set_var("CAIRN_TEST_REMOTE_ENV", "1");
+        assert_eq!(check(&req, &dep("# env-dep:CAIRN_TEST_REMOTE_ENV\n")), Err("env".into()));
+        assert_eq!(check(&req, &dep("# env-dep:CAIRN_TEST_REMOTE_UNSET_ANYWHERE\n")), Ok(()));
+        assert_eq!(check(&req, &[]), Err("no-dep-info".into()));
+    }
+
+    #[test]
+    fn replacing_moves_every_occurrence() {
+        assert_eq!(replace(b"a/x/fs/b and /x/fs/c", b"/x/fs", b""), b"a/b and /c".to_vec());
+        assert_eq!(normalize("/a/./b/../c"), "/a/c");
+    }
+}
