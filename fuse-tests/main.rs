@@ -27,6 +27,7 @@ mod inspection;
 mod names;
 mod nofuse;
 mod panics;
+mod remote_exec;
 mod restart;
 mod s3;
 mod s3_garage;

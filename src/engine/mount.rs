@@ -27,6 +27,26 @@ pub fn store_dir() -> Option<PathBuf> {
     crate::protocol::config::store().ok()
 }
 
+/// The folder of the socket of the daemon that serves this build: the store's, when a
+/// daemon answers there; else the one the live mount names (`<mnt>/.cairn/socket`), so a
+/// build that names only its mount reaches the socket for what the mount cannot carry
+/// (seeding, remote execution).
+pub fn daemon_store() -> Option<PathBuf> {
+    let store = store_dir();
+    if let Some(s) = &store {
+        if crate::protocol::wire::connect(s).is_ok() {
+            return store;
+        }
+    }
+    let mp = mountpoint()?;
+    let text = std::fs::read_to_string(mp.join(".cairn/socket")).ok()?;
+    let sock = Path::new(text.trim_end());
+    if sock.file_name() != Some(std::ffi::OsStr::new(crate::protocol::wire::SOCKET_NAME)) {
+        return store;
+    }
+    sock.parent().map(Path::to_path_buf).or(store)
+}
+
 /// What is at the mount point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Probe {

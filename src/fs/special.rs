@@ -24,6 +24,9 @@ pub const STATS_INO: u64 = 3;
 pub const REPORT_INO: u64 = 4;
 pub const CONTROL_INO: u64 = 5;
 pub const BY_CRATE_INO: u64 = 6;
+/// `.cairn/socket`: the path of the daemon's socket, so a client that knows only the mount
+/// (the wrapper, for what the mount cannot carry: seeding, remote execution) finds it.
+pub const SOCKET_INO: u64 = 7;
 /// First inode number of the objects and temporaries.
 pub const FIRST_DYNAMIC_INO: u64 = 16;
 /// Crate folders and links get inode numbers from here on, far above any object's.
@@ -93,7 +96,7 @@ impl View {
 
 /// Whether an inode is one of the special nodes (not an object or temporary).
 pub fn is_special(ino: u64) -> bool {
-    (CAIRN_DIR_INO..=BY_CRATE_INO).contains(&ino) || ino >= FIRST_VIEW_INO
+    (CAIRN_DIR_INO..=SOCKET_INO).contains(&ino) || ino >= FIRST_VIEW_INO
 }
 
 fn link_target(key: &Key) -> String {
@@ -118,6 +121,12 @@ impl<S: Store> CacheFs<S> {
     fn link_attr(&self, ino: u64, key: &Key) -> Attr {
         let len = link_target(key).len() as u64;
         Attr { kind: Kind::Symlink, size: len, blocks: 0, perm: 0o777, ..self.file_attr(ino, len, 0, 0, 0o777) }
+    }
+
+    /// The socket's path and a newline ("" before the daemon binds it).
+    pub fn socket_text(&self) -> String {
+        let doors = self.doors.lock().unwrap_or_else(|p| p.into_inner());
+        doors.socket.as_ref().map(|s| format!("{s}\n")).unwrap_or_default()
     }
 
     /// The stats document as it stands.
@@ -178,6 +187,7 @@ impl<S: Store> CacheFs<S> {
                 "stats.json" => Ok(self.special_file_attr(STATS_INO, self.stats_json().len() as u64, 0o444)),
                 "report" => Ok(self.special_file_attr(REPORT_INO, 0, 0o622)),
                 "control" => Ok(self.special_file_attr(CONTROL_INO, 0, 0o600)),
+                "socket" => Ok(self.special_file_attr(SOCKET_INO, self.socket_text().len() as u64, 0o444)),
                 _ => Err(FsError::NotFound),
             }),
             BY_CRATE_INO => Some(match self.by_crate() {
@@ -213,6 +223,7 @@ impl<S: Store> CacheFs<S> {
             STATS_INO => Some(Ok(self.special_file_attr(ino, self.stats_json().len() as u64, 0o444))),
             REPORT_INO => Some(Ok(self.special_file_attr(ino, 0, 0o622))),
             CONTROL_INO => Some(Ok(self.special_file_attr(ino, 0, 0o600))),
+            SOCKET_INO => Some(Ok(self.special_file_attr(ino, self.socket_text().len() as u64, 0o444))),
             ino if ino >= FIRST_VIEW_INO => Some(match self.view().nodes.get(&ino).cloned() {
                 Some(ViewNode::CrateDir(_)) => Ok(self.dir_attr(ino, 0o555)),
                 Some(ViewNode::Link(key)) => Ok(self.link_attr(ino, &key)),
@@ -244,6 +255,7 @@ impl<S: Store> CacheFs<S> {
                 DirEntry { ino: STATS_INO, kind: Kind::File, name: "stats.json".into() },
                 DirEntry { ino: REPORT_INO, kind: Kind::File, name: "report".into() },
                 DirEntry { ino: CONTROL_INO, kind: Kind::File, name: "control".into() },
+                DirEntry { ino: SOCKET_INO, kind: Kind::File, name: "socket".into() },
             ])),
             BY_CRATE_INO => Some(self.by_crate().map(|map| {
                 let mut v = vec![dot(BY_CRATE_INO), dotdot(ROOT_INO)];
@@ -278,6 +290,7 @@ impl<S: Store> CacheFs<S> {
     pub(super) fn special_open(&self, ino: u64, mode: OpenMode) -> Option<Result<Opened, FsError>> {
         let handle = match ino {
             STATS_INO if !mode.write => Handle::Buffer(Arc::new(self.stats_json().into_bytes())),
+            SOCKET_INO if !mode.write => Handle::Buffer(Arc::new(self.socket_text().into_bytes())),
             REPORT_INO if mode.write => Handle::Sink(Sink::Report),
             CONTROL_INO if mode.write => Handle::Sink(Sink::Control),
             STATS_INO | REPORT_INO | CONTROL_INO => return Some(Err(FsError::WrongMode)),

@@ -185,7 +185,7 @@ pub fn run(req: &ExecRequest) -> Tried {
     if !enabled() {
         return here("off", false);
     }
-    let Some(store) = crate::engine::mount::store_dir() else { return here("no-store", false) };
+    let Some(store) = crate::engine::mount::daemon_store() else { return here("no-store", false) };
     let Ok(stream) = wire::connect(&store) else { return here("no-daemon", false) };
     let started = SystemTime::now();
     let t0 = Instant::now();
@@ -248,7 +248,8 @@ pub fn report(tried: &Tried) {
         Tried::Local { word, tried: true } => Event::Remote(Some(word.clone())),
         Tried::Local { .. } => return,
     };
-    if let Some(door) = crate::engine::mount::store_dir().and_then(|s| crate::engine::door::Door::at(None, Some(&s))) {
+    if let Some(door) = crate::engine::mount::daemon_store().and_then(|s| crate::engine::door::Door::at(None, Some(&s)))
+    {
         door.report(&[e]);
     }
 }

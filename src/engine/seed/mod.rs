@@ -86,7 +86,7 @@ fn seed(rustc: &Path, args: &[OsString]) -> Result<(String, Seeded), (String, St
     if !fresh {
         return Err(fail("built-before"));
     }
-    let store = mount::store_dir().ok_or_else(|| fail("no-store"))?;
+    let store = mount::daemon_store().ok_or_else(|| fail("no-store"))?;
     // The probe is the build's first request: start the daemon now if it is not running (as
     // the first compile would), so a fresh machine's first build is seeded too.
     let stream = match wire::connect(&store) {
@@ -200,7 +200,7 @@ pub fn report(out_dir: &Path, unit: String, package: String, compile: Duration, 
         return;
     }
     let Some((target, profile, marker)) = find_marker(out_dir) else { return };
-    let Some(store) = mount::store_dir() else { return };
+    let Some(store) = mount::daemon_store() else { return };
     let (Ok(stream), Ok(dir)) = (wire::connect(&store), File::open(&target)) else { return };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let c = Capture { marker, profile, unit, package, compile_ns: compile.as_nanos() as u64, deps };

@@ -1,0 +1,153 @@
+//! Remote execution (issue #22, docs/remote-execution.md) against a real engine: BuildGrid
+//! with host workers, started by `scripts/reapi-engine` once for this test binary (and
+//! stopped when it exits). As root, the workers run in a mount namespace where this
+//! machine's toolchain (the rustup sysroot, CARGO_HOME, `/usr/lib/gcc`) and the workspace
+//! under test are hidden: what a compile needs must come in its input root.
+//!
+//! Each test asserts what a user sees: compiles ran on the engine (`cairn stats`), the
+//! build passes, and what it built is byte for byte what the same build makes without the
+//! engine; an engine that is down costs a fallback per compile, never a build.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::common::{doctor, mount_via, Via};
+use crate::workspace::{cargo, lock, log_path, ok, ws};
+
+struct Engine {
+    dir: PathBuf,
+    address: String,
+}
+
+static ENGINE: OnceLock<Engine> = OnceLock::new();
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/reapi-engine")
+}
+
+extern "C" fn stop_engine() {
+    if let Some(e) = ENGINE.get() {
+        let _ = Command::new("bash").arg(script()).arg("stop").arg(&e.dir).output();
+        let _ = std::fs::remove_dir_all(&e.dir);
+    }
+}
+
+/// What the workers must not see: the toolchain, CARGO_HOME, gcc's own folder, and the
+/// workspace (its files reach a compile only through the input root).
+fn hidden() -> Vec<PathBuf> {
+    let sysroot = Command::new("rustc").args(["--print", "sysroot"]).output().unwrap();
+    let mut v = vec![PathBuf::from(String::from_utf8(sysroot.stdout).unwrap().trim())];
+    let home = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo"));
+    v.push(home);
+    v.push(PathBuf::from("/usr/lib/gcc"));
+    v.push(ws().root.clone());
+    v.into_iter().filter(|p| p.is_dir()).collect()
+}
+
+/// The engine, started on first use.
+fn engine() -> &'static Engine {
+    ENGINE.get_or_init(|| {
+        let dir = tempfile::Builder::new().prefix("cairn-reapi-").tempdir().unwrap().keep();
+        let mut c = Command::new("bash");
+        c.arg(script()).arg("start").arg(&dir).args(["--workers", "2"]);
+        if nix::unistd::geteuid().is_root() {
+            let h: Vec<String> = hidden().iter().map(|p| p.display().to_string()).collect();
+            c.arg("--hide").arg(h.join(","));
+        } else {
+            println!("not root: the workers see this machine's toolchain (hiding it needs a mount namespace)");
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "scripts/reapi-engine start failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let address = stdout
+            .lines()
+            .last()
+            .and_then(|l| l.strip_prefix("CAIRN_REMOTE_EXEC="))
+            .unwrap_or_else(|| panic!("no CAIRN_REMOTE_EXEC= line: {stdout}"))
+            .to_string();
+        // SAFETY: registering a plain function to run at exit.
+        unsafe { libc::atexit(stop_engine) };
+        Engine { dir, address }
+    })
+}
+
+/// Every rlib and rmeta of a target dir's `debug/deps`, by name.
+fn libs(target: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(target.join("debug/deps"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".rlib") || n.ends_with(".rmeta"))
+        .map(|n| {
+            let b = std::fs::read(target.join("debug/deps").join(&n)).unwrap();
+            (n, b)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn misses_compile_on_the_engine_whose_workers_lack_this_toolchain_and_outputs_match_local_ones() {
+    let test = "misses_compile_on_the_engine_whose_workers_lack_this_toolchain_and_outputs_match_local_ones";
+    let _l = lock();
+    let e = engine();
+    let flag = format!("--remote-exec={}", e.address);
+    let Some(m) = mount_via(test, None, "8GiB", &[&flag], &[], Via::Mount) else { return };
+    let remote_target = ws().root.join("t-remote");
+    let _ = std::fs::remove_dir_all(&remote_target);
+    ok(cargo(Some(&m), "t-remote", &log_path("remote"), &["build", "-p", "app"]));
+    let stats = m.stats();
+    let ran = stats["remote_executed"].as_u64().unwrap();
+    assert!(ran >= 10, "registry rlibs ran on the engine: {stats}");
+    assert!(m.cairn(&["stats"]).contains("remote exec"), "cairn stats shows them");
+    drop(m);
+
+    // The same build without the engine, over a store of its own.
+    let Some(m2) = mount_via(test, None, "8GiB", &[], &[], Via::Mount) else { return };
+    let local_target = ws().root.join("t-local-cmp");
+    let _ = std::fs::remove_dir_all(&local_target);
+    ok(cargo(Some(&m2), "t-local-cmp", &log_path("local-cmp"), &["build", "-p", "app"]));
+    let (r, l) = (libs(&remote_target), libs(&local_target));
+    assert_eq!(r.iter().map(|x| &x.0).collect::<Vec<_>>(), l.iter().map(|x| &x.0).collect::<Vec<_>>());
+    for ((name, a), (_, b)) in r.iter().zip(&l) {
+        assert!(a == b, "{name} built on the engine differs from the local build");
+    }
+    let run = |t: &Path| ok(Command::new(t.join("debug/app"))).stdout;
+    assert_eq!(run(&remote_target), run(&local_target), "the program prints the same");
+}
+
+#[test]
+fn an_engine_that_is_down_costs_a_fallback_never_a_build() {
+    let test = "an_engine_that_is_down_costs_a_fallback_never_a_build";
+    let _l = lock();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let flag = format!("--remote-exec=grpc://127.0.0.1:{port}");
+    let Some(m) = mount_via(test, None, "8GiB", &[&flag], &[], Via::Mount) else { return };
+    let target = "t-remote-down";
+    let _ = std::fs::remove_dir_all(ws().root.join(target));
+    ok(cargo(Some(&m), target, &log_path("remote-down"), &["build", "-p", "app"]));
+    let stats = m.stats();
+    assert_eq!(stats["remote_executed"], 0, "{stats}");
+    assert!(stats["remote_fallbacks"]["unreachable"].as_u64().unwrap_or(0) >= 1, "{stats}");
+    let said = m.log_text().matches("remote execution off").count();
+    assert!((1..=3).contains(&said), "the cause is said once per back-off, not per compile: {said}");
+    assert!(m.cairn(&["stats"]).contains("unreachable"), "cairn stats names the reason");
+}
+
+#[test]
+fn doctor_checks_the_engine_its_scheme_and_instance() {
+    let e = engine();
+    let (passed, out) = doctor(&["--remote-exec", &e.address], &[]);
+    let line = out.lines().find(|l| l.contains("remote-exec")).unwrap_or_default().to_string();
+    assert!(line.starts_with("ok") && line.contains("SHA-256"), "{out}");
+    let _ = passed; // FUSE checks may fail where there is no mount; the engine's line is the point
+    let tls = e.address.replacen("grpc://", "grpcs://", 1);
+    let (_, out) = doctor(&["--remote-exec", &tls], &[]);
+    assert!(out.contains("does not speak TLS") && out.contains(&e.address), "{out}");
+    let (_, out) = doctor(&["--remote-exec", &e.address, "--remote-instance", "nope"], &[]);
+    assert!(out.lines().any(|l| l.starts_with("FAIL") && l.contains("instance")), "{out}");
+}
