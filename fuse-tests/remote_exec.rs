@@ -44,30 +44,37 @@ fn hidden() -> Vec<PathBuf> {
     v.push(home);
     v.push(PathBuf::from("/usr/lib/gcc"));
     v.push(ws().root.clone());
+    v.push(crate::csys::csys().root.clone());
     v.into_iter().filter(|p| p.is_dir()).collect()
 }
 
-/// The engine, started on first use.
+/// Starts an engine in `dir` with `workers` workers (hiding this machine's toolchain from
+/// them when `hide` and root); its address.
+fn start_engine(dir: &Path, workers: u32, hide: bool) -> String {
+    let mut c = Command::new("bash");
+    c.arg(script()).arg("start").arg(dir).args(["--workers", &workers.to_string()]);
+    if hide && nix::unistd::geteuid().is_root() {
+        let h: Vec<String> = hidden().iter().map(|p| p.display().to_string()).collect();
+        c.arg("--hide").arg(h.join(","));
+    } else if hide {
+        println!("not root: the workers see this machine's toolchain (hiding it needs a mount namespace)");
+    }
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "scripts/reapi-engine start failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    stdout
+        .lines()
+        .last()
+        .and_then(|l| l.strip_prefix("CAIRN_REMOTE_EXEC="))
+        .unwrap_or_else(|| panic!("no CAIRN_REMOTE_EXEC= line: {stdout}"))
+        .to_string()
+}
+
+/// The engine the tests share, started on first use.
 fn engine() -> &'static Engine {
     ENGINE.get_or_init(|| {
         let dir = tempfile::Builder::new().prefix("cairn-reapi-").tempdir().unwrap().keep();
-        let mut c = Command::new("bash");
-        c.arg(script()).arg("start").arg(&dir).args(["--workers", "2"]);
-        if nix::unistd::geteuid().is_root() {
-            let h: Vec<String> = hidden().iter().map(|p| p.display().to_string()).collect();
-            c.arg("--hide").arg(h.join(","));
-        } else {
-            println!("not root: the workers see this machine's toolchain (hiding it needs a mount namespace)");
-        }
-        let out = c.output().unwrap();
-        assert!(out.status.success(), "scripts/reapi-engine start failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let address = stdout
-            .lines()
-            .last()
-            .and_then(|l| l.strip_prefix("CAIRN_REMOTE_EXEC="))
-            .unwrap_or_else(|| panic!("no CAIRN_REMOTE_EXEC= line: {stdout}"))
-            .to_string();
+        let address = start_engine(&dir, 2, true);
         // SAFETY: registering a plain function to run at exit.
         unsafe { libc::atexit(stop_engine) };
         Engine { dir, address }
@@ -140,6 +147,7 @@ fn an_engine_that_is_down_costs_a_fallback_never_a_build() {
 
 #[test]
 fn doctor_checks_the_engine_its_scheme_and_instance() {
+    let _l = lock();
     let e = engine();
     let (passed, out) = doctor(&["--remote-exec", &e.address], &[]);
     let line = out.lines().find(|l| l.contains("remote-exec")).unwrap_or_default().to_string();
@@ -150,4 +158,47 @@ fn doctor_checks_the_engine_its_scheme_and_instance() {
     assert!(out.contains("does not speak TLS") && out.contains(&e.address), "{out}");
     let (_, out) = doctor(&["--remote-exec", &e.address, "--remote-instance", "nope"], &[]);
     assert!(out.lines().any(|l| l.starts_with("FAIL") && l.contains("instance")), "{out}");
+}
+
+#[test]
+fn an_engine_with_no_worker_left_costs_a_short_wait_then_local_compiles() {
+    let test = "an_engine_with_no_worker_left_costs_a_short_wait_then_local_compiles";
+    let _l = lock();
+    // An engine of its own, whose only worker is killed before the build.
+    let dir = tempfile::Builder::new().prefix("cairn-reapi-gone-").tempdir().unwrap();
+    let address = start_engine(dir.path(), 1, false);
+    let blobs = dir.path().join("blobs").display().to_string();
+    let killed = Command::new("pkill").args(["-9", "-f", &blobs]).status().unwrap();
+    assert!(killed.success(), "the worker (its command line names {blobs}) was running");
+    let flag = format!("--remote-exec={address}");
+    let env = [("CAIRN_REMOTE_QUEUE".to_string(), "3".to_string())];
+    let m = mount_via(test, None, "8GiB", &[&flag], &env, Via::Mount);
+    if let Some(m) = m {
+        let target = "t-remote-gone";
+        let _ = std::fs::remove_dir_all(ws().root.join(target));
+        ok(cargo(Some(&m), target, &log_path("remote-gone"), &["build", "-p", "app"]));
+        let stats = m.stats();
+        assert_eq!(stats["remote_executed"], 0, "{stats}");
+        assert!(stats["remote_fallbacks"]["queued"].as_u64().unwrap_or(0) >= 1, "{stats}");
+        assert!(m.log_text().contains("no worker took it"), "the daemon's log says why");
+    }
+    let _ = Command::new("bash").arg(script()).arg("stop").arg(dir.path()).output();
+}
+
+#[test]
+fn the_sys_workspace_built_through_the_engine_prints_what_plain_cargo_builds() {
+    let test = "the_sys_workspace_built_through_the_engine_prints_what_plain_cargo_builds";
+    let _l = crate::csys::lock();
+    let e = engine();
+    let flag = format!("--remote-exec={}", e.address);
+    // A store of its own: the fixture's shared one is warm, and hits run nowhere.
+    let Some(m) = mount_via(test, None, "8GiB", &[&flag], &[], Via::Mount) else { return };
+    let none = |_: &mut Command| {};
+    let remote =
+        crate::csys::clean_build_run(Some(&m), "t-remote", "heavy", &crate::csys::log_path("heavy-remote"), &none);
+    let stats = m.stats();
+    // zstd, rusqlite, ring and their Rust dependencies; their C stays here (for now).
+    assert!(stats["remote_executed"].as_u64().unwrap() >= 5, "{stats}");
+    let plain = crate::csys::clean_build_run(None, "t-plain", "heavy", &crate::csys::log_path("heavy-plain-r"), &none);
+    assert_eq!(remote, plain, "the program built through the engine prints what plain cargo's does");
 }

@@ -217,11 +217,17 @@ fn live_door(at: &At) -> Result<Door> {
 /// The mount point and store folder: as given, else from `CAIRN_MOUNT`/`CAIRN_STORE`, the
 /// config file, or the defaults.
 fn places(mount: Option<PathBuf>, store: Option<PathBuf>) -> Result<(PathBuf, PathBuf)> {
+    // A mount named without a store: the store of the daemon behind that mount, never
+    // another daemon's at the default store.
+    let of_mount = match (&mount, &store) {
+        (Some(mp), None) => cairn::engine::mount::store_of_mount(mp),
+        _ => None,
+    };
     let mp = match mount {
         Some(p) => p,
         None => cairn::protocol::config::mountpoint()?,
     };
-    let store = match store {
+    let store = match store.or(of_mount) {
         Some(p) => p,
         None => cairn::protocol::config::store()?,
     };

@@ -21,16 +21,41 @@ pub fn mountpoint() -> Option<PathBuf> {
     crate::protocol::config::mountpoint().ok()
 }
 
-/// The local store folder: `CAIRN_STORE`, the config file's `store`, or the default (the
-/// wrapper's log lives there).
+/// The local store folder: `CAIRN_STORE` or the config file's `store`; else, when a mount is
+/// named (`CAIRN_MOUNT`, `mount =`), the store of the daemon behind it (its socket is named
+/// in `<mnt>/.cairn/socket`), so a build that names only its mount reaches that daemon's
+/// socket and never another daemon's at the default store; else the default. The wrapper's
+/// log lives there. Resolved once per process.
 pub fn store_dir() -> Option<PathBuf> {
-    crate::protocol::config::store().ok()
+    static STORE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    STORE
+        .get_or_init(|| {
+            use crate::protocol::config;
+            if let Ok(Some(s)) = config::named_store() {
+                return Some(s);
+            }
+            if let Ok(Some(mp)) = config::named_mountpoint() {
+                if let Some(s) = store_of_mount(&mp) {
+                    return Some(s);
+                }
+            }
+            config::store().ok()
+        })
+        .clone()
 }
 
-/// The folder of the socket of the daemon that serves this build: the store's, when a
-/// daemon answers there; else the one the live mount names (`<mnt>/.cairn/socket`), so a
-/// build that names only its mount reaches the socket for what the mount cannot carry
-/// (seeding, remote execution).
+/// The store folder of the daemon serving the live mount at `mp`, from `<mp>/.cairn/socket`.
+pub fn store_of_mount(mp: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(mp.join(".cairn/socket")).ok()?;
+    let sock = Path::new(text.trim_end());
+    if sock.file_name() != Some(std::ffi::OsStr::new(crate::protocol::wire::SOCKET_NAME)) {
+        return None;
+    }
+    sock.parent().map(Path::to_path_buf)
+}
+
+/// The folder of the socket of the daemon that serves this build: [`store_dir`] when a daemon
+/// answers there, else the one the live mount names.
 pub fn daemon_store() -> Option<PathBuf> {
     let store = store_dir();
     if let Some(s) = &store {
@@ -38,13 +63,7 @@ pub fn daemon_store() -> Option<PathBuf> {
             return store;
         }
     }
-    let mp = mountpoint()?;
-    let text = std::fs::read_to_string(mp.join(".cairn/socket")).ok()?;
-    let sock = Path::new(text.trim_end());
-    if sock.file_name() != Some(std::ffi::OsStr::new(crate::protocol::wire::SOCKET_NAME)) {
-        return store;
-    }
-    sock.parent().map(Path::to_path_buf).or(store)
+    mountpoint().and_then(|mp| store_of_mount(&mp)).or(store)
 }
 
 /// What is at the mount point.

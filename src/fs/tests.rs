@@ -543,3 +543,19 @@ fn an_eviction_caused_by_a_fetch_reaches_the_kernel() {
     let told: Vec<_> = rx.try_iter().map(|i| i.name).collect();
     assert_eq!(told, vec![name(&key(1))]);
 }
+
+#[test]
+fn cairn_socket_names_the_daemons_socket_for_clients_that_know_only_the_mount() {
+    let fs = fs_with(1 << 20);
+    let dir = fs.lookup(ROOT_INO, OsStr::new(special::CAIRN_DIR)).unwrap().ino;
+    let read = |fs: &CacheFs<MemoryStore>| {
+        let ino = fs.lookup(dir, OsStr::new("socket")).unwrap().ino;
+        let o = fs.open(ino, R).unwrap();
+        fs.read(o.fh, 0, 4096).unwrap()
+    };
+    assert_eq!(read(&fs), b"", "nothing before the socket is bound");
+    fs.set_doors(crate::stats::Doors { socket: Some("/s/cairn.sock".into()), ..Default::default() });
+    assert_eq!(read(&fs), b"/s/cairn.sock\n");
+    let ino = fs.lookup(dir, OsStr::new("socket")).unwrap().ino;
+    assert!(fs.open(ino, W).is_err(), "read-only");
+}

@@ -125,6 +125,22 @@ pub fn store() -> Result<PathBuf, ConfigError> {
     pick(env_path("CAIRN_STORE"), |f| f.store.clone(), default_store)
 }
 
+/// The store folder when one is named (`CAIRN_STORE` or the file's `store`), not defaulted.
+pub fn named_store() -> Result<Option<PathBuf>, ConfigError> {
+    match env_path("CAIRN_STORE") {
+        Some(p) => Ok(Some(p)),
+        None => Ok(file()?.store.clone()),
+    }
+}
+
+/// The mount point when one is named (`CAIRN_MOUNT` or the file's `mount`), not defaulted.
+pub fn named_mountpoint() -> Result<Option<PathBuf>, ConfigError> {
+    match env_path("CAIRN_MOUNT") {
+        Some(p) => Ok(Some(p)),
+        None => Ok(file()?.mount.clone()),
+    }
+}
+
 /// The environment's value, else the file's (the file is read only when needed), else the
 /// default. A config file that cannot be read is an error, not a silent default: the daemon
 /// refuses it too, and two binaries must never disagree about where the mount is.

@@ -32,6 +32,8 @@ pub enum EngineErrorKind {
     Unsuitable,
     /// A deadline passed.
     Timeout,
+    /// No worker took the action in time (all busy, or none left).
+    Queued,
     /// The engine answered with something it should not have (a blob whose digest is
     /// wrong, a missing result).
     Protocol,
@@ -59,6 +61,7 @@ impl EngineError {
             EngineErrorKind::UnknownInstance => "unknown-instance",
             EngineErrorKind::Unsuitable => "unsuitable",
             EngineErrorKind::Timeout => "timeout",
+            EngineErrorKind::Queued => "queued",
             EngineErrorKind::Protocol => "protocol",
             EngineErrorKind::Other => "error",
         }
@@ -457,8 +460,15 @@ impl Engine {
     }
 
     /// Runs the action `action` (uploaded with its command and inputs) and waits for its
-    /// result, at most `deadline`. The engine's cache may answer (that is a result too).
-    pub fn execute(&self, action: &Digest, deadline: Duration) -> Result<ExecuteResponse, EngineError> {
+    /// result: at most `queue` for a worker to take it (else the operation is cancelled and
+    /// the compile runs here: a farm with no free worker is no faster than this machine), at
+    /// most `deadline` in all. The engine's cache may answer (that is a result too).
+    pub fn execute(
+        &self,
+        action: &Digest,
+        queue: Duration,
+        deadline: Duration,
+    ) -> Result<ExecuteResponse, EngineError> {
         let req = ExecuteRequest {
             instance_name: self.instance.clone(),
             skip_cache_lookup: false,
@@ -467,6 +477,7 @@ impl Engine {
         };
         let what = format!("executing action {} on {}", action.hash, self.address);
         let mut g = self.grpc();
+        let mut name = String::new();
         let run = async {
             g.ready().await.map_err(|e| EngineError::new(EngineErrorKind::Unreachable, format!("{what}: {e}")))?;
             let mut r = tonic::Request::new(req);
@@ -480,18 +491,41 @@ impl Engine {
                 .await
                 .map_err(|s| from_status(&what, s))?
                 .into_inner();
-            let mut name = String::new();
+            // The queue wait starts over when the action goes back to the queue (its worker
+            // vanished and the engine gave it to another).
+            let mut start = std::time::Instant::now();
+            let mut taken = false;
+            let mut rejoined = 0;
             loop {
-                match s.message().await {
+                let next = if taken {
+                    s.message().await
+                } else {
+                    match tokio::time::timeout(queue.saturating_sub(start.elapsed()), s.message()).await {
+                        Ok(m) => m,
+                        Err(_) => {
+                            return Err(EngineError::new(
+                                EngineErrorKind::Queued,
+                                format!("{what}: no worker took it in {queue:?}"),
+                            ))
+                        }
+                    }
+                };
+                match next {
                     Ok(Some(op)) => {
                         name = op.name.clone();
                         if op.done {
                             return finished(&what, op);
                         }
+                        let now_taken = stage(&op) >= EXECUTING;
+                        if taken && !now_taken {
+                            start = std::time::Instant::now();
+                        }
+                        taken = now_taken;
                     }
                     // The stream ended (or broke) before the operation was done: ask for it
-                    // again by name, as the protocol lets a client.
-                    Ok(None) | Err(_) if !name.is_empty() => {
+                    // again by name, as the protocol lets a client (a few times).
+                    Ok(None) | Err(_) if !name.is_empty() && rejoined < 3 => {
+                        rejoined += 1;
                         let mut w = tonic::Request::new(WaitExecutionRequest { name: name.clone() });
                         w.set_timeout(deadline);
                         s = g
@@ -514,13 +548,38 @@ impl Engine {
                 }
             }
         };
-        self.rt.block_on(async {
+        let r = self.rt.block_on(async {
             match tokio::time::timeout(deadline + Duration::from_secs(1), run).await {
                 Ok(r) => r,
                 Err(_) => Err(EngineError::new(EngineErrorKind::Timeout, format!("{what}: not done in {deadline:?}"))),
             }
-        })
+        });
+        if r.is_err() && !name.is_empty() {
+            self.cancel(&name);
+        }
+        r
     }
+
+    /// Asks the engine to drop an operation cairn no longer waits for (best effort).
+    fn cancel(&self, name: &str) {
+        let r: Result<Empty, _> = self.unary(
+            "cancelling an operation",
+            "/google.longrunning.Operations/CancelOperation",
+            CancelOperationRequest { name: name.to_string() },
+            Duration::from_secs(2),
+        );
+        if let Err(e) = r {
+            tracing::debug!("{e}");
+        }
+    }
+}
+
+/// The stage an operation's metadata reports (0 when it says none).
+fn stage(op: &Operation) -> i32 {
+    op.metadata
+        .as_ref()
+        .and_then(|m| <ExecuteOperationMetadata as prost::Message>::decode(m.value.as_slice()).ok())
+        .map_or(0, |m| m.stage)
 }
 
 /// The response of a finished operation.

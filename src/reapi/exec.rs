@@ -27,6 +27,9 @@ use crate::protocol::remote::{ExecReply, ExecRequest, FS_DIR, LAUNCH};
 const BACKOFF: Duration = Duration::from_secs(30);
 /// The longest one compile may take on the engine.
 const DEADLINE: Duration = Duration::from_secs(600);
+/// How long a compile waits for a worker to take it before it runs here
+/// (`CAIRN_REMOTE_QUEUE`, seconds, in the daemon's environment).
+const QUEUE: Duration = Duration::from_secs(30);
 
 /// A packaged toolchain, and the engines it was uploaded to.
 struct Prepared {
@@ -42,6 +45,7 @@ type Slot = Arc<Mutex<Option<Prepared>>>;
 
 pub struct Executor {
     cfg: RemoteExecConfig,
+    queue: Duration,
     engine: Mutex<Option<Arc<Engine>>>,
     down: Mutex<Option<(Instant, EngineError)>>,
     toolchains: Mutex<HashMap<(String, String, Stamp), Slot>>,
@@ -58,8 +62,13 @@ fn stamp(m: &fs::Metadata) -> Stamp {
 
 impl Executor {
     pub fn new(cfg: RemoteExecConfig) -> Executor {
+        let queue = std::env::var("CAIRN_REMOTE_QUEUE")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(QUEUE, Duration::from_secs);
         Executor {
             cfg,
+            queue,
             engine: Mutex::new(None),
             down: Mutex::new(None),
             toolchains: Mutex::new(HashMap::new()),
@@ -91,7 +100,8 @@ impl Executor {
         }
     }
 
-    /// Remembers an engine fault that makes it useless for a while (it cannot be reached).
+    /// Remembers an engine fault that makes it useless for a while: it cannot be reached, it
+    /// refuses cairn, or no worker takes actions (all busy, or none left).
     fn fault(&self, e: &EngineError) {
         if matches!(
             e.kind,
@@ -99,6 +109,7 @@ impl Executor {
                 | EngineErrorKind::Denied
                 | EngineErrorKind::Unsuitable
                 | EngineErrorKind::UnknownInstance
+                | EngineErrorKind::Queued
         ) {
             let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
             if down.as_ref().is_none_or(|(at, _)| at.elapsed() >= BACKOFF) {
@@ -263,7 +274,7 @@ impl Executor {
         }
         let prepared = t0.elapsed();
         engine.upload(blobs).map_err(Fallback::Engine)?;
-        let resp = engine.execute(&adigest, DEADLINE).map_err(Fallback::Engine)?;
+        let resp = engine.execute(&adigest, self.queue, DEADLINE).map_err(Fallback::Engine)?;
         let result = resp.result.ok_or_else(|| here("protocol", "the engine finished without a result"))?;
         let worker = result.execution_metadata.as_ref().map(|m| m.worker.clone()).unwrap_or_default();
         let stdout = blob(engine, result.stdout_raw, result.stdout_digest)?;

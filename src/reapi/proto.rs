@@ -396,7 +396,18 @@ pub struct WriteResponse {
     pub committed_size: i64,
 }
 
+/// `google.longrunning.CancelOperationRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CancelOperationRequest {
+    #[prost(string, tag = "1")]
+    pub name: String,
+}
+
+/// `google.protobuf.Empty`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Empty {}
+
 /// `DigestFunction.Value.SHA256`.
 pub const SHA256: i32 = 1;
-/// `ExecutionStage.Value.COMPLETED`.
-pub const COMPLETED: i32 = 4;
+/// `ExecutionStage.Value.EXECUTING`: a worker took the action.
+pub const EXECUTING: i32 = 3;
