@@ -439,18 +439,8 @@ impl Engine {
         let what = format!("reading blob {} from the engine", d.hash);
         let mut g = self.grpc();
         self.rt.block_on(async {
-            g.ready().await.map_err(|e| EngineError::new(EngineErrorKind::Unreachable, format!("{what}: {e}")))?;
-            let mut r = tonic::Request::new(req);
-            r.set_timeout(Duration::from_secs(600));
-            let mut s = g
-                .server_streaming(
-                    r,
-                    PathAndQuery::from_static("/google.bytestream.ByteStream/Read"),
-                    ProstCodec::<ReadRequest, ReadResponse>::default(),
-                )
-                .await
-                .map_err(|s| from_status(&what, s))?
-                .into_inner();
+            let path = "/google.bytestream.ByteStream/Read";
+            let mut s = open_stream::<_, ReadResponse>(&mut g, &what, path, req, Duration::from_secs(600)).await?;
             let mut out = Vec::with_capacity(d.size_bytes.max(0) as usize);
             while let Some(m) = s.message().await.map_err(|s| from_status(&what, s))? {
                 out.extend_from_slice(&m.data);
@@ -479,18 +469,8 @@ impl Engine {
         let mut g = self.grpc();
         let mut name = String::new();
         let run = async {
-            g.ready().await.map_err(|e| EngineError::new(EngineErrorKind::Unreachable, format!("{what}: {e}")))?;
-            let mut r = tonic::Request::new(req);
-            r.set_timeout(deadline);
-            let mut s = g
-                .server_streaming(
-                    r,
-                    PathAndQuery::from_static("/build.bazel.remote.execution.v2.Execution/Execute"),
-                    ProstCodec::<ExecuteRequest, Operation>::default(),
-                )
-                .await
-                .map_err(|s| from_status(&what, s))?
-                .into_inner();
+            let path = "/build.bazel.remote.execution.v2.Execution/Execute";
+            let mut s = open_stream::<_, Operation>(&mut g, &what, path, req, deadline).await?;
             // The queue wait starts over when the action goes back to the queue (its worker
             // vanished and the engine gave it to another).
             let mut start = std::time::Instant::now();
@@ -526,17 +506,9 @@ impl Engine {
                     // again by name, as the protocol lets a client (a few times).
                     Ok(None) | Err(_) if !name.is_empty() && rejoined < 3 => {
                         rejoined += 1;
-                        let mut w = tonic::Request::new(WaitExecutionRequest { name: name.clone() });
-                        w.set_timeout(deadline);
-                        s = g
-                            .server_streaming(
-                                w,
-                                PathAndQuery::from_static("/build.bazel.remote.execution.v2.Execution/WaitExecution"),
-                                ProstCodec::<WaitExecutionRequest, Operation>::default(),
-                            )
-                            .await
-                            .map_err(|s| from_status(&what, s))?
-                            .into_inner();
+                        let path = "/build.bazel.remote.execution.v2.Execution/WaitExecution";
+                        let w = WaitExecutionRequest { name: name.clone() };
+                        s = open_stream::<_, Operation>(&mut g, &what, path, w, deadline).await?;
                     }
                     Ok(None) => {
                         return Err(EngineError::new(
@@ -580,6 +552,27 @@ fn stage(op: &Operation) -> i32 {
         .as_ref()
         .and_then(|m| <ExecuteOperationMetadata as prost::Message>::decode(m.value.as_slice()).ok())
         .map_or(0, |m| m.stage)
+}
+
+/// Opens a server-streaming call (ByteStream reads, executions): the engine's answers to come.
+async fn open_stream<Q, R>(
+    g: &mut tonic::client::Grpc<Channel>,
+    what: &str,
+    path: &'static str,
+    req: Q,
+    timeout: Duration,
+) -> Result<tonic::codec::Streaming<R>, EngineError>
+where
+    Q: prost::Message + Send + Sync + 'static,
+    R: prost::Message + Default + Send + Sync + 'static,
+{
+    g.ready().await.map_err(|e| EngineError::new(EngineErrorKind::Unreachable, format!("{what}: {e}")))?;
+    let mut r = tonic::Request::new(req);
+    r.set_timeout(timeout);
+    g.server_streaming(r, PathAndQuery::from_static(path), ProstCodec::<Q, R>::default())
+        .await
+        .map(|r| r.into_inner())
+        .map_err(|s| from_status(what, s))
 }
 
 /// The response of a finished operation.
