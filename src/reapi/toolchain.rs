@@ -170,7 +170,20 @@ pub fn package_rustc(
         }
         let d = elf::read(&bytes).map_err(|e| PackError::Elf(real.clone(), e))?;
         if let Some(i) = d.interp {
-            interp.get_or_insert_with(|| PathBuf::from(i));
+            // One loader for the package: programs that name the same file by other paths
+            // (`/lib64/…`, `/usr/lib64/…`) agree; two different loaders cannot share it.
+            let named = PathBuf::from(&i);
+            let same = |a: &Path, b: &Path| fs::canonicalize(a).ok() == fs::canonicalize(b).ok();
+            match &interp {
+                None => interp = Some(named),
+                Some(first) if same(first, &named) => {}
+                Some(first) => {
+                    return Err(PackError::Missing(
+                        format!("one loader for {} and {}", first.display(), named.display()),
+                        obj.clone(),
+                    ))
+                }
+            }
         }
         let origin = obj.parent().unwrap_or(Path::new("/")).to_path_buf();
         let own: Vec<PathBuf> =
@@ -287,6 +300,51 @@ mod tests {
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("host: {host}")));
+    }
+
+    #[test]
+    fn a_program_whose_loader_is_named_under_usr_lib64_is_packaged_with_it_and_runs() {
+        // sccache #641: the loader's path differs between distributions. A program whose
+        // PT_INTERP says /usr/lib64 gets that loader in the package, and runs through it.
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("hi.c");
+        fs::write(&src, "#include <stdio.h>\nint main(void) { puts(\"hi from the package\"); return 0; }\n").unwrap();
+        let prog = dir.path().join("hi");
+        let ok = std::process::Command::new("cc")
+            .arg(&src)
+            .arg("-o")
+            .arg(&prog)
+            .arg("-Wl,--dynamic-linker=/usr/lib64/ld-linux-x86-64.so.2")
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        assert_eq!(
+            elf::read(&fs::read(&prog).unwrap()).unwrap().interp.as_deref(),
+            Some("/usr/lib64/ld-linux-x86-64.so.2")
+        );
+        let (sysroot, host) = rustc_sysroot();
+        let t = package_rustc(&sysroot, &host, Some(&prog), &system_dirs()).unwrap();
+        let ld = t.files.iter().find(|f| f.path == "toolchain/sys/ld.so").unwrap();
+        assert_eq!(fs::canonicalize(&ld.source).unwrap(), fs::canonicalize("/usr/lib64/ld-linux-x86-64.so.2").unwrap());
+        let out = dir.path().join("root");
+        for f in &t.files {
+            let dest = out.join(&f.path);
+            fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            fs::copy(&f.source, &dest).unwrap();
+        }
+        let argv = t.launch(LAUNCHER);
+        let run = std::process::Command::new(out.join(&argv[0]))
+            .args(&argv[1..])
+            .current_dir(&out)
+            .env_clear()
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&run.stdout),
+            "hi from the package\n",
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
     }
 
     #[test]
