@@ -45,6 +45,9 @@ fn hidden() -> Vec<PathBuf> {
     v.push(PathBuf::from("/usr/lib/gcc"));
     v.push(ws().root.clone());
     v.push(crate::csys::csys().root.clone());
+    let rg = rg_base();
+    std::fs::create_dir_all(&rg).unwrap();
+    v.push(rg);
     v.into_iter().filter(|p| p.is_dir()).collect()
 }
 
@@ -201,4 +204,87 @@ fn the_sys_workspace_built_through_the_engine_prints_what_plain_cargo_builds() {
     assert!(stats["remote_executed"].as_u64().unwrap() >= 5, "{stats}");
     let plain = crate::csys::clean_build_run(None, "t-plain", "heavy", &crate::csys::log_path("heavy-plain-r"), &none);
     assert_eq!(remote, plain, "the program built through the engine prints what plain cargo's does");
+}
+
+/// Where the ripgrep test's sources and target dirs live.
+fn rg_base() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("rg-remote")
+}
+
+/// ripgrep 15.1.0's sources, from crates.io (through a throwaway project's `cargo fetch`).
+fn ripgrep_sources() -> PathBuf {
+    let base = rg_base();
+    let src = base.join("ripgrep-15.1.0");
+    if src.join("Cargo.toml").is_file() {
+        return src;
+    }
+    let fetch = base.join("fetch");
+    std::fs::create_dir_all(fetch.join("src")).unwrap();
+    std::fs::write(
+        fetch.join("Cargo.toml"),
+        "[package]\nname = \"rgfetch\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nripgrep = \"=15.1.0\"\n",
+    )
+    .unwrap();
+    std::fs::write(fetch.join("src/main.rs"), "fn main() {}\n").unwrap();
+    ok({
+        let mut c = Command::new("cargo");
+        c.args(["fetch", "--quiet"]).current_dir(&fetch);
+        c
+    });
+    let home = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo"));
+    let krate = std::fs::read_dir(home.join("registry/cache"))
+        .unwrap()
+        .flatten()
+        .map(|d| d.path().join("ripgrep-15.1.0.crate"))
+        .find(|p| p.is_file())
+        .expect("cargo fetch brought ripgrep-15.1.0.crate");
+    ok({
+        let mut c = Command::new("tar");
+        c.arg("xzf").arg(&krate).arg("-C").arg(&base);
+        c
+    });
+    src
+}
+
+#[test]
+fn ripgrep_with_pcre2_built_through_the_engine_searches_like_plain_cargos() {
+    let test = "ripgrep_with_pcre2_built_through_the_engine_searches_like_plain_cargos";
+    let e = engine();
+    let src = ripgrep_sources();
+    let xdg = rg_base().join("xdg");
+    let flag = format!("--remote-exec={}", e.address);
+    let Some(m) = mount_via(test, None, "8GiB", &[&flag], &[], Via::Mount) else { return };
+    let build = |mnt: Option<&crate::common::Mount>, target: &str| {
+        let mut c =
+            crate::workspace::cargo_in(&src, &xdg, mnt, target, &log_path(target), &["build", "--features", "pcre2"]);
+        c.env("PCRE2_SYS_STATIC", "1");
+        ok(c);
+        src.join(target).join("debug/rg")
+    };
+    let _ = std::fs::remove_dir_all(src.join("t-remote"));
+    let remote = build(Some(&m), "t-remote");
+    let stats = m.stats();
+    assert!(stats["remote_executed"].as_u64().unwrap() >= 20, "{stats}");
+    let _ = std::fs::remove_dir_all(src.join("t-plain"));
+    let plain = build(None, "t-plain");
+    // PCRE2's look-behind, over ripgrep's own sources: what both programs find is the same.
+    let search = |rg: &Path| {
+        let mut c = Command::new(rg);
+        c.args(["--pcre2", "--sort", "path", "-c", "(?<=fn )main"]).arg(src.join("crates"));
+        ok(c).stdout
+    };
+    let found = search(&remote);
+    assert!(!found.is_empty(), "the search finds something");
+    assert_eq!(found, search(&plain));
+    let version = |rg: &Path| {
+        ok({
+            let mut c = Command::new(rg);
+            c.arg("--version");
+            c
+        })
+        .stdout
+    };
+    assert_eq!(version(&remote), version(&plain), "the same features (+pcre2)");
 }
