@@ -84,6 +84,19 @@ fn engine() -> &'static Engine {
     })
 }
 
+/// The tests that build through the shared engine take turns: two workers serve one build at
+/// a time, so no action waits in the queue behind another test's.
+fn builds_on_the_engine() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A queue limit no loaded CI machine reaches: these tests count what ran on the engine, so
+/// an action must not fall back for waiting (the limit has a test of its own).
+fn queue_env() -> Vec<(String, String)> {
+    vec![("CAIRN_REMOTE_QUEUE".to_string(), "600".to_string())]
+}
+
 /// Every rlib and rmeta of a target dir's `debug/deps`, by name.
 fn libs(target: &Path) -> Vec<(String, Vec<u8>)> {
     let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(target.join("debug/deps"))
@@ -106,7 +119,8 @@ fn misses_compile_on_the_engine_whose_workers_lack_this_toolchain_and_outputs_ma
     let _l = lock();
     let e = engine();
     let flag = format!("--remote-exec={}", e.address);
-    let Some(m) = mount_via(test, None, "8GiB", &[&flag], &[], Via::Mount) else { return };
+    let _turn = builds_on_the_engine();
+    let Some(m) = mount_via(test, None, "8GiB", &[&flag], &queue_env(), Via::Mount) else { return };
     let remote_target = ws().root.join("t-remote");
     let _ = std::fs::remove_dir_all(&remote_target);
     ok(cargo(Some(&m), "t-remote", &log_path("remote"), &["build", "-p", "app"]));
@@ -195,7 +209,8 @@ fn the_sys_workspace_built_through_the_engine_prints_what_plain_cargo_builds() {
     let e = engine();
     let flag = format!("--remote-exec={}", e.address);
     // A store of its own: the fixture's shared one is warm, and hits run nowhere.
-    let Some(m) = mount_via(test, None, "8GiB", &[&flag], &[], Via::Mount) else { return };
+    let _turn = builds_on_the_engine();
+    let Some(m) = mount_via(test, None, "8GiB", &[&flag], &queue_env(), Via::Mount) else { return };
     let none = |_: &mut Command| {};
     let remote =
         crate::csys::clean_build_run(Some(&m), "t-remote", "heavy", &crate::csys::log_path("heavy-remote"), &none);
@@ -255,7 +270,8 @@ fn ripgrep_with_pcre2_built_through_the_engine_searches_like_plain_cargos() {
     let src = ripgrep_sources();
     let xdg = rg_base().join("xdg");
     let flag = format!("--remote-exec={}", e.address);
-    let Some(m) = mount_via(test, None, "8GiB", &[&flag], &[], Via::Mount) else { return };
+    let _turn = builds_on_the_engine();
+    let Some(m) = mount_via(test, None, "8GiB", &[&flag], &queue_env(), Via::Mount) else { return };
     let build = |mnt: Option<&crate::common::Mount>, target: &str| {
         let mut c =
             crate::workspace::cargo_in(&src, &xdg, mnt, target, &log_path(target), &["build", "--features", "pcre2"]);
