@@ -199,6 +199,8 @@ fn serve<S: Store>(
         tracing::info!(address = %r.address, instance = %r.instance, "compiles the cache misses may run on the remote execution engine");
         Arc::new(crate::reapi::exec::Executor::new(r))
     });
+    let marker = cfg.store.join(crate::protocol::remote::CONFIGURED);
+    let _ = if exec.is_some() { std::fs::write(&marker, b"") } else { std::fs::remove_file(&marker) };
     socket::serve(Arc::clone(&fs), Arc::clone(&seeder), exec, bound.listener.try_clone()?, access)?;
 
     let notifier = session.as_ref().map(Session::notifier);

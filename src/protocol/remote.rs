@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 /// The launcher's first argument.
 pub const LAUNCH: &str = "--cairn-remote-launch";
+/// A file in the store folder that says a daemon there has an engine configured, so a miss
+/// names its inputs (a walk of its package folder) only when that can pay.
+pub const CONFIGURED: &str = "remote-exec.on";
 /// Where local paths are under the input root (`/home/a` at `fs/home/a`).
 pub const FS_DIR: &str = "fs";
 /// Where the toolchain is under the input root (`reapi/toolchain.rs`).

@@ -230,7 +230,7 @@ impl Rustc {
     /// The compile run on the remote execution engine, when it may go and the engine ran it
     /// (rustc/remote.rs); `None`: run it here.
     fn remote(&self, cmd: &Command) -> Option<Ran> {
-        if remote::stays_local(&self.inv, self.driver.is_some()).is_some() {
+        if remote::stays_local(&self.inv, self.driver.is_some()).is_some() || !remote::configured() {
             return None;
         }
         let args: Option<Vec<String>> = cmd.get_args().map(|a| a.to_str().map(String::from)).collect();

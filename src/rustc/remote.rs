@@ -54,6 +54,12 @@ pub fn stays_local(inv: &Invocation, driver: bool) -> Option<&'static str> {
     None
 }
 
+/// Whether the daemon has an engine (its store folder says so): one `stat`, before any
+/// input is named.
+pub fn configured() -> bool {
+    enabled() && crate::engine::mount::store_dir().is_some_and(|s| s.join(crate::protocol::remote::CONFIGURED).exists())
+}
+
 /// The environment rustc gets remotely: what cargo sets for it. Anything else a crate reads
 /// (`env!`) is then missing there, and the dep-info check sends the compile back here.
 fn sent_env() -> Vec<(String, String)> {
