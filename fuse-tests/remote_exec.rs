@@ -45,17 +45,18 @@ fn hidden() -> Vec<PathBuf> {
     v.push(PathBuf::from("/usr/lib/gcc"));
     v.push(ws().root.clone());
     v.push(crate::csys::csys().root.clone());
-    let rg = rg_base();
-    std::fs::create_dir_all(&rg).unwrap();
-    v.push(rg);
+    for dir in [rg_base(), share_base()] {
+        std::fs::create_dir_all(&dir).unwrap();
+        v.push(dir);
+    }
     v.into_iter().filter(|p| p.is_dir()).collect()
 }
 
 /// Starts an engine in `dir` with `workers` workers (hiding this machine's toolchain from
-/// them when `hide` and root); its address.
-fn start_engine(dir: &Path, workers: u32, hide: bool) -> String {
+/// them when `hide` and root) and `extra` options; its address.
+fn start_engine(dir: &Path, workers: u32, hide: bool, extra: &[&str]) -> String {
     let mut c = Command::new("bash");
-    c.arg(script()).arg("start").arg(dir).args(["--workers", &workers.to_string()]);
+    c.arg(script()).arg("start").arg(dir).args(["--workers", &workers.to_string()]).args(extra);
     if hide && nix::unistd::geteuid().is_root() {
         let h: Vec<String> = hidden().iter().map(|p| p.display().to_string()).collect();
         c.arg("--hide").arg(h.join(","));
@@ -77,7 +78,7 @@ fn start_engine(dir: &Path, workers: u32, hide: bool) -> String {
 fn engine() -> &'static Engine {
     ENGINE.get_or_init(|| {
         let dir = tempfile::Builder::new().prefix("cairn-reapi-").tempdir().unwrap().keep();
-        let address = start_engine(&dir, 2, true);
+        let address = start_engine(&dir, 2, true, &[]);
         // SAFETY: registering a plain function to run at exit.
         unsafe { libc::atexit(stop_engine) };
         Engine { dir, address }
@@ -183,7 +184,7 @@ fn an_engine_with_no_worker_left_costs_a_short_wait_then_local_compiles() {
     let _l = lock();
     // An engine of its own, whose only worker is killed before the build.
     let dir = tempfile::Builder::new().prefix("cairn-reapi-gone-").tempdir().unwrap();
-    let address = start_engine(dir.path(), 1, false);
+    let address = start_engine(dir.path(), 1, false, &[]);
     let blobs = dir.path().join("blobs").display().to_string();
     let killed = Command::new("pkill").args(["-9", "-f", &blobs]).status().unwrap();
     assert!(killed.success(), "the worker (its command line names {blobs}) was running");
@@ -198,6 +199,44 @@ fn an_engine_with_no_worker_left_costs_a_short_wait_then_local_compiles() {
         assert_eq!(stats["remote_executed"], 0, "{stats}");
         assert!(stats["remote_fallbacks"]["queued"].as_u64().unwrap_or(0) >= 1, "{stats}");
         assert!(m.log_text().contains("no worker took it"), "the daemon's log says why");
+    }
+    let _ = Command::new("bash").arg(script()).arg("stop").arg(dir.path()).output();
+}
+
+#[test]
+fn a_worker_lost_in_the_middle_of_an_action_costs_a_wait_then_local_compiles() {
+    let test = "a_worker_lost_in_the_middle_of_an_action_costs_a_wait_then_local_compiles";
+    let _l = lock();
+    // An engine of its own with one worker, which BuildGrid declares dead after 6 s of silence.
+    let dir = tempfile::Builder::new().prefix("cairn-reapi-lost-").tempdir().unwrap();
+    let address = start_engine(dir.path(), 1, false, &["--keepalive", "6"]);
+    let flag = format!("--remote-exec={address}");
+    let env = [("CAIRN_REMOTE_QUEUE".to_string(), "3".to_string())];
+    if let Some(m) = mount_via(test, None, "8GiB", &[&flag], &env, Via::Mount) {
+        let target = "t-remote-lost";
+        let _ = std::fs::remove_dir_all(ws().root.join(target));
+        let mut build = cargo(Some(&m), target, &log_path("remote-lost"), &["build", "-p", "app"]);
+        let child = build.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        // The worker runs an action: a process in its work folder (the packaged rustc).
+        let work = dir.path().join("work").display().to_string();
+        let running = || Command::new("pgrep").args(["-f", &work]).output().unwrap().status.success();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        while !running() {
+            assert!(std::time::Instant::now() < deadline, "no action started on the worker in 5 minutes");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // The worker goes, with what it runs.
+        let blobs = dir.path().join("blobs").display().to_string();
+        assert!(Command::new("pkill").args(["-9", "-f", &blobs]).status().unwrap().success(), "the worker ran");
+        let _ = Command::new("pkill").args(["-9", "-f", &work]).status();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "the build passes:\n{}", String::from_utf8_lossy(&out.stderr));
+        let stats = m.stats();
+        let fell: u64 = stats["remote_fallbacks"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+        assert!(fell >= 1, "the lost action and the rest ran here: {stats}");
+        assert!(stats["remote_fallbacks"]["queued"].as_u64().unwrap_or(0) >= 1, "{stats}");
+        assert!(m.log_text().contains("no worker took it"), "the daemon's log says why");
+        ok(Command::new(ws().root.join(target).join("debug/app")));
     }
     let _ = Command::new("bash").arg(script()).arg("stop").arg(dir.path()).output();
 }
@@ -303,4 +342,92 @@ fn ripgrep_with_pcre2_built_through_the_engine_searches_like_plain_cargos() {
         .stdout
     };
     assert_eq!(version(&remote), version(&plain), "the same features (+pcre2)");
+}
+
+/// Where the shared-action test's two checkouts live.
+fn share_base() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("remote-share")
+}
+
+/// A small workspace: `util` (registry crates, a derive), `here` (a path in a constant, which
+/// only a local compile gets right), `app` printing both.
+fn write_share_ws(root: &Path) {
+    let w = |rel: &str, text: &str| {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    w("Cargo.toml", "[workspace]\nmembers = [\"app\", \"util\", \"here\"]\nresolver = \"2\"\n");
+    w(
+        "util/Cargo.toml",
+        "[package]\nname = \"util\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n\
+         serde = { version = \"1\", features = [\"derive\"] }\nitoa = \"1\"\nmemchr = \"2\"\n",
+    );
+    w(
+        "util/src/lib.rs",
+        "#[derive(serde::Serialize)]\npub struct P { pub n: u32 }\n\
+         pub fn f() -> String { itoa::Buffer::new().format(memchr::memchr(b'c', b\"abc\").unwrap_or(9)).to_string() }\n",
+    );
+    w("here/Cargo.toml", "[package]\nname = \"here\"\nversion = \"0.1.0\"\nedition = \"2021\"\n");
+    w("here/src/lib.rs", "pub const DIR: &str = env!(\"CARGO_MANIFEST_DIR\");\n");
+    w(
+        "app/Cargo.toml",
+        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n\
+         util = { path = \"../util\" }\nhere = { path = \"../here\" }\n",
+    );
+    w("app/src/main.rs", "fn main() { println!(\"{} {}\", util::f(), here::DIR); }\n");
+}
+
+#[test]
+fn a_teammates_checkout_at_another_path_is_answered_from_the_engines_action_cache() {
+    let test = "a_teammates_checkout_at_another_path_is_answered_from_the_engines_action_cache";
+    let e = engine();
+    let base = share_base();
+    let (a, b) = (base.join("a/ws"), base.join("b/teammate/checkout"));
+    let _ = std::fs::remove_dir_all(base.join("a"));
+    let _ = std::fs::remove_dir_all(base.join("b"));
+    write_share_ws(&a);
+    let flag = format!("--remote-exec={}", e.address);
+    let _turn = builds_on_the_engine();
+    let build = |m: &crate::common::Mount, root: &Path, name: &str| {
+        let xdg = base.join(format!("xdg-{name}"));
+        ok(crate::workspace::cargo_in(root, &xdg, Some(m), "target", &log_path(&format!("share-{name}")), &["build"]));
+        let out = ok(Command::new(root.join("target/debug/app"))).stdout;
+        String::from_utf8(out).unwrap()
+    };
+
+    // One machine builds its checkout through the engine, over an empty store.
+    let Some(ma) = mount_via(test, None, "8GiB", &[&flag], &queue_env(), Via::Mount) else { return };
+    let printed = build(&ma, &a, "a");
+    assert_eq!(printed.trim(), format!("2 {}", a.join("here").display()), "env! is this machine's path");
+    let sa = ma.stats();
+    assert!(sa["remote_executed"].as_u64().unwrap() >= 5, "{sa}");
+    // `here` keeps its checkout's path in a constant: the worker's would be wrong there.
+    assert_eq!(sa["remote_fallbacks"]["names-worker-path"], 1, "{sa}");
+    drop(ma);
+
+    // A teammate: the same sources at another path, another machine's empty store, no FUSE.
+    std::fs::create_dir_all(b.parent().unwrap()).unwrap();
+    ok({
+        let mut c = Command::new("cp");
+        c.arg("-a").arg(&a).arg(&b);
+        c
+    });
+    std::fs::remove_dir_all(b.join("target")).unwrap();
+    let Some(mb) = mount_via(test, None, "8GiB", &[&flag], &queue_env(), Via::Socket) else { return };
+    let printed = build(&mb, &b, "b");
+    assert_eq!(printed.trim(), format!("2 {}", b.join("here").display()));
+    let sb = mb.stats();
+    let (ran, cached) = (sb["remote_executed"].as_u64().unwrap(), sb["remote_cached"].as_u64().unwrap());
+    assert!(cached >= 5 && cached == ran, "every compile sent was one the engine had run for the other checkout: {sb}");
+    assert!(mb.cairn(&["stats"]).contains(&format!("{cached} cached there")), "cairn stats says so");
+    // What came back is what the first checkout built (`here` apart: it names its path).
+    let keep = |v: Vec<(String, Vec<u8>)>| -> Vec<(String, Vec<u8>)> {
+        v.into_iter().filter(|(n, _)| !n.starts_with("libhere-")).collect()
+    };
+    let (la, lb) = (keep(libs(&a.join("target"))), keep(libs(&b.join("target"))));
+    assert_eq!(la.iter().map(|x| &x.0).collect::<Vec<_>>(), lb.iter().map(|x| &x.0).collect::<Vec<_>>());
+    for ((name, x), (_, y)) in la.iter().zip(&lb) {
+        assert!(x == y, "{name} differs between the checkouts");
+    }
 }

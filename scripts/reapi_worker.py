@@ -90,7 +90,7 @@ BATCH_BYTES = 2 * 1024 * 1024  # per BatchRead/BatchUpdate request; BuildGrid al
 BATCH_COUNT = 500  # blobs per BatchRead/BatchUpdate request (BuildGrid's MAX_REQUEST_COUNT)
 FIND_MISSING_COUNT = 2000  # digests per FindMissingBlobs request
 CHUNK = 1024 * 1024  # ByteStream chunk size, and the unit of file reads and writes
-POLL = 30.0  # deadline of an idle UpdateBotSession; BuildGrid long-polls for 80% of it
+POLL = 30.0  # deadline of an idle UpdateBotSession (--poll); BuildGrid long-polls for 80% of it
 HEARTBEAT = 5.0  # seconds between UpdateBotSession calls while an action runs
 ACTIVE, COMPLETED = bots_pb2.LeaseState.ACTIVE, bots_pb2.LeaseState.COMPLETED
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -707,11 +707,11 @@ def serve(args):
         try:
             if session is None:
                 request = bots_pb2.CreateBotSessionRequest(parent=args.instance, bot_session=new_session(bot_id))
-                session = bots.CreateBotSession(request, timeout=POLL, wait_for_ready=True)
+                session = bots.CreateBotSession(request, timeout=args.poll, wait_for_ready=True)
                 LOG.info("bot session %s (bot id %s)", session.name, bot_id)
             else:
                 request = bots_pb2.UpdateBotSessionRequest(name=session.name, bot_session=session)
-                session = bots.UpdateBotSession(request, timeout=POLL if job is None else 4 * HEARTBEAT)
+                session = bots.UpdateBotSession(request, timeout=args.poll if job is None else 4 * HEARTBEAT)
         except grpc.RpcError as e:
             LOG.warning("Bots call failed: %s %s", e.code(), e.details())
             if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
@@ -747,6 +747,12 @@ def main():
     parser.add_argument("--instance", default="", help="REAPI instance name (default: empty)")
     parser.add_argument("--name", default="worker", help="this worker's name, part of its bot id")
     parser.add_argument("--work-dir", required=True, help="where actions' input roots are laid out")
+    parser.add_argument(
+        "--poll",
+        type=float,
+        default=POLL,
+        help="seconds an idle call for work may wait; keep it well under the server's bot keepalive",
+    )
     parser.add_argument(
         "--blob-cache",
         help="the blob cache's directory, shared by the workers of one engine; on the file system of "

@@ -238,6 +238,11 @@ pub fn render(json: &str) -> Result<String, String> {
     if n(&z["remote_executed"]) + n(&s["remote_executed"]) + zf + sf > 0 {
         let remote = |p: &serde_json::Value, f: u64| format!("{} ran / {} here", n(&p["remote_executed"]), f);
         out.push_str(&format!("{:<16}{:>24}{:>24}\n", "  remote exec", remote(z, zf), remote(s, sf)));
+        // Of those that ran, the ones the engine answered from its action cache.
+        if n(&z["remote_cached"]) + n(&s["remote_cached"]) > 0 {
+            let cached = |p: &serde_json::Value| format!("{} cached there", n(&p["remote_cached"]));
+            out.push_str(&format!("{:<16}{:>24}{:>24}\n", "  of which", cached(z), cached(s)));
+        }
         if !zwhy.is_empty() {
             out.push_str(&format!("{:<16}{}\n", "  ran here", zwhy));
         }

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::protocol::report::{Event, Kind};
+pub use crate::protocol::report::{Event, Kind, Remote};
 
 /// Sums over a period.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +44,9 @@ pub struct Counters {
     pub remote_executed: u64,
     #[serde(default)]
     pub remote_fallbacks: BTreeMap<String, u64>,
+    /// Of the compiles run on the engine, those it answered from its action cache.
+    #[serde(default)]
+    pub remote_cached: u64,
 }
 
 /// Hits, misses and time saved of one kind.
@@ -84,8 +87,12 @@ impl Counters {
                 self.bytes_read += bytes;
             }
             Event::NotCacheable(r) => *self.not_cacheable.entry(r.clone()).or_insert(0) += 1,
-            Event::Remote(None) => self.remote_executed += 1,
-            Event::Remote(Some(why)) => *self.remote_fallbacks.entry(why.clone()).or_insert(0) += 1,
+            Event::Remote(Remote::Ran) => self.remote_executed += 1,
+            Event::Remote(Remote::Cached) => {
+                self.remote_executed += 1;
+                self.remote_cached += 1;
+            }
+            Event::Remote(Remote::Local(why)) => *self.remote_fallbacks.entry(why.clone()).or_insert(0) += 1,
             // Build sets are the daemon's business (src/build_sets.rs), not counters.
             Event::Begin(_) | Event::Used(..) => {}
             Event::Error => self.errors += 1,
@@ -165,6 +172,7 @@ impl Stats {
             "seeded_units": z.seeded_units,
             "seed_saved_secs": z.seeded_saved_ns as f64 / 1e9,
             "remote_executed": z.remote_executed,
+            "remote_cached": z.remote_cached,
             "remote_fallbacks": z.remote_fallbacks,
             "kinds": period(z, self.zeroed_unix)["kinds"],
             "local": { "used_bytes": g.used, "limit_bytes": g.limit, "objects": g.objects,
@@ -206,6 +214,7 @@ fn period(c: &Counters, since: u64) -> serde_json::Value {
         "seeded_units": c.seeded_units,
         "seed_saved_secs": c.seeded_saved_ns as f64 / 1e9,
         "remote_executed": c.remote_executed,
+        "remote_cached": c.remote_cached,
         "remote_fallbacks": c.remote_fallbacks,
         "kinds": c.kinds.iter().map(|(name, k)| (name.clone(), serde_json::json!({
             "hits": k.hits,

@@ -169,6 +169,19 @@ impl Rel {
         self.roots.sort_by_key(|(_, p)| std::cmp::Reverse(p.len()));
     }
 
+    /// This Rel with a target dir root (tests build roots without a compile).
+    #[cfg(test)]
+    pub fn with_target(mut self, path: &str) -> Rel {
+        self.roots.push((Kind::Target, path.to_string()));
+        self.normalize();
+        self
+    }
+
+    /// Every root, longest path first.
+    pub fn roots(&self) -> impl Iterator<Item = (Kind, &str)> {
+        self.roots.iter().map(|(k, p)| (*k, p.as_str()))
+    }
+
     /// The checkout root, if any.
     pub fn root(&self) -> Option<&str> {
         self.get(Kind::Checkout)

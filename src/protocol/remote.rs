@@ -3,10 +3,15 @@
 //! only; the daemon packages the toolchain, builds the action, talks to the engine and checks
 //! what comes back (`reapi/`). bincode on the wire.
 //!
-//! On the worker, the input root holds every local path `P` sent at `fs/P`, and the toolchain
-//! at `toolchain/`. The launcher (`cairn-rustc --cairn-remote-launch`, [`LAUNCH`]) moves the
-//! command's paths there, runs rustc, and moves them back in what rustc wrote (dep-info,
-//! messages), so outputs are byte for byte what the same compile writes here.
+//! Paths in a request are the action's, not this machine's: each root of the compile (the
+//! checkout, `CARGO_HOME`, the target dir; engine/basedir.rs) stands at a fixed folder under
+//! [`ROOTS`] (`/home/a/ws/src/lib.rs` is `/.cairn-roots/checkout/src/lib.rs`), so the same
+//! compile from another checkout path or home makes the same action, and the engine's action
+//! cache answers it. A path under no root keeps its own. On the worker, the input root holds
+//! every such path `P` at `fs/P`, and the toolchain at `toolchain/`. The launcher
+//! (`cairn-rustc --cairn-remote-launch`, [`LAUNCH`]) moves the command's paths there, runs
+//! rustc, and moves them back in what rustc wrote (dep-info, messages); the wrapper then puts
+//! this machine's roots back, so outputs are byte for byte what the same compile writes here.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +24,11 @@ pub const CONFIGURED: &str = "remote-exec.on";
 pub const FS_DIR: &str = "fs";
 /// Where the toolchain is under the input root (`reapi/toolchain.rs`).
 pub const TOOLCHAIN_DIR: &str = "toolchain";
+/// The folder of the roots' fixed places in an action.
+pub const ROOTS: &str = "/.cairn-roots";
+/// The launcher's exit code when an output names the worker's folder (a string rustc cannot
+/// remap, like `env!("CARGO_MANIFEST_DIR")`): such a compile must run here.
+pub const NAMES_WORKER_PATH: i32 = 86;
 
 /// A compile to run remotely.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,11 +43,11 @@ pub struct ExecRequest {
     /// The environment rustc gets.
     pub env: Vec<(String, String)>,
     pub cwd: String,
-    /// Top folders whose paths are moved under the input root (`/home`, `/tmp` …).
+    /// Top folders whose paths are moved under the input root (`/.cairn-roots`, `/usr` …).
     pub roots: Vec<String>,
-    /// Input files, absolute.
-    pub files: Vec<String>,
-    /// Output files expected, absolute (those rustc writes are sent back).
+    /// Input files: where the daemon reads each here, and its path in the action.
+    pub files: Vec<(String, String)>,
+    /// Output files expected (those rustc writes are sent back).
     pub outputs: Vec<String>,
     /// Outputs that are text naming paths (dep-info): the launcher moves them back.
     pub texts: Vec<String>,
@@ -46,9 +56,16 @@ pub struct ExecRequest {
 /// The daemon's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ExecReply {
-    /// It ran: exit code, output, the files written (absolute local path, mode, bytes), and
-    /// the worker that ran it.
-    Ran { exit_code: i32, stdout: Vec<u8>, stderr: Vec<u8>, files: Vec<(String, u32, Vec<u8>)>, worker: String },
+    /// It ran: exit code, output, the files written (path in the action, mode, bytes), the
+    /// worker that ran it, and whether the engine answered from its action cache.
+    Ran {
+        exit_code: i32,
+        stdout: Vec<u8>,
+        stderr: Vec<u8>,
+        files: Vec<(String, u32, Vec<u8>)>,
+        worker: String,
+        cached: bool,
+    },
     /// Run it here; why, as a short word and a sentence.
     Local { word: String, message: String },
 }

@@ -67,9 +67,20 @@ pub enum Event {
     /// A fresh target dir was seeded (engine/seed): `units` put in place in `took_ns`, whose
     /// compiles (and script runs) had taken `compile_ns`; `bytes` written.
     Seeded { units: u64, compile_ns: u64, took_ns: u64, bytes: u64 },
-    /// A compile tried on the remote execution engine (reapi/): run there (`None`), or run
-    /// here after all, with the reason (`unreachable`, `timeout`, `env` …).
-    Remote(Option<String>),
+    /// A compile tried on the remote execution engine (reapi/).
+    Remote(Remote),
+}
+
+/// What became of a compile tried on the remote execution engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Remote {
+    /// A worker ran it.
+    Ran,
+    /// The engine answered from its action cache (a compile of the same action, from any
+    /// checkout path or machine, ran before).
+    Cached,
+    /// It ran here after all, and why (`unreachable`, `timeout`, `env` …).
+    Local(String),
 }
 
 /// Why a report line was refused.
@@ -93,8 +104,9 @@ impl Event {
             Event::Seeded { units, compile_ns, took_ns, bytes } => {
                 format!("v1 seeded {units} {compile_ns} {took_ns} {bytes}\n")
             }
-            Event::Remote(None) => "v1 remote ran\n".to_string(),
-            Event::Remote(Some(why)) => format!("v1 remote local {}\n", why.replace(char::is_whitespace, "_")),
+            Event::Remote(Remote::Ran) => "v1 remote ran\n".to_string(),
+            Event::Remote(Remote::Cached) => "v1 remote cached\n".to_string(),
+            Event::Remote(Remote::Local(why)) => format!("v1 remote local {}\n", why.replace(char::is_whitespace, "_")),
             Event::Used(set, keys) => {
                 let keys: Vec<String> = keys.iter().map(|k| k.to_hex()).collect();
                 format!("v1 used {set} {}\n", keys.join(" "))
@@ -124,8 +136,9 @@ impl Event {
                 Ok(Event::Seeded { units: num(2)?, compile_ns: num(3)?, took_ns: num(4)?, bytes: num(5)? })
             }
             (Some(&"v1"), Some(&"remote")) => match (f.get(2), f.get(3)) {
-                (Some(&"ran"), None) => Ok(Event::Remote(None)),
-                (Some(&"local"), Some(why)) => Ok(Event::Remote(Some(why.to_string()))),
+                (Some(&"ran"), None) => Ok(Event::Remote(Remote::Ran)),
+                (Some(&"cached"), None) => Ok(Event::Remote(Remote::Cached)),
+                (Some(&"local"), Some(why)) => Ok(Event::Remote(Remote::Local(why.to_string()))),
                 _ => Err(bad()),
             },
             (Some(&"v1"), Some(&"used")) if f.len() > 3 => {

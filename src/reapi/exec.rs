@@ -21,7 +21,7 @@ use super::proto::{self, Action, Command, Digest, EnvironmentVariable, Platform,
 use super::toolchain::{self, Toolchain, LAUNCHER};
 use super::tree::{InputTree, Node};
 use crate::config::RemoteExecConfig;
-use crate::protocol::remote::{ExecReply, ExecRequest, FS_DIR, LAUNCH};
+use crate::protocol::remote::{ExecReply, ExecRequest, FS_DIR, LAUNCH, NAMES_WORKER_PATH};
 
 /// After the engine could not be reached, how long compiles run here without asking it.
 const BACKOFF: Duration = Duration::from_secs(30);
@@ -212,11 +212,11 @@ impl Executor {
         let mut tree = InputTree::new();
         tc.add_to(&mut tree).map_err(|e| here("inputs", e.to_string()))?;
         let mut inputs: HashMap<Digest, PathBuf> = HashMap::new();
-        for f in &req.files {
-            let p = Path::new(f);
+        for (local, place) in &req.files {
+            let p = Path::new(local);
             let d = self.digest_of(p)?;
             let exec = fs::metadata(p).map(|m| m.mode() & 0o111 != 0).unwrap_or(false);
-            tree.add(&under_fs(f), Node::File { digest: d.clone(), executable: exec })
+            tree.add(&under_fs(place), Node::File { digest: d.clone(), executable: exec })
                 .map_err(|e| here("inputs", e.to_string()))?;
             inputs.insert(d, p.to_path_buf());
         }
@@ -226,6 +226,7 @@ impl Executor {
         argv.push(format!("--cwd={}", req.cwd));
         argv.push(format!("--roots={}", req.roots.join(":")));
         argv.extend(req.texts.iter().map(|t| format!("--text={t}")));
+        argv.extend(req.outputs.iter().map(|o| format!("--out={o}")));
         argv.push("--".into());
         argv.extend(req.args.iter().cloned());
         let mut env: Vec<EnvironmentVariable> =
@@ -289,15 +290,28 @@ impl Executor {
             let digests: Vec<Digest> = wanted.iter().map(|(_, d, _)| d.clone()).collect();
             let bytes = engine.read(&digests).map_err(Fallback::Engine)?;
             for ((path, _, exec), b) in wanted.into_iter().zip(bytes) {
-                let local = path
+                let place = path
                     .strip_prefix(FS_DIR)
                     .filter(|p| p.starts_with('/'))
                     .ok_or_else(|| here("protocol", format!("the engine sent an output at {path}, not asked for")))?;
-                files.push((local.to_string(), if exec { 0o755 } else { 0o644 }, b));
+                files.push((place.to_string(), if exec { 0o755 } else { 0o644 }, b));
             }
         }
-        tracing::debug!(action = %adigest.hash, worker, exit = result.exit_code, cached = resp.cached_result, prepared = ?prepared, took = ?t0.elapsed(), "remote compile");
-        Ok(ExecReply::Ran { exit_code: result.exit_code, stdout, stderr, files, worker })
+        let krate = req.args.iter().skip_while(|a| *a != "--crate-name").nth(1).cloned().unwrap_or_default();
+        tracing::debug!(action = %adigest.hash, krate, worker, exit = result.exit_code, cached = resp.cached_result, prepared = ?prepared, took = ?t0.elapsed(), "remote compile");
+        if result.exit_code != 0 {
+            // The build compiles it here and prints its own messages; the log keeps the
+            // worker's, to see why it failed there.
+            if result.exit_code == NAMES_WORKER_PATH {
+                tracing::info!(action = %adigest.hash, krate, "an output of the compile names the worker's folder (a path in a constant): it runs here");
+            } else {
+                let said = String::from_utf8_lossy(&stderr);
+                let said: String = said.chars().take(600).collect();
+                tracing::info!(action = %adigest.hash, worker, krate, exit = result.exit_code, "a compile failed on the engine (it runs here): {said}");
+            }
+        }
+        let cached = resp.cached_result;
+        Ok(ExecReply::Ran { exit_code: result.exit_code, stdout, stderr, files, worker, cached })
     }
 }
 
@@ -311,7 +325,7 @@ fn here(word: &str, message: impl Into<String>) -> Fallback {
     Fallback::Here(word.to_string(), message.into())
 }
 
-/// A local absolute path's place in the input root.
+/// An action path's place in the input root.
 fn under_fs(p: &str) -> String {
     format!("{FS_DIR}{p}")
 }

@@ -6,13 +6,17 @@
 //! changed has a new rlib, while the crate in between may keep the very same one: hashing the
 //! direct externs alone would relink nothing and serve the old C code.
 //!
-//! So after each compile that produces an rlib (hit or miss), cairn-rustc writes next to it a
-//! small list of the rlibs its own `--extern`s name: `lib<crate><extra>.cairn-deps`, one path a
-//! line. A compile that links (or builds a staticlib) walks those lists from its own externs
-//! and puts the content hash of every rlib reached into its key. A list that is missing (the
-//! rlib was built without cairn) means the graph is unknown: that compile is not cached.
+//! So after each compile that produces an rlib or a proc-macro (hit or miss), cairn-rustc
+//! writes next to it a small list of what its own `--extern`s name:
+//! `lib<crate><extra>.cairn-deps`, one path a line: rlibs, and proc-macro libraries (`.so`),
+//! which nothing links but a compile of a dependent may load (a derive re-exported by a
+//! library). A compile that links (or builds a staticlib) walks the rlibs of those lists from
+//! its own externs and puts the content hash of every rlib reached into its key. A list that
+//! is missing (the rlib was built without cairn) means the graph is unknown: that compile is
+//! not cached. A compile sent to the remote execution engine walks them too, to send the
+//! metadata of every crate it may load ([`reach_all`]).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -52,6 +56,16 @@ pub fn makes_rlib(inv: &Invocation) -> bool {
     inv.crate_types.iter().any(|t| t == "lib" || t == "rlib")
 }
 
+/// Whether this compile writes a list: an rlib, or a proc-macro (loaded by dependents).
+fn makes_list(inv: &Invocation) -> bool {
+    makes_rlib(inv) || inv.crate_types.iter().any(|t| t == "proc-macro")
+}
+
+/// A proc-macro library an `--extern` or a list line names.
+fn is_proc_macro(p: &Path) -> bool {
+    p.extension().is_some_and(|e| e == "so")
+}
+
 /// The rlib an `--extern` path stands for: `.rmeta` (cargo's pipelining) and `.rlib` both mean
 /// the rlib; anything else (a proc-macro or dylib `.so`) is not archived into what links.
 fn rlib_of(extern_path: &str) -> Option<PathBuf> {
@@ -72,15 +86,21 @@ fn direct(inv: &Invocation) -> BTreeSet<PathBuf> {
     inv.externs.iter().filter_map(|(_, p)| p.as_deref().and_then(rlib_of)).collect()
 }
 
-/// Writes the dependency list of the rlib this compile produced. Nothing to do for compiles
-/// that make no rlib. Temp file, then rename: a reader sees the old list or the new one.
+/// The rlibs and proc-macro libraries the invocation's own externs name.
+fn direct_all(inv: &Invocation) -> BTreeSet<PathBuf> {
+    let macros = inv.externs.iter().filter_map(|(_, p)| p.as_deref()).map(PathBuf::from).filter(|p| is_proc_macro(p));
+    direct(inv).into_iter().chain(macros).collect()
+}
+
+/// Writes the dependency list of the rlib or proc-macro this compile produced. Nothing to do
+/// for other compiles. Temp file, then rename: a reader sees the old list or the new one.
 pub fn record(inv: &Invocation) -> io::Result<()> {
-    if !makes_rlib(inv) {
+    if !makes_list(inv) {
         return Ok(());
     }
     let rlib = Path::new(&inv.out_dir).join(format!("lib{}{}.rlib", inv.crate_name, inv.extra_filename));
     let mut text = String::new();
-    for p in direct(inv) {
+    for p in direct_all(inv) {
         text.push_str(&p.display().to_string());
         text.push('\n');
     }
@@ -96,27 +116,62 @@ pub fn record(inv: &Invocation) -> io::Result<()> {
 /// the entries a linking compile adds to its key. Sorted by name, so the order cargo passes
 /// externs in does not matter.
 pub fn closure(inv: &Invocation) -> Result<Vec<(String, [u8; 32])>, GraphError> {
-    let mut seen: BTreeMap<PathBuf, [u8; 32]> = BTreeMap::new();
-    let mut queue: VecDeque<PathBuf> = direct(inv).into_iter().collect();
+    let mut out = Vec::new();
+    for rlib in reach(inv)? {
+        let hash = hash_file(&rlib).map_err(|e| GraphError::Io(rlib.clone(), e))?;
+        out.push((format!("rlib:{}", rlib.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()), hash));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Every rlib reachable from the invocation's externs (the direct ones too), through the
+/// dependency lists, sorted by path: what a compile that links reads.
+pub fn reach(inv: &Invocation) -> Result<Vec<PathBuf>, GraphError> {
+    Ok(walk(inv)?.0)
+}
+
+/// [`reach`]'s rlibs, and the proc-macro libraries the invocation and those rlibs name: what
+/// a compile that does not link may load. A compile sent elsewhere (remote execution) sends
+/// exactly these.
+pub fn reach_all(inv: &Invocation) -> Result<Vec<PathBuf>, GraphError> {
+    let (mut rlibs, macros) = walk(inv)?;
+    rlibs.extend(macros);
+    Ok(rlibs)
+}
+
+/// The rlibs reached, and the proc-macros named on the way (not walked into: what they
+/// depend on is linked into them).
+fn walk(inv: &Invocation) -> Result<(Vec<PathBuf>, Vec<PathBuf>), GraphError> {
+    let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut macros: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut queue: VecDeque<PathBuf> = VecDeque::new();
+    for p in direct_all(inv) {
+        if is_proc_macro(&p) {
+            macros.insert(p);
+        } else {
+            queue.push_back(p);
+        }
+    }
     while let Some(rlib) = queue.pop_front() {
-        if seen.contains_key(&rlib) {
+        if seen.contains(&rlib) {
             continue;
         }
-        let hash = hash_file(&rlib).map_err(|e| GraphError::Io(rlib.clone(), e))?;
         let list = match fs::read_to_string(list_of(&rlib)) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(GraphError::Unlisted(rlib)),
             Err(e) => return Err(GraphError::Io(list_of(&rlib), e)),
         };
-        queue.extend(list.lines().filter(|l| !l.is_empty()).map(PathBuf::from));
-        seen.insert(rlib, hash);
+        for line in list.lines().filter(|l| !l.is_empty()).map(PathBuf::from) {
+            if is_proc_macro(&line) {
+                macros.insert(line);
+            } else {
+                queue.push_back(line);
+            }
+        }
+        seen.insert(rlib);
     }
-    let mut out: Vec<(String, [u8; 32])> = seen
-        .into_iter()
-        .map(|(p, h)| (format!("rlib:{}", p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()), h))
-        .collect();
-    out.sort();
-    Ok(out)
+    Ok((seen.into_iter().collect(), macros.into_iter().collect()))
 }
 
 #[cfg(test)]
@@ -169,11 +224,25 @@ mod tests {
     }
 
     #[test]
-    fn a_lib_compile_neither_needs_the_graph_nor_an_extern_so() {
+    fn a_proc_macro_a_library_names_is_loaded_by_its_dependents_never_linked() {
         let dir = tempfile::tempdir().unwrap();
-        let lib = inv(dir.path(), "l", &["lib"], &[("pm", dir.path().join("libpm-h.so"))]);
+        let d = dir.path();
+        let pm = d.join("libpm-h.so");
+        fs::write(&pm, b"pm").unwrap();
+        // A proc-macro gets a list too (its own externs), a library that re-exports it names it.
+        let macro_inv = inv(d, "pm", &["proc-macro"], &[]);
+        record(&macro_inv).unwrap();
+        assert!(list_of(&d.join("libpm-h.rlib")).is_file());
+        let lib = inv(d, "l", &["lib"], &[("pm", pm.clone())]);
         assert!(!needs_graph(&lib));
+        fs::write(d.join("libl-h.rlib"), b"l").unwrap();
         record(&lib).unwrap();
-        assert_eq!(fs::read_to_string(dir.path().join("libl-h.cairn-deps")).unwrap(), "");
+        assert_eq!(fs::read_to_string(d.join("libl-h.cairn-deps")).unwrap(), format!("{}\n", pm.display()));
+        // A dependent of the library: it may load the macro, and links only the library.
+        let user = inv(d, "u", &["lib"], &[("l", d.join("libl-h.rmeta"))]);
+        assert_eq!(reach_all(&user).unwrap(), vec![d.join("libl-h.rlib"), pm]);
+        let bin = inv(d, "b", &["bin"], &[("l", d.join("libl-h.rlib"))]);
+        let linked: Vec<String> = closure(&bin).unwrap().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(linked, ["rlib:libl-h.rlib"]);
     }
 }

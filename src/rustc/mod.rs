@@ -234,11 +234,14 @@ impl Rustc {
             return None;
         }
         let args: Option<Vec<String>> = cmd.get_args().map(|a| a.to_str().map(String::from)).collect();
-        let req = remote::request(&self.rustc, &args?, &self.inv).ok()?;
-        let tried = remote::run(&req);
+        // The dependency list now, not after the compile: with pipelining, dependents start
+        // on this crate's metadata and name their remote inputs from the lists (graph.rs).
+        let _ = graph::record(&self.inv);
+        let (req, places) = remote::request(&self.rustc, &args?, &self.inv, &self.site.rel).ok()?;
+        let tried = remote::run(&req, &places);
         remote::report(&tried);
         match tried {
-            remote::Tried::Ran(r) => Some(r),
+            remote::Tried::Ran(r, _) => Some(r),
             remote::Tried::Local { .. } => None,
         }
     }

@@ -25,11 +25,12 @@ use std::process::{Command, Stdio};
 use std::time::{Instant, SystemTime};
 
 use super::args::Invocation;
-use super::depinfo;
+use super::{depinfo, graph};
+use crate::engine::basedir::{replace_path, rewrite_bytes, Kind, Rel};
 use crate::engine::cache::Cache;
 use crate::engine::process::Ran;
-use crate::protocol::remote::{move_paths, top, ExecReply, ExecRequest, LAUNCH};
-use crate::protocol::report::Event;
+use crate::protocol::remote::{move_paths, top, ExecReply, ExecRequest, LAUNCH, NAMES_WORKER_PATH, ROOTS};
+use crate::protocol::report::{Event, Remote};
 use crate::protocol::wire::{self, Op};
 
 /// A package folder larger than this is not sent (a repository with data files in it).
@@ -42,11 +43,16 @@ fn enabled() -> bool {
 }
 
 /// Why this compile stays here, if it must: it links (proc-macros, binaries: the linker and
-/// the system's libraries would have to travel too), it runs through a driver (clippy), or it
-/// is not an rlib.
+/// the system's libraries would have to travel too), it runs through a driver (clippy), it
+/// is not an rlib, or cargo did not ask for it (no `-C extra-filename`: a build script's
+/// probe of the compiler, tiny, awaited at once, often meant to fail, and written to paths
+/// no root covers, so no other build would repeat its action).
 pub fn stays_local(inv: &Invocation, driver: bool) -> Option<&'static str> {
     if driver {
         return Some("driver");
+    }
+    if inv.extra_filename.is_empty() {
+        return Some("not-cargo");
     }
     if inv.links() || !inv.crate_types.iter().all(|t| t == "lib" || t == "rlib") {
         return Some("links");
@@ -60,15 +66,54 @@ pub fn configured() -> bool {
     enabled() && crate::engine::mount::store_dir().is_some_and(|s| s.join(crate::protocol::remote::CONFIGURED).exists())
 }
 
-/// The environment rustc gets remotely: what cargo sets for it. Anything else a crate reads
-/// (`env!`) is then missing there, and the dep-info check sends the compile back here.
-fn sent_env() -> Vec<(String, String)> {
+/// Where the compile's roots are in the action (protocol/remote.rs): each at a fixed folder
+/// under [`ROOTS`], named for its kind, so the action is the same from every checkout path.
+#[derive(Debug, Clone, Default)]
+pub struct Places {
+    /// (this machine's root, its place in the action), the longest root first.
+    pairs: Vec<(String, String)>,
+}
+
+impl Places {
+    pub fn new(rel: &Rel) -> Places {
+        let name = |k: Kind| match k {
+            Kind::Checkout => "checkout",
+            Kind::CargoHome => "cargo-home",
+            Kind::Target => "target",
+        };
+        Places { pairs: rel.roots().map(|(k, p)| (p.to_string(), format!("{ROOTS}/{}", name(k)))).collect() }
+    }
+
+    /// A path or argument of this machine, as the action names it.
+    pub fn to_action(&self, s: &str) -> String {
+        self.pairs.iter().fold(s.to_string(), |s, (local, place)| replace_path(&s, local, place))
+    }
+
+    /// A path or argument of the action, as this machine names it.
+    pub fn to_local(&self, s: &str) -> String {
+        self.pairs.iter().fold(s.to_string(), |s, (local, place)| replace_path(&s, place, local))
+    }
+
+    /// What the worker's rustc wrote (dep-info, messages), with this machine's roots.
+    pub fn bytes_to_local(&self, b: &[u8]) -> Vec<u8> {
+        self.pairs.iter().fold(b.to_vec(), |b, (local, place)| rewrite_bytes(&b, place, local))
+    }
+}
+
+/// The environment rustc gets remotely: what cargo sets for it, in the action's paths.
+/// Anything else a crate reads (`env!`) is then missing there, and the dep-info check sends
+/// the compile back here.
+fn sent_env(places: &Places) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| {
             k.starts_with("CARGO_") || k.starts_with("__CARGO") || k == "OUT_DIR" || k == "RUSTC_BOOTSTRAP"
         })
         // Descriptors of this machine's jobserver: the worker has its own slots.
         .filter(|(k, _)| k != "CARGO_MAKEFLAGS")
+        .map(|(k, v)| {
+            let v = places.to_action(&v);
+            (k, v)
+        })
         .collect();
     env.sort();
     env
@@ -99,8 +144,15 @@ fn walk(dir: &Path, top_level: bool, out: &mut BTreeSet<String>, bytes: &mut u64
     Some(())
 }
 
-/// The request for this compile: `args` as the local run would get them.
-pub fn request(rustc: &Path, args: &[String], inv: &Invocation) -> Result<ExecRequest, &'static str> {
+/// The request for this compile (`args` as the local run would get them), in the action's
+/// paths, and the places that map them back.
+pub fn request(
+    rustc: &Path,
+    args: &[String],
+    inv: &Invocation,
+    rel: &Rel,
+) -> Result<(ExecRequest, Places), &'static str> {
+    let places = Places::new(rel);
     let cwd = std::env::current_dir().map_err(|_| "cwd")?;
     let abs = |p: &str| -> String {
         if p.starts_with('/') {
@@ -125,8 +177,6 @@ pub fn request(rustc: &Path, args: &[String], inv: &Invocation) -> Result<ExecRe
             files.insert(abs(p));
         }
     }
-    // rustc finds the crates its externs depend on in `-L dependency=` folders by name and
-    // hash: their metadata is all a compile that does not link reads.
     let mut dirs: Vec<(String, String)> = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -136,48 +186,74 @@ pub fn request(rustc: &Path, args: &[String], inv: &Invocation) -> Result<ExecRe
             dirs.push((kind.to_string(), abs(d)));
         }
     }
-    for (kind, d) in &dirs {
-        if kind == "dependency" || kind == "crate" || kind == "all" {
-            for e in fs::read_dir(d).into_iter().flatten().flatten() {
-                if e.file_name().to_str().is_some_and(|n| n.ends_with(".rmeta")) {
-                    files.insert(e.path().display().to_string());
-                }
+    // rustc finds the crates its externs depend on in `-L dependency=` folders by name and
+    // hash: their metadata (and the proc-macros a library re-exports) is all a compile that
+    // does not link reads. The dependency lists (graph.rs) name exactly those; without them,
+    // every `.rmeta` there goes (whatever the folder holds at this moment: a correct action,
+    // but not one another build repeats).
+    match graph::reach_all(inv) {
+        Ok(libs) => {
+            for lib in libs {
+                let meta = lib.with_extension("rmeta");
+                let p = if lib.extension().is_some_and(|e| e == "rlib") && meta.is_file() { meta } else { lib };
+                files.insert(abs(&p.display().to_string()));
             }
         }
-        if kind == "native" || kind == "all" {
-            for lib in &inv.static_libs {
-                let p = Path::new(d).join(format!("lib{lib}.a"));
-                if p.is_file() {
-                    files.insert(p.display().to_string());
+        Err(_) => {
+            for (_, d) in dirs.iter().filter(|(k, _)| k == "dependency" || k == "crate" || k == "all") {
+                for e in fs::read_dir(d).into_iter().flatten().flatten() {
+                    if e.file_name().to_str().is_some_and(|n| n.ends_with(".rmeta")) {
+                        files.insert(e.path().display().to_string());
+                    }
                 }
             }
         }
     }
+    for (_, d) in dirs.iter().filter(|(k, _)| k == "native" || k == "all") {
+        for lib in &inv.static_libs {
+            let p = Path::new(d).join(format!("lib{lib}.a"));
+            if p.is_file() {
+                files.insert(p.display().to_string());
+            }
+        }
+    }
+    // A path that is already an action's place would be read as another root's.
+    if files.iter().any(|f| f.starts_with(ROOTS)) {
+        return Err("path-clash");
+    }
     let out_dir = abs(&inv.out_dir);
     let stem = format!("{}{}", inv.crate_name, inv.extra_filename);
-    let dep = format!("{out_dir}/{stem}.d");
-    let outputs = vec![format!("{out_dir}/lib{stem}.rlib"), format!("{out_dir}/lib{stem}.rmeta"), dep.clone()];
-    let mut roots: BTreeSet<String> = files.iter().chain(&outputs).filter_map(|f| top(f)).collect();
-    roots.extend(top(&cwd.display().to_string()));
+    let dep = places.to_action(&format!("{out_dir}/{stem}.d"));
+    let outputs: Vec<String> = ["rlib", "rmeta"]
+        .iter()
+        .map(|ext| places.to_action(&format!("{out_dir}/lib{stem}.{ext}")))
+        .chain([dep.clone()])
+        .collect();
+    let files: Vec<(String, String)> = files.into_iter().map(|f| (f.clone(), places.to_action(&f))).collect();
+    let cwd = places.to_action(&cwd.display().to_string());
+    let mut roots: BTreeSet<String> = files.iter().map(|f| &f.1).chain(&outputs).filter_map(|f| top(f)).collect();
+    roots.extend(top(&cwd));
     let launcher = std::env::current_exe().map_err(|_| "no-launcher")?;
-    Ok(ExecRequest {
+    let req = ExecRequest {
         rustc: rustc.display().to_string(),
         target: inv.target.clone().unwrap_or_default(),
         launcher: launcher.display().to_string(),
-        args: args.to_vec(),
-        env: sent_env(),
-        cwd: cwd.display().to_string(),
+        args: args.iter().map(|a| places.to_action(a)).collect(),
+        env: sent_env(&places),
+        cwd,
         roots: roots.into_iter().collect(),
-        files: files.into_iter().collect(),
+        files,
         outputs,
         texts: vec![dep],
-    })
+    };
+    Ok((req, places))
 }
 
-/// What became of a try: the run, or why it stays here (and whether it was tried: a
-/// compile the engine never saw is not a fallback).
+/// What became of a try: the run (and whether the engine's action cache answered it), or
+/// why it stays here (and whether it was tried: a compile the engine never saw is not a
+/// fallback).
 pub enum Tried {
-    Ran(Ran),
+    Ran(Ran, bool),
     Local { word: String, tried: bool },
 }
 
@@ -186,8 +262,8 @@ fn here(word: &str, tried: bool) -> Tried {
 }
 
 /// Asks the daemon to run `req`; on an answer, writes the outputs in place and passes the
-/// messages through, as a local run would have.
-pub fn run(req: &ExecRequest) -> Tried {
+/// messages through (with this machine's roots back in them), as a local run would have.
+pub fn run(req: &ExecRequest, places: &Places) -> Tried {
     if !enabled() {
         return here("off", false);
     }
@@ -214,34 +290,39 @@ pub fn run(req: &ExecRequest) -> Tried {
         Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => return here("not-configured", false),
         Err(_) => return here("daemon", true),
     };
-    let (exit_code, stdout, stderr, files) = match reply {
+    let (exit_code, stdout, stderr, files, cached) = match reply {
         ExecReply::Local { word, .. } => {
             let tried = word != NOT_CONFIGURED;
             return Tried::Local { word, tried };
         }
-        ExecReply::Ran { exit_code, stdout, stderr, files, .. } => (exit_code, stdout, stderr, files),
+        ExecReply::Ran { exit_code, stdout, stderr, files, cached, .. } => (exit_code, stdout, stderr, files, cached),
     };
+    // An output holds the worker's folder (`env!` of a path): only a local compile makes it right.
+    if exit_code == NAMES_WORKER_PATH {
+        return here("names-worker-path", true);
+    }
     // A failed compile is compiled here again: its messages are then this machine's own.
     if exit_code != 0 {
         return here("failed-remotely", true);
     }
-    if let Err(why) = check(req, &files) {
+    if let Err(why) = check(req, places, &files) {
         return here(&why, true);
     }
     for (path, mode, bytes) in &files {
-        if !req.outputs.contains(path) || write_output(Path::new(path), *mode, bytes).is_err() {
+        if !req.outputs.contains(path) {
+            return here("output", true);
+        }
+        let bytes = if req.texts.contains(path) { places.bytes_to_local(bytes) } else { bytes.clone() };
+        if write_output(Path::new(&places.to_local(path)), *mode, &bytes).is_err() {
             return here("output", true);
         }
     }
+    let (stdout, stderr) = (places.bytes_to_local(&stdout), places.bytes_to_local(&stderr));
     let _ = io::stdout().write_all(&stdout);
     let _ = io::stderr().write_all(&stderr);
-    Tried::Ran(Ran {
-        status: std::process::ExitStatus::from_raw(exit_code << 8),
-        stdout,
-        stderr,
-        took: t0.elapsed(),
-        started,
-    })
+    let ran =
+        Ran { status: std::process::ExitStatus::from_raw(exit_code << 8), stdout, stderr, took: t0.elapsed(), started };
+    Tried::Ran(ran, cached)
 }
 
 /// The daemon's word when no engine is configured.
@@ -250,8 +331,9 @@ pub const NOT_CONFIGURED: &str = "not-configured";
 /// Tells the daemon's counters (`cairn stats`) what became of a try.
 pub fn report(tried: &Tried) {
     let e = match tried {
-        Tried::Ran(_) => Event::Remote(None),
-        Tried::Local { word, tried: true } => Event::Remote(Some(word.clone())),
+        Tried::Ran(_, false) => Event::Remote(Remote::Ran),
+        Tried::Ran(_, true) => Event::Remote(Remote::Cached),
+        Tried::Local { word, tried: true } => Event::Remote(Remote::Local(word.clone())),
         Tried::Local { .. } => return,
     };
     if let Some(door) = crate::engine::mount::daemon_store().and_then(|s| crate::engine::door::Door::at(None, Some(&s)))
@@ -261,10 +343,11 @@ pub fn report(tried: &Tried) {
 }
 
 /// The remote dep-info read only what was sent, and only variables the worker had as here.
-fn check(req: &ExecRequest, files: &[(String, u32, Vec<u8>)]) -> Result<(), String> {
+/// Paths are the action's.
+fn check(req: &ExecRequest, places: &Places, files: &[(String, u32, Vec<u8>)]) -> Result<(), String> {
     let dep = files.iter().find(|(p, _, _)| req.texts.contains(p)).ok_or("no-dep-info")?;
     let info = depinfo::parse(&String::from_utf8_lossy(&dep.2));
-    let sent: BTreeSet<&str> = req.files.iter().map(String::as_str).collect();
+    let sent: BTreeSet<&str> = req.files.iter().map(|(_, place)| place.as_str()).collect();
     for f in &info.files {
         let abs = if f.starts_with('/') { f.clone() } else { format!("{}/{f}", req.cwd) };
         let abs = normalize(&abs);
@@ -274,7 +357,8 @@ fn check(req: &ExecRequest, files: &[(String, u32, Vec<u8>)]) -> Result<(), Stri
     }
     let env: BTreeMap<&str, &str> = req.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     for name in &info.env {
-        if env.get(name.as_str()).copied() != std::env::var(name).ok().as_deref() {
+        let there = env.get(name.as_str()).map(|v| places.to_local(v));
+        if there != std::env::var(name).ok() {
             return Err("env".into());
         }
     }
@@ -306,7 +390,7 @@ fn write_output(path: &Path, mode: u32, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// The launcher, on the worker: `cairn-rustc --cairn-remote-launch --cwd=C --roots=R1:R2
-/// [--text=P]… -- ARGS…`, started through the packaged loader in the input root.
+/// [--text=P]… [--out=P]… -- ARGS…`, started through the packaged loader in the input root.
 pub fn launch(argv: &[OsString]) -> i32 {
     match try_launch(argv) {
         Ok(code) => code,
@@ -323,6 +407,7 @@ fn try_launch(argv: &[OsString]) -> io::Result<i32> {
     let mut cwd = String::new();
     let mut roots: Vec<String> = Vec::new();
     let mut texts: Vec<String> = Vec::new();
+    let mut outs: Vec<String> = Vec::new();
     let mut rest = args[pos + 1..].iter();
     for a in rest.by_ref() {
         if a == "--" {
@@ -333,6 +418,8 @@ fn try_launch(argv: &[OsString]) -> io::Result<i32> {
             roots = v.split(':').filter(|r| !r.is_empty()).map(String::from).collect();
         } else if let Some(v) = a.strip_prefix("--text=") {
             texts.push(v.to_string());
+        } else if let Some(v) = a.strip_prefix("--out=") {
+            outs.push(v.to_string());
         }
     }
     let root = std::env::current_dir()?;
@@ -355,10 +442,20 @@ fn try_launch(argv: &[OsString]) -> io::Result<i32> {
     let back = |b: &[u8]| -> Vec<u8> { replace(b, base.as_bytes(), b"") };
     io::stdout().write_all(&back(&out.stdout))?;
     io::stderr().write_all(&back(&out.stderr))?;
-    for t in texts {
+    for t in &texts {
         let p = PathBuf::from(format!("{base}{t}"));
         if let Ok(b) = fs::read(&p) {
             fs::write(&p, back(&b))?;
+        }
+    }
+    // A string rustc does not remap (`env!("CARGO_MANIFEST_DIR")`, a moved `OUT_DIR`) would
+    // carry this folder into the artifact: the compile must run where the path is right.
+    for o in &outs {
+        if let Ok(b) = fs::read(format!("{base}{o}")) {
+            if memchr::memmem::find(&b, base.as_bytes()).is_some() {
+                eprintln!("cairn remote launcher: {o} names this worker's folder {base}; compile it locally");
+                return Ok(NAMES_WORKER_PATH);
+            }
         }
     }
     Ok(out.status.code().unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0)))
@@ -384,33 +481,76 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_rlibs_that_link_nothing_go() {
-        let mut inv = Invocation { crate_types: vec!["lib".into()], ..Invocation::default() };
+    fn only_rlibs_cargo_asked_for_that_link_nothing_go() {
+        let mut inv =
+            Invocation { crate_types: vec!["lib".into()], extra_filename: "-0123".into(), ..Invocation::default() };
         assert_eq!(stays_local(&inv, false), None);
         assert_eq!(stays_local(&inv, true), Some("driver"));
+        let probe = Invocation { crate_types: vec!["lib".into()], ..Invocation::default() };
+        assert_eq!(stays_local(&probe, false), Some("not-cargo"), "a build script's probe");
         for t in ["proc-macro", "bin", "cdylib", "staticlib"] {
             inv.crate_types = vec![t.into()];
             assert!(stays_local(&inv, false).is_some(), "{t}");
         }
     }
 
+    /// A checkout at /home/u/ws with its target dir inside.
+    fn places() -> Places {
+        Places::new(&Rel::new(Some("/home/u"), Path::new("/home/u/ws")).with_target("/home/u/ws/target"))
+    }
+
+    #[test]
+    fn roots_have_fixed_places_in_the_action_and_come_back_whole() {
+        let p = places();
+        for (here, there) in [
+            ("/home/u/ws/src/lib.rs", "/.cairn-roots/checkout/src/lib.rs"),
+            ("dependency=/home/u/ws/target/debug/deps", "dependency=/.cairn-roots/target/debug/deps"),
+            ("--remap-path-prefix=/home/u/ws=.", "--remap-path-prefix=/.cairn-roots/checkout=."),
+            ("/home/u/wsx/lib.rs", "/home/u/wsx/lib.rs"),
+            ("/usr/lib/x.a", "/usr/lib/x.a"),
+        ] {
+            assert_eq!(p.to_action(here), there);
+            assert_eq!(p.to_local(there), here);
+        }
+        let msg = br#"{"file":"/.cairn-roots/target/debug/deps/a.rmeta","src":"/.cairn-roots/checkout/src/x.rs"}"#;
+        assert_eq!(
+            p.bytes_to_local(msg),
+            br#"{"file":"/home/u/ws/target/debug/deps/a.rmeta","src":"/home/u/ws/src/x.rs"}"#.to_vec()
+        );
+        // Another checkout path makes the same action paths.
+        let other = Places::new(&Rel::new(Some("/srv/ci"), Path::new("/srv/ci/b7")).with_target("/tmp/t"));
+        assert_eq!(other.to_action("/srv/ci/b7/src/lib.rs"), p.to_action("/home/u/ws/src/lib.rs"));
+        assert_eq!(other.to_action("/tmp/t/debug/deps"), p.to_action("/home/u/ws/target/debug/deps"));
+    }
+
     #[test]
     fn the_remote_dep_info_must_name_only_what_was_sent_and_variables_as_here() {
+        let p = places();
+        let sent = |f: &str| (f.to_string(), p.to_action(f));
         let req = ExecRequest {
-            cwd: "/w/pkg".into(),
-            files: vec!["/w/pkg/src/lib.rs".into(), "/w/pkg/src/a.rs".into()],
-            env: vec![("CARGO_PKG_NAME".into(), "pkg".into())],
-            texts: vec!["/t/pkg-1.d".into()],
+            cwd: p.to_action("/home/u/ws/pkg"),
+            files: vec![sent("/home/u/ws/pkg/src/lib.rs"), sent("/home/u/ws/pkg/src/a.rs")],
+            env: vec![
+                ("CARGO_PKG_NAME".into(), "pkg".into()),
+                ("CAIRN_TEST_REMOTE_DIR".into(), p.to_action("/home/u/ws/pkg")),
+            ],
+            texts: vec!["/.cairn-roots/target/pkg-1.d".into()],
             ..Default::default()
         };
-        let dep = |text: &str| vec![("/t/pkg-1.d".to_string(), 0o644, text.as_bytes().to_vec())];
-        assert_eq!(check(&req, &dep("/t/libpkg-1.rmeta: src/lib.rs ./src/a.rs\n\nsrc/lib.rs:\n./src/a.rs:\n")), Ok(()));
-        assert_eq!(check(&req, &dep("x: /etc/hostname\n\n/etc/hostname:\n")), Err("read-unsent-file".into()));
+        let dep = |text: &str| vec![("/.cairn-roots/target/pkg-1.d".to_string(), 0o644, text.as_bytes().to_vec())];
+        let ok = "/.cairn-roots/target/libpkg-1.rmeta: src/lib.rs ./src/a.rs /.cairn-roots/checkout/pkg/src/a.rs\n";
+        assert_eq!(check(&req, &p, &dep(ok)), Ok(()));
+        assert_eq!(check(&req, &p, &dep("x: /etc/hostname\n\n/etc/hostname:\n")), Err("read-unsent-file".into()));
         // A variable the worker did not have (unset there) but this machine has.
         std::env::set_var("CAIRN_TEST_REMOTE_ENV", "1");
-        assert_eq!(check(&req, &dep("# env-dep:CAIRN_TEST_REMOTE_ENV\n")), Err("env".into()));
-        assert_eq!(check(&req, &dep("# env-dep:CAIRN_TEST_REMOTE_UNSET_ANYWHERE\n")), Ok(()));
-        assert_eq!(check(&req, &[]), Err("no-dep-info".into()));
+        assert_eq!(check(&req, &p, &dep("# env-dep:CAIRN_TEST_REMOTE_ENV\n")), Err("env".into()));
+        assert_eq!(check(&req, &p, &dep("# env-dep:CAIRN_TEST_REMOTE_UNSET_ANYWHERE\n")), Ok(()));
+        // A path variable is compared as this machine names it.
+        std::env::set_var("CAIRN_TEST_REMOTE_DIR", "/home/u/ws/pkg");
+        assert_eq!(check(&req, &p, &dep("# env-dep:CAIRN_TEST_REMOTE_DIR\n")), Ok(()));
+        std::env::set_var("CAIRN_TEST_REMOTE_DIR", "/elsewhere/pkg");
+        assert_eq!(check(&req, &p, &dep("# env-dep:CAIRN_TEST_REMOTE_DIR\n")), Err("env".into()));
+        assert_eq!(check(&req, &p, &[]), Err("no-dep-info".into()));
     }
 
     #[test]
