@@ -431,3 +431,38 @@ fn a_teammates_checkout_at_another_path_is_answered_from_the_engines_action_cach
         assert!(x == y, "{name} differs between the checkouts");
     }
 }
+
+#[test]
+fn an_engine_that_wants_a_token_gets_it_from_cairn_remote_headers() {
+    let test = "an_engine_that_wants_a_token_gets_it_from_cairn_remote_headers";
+    // An engine of its own that refuses calls without `authorization: Bearer TOKEN`.
+    let dir = tempfile::Builder::new().prefix("cairn-reapi-auth-").tempdir().unwrap();
+    let address = start_engine(dir.path(), 1, false, &["--auth"]);
+    let token = std::fs::read_to_string(dir.path().join("token")).unwrap();
+    let header = vec![("CAIRN_REMOTE_HEADERS".to_string(), format!("authorization: Bearer {}", token.trim()))];
+
+    // Without the header, doctor says what the engine wants and where to put it.
+    let (_, out) = doctor(&["--remote-exec", &address], &[]);
+    let line = out.lines().find(|l| l.contains("remote-exec")).unwrap_or_default().to_string();
+    assert!(line.starts_with("FAIL") && line.contains("CAIRN_REMOTE_HEADERS"), "{out}");
+    assert!(!out.contains(token.trim()), "no secret in what doctor prints");
+    let (_, out) = doctor(&["--remote-exec", &address], &header);
+    let line = out.lines().find(|l| l.contains("remote-exec")).unwrap_or_default().to_string();
+    assert!(line.starts_with("ok"), "{out}");
+
+    // A daemon given the header compiles on the engine.
+    let root = share_base().join("auth/ws");
+    let _ = std::fs::remove_dir_all(&root);
+    write_share_ws(&root);
+    let flag = format!("--remote-exec={address}");
+    let mut env = queue_env();
+    env.extend(header);
+    if let Some(m) = mount_via(test, None, "8GiB", &[&flag], &env, Via::Mount) {
+        let xdg = share_base().join("auth/xdg");
+        ok(crate::workspace::cargo_in(&root, &xdg, Some(&m), "target", &log_path("auth"), &["build"]));
+        let stats = m.stats();
+        assert!(stats["remote_executed"].as_u64().unwrap() >= 5, "{stats}");
+        assert_eq!(stats["remote_fallbacks"].get("denied"), None, "{stats}");
+    }
+    let _ = Command::new("bash").arg(script()).arg("stop").arg(dir.path()).output();
+}

@@ -58,6 +58,7 @@ It imports BuildGrid's generated protos, so run it with the Python of BuildGrid'
 """
 
 import argparse
+import collections
 import contextlib
 import errno
 import fcntl
@@ -690,6 +691,9 @@ def new_session(bot_id):
 
 def serve(args):
     channel = grpc.insecure_channel(args.remote)
+    if args.token_file:
+        with open(args.token_file) as f:
+            channel = grpc.intercept_channel(channel, Bearer(f.read().strip()))
     bots, cas = bots_pb2_grpc.BotsStub(channel), Cas(channel, args.instance)
     cache = BlobCache(args.blob_cache)
     bot_id = f"{socket.gethostname()}/{args.name}/{os.getpid()}"
@@ -741,12 +745,49 @@ def serve(args):
                 job = None
 
 
+class CallDetails(
+    collections.namedtuple("CallDetails", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")),
+    grpc.ClientCallDetails,
+):
+    pass
+
+
+class Bearer(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds `authorization: Bearer TOKEN` to every call (an engine started with --auth)."""
+
+    def __init__(self, token):
+        self.header = ("authorization", "Bearer " + token)
+
+    def _with(self, d):
+        metadata = list(d.metadata or []) + [self.header]
+        return CallDetails(d.method, d.timeout, metadata, d.credentials, getattr(d, "wait_for_ready", None),
+                           getattr(d, "compression", None))
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._with(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._with(details), request)
+
+    def intercept_stream_unary(self, continuation, details, requests):
+        return continuation(self._with(details), requests)
+
+    def intercept_stream_stream(self, continuation, details, requests):
+        return continuation(self._with(details), requests)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--remote", required=True, help="BuildGrid's host:port")
     parser.add_argument("--instance", default="", help="REAPI instance name (default: empty)")
     parser.add_argument("--name", default="worker", help="this worker's name, part of its bot id")
     parser.add_argument("--work-dir", required=True, help="where actions' input roots are laid out")
+    parser.add_argument("--token-file", help="a file holding the bearer token the engine wants (--auth)")
     parser.add_argument(
         "--poll",
         type=float,

@@ -25,11 +25,14 @@ pub struct MountConfig {
 }
 
 /// Where compiles the cache misses may run (issue #22).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RemoteExecConfig {
     /// `grpc://HOST:PORT` or `grpcs://HOST:PORT`.
     pub address: String,
     pub instance: String,
+    /// Headers for every call, as written (`Name: value`); checked when the engine is
+    /// connected (`reapi/client.rs`).
+    pub headers: Vec<String>,
 }
 
 /// Remote execution settings from flags or `CAIRN_REMOTE_*` variables.
@@ -37,14 +40,22 @@ pub struct RemoteExecConfig {
 pub struct RemoteExecOverrides {
     pub address: Option<String>,
     pub instance: Option<String>,
+    /// `CAIRN_REMOTE_HEADERS`: one `Name: value` a line. Only from the environment (and the
+    /// file), never a flag, so a key does not show in process lists.
+    pub headers: Option<String>,
 }
 
 /// The engine in effect (flags/env over the file), if one is named.
 pub fn resolve_remote_exec(over: RemoteExecOverrides, file: &FileConfig) -> Option<RemoteExecConfig> {
     let address = over.address.or_else(|| file.remote_exec.clone()).filter(|a| !a.is_empty())?;
+    let headers = match over.headers {
+        Some(text) => text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect(),
+        None => file.remote_headers.clone().unwrap_or_default(),
+    };
     Some(RemoteExecConfig {
         address,
         instance: over.instance.or_else(|| file.remote_instance.clone()).unwrap_or_default(),
+        headers,
     })
 }
 

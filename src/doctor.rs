@@ -86,7 +86,7 @@ pub fn remote_exec_checks(cfg: &RemoteExecConfig) -> Vec<Check> {
         v.push(fail(NAME, format!("{addr} speaks TLS: write the address as grpcs://{}", addr.authority)));
         return v;
     }
-    match Engine::connect(&cfg.address, &cfg.instance) {
+    match Engine::connect(&cfg.address, &cfg.instance, &cfg.headers) {
         Ok((engine, caps)) => {
             let batch = caps.cache_capabilities.as_ref().map_or(0, |c| c.max_batch_total_size_bytes);
             let api = |s: &Option<crate::reapi::proto::SemVer>| {
@@ -104,8 +104,15 @@ pub fn remote_exec_checks(cfg: &RemoteExecConfig) -> Vec<Check> {
             ));
         }
         Err(e) => {
+            let names: Vec<&str> =
+                cfg.headers.iter().filter_map(|h| h.split_once(':')).map(|(n, _)| n.trim()).collect();
+            let refused = format!(
+                "it refused the headers sent ({}): check the token or key, and that it has not expired",
+                names.join(", ")
+            );
             let fix = match e.kind {
-                EngineErrorKind::Denied => "the engine refused cairn: check the credentials it expects",
+                EngineErrorKind::Denied if cfg.headers.is_empty() => "no header was sent",
+                EngineErrorKind::Denied => refused.as_str(),
                 EngineErrorKind::UnknownInstance => "the engine does not know this instance: set --remote-instance (CAIRN_REMOTE_INSTANCE) to one it serves",
                 EngineErrorKind::Unsuitable => "cairn needs an engine with execution on and SHA-256 digests",
                 EngineErrorKind::Unreachable => "check the address and that it is a gRPC (REAPI) port, not an HTTP one",

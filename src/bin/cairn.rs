@@ -174,7 +174,11 @@ struct RemoteExecArgs {
 
 impl RemoteExecArgs {
     fn overrides(&self) -> config::RemoteExecOverrides {
-        config::RemoteExecOverrides { address: self.remote_exec.clone(), instance: self.remote_instance.clone() }
+        config::RemoteExecOverrides {
+            address: self.remote_exec.clone(),
+            instance: self.remote_instance.clone(),
+            headers: std::env::var("CAIRN_REMOTE_HEADERS").ok(),
+        }
     }
 
     /// The same settings as arguments, for a background daemon.

@@ -40,6 +40,9 @@ pub struct FileConfig {
     pub remote_exec: Option<String>,
     /// The engine's instance name (default: empty).
     pub remote_instance: Option<String>,
+    /// Headers sent with every call to the engine, `"Name: value"` each (an API key,
+    /// `authorization: Bearer …`). Keep such a file private (mode 600).
+    pub remote_headers: Option<Vec<String>>,
 }
 
 /// Why configuration could not be read.

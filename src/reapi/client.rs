@@ -8,9 +8,11 @@
 //! compile).
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::codegen::http::uri::PathAndQuery;
+use tonic::metadata::{Ascii, MetadataKey, MetadataValue};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic_prost::ProstCodec;
 
@@ -88,7 +90,48 @@ fn from_status(what: &str, s: tonic::Status) -> EngineError {
         Code::Unimplemented => EngineErrorKind::Unsuitable,
         _ => EngineErrorKind::Other,
     };
-    EngineError::new(kind, format!("{what}: {} ({:?})", s.message(), s.code()))
+    let hint = match kind {
+        EngineErrorKind::Denied => {
+            " - the engine wants credentials: put its header in CAIRN_REMOTE_HEADERS (`authorization: Bearer TOKEN`, \
+             or the engine's API-key header) or in remote_headers in config.toml"
+        }
+        _ => "",
+    };
+    EngineError::new(kind, format!("{what}: {} ({:?}){hint}", s.message(), s.code()))
+}
+
+/// Headers sent with every call (an API key, a bearer token).
+type Headers = Arc<Vec<(MetadataKey<Ascii>, MetadataValue<Ascii>)>>;
+
+/// `Name: value` lines as headers. An error names the header, never its value (a secret).
+pub fn parse_headers(lines: &[String]) -> Result<Headers, EngineError> {
+    let mut v = Vec::new();
+    for l in lines {
+        let name = l.split_once(':').map(|(n, _)| n.trim());
+        let bad = |why: &str| {
+            let which = name.map_or("a line without `:`".to_string(), |n| format!("{n:?}"));
+            EngineError::new(
+                EngineErrorKind::BadAddress,
+                format!("remote header {which}: {why}; write `Name: value`, in CAIRN_REMOTE_HEADERS or remote_headers in config.toml"),
+            )
+        };
+        let (n, value) = l.split_once(':').ok_or_else(|| bad("no name"))?;
+        let key = MetadataKey::from_bytes(n.trim().to_ascii_lowercase().as_bytes())
+            .map_err(|_| bad("not a header name (letters, digits, `-`, `_`; not ending in -bin)"))?;
+        let value = MetadataValue::try_from(value.trim()).map_err(|_| bad("the value is not printable ASCII"))?;
+        v.push((key, value));
+    }
+    Ok(Arc::new(v))
+}
+
+/// A request with the headers on it.
+fn request<T>(body: T, timeout: Duration, headers: &Headers) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(body);
+    r.set_timeout(timeout);
+    for (k, v) in headers.iter() {
+        r.metadata_mut().append(k.clone(), v.clone());
+    }
+    r
 }
 
 /// Where the engine is: `grpc://HOST:PORT` (plain HTTP/2) or `grpcs://HOST:PORT` (TLS with the
@@ -146,13 +189,19 @@ pub struct Engine {
     /// The largest batch the engine takes (its capabilities, else 2 MiB), less room for the
     /// request's own fields.
     batch: usize,
+    headers: Headers,
 }
 
 impl Engine {
     /// Connects (lazily: the first call finds out whether anyone answers) and reads the
     /// engine's capabilities, refusing one that cannot execute or lacks SHA-256.
-    pub fn connect(address: &str, instance: &str) -> Result<(Engine, ServerCapabilities), EngineError> {
+    pub fn connect(
+        address: &str,
+        instance: &str,
+        headers: &[String],
+    ) -> Result<(Engine, ServerCapabilities), EngineError> {
         let address = Address::parse(address)?;
+        let headers = parse_headers(headers)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("cairn-reapi")
@@ -174,7 +223,7 @@ impl Engine {
             let _guard = rt.enter();
             endpoint.connect_lazy()
         };
-        let mut engine = Engine { rt, channel, address, instance: instance.to_string(), batch: DEFAULT_BATCH };
+        let mut engine = Engine { rt, channel, address, instance: instance.to_string(), batch: DEFAULT_BATCH, headers };
         let caps = engine.capabilities()?;
         engine.check(&caps)?;
         let max = caps.cache_capabilities.as_ref().map_or(0, |c| c.max_batch_total_size_bytes);
@@ -225,10 +274,10 @@ impl Engine {
         R: prost::Message + Default + Send + Sync + 'static,
     {
         let mut g = self.grpc();
+        let headers = Arc::clone(&self.headers);
         let run = async move {
             g.ready().await.map_err(|e| EngineError::new(EngineErrorKind::Unreachable, format!("{what}: {e}")))?;
-            let mut r = tonic::Request::new(req);
-            r.set_timeout(deadline);
+            let r = request(req, deadline, &headers);
             g.unary(r, PathAndQuery::from_static(path), ProstCodec::<Q, R>::default())
                 .await
                 .map(|r| r.into_inner())
@@ -338,8 +387,7 @@ impl Engine {
         let what = format!("streaming blob {} ({} bytes) to the engine", d.hash, total);
         let r = self.rt.block_on(async {
             g.ready().await.map_err(|e| EngineError::new(EngineErrorKind::Unreachable, format!("{what}: {e}")))?;
-            let mut req = tonic::Request::new(tonic::codegen::tokio_stream::iter(reqs));
-            req.set_timeout(Duration::from_secs(600));
+            let req = request(tonic::codegen::tokio_stream::iter(reqs), Duration::from_secs(600), &self.headers);
             g.client_streaming(
                 req,
                 PathAndQuery::from_static("/google.bytestream.ByteStream/Write"),
@@ -440,7 +488,9 @@ impl Engine {
         let mut g = self.grpc();
         self.rt.block_on(async {
             let path = "/google.bytestream.ByteStream/Read";
-            let mut s = open_stream::<_, ReadResponse>(&mut g, &what, path, req, Duration::from_secs(600)).await?;
+            let mut s =
+                open_stream::<_, ReadResponse>(&mut g, &self.headers, &what, path, req, Duration::from_secs(600))
+                    .await?;
             let mut out = Vec::with_capacity(d.size_bytes.max(0) as usize);
             while let Some(m) = s.message().await.map_err(|s| from_status(&what, s))? {
                 out.extend_from_slice(&m.data);
@@ -470,7 +520,7 @@ impl Engine {
         let mut name = String::new();
         let run = async {
             let path = "/build.bazel.remote.execution.v2.Execution/Execute";
-            let mut s = open_stream::<_, Operation>(&mut g, &what, path, req, deadline).await?;
+            let mut s = open_stream::<_, Operation>(&mut g, &self.headers, &what, path, req, deadline).await?;
             // The queue wait starts over when the action goes back to the queue (its worker
             // vanished and the engine gave it to another).
             let mut start = std::time::Instant::now();
@@ -508,7 +558,7 @@ impl Engine {
                         rejoined += 1;
                         let path = "/build.bazel.remote.execution.v2.Execution/WaitExecution";
                         let w = WaitExecutionRequest { name: name.clone() };
-                        s = open_stream::<_, Operation>(&mut g, &what, path, w, deadline).await?;
+                        s = open_stream::<_, Operation>(&mut g, &self.headers, &what, path, w, deadline).await?;
                     }
                     Ok(None) => {
                         return Err(EngineError::new(
@@ -557,6 +607,7 @@ fn stage(op: &Operation) -> i32 {
 /// Opens a server-streaming call (ByteStream reads, executions): the engine's answers to come.
 async fn open_stream<Q, R>(
     g: &mut tonic::client::Grpc<Channel>,
+    headers: &Headers,
     what: &str,
     path: &'static str,
     req: Q,
@@ -567,8 +618,7 @@ where
     R: prost::Message + Default + Send + Sync + 'static,
 {
     g.ready().await.map_err(|e| EngineError::new(EngineErrorKind::Unreachable, format!("{what}: {e}")))?;
-    let mut r = tonic::Request::new(req);
-    r.set_timeout(timeout);
+    let r = request(req, timeout, headers);
     g.server_streaming(r, PathAndQuery::from_static(path), ProstCodec::<Q, R>::default())
         .await
         .map(|r| r.into_inner())
@@ -630,8 +680,25 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         drop(l);
-        let e = Engine::connect(&format!("grpc://127.0.0.1:{port}"), "").err().unwrap();
+        let e = Engine::connect(&format!("grpc://127.0.0.1:{port}"), "", &[]).err().unwrap();
         assert_eq!(e.kind, EngineErrorKind::Unreachable, "{e}");
+    }
+
+    #[test]
+    fn headers_are_name_colon_value_and_a_bad_one_is_named_without_its_secret() {
+        let h = parse_headers(&["Authorization: Bearer abc.def".into(), "x-api-key:k1".into()]).unwrap();
+        assert_eq!(h[0].0.as_str(), "authorization");
+        assert_eq!(h[0].1.to_str().unwrap(), "Bearer abc.def");
+        assert_eq!(h[1].1.to_str().unwrap(), "k1");
+        let r = request((), Duration::from_secs(1), &h);
+        assert_eq!(r.metadata().get("x-api-key").unwrap(), "k1");
+        for (line, said) in
+            [("no-colon-secret", "a line without `:`"), ("bad name: s3cr3t", "\"bad name\""), ("k: v\u{7}x", "\"k\"")]
+        {
+            let e = parse_headers(&[line.to_string()]).err().unwrap();
+            assert!(e.message.contains(said), "{e}");
+            assert!(!e.message.contains("s3cr3t") && !e.message.contains("secret"), "the value stays out: {e}");
+        }
     }
 
     #[test]

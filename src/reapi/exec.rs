@@ -86,7 +86,7 @@ impl Executor {
                 return Err(e.clone());
             }
         }
-        match Engine::connect(&self.cfg.address, &self.cfg.instance) {
+        match Engine::connect(&self.cfg.address, &self.cfg.instance, &self.cfg.headers) {
             Ok((e, _)) => {
                 let e = Arc::new(e);
                 *self.engine.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&e));
@@ -362,8 +362,7 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         drop(l);
-        let x =
-            Executor::new(RemoteExecConfig { address: format!("grpc://127.0.0.1:{port}"), instance: String::new() });
+        let x = Executor::new(RemoteExecConfig { address: format!("grpc://127.0.0.1:{port}"), ..Default::default() });
         let req = ExecRequest::default();
         match x.execute(&req) {
             ExecReply::Local { word, .. } => assert_eq!(word, "unreachable"),
