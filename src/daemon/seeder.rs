@@ -44,22 +44,6 @@ const SLACK: Duration = Duration::from_millis(20);
 const SETTLE: Duration = Duration::from_secs(60);
 const STALL: Duration = Duration::from_secs(3);
 
-/// Makes the calling thread yield to the build: the lowest CPU priority (nice 19) and the
-/// idle I/O class. Copies into unit objects then take the time compiles leave, not theirs:
-/// on a cold build of ~150 registry units they write about as much as the build itself,
-/// and at normal priority that cost the build 10-20 % of its time on 2 cores
-/// (docs/benchmarks.md). Best effort: a refusal leaves the thread as it was.
-fn background_priority() {
-    // SAFETY: plain syscalls about the calling thread (Linux: tid 0 / who 0 is this thread).
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
-        const IOPRIO_WHO_PROCESS: libc::c_long = 1;
-        const IOPRIO_CLASS_IDLE: libc::c_long = 3;
-        libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0 as libc::c_long, IOPRIO_CLASS_IDLE << 13);
-    }
-}
-
 /// One target dir (and one marker: a new probe answer starts a new set).
 struct Target {
     dir: OwnedFd,
@@ -113,10 +97,7 @@ impl<S: Store + 'static> Seeder<S> {
         let owner = unsafe { libc::geteuid() };
         let s = Arc::new(Seeder { fs, targets: Mutex::new(HashMap::new()), queue: Mutex::new(Some(tx)), owner });
         let worker = Arc::clone(&s);
-        std::thread::Builder::new().name("seeder".into()).spawn(move || {
-            background_priority();
-            worker.work(rx)
-        })?;
+        std::thread::Builder::new().name("seeder".into()).spawn(move || worker.work(rx))?;
         Ok(s)
     }
 
