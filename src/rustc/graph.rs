@@ -6,8 +6,8 @@
 //! changed has a new rlib, while the crate in between may keep the very same one: hashing the
 //! direct externs alone would relink nothing and serve the old C code.
 //!
-//! So after each compile that produces an rlib or a proc-macro (hit or miss), cairn-rustc
-//! writes next to it a small list of what its own `--extern`s name:
+//! So after each compile that produces an rlib (hit or miss), cairn-rustc writes next to it
+//! a small list of what its own `--extern`s name:
 //! `lib<crate><extra>.cairn-deps`, one path a line: rlibs, and proc-macro libraries (`.so`),
 //! which nothing links but a compile of a dependent may load (a derive re-exported by a
 //! library). A compile that links (or builds a staticlib) walks the rlibs of those lists from
@@ -56,11 +56,6 @@ pub fn makes_rlib(inv: &Invocation) -> bool {
     inv.crate_types.iter().any(|t| t == "lib" || t == "rlib")
 }
 
-/// Whether this compile writes a list: an rlib, or a proc-macro (loaded by dependents).
-fn makes_list(inv: &Invocation) -> bool {
-    makes_rlib(inv) || inv.crate_types.iter().any(|t| t == "proc-macro")
-}
-
 /// A proc-macro library an `--extern` or a list line names.
 fn is_proc_macro(p: &Path) -> bool {
     p.extension().is_some_and(|e| e == "so")
@@ -92,10 +87,10 @@ fn direct_all(inv: &Invocation) -> BTreeSet<PathBuf> {
     direct(inv).into_iter().chain(macros).collect()
 }
 
-/// Writes the dependency list of the rlib or proc-macro this compile produced. Nothing to do
-/// for other compiles. Temp file, then rename: a reader sees the old list or the new one.
+/// Writes the dependency list of the rlib this compile produced. Nothing to do for compiles
+/// that make no rlib. Temp file, then rename: a reader sees the old list or the new one.
 pub fn record(inv: &Invocation) -> io::Result<()> {
-    if !makes_list(inv) {
+    if !makes_rlib(inv) {
         return Ok(());
     }
     let rlib = Path::new(&inv.out_dir).join(format!("lib{}{}.rlib", inv.crate_name, inv.extra_filename));
@@ -229,10 +224,7 @@ mod tests {
         let d = dir.path();
         let pm = d.join("libpm-h.so");
         fs::write(&pm, b"pm").unwrap();
-        // A proc-macro gets a list too (its own externs), a library that re-exports it names it.
-        let macro_inv = inv(d, "pm", &["proc-macro"], &[]);
-        record(&macro_inv).unwrap();
-        assert!(list_of(&d.join("libpm-h.rlib")).is_file());
+        // A library that re-exports a proc-macro names it in its list.
         let lib = inv(d, "l", &["lib"], &[("pm", pm.clone())]);
         assert!(!needs_graph(&lib));
         fs::write(d.join("libl-h.rlib"), b"l").unwrap();

@@ -110,10 +110,7 @@ fn sent_env(places: &Places) -> Vec<(String, String)> {
         })
         // Descriptors of this machine's jobserver: the worker has its own slots.
         .filter(|(k, _)| k != "CARGO_MAKEFLAGS")
-        .map(|(k, v)| {
-            let v = places.to_action(&v);
-            (k, v)
-        })
+        .map(|(k, v)| (k, places.to_action(&v)))
         .collect();
     env.sort();
     env
@@ -312,8 +309,14 @@ pub fn run(req: &ExecRequest, places: &Places) -> Tried {
         if !req.outputs.contains(path) {
             return here("output", true);
         }
-        let bytes = if req.texts.contains(path) { places.bytes_to_local(bytes) } else { bytes.clone() };
-        if write_output(Path::new(&places.to_local(path)), *mode, &bytes).is_err() {
+        let moved;
+        let bytes: &[u8] = if req.texts.contains(path) {
+            moved = places.bytes_to_local(bytes);
+            &moved
+        } else {
+            bytes
+        };
+        if write_output(Path::new(&places.to_local(path)), *mode, bytes).is_err() {
             return here("output", true);
         }
     }
