@@ -170,6 +170,42 @@ fn cleaned_is_seeded(test: &str, via: Via) {
     let again = log_path("seed-again");
     ok(seeded(&m, "t-seed", &again, &["build"]));
     assert!(read_log_all(&again).iter().all(|l| l.kind != "seed" || l.outcome == "seed-none:built-before"));
+    // Unit objects name their compiles' results instead of copying the libraries again.
+    let (units, results) = (stored_bytes(&m.store, b"CAIRNU02"), stored_bytes(&m.store, b"CAIRNR04"));
+    assert!(units > 0 && results > 0, "units {units} B, results {results} B");
+    assert!(units * 5 < results, "unit objects hold {units} B against {results} B of results: copies");
+    // Removing one result takes its unit out of the next seed; cargo compiles it again.
+    let itoa = read_log_all(&cold).into_iter().find(|l| l.kind == "rustc" && l.krate == "itoa").expect("itoa").key;
+    m.cairn(&["rm", &itoa]);
+    ok(cargo(None, "t-seed", &log_path("x"), &["clean"]));
+    let after = log_path("seed-after-rm");
+    ok(seeded(&m, "t-seed", &after, &["build"]));
+    let lines = read_log_all(&after);
+    let (outcome, _) = seed_line(&lines);
+    assert!(outcome.contains("-not:absent-result:itoa-"), "{outcome}");
+    // itoa compiles; what cargo rebuilds on top of it comes from the cache.
+    let ran: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.kind == "rustc" && l.krate != "build_script_build" && !OWN.contains(&l.krate.as_str()))
+        .collect();
+    assert!(ran.iter().any(|l| l.krate == "itoa" && l.outcome == "miss"), "{ran:?}");
+    assert!(ran.iter().all(|l| l.krate == "itoa" || l.outcome == "hit"), "{ran:?}");
+    same_outputs(&t, &reference);
+    assert_eq!(run(&t), run(&reference));
+}
+
+/// The bytes of the stored objects that start with `magic`.
+fn stored_bytes(store: &Path, magic: &[u8]) -> u64 {
+    let mut total = 0;
+    for f in files(store) {
+        let p = store.join(&f);
+        let mut head = [0u8; 8];
+        let read = std::fs::File::open(&p).and_then(|mut h| std::io::Read::read_exact(&mut h, &mut head));
+        if read.is_ok() && head == magic {
+            total += std::fs::metadata(&p).unwrap().len();
+        }
+    }
+    total
 }
 
 #[test]

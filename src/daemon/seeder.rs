@@ -28,10 +28,12 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::engine::basedir::Rel;
+use crate::fs::door::Content;
 use crate::fs::{CacheFs, FsError};
 use crate::key::Key;
 use crate::protocol::frontends;
-use crate::protocol::seed::{encode_unit, Capture, Marker, SeedSet, SetEntry, Stored, UnitFile};
+use crate::protocol::object::{read_result_files, result_files, FileAt};
+use crate::protocol::seed::{encode_unit, Capture, Marker, Reference, SeedSet, SetEntry, Stored, UnitFile};
 use crate::store::Store;
 
 /// How often a copy looks again for a fingerprint cargo has not written yet, and for how long.
@@ -293,11 +295,23 @@ impl<S: Store + 'static> Seeder<S> {
         };
         let root = format!("/proc/self/fd/{}/{}", job.target.dir.as_raw_fd(), c.profile);
         let rel = Rel::from_stored(&job.target.marker.roots);
-        let (files, bound) = match read_unit(Path::new(&root), &c.unit, &rel, job.not_before) {
-            Ok(u) => u,
-            Err(e) => return Copied::Not(e.to_string()),
-        };
-        let bytes_total = files.iter().map(|(_, b)| b.len() as u64).sum();
+        // The compile's own result: its outputs are named, not copied. A result that cannot be
+        // read now (evicted, damaged) only means the files are copied.
+        let table =
+            c.result.as_ref().and_then(|(key, dir)| Some(Outputs { key: *key, dir, files: self.outputs(key)? }));
+        let (files, bound, bytes_total) =
+            match read_unit(Path::new(&root), &c.unit, &rel, job.not_before, table.as_ref()) {
+                Ok(u) => u,
+                Err(e) => return Copied::Not(e.to_string()),
+            };
+        let mut refs: Vec<Key> = Vec::new();
+        for (f, _) in &files {
+            if let Stored::Result(r) = &f.stored {
+                if !refs.contains(&r.key) {
+                    refs.push(r.key);
+                }
+            }
+        }
         let object = encode_unit(&files);
         let mut h = blake3::Hasher::new();
         h.update(b"cairn-seed-unit-v1\0");
@@ -315,6 +329,40 @@ impl<S: Store + 'static> Seeder<S> {
             bytes: bytes_total,
             compile_ns: c.compile_ns,
             deps: c.deps,
+            refs,
+        })
+    }
+
+    /// The file table of a stored result, checked against its checksum.
+    fn outputs(&self, key: &Key) -> Option<Vec<FileAt>> {
+        match self.fs.open_path(&key.to_hex()).ok()? {
+            Content::File(f) => read_result_files(&f).ok(),
+            Content::Bytes(b) => result_files(&b).ok(),
+        }
+    }
+}
+
+/// A unit's result object: its key, its output folder relative to the profile folder, its
+/// files.
+pub struct Outputs<'a> {
+    pub key: Key,
+    pub dir: &'a str,
+    pub files: Vec<FileAt>,
+}
+
+impl Outputs<'_> {
+    /// The reference to the output at `path` (relative to the profile folder) whose bytes
+    /// are `bytes`, if there is one.
+    fn reference(&self, path: &str, bytes: &[u8]) -> Option<Reference> {
+        let name = path.strip_prefix(self.dir)?.strip_prefix('/')?;
+        // A build script's binary sits beside cairn's launcher under another name.
+        let names = [Some(name), frontends::script_of_real(name)];
+        let f = self.files.iter().find(|f| names.contains(&Some(f.name.as_str())) && f.len == bytes.len() as u64)?;
+        (blake3::hash(bytes).as_bytes() == &f.hash).then(|| Reference {
+            key: self.key,
+            name: f.name.clone(),
+            hash: f.hash,
+            len: f.len,
         })
     }
 }
@@ -327,11 +375,19 @@ enum Copied {
 /// Why a unit is not copied yet: cargo has not written its fingerprint.
 const NOT_YET: &str = "fingerprint not written yet";
 
-type UnitFiles = (Vec<(UnitFile, Vec<u8>)>, Vec<(String, String)>);
+/// A unit's files with their payloads, the roots it is bound to, the files' total size.
+type UnitFiles = (Vec<(UnitFile, Vec<u8>)>, Vec<(String, String)>, u64);
 
 /// Reads unit `unit` of the profile folder `root`: its fingerprint folder, its files in
 /// `deps/` and its folder in `build/`. Every file is read between two identical `lstat`s.
-pub fn read_unit(root: &Path, unit: &str, rel: &Rel, not_before: SystemTime) -> io::Result<UnitFiles> {
+/// A file that is one of `outputs`, byte for byte, is kept as a reference to it.
+pub fn read_unit(
+    root: &Path,
+    unit: &str,
+    rel: &Rel,
+    not_before: SystemTime,
+    outputs: Option<&Outputs<'_>>,
+) -> io::Result<UnitFiles> {
     let hash = unit.rsplit_once('-').map(|(_, h)| h).ok_or_else(|| io::Error::other("a unit name without hash"))?;
     let fp = format!(".fingerprint/{unit}");
     let mut paths: Vec<String> = Vec::new();
@@ -360,6 +416,7 @@ pub fn read_unit(root: &Path, unit: &str, rel: &Rel, not_before: SystemTime) -> 
     walk(root, &format!("build/{unit}"), &mut paths)?;
     let mut files = Vec::new();
     let mut bound: Vec<(String, String)> = Vec::new();
+    let mut total = 0u64;
     let stored = rel.stored();
     for p in paths {
         let path = root.join(&p);
@@ -373,6 +430,7 @@ pub fn read_unit(root: &Path, unit: &str, rel: &Rel, not_before: SystemTime) -> 
         if same(&before) != same(&after) || bytes.len() as u64 != after.len() {
             return Err(io::Error::other(format!("{p} changed while it was read")));
         }
+        total += bytes.len() as u64;
         let text = is_text(&p, unit);
         let (kind, payload) = if frontends::is_launcher(&bytes) {
             (Stored::Launcher, Vec::new())
@@ -386,12 +444,15 @@ pub fn read_unit(root: &Path, unit: &str, rel: &Rel, not_before: SystemTime) -> 
                     }
                 }
             }
-            (Stored::Bytes, bytes)
+            match outputs.and_then(|o| o.reference(&p, &bytes)) {
+                Some(r) => (Stored::Result(r), Vec::new()),
+                None => (Stored::Bytes, bytes),
+            }
         };
         let mode = after.permissions().mode() & 0o777;
         files.push((UnitFile { path: p, mode, stored: kind, len: payload.len() as u64 }, payload));
     }
-    Ok((files, bound))
+    Ok((files, bound, total))
 }
 
 /// Text files whose paths are moved: rustc's dep-info, cairn's list of an rlib's
@@ -458,6 +519,7 @@ mod tests {
             bytes: 0,
             compile_ns: 5,
             deps: vec![],
+            refs: vec![],
         }
     }
 
@@ -509,10 +571,10 @@ mod tests {
         let root = t.join("debug");
         // A fingerprint written before the report is an earlier build's.
         let later = SystemTime::now() + Duration::from_secs(60);
-        let e = read_unit(&root, UNIT, &rel, later).err().unwrap();
+        let e = read_unit(&root, UNIT, &rel, later, None).err().unwrap();
         assert_eq!(e.to_string(), NOT_YET);
         fs::remove_file(root.join(".fingerprint").join(UNIT).join("lib-foo")).unwrap();
-        let e = read_unit(&root, UNIT, &rel, UNIX_EPOCH).err().unwrap();
+        let e = read_unit(&root, UNIT, &rel, UNIX_EPOCH, None).err().unwrap();
         assert_eq!(e.to_string(), NOT_YET, "the hash without its JSON is not a fingerprint");
     }
 
@@ -523,7 +585,7 @@ mod tests {
         built_unit(&t);
         std::os::unix::fs::symlink("/etc/passwd", t.join("debug/build").join(UNIT).join("out/link")).unwrap();
         let rel = roots(&d.path().join("ws"), &t);
-        assert!(read_unit(&t.join("debug"), UNIT, &rel, UNIX_EPOCH).is_err());
+        assert!(read_unit(&t.join("debug"), UNIT, &rel, UNIX_EPOCH, None).is_err());
     }
 
     #[test]
@@ -531,7 +593,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let (ws, t) = (d.path().join("ws"), d.path().join("ws/target"));
         built_unit(&t);
-        let (files, bound) = read_unit(&t.join("debug"), UNIT, &roots(&ws, &t), UNIX_EPOCH).unwrap();
+        let (files, bound, _) = read_unit(&t.join("debug"), UNIT, &roots(&ws, &t), UNIX_EPOCH, None).unwrap();
         assert!(bound.is_empty(), "every path is in a text file: {bound:?}");
         let names: Vec<&str> = files.iter().map(|(f, _)| f.path.as_str()).collect();
         assert!(names.contains(&"deps/libfoo-0123456789abcdef.rlib"));
@@ -578,7 +640,7 @@ mod tests {
         let mut bin = b"\x00\xff".to_vec();
         bin.extend_from_slice(ws.display().to_string().as_bytes());
         fs::write(t.join("debug/build").join(UNIT).join("out/libfoo.a"), &bin).unwrap();
-        let (files, bound) = read_unit(&t.join("debug"), UNIT, &roots(&ws, &t), UNIX_EPOCH).unwrap();
+        let (files, bound, _) = read_unit(&t.join("debug"), UNIT, &roots(&ws, &t), UNIX_EPOCH, None).unwrap();
         let checkout = crate::engine::basedir::Kind::Checkout.placeholder().to_string();
         assert_eq!(bound, vec![(checkout, ws.display().to_string())]);
         let mut object = encode_unit(&files);
@@ -606,5 +668,103 @@ mod tests {
         );
         assert_eq!(r.skipped, vec![(UNIT.to_string(), "damaged".to_string())]);
         assert!(!t2.join("debug/.fingerprint").join(UNIT).exists());
+    }
+
+    /// The result of the unit's compile, as the wrapper stored it: its rlib and rmeta.
+    fn compiled() -> Vec<u8> {
+        use crate::protocol::object::{CompileResult, EntryMeta, OutputFile};
+        let file = |name: &str, bytes: &[u8]| OutputFile {
+            name: name.into(),
+            mode: 0o644,
+            hash: *blake3::hash(bytes).as_bytes(),
+            bytes: bytes.to_vec(),
+        };
+        CompileResult {
+            meta: EntryMeta::default(),
+            files: vec![
+                file("libfoo-0123456789abcdef.rlib", b"\x00rlib"),
+                file("libfoo-0123456789abcdef.rmeta", b"\x00rmeta"),
+            ],
+            stdout: Vec::new(),
+            stderr: b"warning".to_vec(),
+        }
+        .encode()
+    }
+
+    #[test]
+    fn outputs_of_the_units_result_are_named_not_copied_and_restored_from_it() {
+        let d = tempfile::tempdir().unwrap();
+        let (ws, t) = (d.path().join("ws"), d.path().join("ws/target"));
+        built_unit(&t);
+        let result = compiled();
+        let rkey = Key([7; 32]);
+        let table = Outputs { key: rkey, dir: "deps", files: result_files(&result).unwrap() };
+        let (files, _, total) = read_unit(&t.join("debug"), UNIT, &roots(&ws, &t), UNIX_EPOCH, Some(&table)).unwrap();
+        let named: Vec<&str> =
+            files.iter().filter(|(f, _)| matches!(f.stored, Stored::Result(_))).map(|(f, _)| f.path.as_str()).collect();
+        assert_eq!(named, vec!["deps/libfoo-0123456789abcdef.rlib", "deps/libfoo-0123456789abcdef.rmeta"]);
+        assert!(files.iter().filter(|(f, _)| matches!(f.stored, Stored::Result(_))).all(|(_, b)| b.is_empty()));
+        assert!(total >= 11, "the set counts the files' own size: {total}");
+        // An output whose bytes differ from the result's is copied.
+        fs::write(t.join("debug/deps/libfoo-0123456789abcdef.rmeta"), b"\x00other").unwrap();
+        let (again, _, _) = read_unit(&t.join("debug"), UNIT, &roots(&ws, &t), UNIX_EPOCH, Some(&table)).unwrap();
+        let rmeta = again.iter().find(|(f, _)| f.path.ends_with(".rmeta")).unwrap();
+        assert_eq!((&rmeta.0.stored, rmeta.1.as_slice()), (&Stored::Bytes, &b"\x00other"[..]));
+
+        let object = encode_unit(&files);
+        let (unit_at, result_at) = (d.path().join("unit"), d.path().join("result"));
+        fs::write(&unit_at, &object).unwrap();
+        fs::write(&result_at, &result).unwrap();
+        let t2 = d.path().join("other/out");
+        let rel2 = roots(&d.path().join("other"), &t2);
+        let mut e = entry(vec![]);
+        e.refs = vec![rkey];
+        // As the daemon hands objects over: stored files, or bytes (a memory store).
+        for as_bytes in [false, true] {
+            let _ = fs::remove_dir_all(&t2);
+            let fetch = |k: &Key| match (*k == Key([9; 32]), *k == rkey, as_bytes) {
+                (true, _, false) => Some(restore_from(&unit_at)),
+                (_, true, false) => Some(restore_from(&result_at)),
+                (true, _, true) => Some(crate::engine::door::Opened::Bytes(object.clone())),
+                (_, true, true) => Some(crate::engine::door::Opened::Bytes(result.clone())),
+                _ => None,
+            };
+            let r = restore::restore(&[e.clone()], &t2, &rel2, &fetch, 1, Instant::now() + Duration::from_secs(9));
+            assert_eq!((r.units, r.skipped.len()), (1, 0), "{r:?}");
+            assert_eq!(fs::read(t2.join("debug/deps/libfoo-0123456789abcdef.rlib")).unwrap(), b"\x00rlib");
+            assert_eq!(fs::read(t2.join("debug/deps/libfoo-0123456789abcdef.rmeta")).unwrap(), b"\x00rmeta");
+        }
+        // The result removed (`rm <mount>/<key>`): the unit is left out, nothing of it written.
+        let _ = fs::remove_dir_all(&t2);
+        let gone = |k: &Key| (*k == Key([9; 32])).then(|| restore_from(&unit_at));
+        let r = restore::restore(&[e.clone()], &t2, &rel2, &gone, 1, Instant::now() + Duration::from_secs(9));
+        assert_eq!(r.skipped, vec![(UNIT.to_string(), "absent-result".to_string())]);
+        assert!(!t2.join("debug/.fingerprint").join(UNIT).exists());
+        assert!(!t2.join("debug/deps/libfoo-0123456789abcdef.rlib").exists());
+        // A reference the result's table does not match (another output under that name).
+        let mut files2 = files.clone();
+        let i = files2.iter().position(|(f, _)| matches!(f.stored, Stored::Result(_))).unwrap();
+        if let Stored::Result(r) = &mut files2[i].0.stored {
+            r.hash = [1; 32];
+        }
+        let object2 = encode_unit(&files2);
+        let fetch = |k: &Key| match (*k == Key([9; 32]), *k == rkey) {
+            (true, _) => Some(crate::engine::door::Opened::Bytes(object2.clone())),
+            (_, true) => Some(crate::engine::door::Opened::Bytes(result.clone())),
+            _ => None,
+        };
+        let r = restore::restore(&[e.clone()], &t2, &rel2, &fetch, 1, Instant::now() + Duration::from_secs(9));
+        assert_eq!(r.skipped, vec![(UNIT.to_string(), "result-mismatch".to_string())]);
+        // A damaged result: left out.
+        let mut bad = result.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 1;
+        let fetch = |k: &Key| match (*k == Key([9; 32]), *k == rkey) {
+            (true, _) => Some(crate::engine::door::Opened::Bytes(object.clone())),
+            (_, true) => Some(crate::engine::door::Opened::Bytes(bad.clone())),
+            _ => None,
+        };
+        let r = restore::restore(&[e], &t2, &rel2, &fetch, 1, Instant::now() + Duration::from_secs(9));
+        assert_eq!(r.skipped, vec![(UNIT.to_string(), "damaged-result".to_string())]);
     }
 }

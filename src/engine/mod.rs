@@ -416,6 +416,11 @@ impl Engine<'_> {
         };
         log::record_in(self.log.as_deref(), fe.site().kind, &fe.site().crate_name, key, &outcome.word(), took, compile);
         LAST_COMPILE_NS.store(compile.map_or(0, |c| c.as_nanos() as u64), std::sync::atomic::Ordering::Relaxed);
+        let result = match outcome {
+            Outcome::Hit { exit_code: 0, .. } | Outcome::Miss { .. } => key.copied(),
+            _ => None,
+        };
+        *LAST_RESULT.lock().unwrap_or_else(|p| p.into_inner()) = result.map(|k| (k, fe.site().out_dir.clone()));
         life.ph.mark("report");
         life.ph.write(fe.site().kind.as_str(), &fe.site().crate_name, &outcome.word());
     }
@@ -428,6 +433,16 @@ static LAST_COMPILE_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::Atomic
 /// [`LAST_COMPILE_NS`] (0 when unknown). The wrapper runs one compile per process.
 pub fn last_compile() -> Duration {
     Duration::from_nanos(LAST_COMPILE_NS.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// The result object of the last compile of this process that succeeded from the cache or
+/// was stored, and its output folder: target-dir seeding names its files instead of copying
+/// them (engine/seed).
+static LAST_RESULT: std::sync::Mutex<Option<(Key, String)>> = std::sync::Mutex::new(None);
+
+/// [`LAST_RESULT`].
+pub fn last_result() -> Option<(Key, String)> {
+    LAST_RESULT.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
 /// One compile's clock and profile.

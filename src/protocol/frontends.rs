@@ -17,6 +17,11 @@ pub fn real_name(bin: &str) -> String {
     format!("cairn-real-{bin}")
 }
 
+/// The script's own name, if `name` is what [`real_name`] made of it.
+pub fn script_of_real(name: &str) -> Option<&str> {
+    name.strip_prefix("cairn-real-")
+}
+
 /// Whether a rustc compile is a build script (cargo names them all `build_script_build`).
 pub fn is_build_script(crate_name: &str, crate_types: &[String]) -> bool {
     crate_name == "build_script_build" && crate_types.iter().all(|t| t == "bin")

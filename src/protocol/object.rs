@@ -143,13 +143,17 @@ impl Manifest {
     }
 }
 
-/// The keys an object suggests fetching next: a manifest's recent results, a build set's keys;
+/// The keys an object suggests fetching next: a manifest's recent results, a build set's keys,
+/// a seed set's units and the results they name;
 /// nothing for any other bytes (or a damaged object).
 pub fn prefetch_hints(bytes: &[u8]) -> Vec<crate::key::Key> {
     if bytes.starts_with(MANIFEST_MAGIC) {
         Manifest::decode(bytes).map(|m| m.recent).unwrap_or_default()
     } else if bytes.starts_with(BUILD_SET_MAGIC) || bytes.starts_with(BUILD_SET_MAGIC_V1) {
         BuildSet::decode(bytes).map(|s| s.keys).unwrap_or_default()
+    } else if let Ok(set) = super::seed::SeedSet::decode(bytes) {
+        // A fresh runner's seed: every unit object and the results they name, at once.
+        set.entries.into_iter().flat_map(|e| std::iter::once(e.key).chain(e.refs)).collect()
     } else {
         Vec::new()
     }
@@ -297,6 +301,65 @@ impl CompileResult {
         }
         Ok(ResultView { meta: header.meta, files, stdout, stderr })
     }
+}
+
+/// One output file of a stored result as found in its file: name, mode, BLAKE3, length and
+/// the offset of its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileAt {
+    pub name: String,
+    pub mode: u32,
+    pub hash: [u8; 32],
+    pub len: u64,
+    pub offset: u64,
+}
+
+/// Reads a result's file table from a file the daemon has checked against its checksum (the
+/// whole object), without reading the payloads, so a unit restore can copy one output file
+/// to file (engine/seed/restore.rs). The lengths must add up to the file's.
+pub fn read_result_files(f: &std::fs::File) -> Result<Vec<FileAt>, ObjectError> {
+    use std::os::unix::fs::FileExt;
+    let size = f.metadata().map_err(|_| ObjectError::Decode)?.len();
+    let mut lead = [0u8; 16];
+    f.read_exact_at(&mut lead, 0).map_err(|_| ObjectError::BadMagic)?;
+    if &lead[..8] != RESULT_MAGIC {
+        return Err(ObjectError::BadMagic);
+    }
+    let hlen = u64::from_le_bytes(lead[8..16].try_into().expect("8 bytes"));
+    if hlen > size {
+        return Err(ObjectError::Decode);
+    }
+    let mut head = vec![0u8; hlen as usize];
+    f.read_exact_at(&mut head, 16).map_err(|_| ObjectError::Decode)?;
+    let header: Header = bincode::deserialize(&head).map_err(|_| ObjectError::Decode)?;
+    let mut at = 16 + hlen;
+    let mut out = Vec::with_capacity(header.files.len());
+    for (name, mode, hash, len) in header.files {
+        out.push(FileAt { name, mode, hash, len, offset: at });
+        at = at.checked_add(len).ok_or(ObjectError::Decode)?;
+    }
+    let end = [header.stdout_len, header.stderr_len, 32].iter().try_fold(at, |a, n| a.checked_add(*n));
+    if end != Some(size) {
+        return Err(ObjectError::Decode);
+    }
+    Ok(out)
+}
+
+/// The same table from a result's bytes (checked against its checksum here).
+pub fn result_files(bytes: &[u8]) -> Result<Vec<FileAt>, ObjectError> {
+    let view = CompileResult::decode(bytes)?;
+    let base = bytes.as_ptr() as usize;
+    Ok(view
+        .files
+        .into_iter()
+        .map(|f| FileAt {
+            offset: (f.bytes.as_ptr() as usize - base) as u64,
+            len: f.bytes.len() as u64,
+            name: f.name,
+            mode: f.mode,
+            hash: f.hash,
+        })
+        .collect())
 }
 
 /// What the first bytes of an object say, before any checksum is checked.
@@ -447,5 +510,44 @@ mod tests {
         damaged[last] ^= 1;
         assert!(prefetch_hints(&damaged).is_empty(), "a damaged manifest hints at nothing");
         assert!(prefetch_hints(b"hello").is_empty());
+    }
+
+    #[test]
+    fn a_results_file_table_is_read_from_its_file_as_from_its_bytes() {
+        let bytes = sample().encode();
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("o");
+        std::fs::write(&p, &bytes).unwrap();
+        let table = read_result_files(&std::fs::File::open(&p).unwrap()).unwrap();
+        assert_eq!(table, result_files(&bytes).unwrap());
+        assert!(!table.is_empty());
+        for (at, f) in table.iter().zip(&sample().files) {
+            assert_eq!((&at.name, at.hash), (&f.name, f.hash));
+            assert_eq!(&bytes[at.offset as usize..(at.offset + at.len) as usize], f.bytes.as_slice());
+        }
+        std::fs::write(&p, &bytes[..bytes.len() - 1]).unwrap();
+        assert!(read_result_files(&std::fs::File::open(&p).unwrap()).is_err(), "a truncated object");
+        let m = Manifest::default().encode();
+        std::fs::write(&p, &m).unwrap();
+        assert_eq!(read_result_files(&std::fs::File::open(&p).unwrap()), Err(ObjectError::BadMagic));
+    }
+
+    #[test]
+    fn a_seed_set_hints_at_its_units_and_the_results_they_name() {
+        use crate::key::Key;
+        use crate::protocol::seed::{SeedSet, SetEntry};
+        let e = |k: u8, refs: Vec<Key>| SetEntry {
+            profile: "debug".into(),
+            unit: format!("u-{k:016x}"),
+            package: "u 1".into(),
+            key: Key([k; 32]),
+            bound: vec![],
+            bytes: 0,
+            compile_ns: 0,
+            deps: vec![],
+            refs,
+        };
+        let set = SeedSet { entries: vec![e(1, vec![Key([10; 32])]), e(2, vec![])] };
+        assert_eq!(prefetch_hints(&set.encode()), vec![Key([1; 32]), Key([10; 32]), Key([2; 32])]);
     }
 }

@@ -7,6 +7,10 @@
 //!   `build/`, each with its mode (restores give times by the dependency graph). Text files that name the build's
 //!   folders (dep-info, a build script's `output`) are kept with placeholders for the roots;
 //!   the launcher cairn puts in place of a build script is kept as a mark and written anew.
+//!   A file that is an output of the unit's own compile (or script run), byte for byte, is not
+//!   copied: it names that result object and the file in it (`Stored::Result`), so a unit
+//!   costs the cache only its fingerprints and text, and removing a result
+//!   (`rm <mount>/<key>`) takes every unit built from it out of later seeds.
 //!   Layout: `MAGIC ++ u64 header length ++ bincode(header) ++ payloads… ++ blake3(all
 //!   before)`, so a restore slices the payloads out of the bytes read, with no copy.
 //! - A **set** lists the units a target dir's builds left, for one seed context (toolchain,
@@ -20,15 +24,15 @@ use serde::{Deserialize, Serialize};
 use super::object::{decode, encode, ObjectError};
 use crate::key::Key;
 
-const UNIT_MAGIC: &[u8; 8] = b"CAIRNU01";
-const SET_MAGIC: &[u8; 8] = b"CAIRNS01";
+const UNIT_MAGIC: &[u8; 8] = b"CAIRNU02";
+const SET_MAGIC: &[u8; 8] = b"CAIRNS02";
 const MARKER_MAGIC: &[u8; 8] = b"CAIRNK01";
 
 /// The marker's file name, in the target dir.
 pub const MARKER: &str = ".cairn-seed";
 
 /// How one file of a unit is kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Stored {
     /// The bytes as they were.
     Bytes,
@@ -36,6 +40,18 @@ pub enum Stored {
     Relocated,
     /// cairn's launcher of a build script: written anew for this machine's `cairn-rustc`.
     Launcher,
+    /// The bytes of an output file of a stored result; no payload here.
+    Result(Reference),
+}
+
+/// An output file of a result object: the object, the file's name in it, and its BLAKE3 and
+/// length, which the restore checks against the result's own file table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reference {
+    pub key: Key,
+    pub name: String,
+    pub hash: [u8; 32],
+    pub len: u64,
 }
 
 /// One file of a unit: its path relative to the profile folder (`deps/libfoo-1a2b.rlib`,
@@ -147,6 +163,8 @@ pub struct SetEntry {
     /// The units it was built from, by hash: a restore gives each unit a modification time
     /// after those of the units it depends on, as cargo expects.
     pub deps: Vec<String>,
+    /// The result objects its unit object names (`Stored::Result`): fetched with it.
+    pub refs: Vec<Key>,
 }
 
 /// The units of a target dir's builds.
@@ -202,6 +220,10 @@ pub struct Capture {
     /// The units it was built from, by hash (its `--extern` crates, its build script's run,
     /// the runs its own run reads through `DEP_*`).
     pub deps: Vec<String>,
+    /// The result object of the compile (or run) reported, and its output folder relative to
+    /// the profile folder (`deps`, `build/<unit>/out`): files of the unit that are its outputs,
+    /// byte for byte, are kept as references to it.
+    pub result: Option<(Key, String)>,
 }
 
 impl Capture {
@@ -273,6 +295,7 @@ mod tests {
             bytes: 9,
             compile_ns: 11,
             deps: vec!["00ff".into()],
+            refs: vec![Key([4; 32])],
         };
         let s = SeedSet { entries: vec![e] };
         assert_eq!(SeedSet::decode(&s.encode()).unwrap(), s);

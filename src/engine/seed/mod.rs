@@ -203,7 +203,12 @@ pub fn report(out_dir: &Path, unit: String, package: String, compile: Duration, 
     let Some(store) = mount::daemon_store() else { return };
     let (Ok(stream), Ok(dir)) = (wire::connect(&store), File::open(&target)) else { return };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let c = Capture { marker, profile, unit, package, compile_ns: compile.as_nanos() as u64, deps };
+    let base = target.join(&profile);
+    let result = super::last_result().and_then(|(key, dir)| {
+        let rel = Path::new(&dir).strip_prefix(&base).ok()?.to_str()?.to_string();
+        Some((key, rel))
+    });
+    let c = Capture { marker, profile, unit, package, compile_ns: compile.as_nanos() as u64, deps, result };
     if wire::write_frame_with_fd(&stream, Op::Capture as u8, &c.encode(), dir.as_fd()).is_ok() {
         let _ = read_reply(&stream);
     }

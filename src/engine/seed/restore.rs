@@ -10,7 +10,10 @@
 //! (engine/door.rs `open`): payloads are copied file to file (`copy_file_range`, which clones
 //! extents where the filesystem can, and copies in the kernel elsewhere); only text files
 //! are read, to move their paths. Bytes that came without a file are checked against the
-//! unit's own checksum first.
+//! unit's own checksum first. A file kept as a reference to a result object's output is
+//! copied from that object the same way, after the object's checksum and the output's
+//! name, length and BLAKE3 in its table are checked; a result that is gone or differs skips
+//! the unit.
 //!
 //! Modification times: cargo rebuilds a unit whose dependencies' outputs are newer than its
 //! own. A set gathers units from several builds, so recorded times are not comparable;
@@ -30,7 +33,8 @@ use crate::engine::basedir::Rel;
 use crate::engine::door::Opened;
 use crate::key::Key;
 use crate::protocol::frontends;
-use crate::protocol::seed::{decode_unit, read_unit_header, SetEntry, Stored, UnitFile};
+use crate::protocol::object::{read_result_files, result_files, FileAt};
+use crate::protocol::seed::{decode_unit, read_unit_header, Reference, SetEntry, Stored, UnitFile};
 
 /// What a restore did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -159,6 +163,28 @@ fn one(
         Some(f) => Payloads::File(f),
         None => Payloads::Bytes,
     };
+    // The results its files name, each opened once and checked before anything is written.
+    let mut results: Vec<(Key, Outputs)> = Vec::new();
+    for (f, _) in &files {
+        if let Stored::Result(r) = &f.stored {
+            if !results.iter().any(|(k, _)| *k == r.key) {
+                results.push((r.key, outputs(fetch(&r.key).ok_or("absent-result")?)?));
+            }
+            let (_, o) = results.iter().find(|(k, _)| *k == r.key).ok_or("absent-result")?;
+            if !o.files.iter().any(|a| a.name == r.name && a.hash == r.hash && a.len == r.len) {
+                return Err("result-mismatch".into());
+            }
+        }
+    }
+    let output = |r: &Reference| -> io::Result<(&Outputs, &FileAt)> {
+        let (_, o) = results.iter().find(|(k, _)| *k == r.key).ok_or_else(|| io::Error::other("no result"))?;
+        let at = o
+            .files
+            .iter()
+            .find(|a| a.name == r.name && a.hash == r.hash && a.len == r.len)
+            .ok_or_else(|| io::Error::other("result-mismatch"))?;
+        Ok((o, at))
+    };
     let staging = profile.join(".fingerprint").join(format!(".cairn-{}-{}", e.unit, std::process::id()));
     let fp_prefix = format!(".fingerprint/{}/", e.unit);
     let mut launchers = Vec::new();
@@ -185,7 +211,7 @@ fn one(
                     Payloads::Bytes => Ok(bytes[*off as usize..(*off + f.len) as usize].to_vec()),
                 }
             };
-            match (f.stored, &payloads) {
+            match (&f.stored, &payloads) {
                 (Stored::Bytes, Payloads::File(file)) => copy_out(file, *off, f.len, &dest, f.mode)?,
                 (Stored::Bytes, Payloads::Bytes) => write(&dest, &range()?, f.mode)?,
                 (Stored::Relocated, _) => {
@@ -193,6 +219,12 @@ fn one(
                     write(&dest, rel.abs(&text).as_bytes(), f.mode)?;
                 }
                 (Stored::Launcher, _) => launchers.push(dest.clone()),
+                (Stored::Result(r), _) => match output(r)? {
+                    (Outputs { file: Some(file), .. }, at) => copy_out(file, at.offset, at.len, &dest, f.mode)?,
+                    (Outputs { bytes, .. }, at) => {
+                        write(&dest, &bytes[at.offset as usize..(at.offset + at.len) as usize], f.mode)?
+                    }
+                },
             }
             if f.stored != Stored::Launcher {
                 set_mtime(&dest, when)?;
@@ -215,6 +247,26 @@ fn one(
         let _ = fs::remove_dir_all(&staging);
     }
     written.map_err(|e| format!("write:{}", e.kind()))
+}
+
+/// A result object a unit names: its file table, and the checked file or bytes.
+struct Outputs {
+    files: Vec<FileAt>,
+    file: Option<fs::File>,
+    bytes: Vec<u8>,
+}
+
+fn outputs(opened: Opened) -> Result<Outputs, String> {
+    match opened {
+        Opened::File(f) => Ok(Outputs {
+            files: read_result_files(&f).map_err(|_| "damaged-result")?,
+            file: Some(f),
+            bytes: Vec::new(),
+        }),
+        Opened::Bytes(b) => {
+            Ok(Outputs { files: result_files(&b).map_err(|_| "damaged-result")?, file: None, bytes: b })
+        }
+    }
 }
 
 /// `dest`'s temporary name.
@@ -292,6 +344,7 @@ mod tests {
             bytes: 0,
             compile_ns: 0,
             deps: deps.iter().map(|d| d.to_string()).collect(),
+            refs: vec![],
         }
     }
 
