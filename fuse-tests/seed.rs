@@ -331,3 +331,102 @@ fn a_fresh_runner_is_seeded_from_a_warm_bucket() {
     assert!(ran.is_empty(), "B ran registry units: {ran:?}");
     assert_eq!(run(&t), expected);
 }
+
+/// `c` with another program: its arguments, variables and folder kept.
+fn with_program(c: &Command, program: &Path) -> Command {
+    let mut n = Command::new(program);
+    n.args(c.get_args());
+    for (k, v) in c.get_envs() {
+        match v {
+            Some(v) => n.env(k, v),
+            None => n.env_remove(k),
+        };
+    }
+    if let Some(d) = c.get_current_dir() {
+        n.current_dir(d);
+    }
+    n
+}
+
+/// A copy of the installed toolchain at `to` (hard links: it takes no space), with `bin/cargo`
+/// a real copy of its own, so either can be changed without touching the original.
+fn toolchain_copy(to: &Path) -> std::path::PathBuf {
+    let out = Command::new("rustc").args(["--print", "sysroot"]).output().unwrap();
+    let sysroot = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let _ = std::fs::remove_dir_all(to);
+    let linked = Command::new("cp").arg("-al").arg(&sysroot).arg(to).status().unwrap().success();
+    if !linked {
+        assert!(Command::new("cp").arg("-a").arg(&sysroot).arg(to).status().unwrap().success());
+    }
+    let cargo = to.join("bin/cargo");
+    let bytes = std::fs::read(&cargo).unwrap();
+    std::fs::remove_file(&cargo).unwrap();
+    std::fs::write(&cargo, bytes).unwrap();
+    std::fs::set_permissions(&cargo, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    to.to_path_buf()
+}
+
+#[test]
+fn a_seed_is_never_taken_by_another_toolchain_or_another_cargo() {
+    let _g = lock();
+    let test = "a_seed_is_never_taken_by_another_toolchain_or_another_cargo";
+    let Some(m) = daemon(test, Via::Mount) else { return };
+    let root = &ws().root;
+    for t in ["t-tc-base", "t-tc-updated", "t-tc-cargo"] {
+        let _ = std::fs::remove_dir_all(root.join(t));
+    }
+    ok(seeded(&m, "t-tc-base", &log_path("tc-base"), &["build"]));
+    let base = run(&root.join("t-tc-base"));
+    let host = String::from_utf8(Command::new("rustc").arg("-vV").output().unwrap().stdout)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        .unwrap();
+    let tmp = root.parent().unwrap();
+
+    // What `rustup update` does: the toolchain's files change (here one file more in its
+    // target library folder, which every key and seed context hashes). No seed is taken and
+    // no compile is served from the old toolchain's results.
+    let updated = toolchain_copy(&tmp.join("toolchain-updated"));
+    std::fs::write(updated.join(format!("lib/rustlib/{host}/lib/cairn-test-update.txt")), "1.95.1").unwrap();
+    let log = log_path("tc-updated");
+    let mut c = with_program(&seeded(&m, "t-tc-updated", &log, &["build"]), &updated.join("bin/cargo"));
+    c.env("RUSTC", updated.join("bin/rustc"));
+    ok(c);
+    let lines = read_log_all(&log);
+    assert_eq!(seed_line(&lines).0, "seed-none:no-set");
+    let compiles: Vec<&Line> = lines.iter().filter(|l| l.kind == "rustc").collect();
+    assert!(compiles.len() >= 20, "{lines:?}");
+    assert!(compiles.iter().all(|l| l.outcome.starts_with("miss")), "served from another toolchain: {compiles:?}");
+    assert_eq!(run(&root.join("t-tc-updated")), base);
+
+    // Another cargo (its fingerprints may be of another format) beside the same compiler: the
+    // compiles are the same, so they hit, but the seed set is another one.
+    let other = toolchain_copy(&tmp.join("toolchain-other-cargo"));
+    let mut bytes = std::fs::read(other.join("bin/cargo")).unwrap();
+    bytes.extend_from_slice(b"\0another cargo build");
+    std::fs::write(other.join("bin/cargo"), bytes).unwrap();
+    let with_other = |log: &Path| {
+        let mut c = with_program(&seeded(&m, "t-tc-cargo", log, &["build"]), &other.join("bin/cargo"));
+        c.env("RUSTC", other.join("bin/rustc"));
+        c
+    };
+    let log = log_path("tc-cargo");
+    ok(with_other(&log));
+    let lines = read_log_all(&log);
+    assert_eq!(seed_line(&lines).0, "seed-none:no-set");
+    let compiles: Vec<&Line> = lines.iter().filter(|l| l.kind == "rustc").collect();
+    assert!(compiles.len() >= 20 && compiles.iter().all(|l| l.outcome == "hit"), "{compiles:?}");
+    assert_eq!(run(&root.join("t-tc-cargo")), base);
+    // That cargo's own set seeds its next fresh target dir.
+    std::fs::remove_dir_all(root.join("t-tc-cargo")).unwrap();
+    let log = log_path("tc-cargo-again");
+    ok(with_other(&log));
+    let lines = read_log_all(&log);
+    assert!(units_seeded(&seed_line(&lines).0) >= 20, "{lines:?}");
+    assert!(registry_units_that_ran(&lines).is_empty(), "{lines:?}");
+    assert_eq!(run(&root.join("t-tc-cargo")), base);
+    for d in [updated, other] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

@@ -297,8 +297,10 @@ impl<S: Store + 'static> Seeder<S> {
         let rel = Rel::from_stored(&job.target.marker.roots);
         // The compile's own result: its outputs are named, not copied. A result that cannot be
         // read now (evicted, damaged) only means the files are copied.
-        let table =
-            c.result.as_ref().and_then(|(key, dir)| Some(Outputs { key: *key, dir, files: self.outputs(key)? }));
+        let table = c
+            .result
+            .as_ref()
+            .and_then(|r| Some(Outputs { key: r.key, dir: &r.dir, bound: &r.bound, files: self.outputs(&r.key)? }));
         let (files, bound, bytes_total) =
             match read_unit(Path::new(&root), &c.unit, &rel, job.not_before, table.as_ref()) {
                 Ok(u) => u,
@@ -342,28 +344,32 @@ impl<S: Store + 'static> Seeder<S> {
     }
 }
 
-/// A unit's result object: its key, its output folder relative to the profile folder, its
-/// files.
+/// A unit's result object: its key, its output folder relative to the profile folder, the
+/// placeholders of the roots its outputs name, its files.
 pub struct Outputs<'a> {
     pub key: Key,
     pub dir: &'a str,
+    pub bound: &'a [String],
     pub files: Vec<FileAt>,
 }
 
 impl Outputs<'_> {
-    /// The reference to the output at `path` (relative to the profile folder) whose bytes
-    /// are `bytes`, if there is one.
-    fn reference(&self, path: &str, bytes: &[u8]) -> Option<Reference> {
+    /// The output at `path` (relative to the profile folder) of length `len`, if there is one.
+    fn find(&self, path: &str, len: u64) -> Option<&FileAt> {
         let name = path.strip_prefix(self.dir)?.strip_prefix('/')?;
         // A build script's binary sits beside cairn's launcher under another name.
         let names = [Some(name), frontends::script_of_real(name)];
-        let f = self.files.iter().find(|f| names.contains(&Some(f.name.as_str())) && f.len == bytes.len() as u64)?;
-        (blake3::hash(bytes).as_bytes() == &f.hash).then(|| Reference {
-            key: self.key,
-            name: f.name.clone(),
-            hash: f.hash,
-            len: f.len,
-        })
+        self.files.iter().find(|f| names.contains(&Some(f.name.as_str())) && f.len == len)
+    }
+
+    fn to_reference(&self, f: &FileAt) -> Reference {
+        Reference { key: self.key, name: f.name.clone(), hash: f.hash, len: f.len }
+    }
+
+    /// The reference to the output at `path` whose bytes are `bytes`, if there is one.
+    fn reference(&self, path: &str, bytes: &[u8]) -> Option<Reference> {
+        let f = self.find(path, bytes.len() as u64)?;
+        (blake3::hash(bytes).as_bytes() == &f.hash).then(|| self.to_reference(f))
     }
 }
 
@@ -418,11 +424,34 @@ pub fn read_unit(
     let mut bound: Vec<(String, String)> = Vec::new();
     let mut total = 0u64;
     let stored = rel.stored();
+    let bind = |ph: &str, bound: &mut Vec<(String, String)>| {
+        if let Some(b) = stored.iter().find(|(p, _)| p == ph) {
+            if !bound.contains(b) {
+                bound.push(b.clone());
+            }
+        }
+    };
     for p in paths {
         let path = root.join(&p);
         let before = fs::symlink_metadata(&path)?;
         if !before.file_type().is_file() {
             return Err(io::Error::other(format!("{p} is not a plain file")));
+        }
+        // An output of the unit's own compile, by name and size, is not read: the wrapper
+        // served or stored exactly these bytes, and a restore takes them from the result,
+        // checked against its table, with the result's own binding to roots.
+        let named = match is_text(&p, unit) {
+            true => None,
+            false => outputs.and_then(|o| Some((o, o.find(&p, before.len())?))),
+        };
+        if let Some((o, f)) = named {
+            for ph in o.bound {
+                bind(ph, &mut bound);
+            }
+            total += f.len;
+            let mode = before.permissions().mode() & 0o777;
+            files.push((UnitFile { path: p, mode, stored: Stored::Result(o.to_reference(f)), len: 0 }, Vec::new()));
+            continue;
         }
         let bytes = fs::read(&path)?;
         let after = fs::symlink_metadata(&path)?;
@@ -438,11 +467,7 @@ pub fn read_unit(
             (Stored::Relocated, rel.rel(s).into_bytes())
         } else {
             for ph in rel.found_in(&bytes) {
-                if let Some(b) = stored.iter().find(|(p, _)| p == ph) {
-                    if !bound.contains(b) {
-                        bound.push(b.clone());
-                    }
-                }
+                bind(ph, &mut bound);
             }
             match outputs.and_then(|o| o.reference(&p, &bytes)) {
                 Some(r) => (Stored::Result(r), Vec::new()),
@@ -698,18 +723,27 @@ mod tests {
         built_unit(&t);
         let result = compiled();
         let rkey = Key([7; 32]);
-        let table = Outputs { key: rkey, dir: "deps", files: result_files(&result).unwrap() };
+        let table = Outputs { key: rkey, dir: "deps", bound: &[], files: result_files(&result).unwrap() };
         let (files, _, total) = read_unit(&t.join("debug"), UNIT, &roots(&ws, &t), UNIX_EPOCH, Some(&table)).unwrap();
         let named: Vec<&str> =
             files.iter().filter(|(f, _)| matches!(f.stored, Stored::Result(_))).map(|(f, _)| f.path.as_str()).collect();
         assert_eq!(named, vec!["deps/libfoo-0123456789abcdef.rlib", "deps/libfoo-0123456789abcdef.rmeta"]);
         assert!(files.iter().filter(|(f, _)| matches!(f.stored, Stored::Result(_))).all(|(_, b)| b.is_empty()));
         assert!(total >= 11, "the set counts the files' own size: {total}");
-        // An output whose bytes differ from the result's is copied.
-        fs::write(t.join("debug/deps/libfoo-0123456789abcdef.rmeta"), b"\x00other").unwrap();
+        // A result whose outputs name a root binds the unit to it, as its bytes would.
+        let checkout = [crate::engine::basedir::Kind::Checkout.placeholder().to_string()];
+        let bound_table =
+            Outputs { bound: &checkout, ..Outputs { key: rkey, dir: "deps", bound: &[], files: table.files.clone() } };
+        let (_, bound, _) = read_unit(&t.join("debug"), UNIT, &roots(&ws, &t), UNIX_EPOCH, Some(&bound_table)).unwrap();
+        assert_eq!(bound, vec![(checkout[0].clone(), ws.display().to_string())]);
+        // A file of another size than the result's output is not that output: copied.
+        fs::write(t.join("debug/deps/libfoo-0123456789abcdef.rmeta"), b"\x00another").unwrap();
         let (again, _, _) = read_unit(&t.join("debug"), UNIT, &roots(&ws, &t), UNIX_EPOCH, Some(&table)).unwrap();
         let rmeta = again.iter().find(|(f, _)| f.path.ends_with(".rmeta")).unwrap();
-        assert_eq!((&rmeta.0.stored, rmeta.1.as_slice()), (&Stored::Bytes, &b"\x00other"[..]));
+        assert_eq!((&rmeta.0.stored, rmeta.1.as_slice()), (&Stored::Bytes, &b"\x00another"[..]));
+        // Text (dep-info) is read and moved, never named.
+        let dinfo = again.iter().find(|(f, _)| f.path.ends_with(".d")).unwrap();
+        assert_eq!(dinfo.0.stored, Stored::Relocated);
 
         let object = encode_unit(&files);
         let (unit_at, result_at) = (d.path().join("unit"), d.path().join("result"));

@@ -256,6 +256,9 @@ impl Engine<'_> {
                     };
                     let used = set.map(|s| (s, vec![mkey, rkey]));
                     self.finish(fe, &outcome, Some(&rkey), &mut life, used, None);
+                    if code == 0 {
+                        set_last_result(rkey, fe, v.env.iter().map(String::as_str));
+                    }
                     return code;
                 }
                 Err(e) => {
@@ -350,6 +353,9 @@ impl Engine<'_> {
         fe.after_miss(&outcome, variant.as_ref());
         life.ph.mark("after");
         self.finish(fe, &outcome, key.as_ref(), &mut life, used, Some(ran.took));
+        if let (Outcome::Miss { .. }, Some(k), Some((_, env))) = (&outcome, key, variant.as_ref()) {
+            set_last_result(k, fe, env.iter().map(|(n, _)| n.as_str()));
+        }
         code.unwrap_or(101)
     }
 
@@ -416,11 +422,7 @@ impl Engine<'_> {
         };
         log::record_in(self.log.as_deref(), fe.site().kind, &fe.site().crate_name, key, &outcome.word(), took, compile);
         LAST_COMPILE_NS.store(compile.map_or(0, |c| c.as_nanos() as u64), std::sync::atomic::Ordering::Relaxed);
-        let result = match outcome {
-            Outcome::Hit { exit_code: 0, .. } | Outcome::Miss { .. } => key.copied(),
-            _ => None,
-        };
-        *LAST_RESULT.lock().unwrap_or_else(|p| p.into_inner()) = result.map(|k| (k, fe.site().out_dir.clone()));
+        *LAST_RESULT.lock().unwrap_or_else(|p| p.into_inner()) = None;
         life.ph.mark("report");
         life.ph.write(fe.site().kind.as_str(), &fe.site().crate_name, &outcome.word());
     }
@@ -436,13 +438,28 @@ pub fn last_compile() -> Duration {
 }
 
 /// The result object of the last compile of this process that succeeded from the cache or
-/// was stored, and its output folder: target-dir seeding names its files instead of copying
-/// them (engine/seed).
-static LAST_RESULT: std::sync::Mutex<Option<(Key, String)>> = std::sync::Mutex::new(None);
+/// was stored: its key, its output folder, and the placeholders of the roots its outputs
+/// name (their binding, `bind_roots`). Target-dir seeding names its files instead of
+/// copying them (engine/seed).
+static LAST_RESULT: std::sync::Mutex<Option<LastResult>> = std::sync::Mutex::new(None);
+
+/// See [`LAST_RESULT`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastResult {
+    pub key: Key,
+    pub out_dir: String,
+    pub bound: Vec<String>,
+}
 
 /// [`LAST_RESULT`].
-pub fn last_result() -> Option<(Key, String)> {
+pub fn last_result() -> Option<LastResult> {
     LAST_RESULT.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+fn set_last_result<'a>(key: Key, fe: &dyn FrontEnd, env: impl Iterator<Item = &'a str>) {
+    let bound = env.filter(|n| basedir::is_placeholder(n)).map(str::to_string).collect();
+    *LAST_RESULT.lock().unwrap_or_else(|p| p.into_inner()) =
+        Some(LastResult { key, out_dir: fe.site().out_dir.clone(), bound });
 }
 
 /// One compile's clock and profile.

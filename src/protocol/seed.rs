@@ -220,10 +220,19 @@ pub struct Capture {
     /// The units it was built from, by hash (its `--extern` crates, its build script's run,
     /// the runs its own run reads through `DEP_*`).
     pub deps: Vec<String>,
-    /// The result object of the compile (or run) reported, and its output folder relative to
-    /// the profile folder (`deps`, `build/<unit>/out`): files of the unit that are its outputs,
-    /// byte for byte, are kept as references to it.
-    pub result: Option<(Key, String)>,
+    /// The result object of the compile (or run) reported: files of the unit that are its
+    /// outputs are kept as references to it.
+    pub result: Option<ResultOf>,
+}
+
+/// The result a unit's compile (or run) was served from or stored as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultOf {
+    pub key: Key,
+    /// Its output folder, relative to the profile folder (`deps`, `build/<unit>/out`).
+    pub dir: String,
+    /// The placeholders of the roots its outputs name (they bind the unit to those roots).
+    pub bound: Vec<String>,
 }
 
 impl Capture {

@@ -30,7 +30,7 @@ use super::cache::Cache;
 use super::{door::Door, log, mount};
 use crate::key::Key;
 use crate::protocol::report::{Event, Kind};
-use crate::protocol::seed::{Capture, Marker, SeedSet, MARKER};
+use crate::protocol::seed::{Capture, Marker, ResultOf, SeedSet, MARKER};
 use crate::protocol::wire::{self, Op};
 
 /// How long a probe may spend restoring before it lets cargo go on.
@@ -204,9 +204,9 @@ pub fn report(out_dir: &Path, unit: String, package: String, compile: Duration, 
     let (Ok(stream), Ok(dir)) = (wire::connect(&store), File::open(&target)) else { return };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let base = target.join(&profile);
-    let result = super::last_result().and_then(|(key, dir)| {
-        let rel = Path::new(&dir).strip_prefix(&base).ok()?.to_str()?.to_string();
-        Some((key, rel))
+    let result = super::last_result().and_then(|r| {
+        let rel = Path::new(&r.out_dir).strip_prefix(&base).ok()?.to_str()?.to_string();
+        Some(ResultOf { key: r.key, dir: rel, bound: r.bound })
     });
     let c = Capture { marker, profile, unit, package, compile_ns: compile.as_nanos() as u64, deps, result };
     if wire::write_frame_with_fd(&stream, Op::Capture as u8, &c.encode(), dir.as_fd()).is_ok() {
