@@ -318,21 +318,8 @@ pub struct FileAt {
 /// whole object), without reading the payloads, so a unit restore can copy one output file
 /// to file (engine/seed/restore.rs). The lengths must add up to the file's.
 pub fn read_result_files(f: &std::fs::File) -> Result<Vec<FileAt>, ObjectError> {
-    use std::os::unix::fs::FileExt;
-    let size = f.metadata().map_err(|_| ObjectError::Decode)?.len();
-    let mut lead = [0u8; 16];
-    f.read_exact_at(&mut lead, 0).map_err(|_| ObjectError::BadMagic)?;
-    if &lead[..8] != RESULT_MAGIC {
-        return Err(ObjectError::BadMagic);
-    }
-    let hlen = u64::from_le_bytes(lead[8..16].try_into().expect("8 bytes"));
-    if hlen > size {
-        return Err(ObjectError::Decode);
-    }
-    let mut head = vec![0u8; hlen as usize];
-    f.read_exact_at(&mut head, 16).map_err(|_| ObjectError::Decode)?;
+    let (head, mut at, size) = read_framed_header(f, RESULT_MAGIC)?;
     let header: Header = bincode::deserialize(&head).map_err(|_| ObjectError::Decode)?;
-    let mut at = 16 + hlen;
     let mut out = Vec::with_capacity(header.files.len());
     for (name, mode, hash, len) in header.files {
         out.push(FileAt { name, mode, hash, len, offset: at });
@@ -343,6 +330,26 @@ pub fn read_result_files(f: &std::fs::File) -> Result<Vec<FileAt>, ObjectError> 
         return Err(ObjectError::Decode);
     }
     Ok(out)
+}
+
+/// The header of an object laid out as `MAGIC ++ u64 header length ++ header ++ payloads… ++
+/// checksum` (results, units), read from its file: the header's bytes, where the payloads
+/// start, and the file's size.
+pub(crate) fn read_framed_header(f: &std::fs::File, magic: &[u8; 8]) -> Result<(Vec<u8>, u64, u64), ObjectError> {
+    use std::os::unix::fs::FileExt;
+    let size = f.metadata().map_err(|_| ObjectError::Decode)?.len();
+    let mut lead = [0u8; 16];
+    f.read_exact_at(&mut lead, 0).map_err(|_| ObjectError::BadMagic)?;
+    if &lead[..8] != magic {
+        return Err(ObjectError::BadMagic);
+    }
+    let hlen = u64::from_le_bytes(lead[8..16].try_into().expect("8 bytes"));
+    if hlen > size {
+        return Err(ObjectError::Decode);
+    }
+    let mut head = vec![0u8; hlen as usize];
+    f.read_exact_at(&mut head, 16).map_err(|_| ObjectError::Decode)?;
+    Ok((head, 16 + hlen, size))
 }
 
 /// The same table from a result's bytes (checked against its checksum here).

@@ -115,21 +115,8 @@ pub fn decode_unit(bytes: &[u8]) -> Result<UnitView<'_>, ObjectError> {
 /// whole object), without reading the payloads: each file's header and the offset of its
 /// payload, so a restore can copy it file to file. The lengths must add up to the file's.
 pub fn read_unit_header(f: &std::fs::File) -> Result<Vec<(UnitFile, u64)>, ObjectError> {
-    use std::os::unix::fs::FileExt;
-    let size = f.metadata().map_err(|_| ObjectError::Decode)?.len();
-    let mut lead = [0u8; 16];
-    f.read_exact_at(&mut lead, 0).map_err(|_| ObjectError::BadMagic)?;
-    if &lead[..8] != UNIT_MAGIC {
-        return Err(ObjectError::BadMagic);
-    }
-    let hlen = u64::from_le_bytes(lead[8..16].try_into().expect("8 bytes"));
-    if hlen > size {
-        return Err(ObjectError::Decode);
-    }
-    let mut head = vec![0u8; hlen as usize];
-    f.read_exact_at(&mut head, 16).map_err(|_| ObjectError::Decode)?;
+    let (head, mut at, size) = super::object::read_framed_header(f, UNIT_MAGIC)?;
     let header: Vec<UnitFile> = bincode::deserialize(&head).map_err(|_| ObjectError::Decode)?;
-    let mut at = 16 + hlen;
     let mut out = Vec::with_capacity(header.len());
     for file in header {
         let off = at;
