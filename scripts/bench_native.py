@@ -133,6 +133,19 @@ def stop_cairn(store=None):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def quiesce(tool, env):
+    """After a tool's builds: its daemon stopped (kache's keeps compressing and indexing in
+    the background, sccache's and cairn's hold memory) and the dirty pages written, so the
+    next tool's build does not pay for this one's."""
+    if tool == "sccache":
+        subprocess.run([SCCACHE, "--stop-server"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    elif tool == "kache":
+        subprocess.run([KACHE, "daemon", "stop"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    elif tool.startswith("cairn"):
+        stop_cairn()
+    subprocess.run(["sync"], check=False)
+
+
 def build(workdir, args, env):
     shutil.rmtree(workdir / "target", ignore_errors=True)
     cargo = [MBX] if "MBX_CACHE_DIR" in env else ["cargo"]
@@ -168,10 +181,12 @@ def main():
                 env = env_for(tool, d, extra)
                 if tool == "plain":
                     res[(w, tool, "cold")].append(build(d, args, env))
+                    quiesce(tool, env)
                     continue
                 reset(tool, env)
                 res[(w, tool, "cold")].append(build(d, args, env))
                 if COLD_ONLY:
+                    quiesce(tool, env)
                     continue
                 if tool.startswith("cairn"):
                     (BENCH / "cairn.log").unlink(missing_ok=True)
@@ -190,6 +205,7 @@ def main():
                 res[(w, tool, "rewarm")].append(build(d, args, env))
                 if tool.startswith("cairn"):
                     counts[(w, tool, "rewarm")] = cairn_warm_counts()
+                quiesce(tool, env)
             print(f"run {i + 1}/{RUNS} {w}:", {f"{t}-{k}": round(v[-1], 1) for (ww, t, k), v in res.items() if ww == w and v},
                   file=sys.stderr)
     for tool in TOOLS:
