@@ -440,7 +440,8 @@ pub fn read_unit(
         // An output of the unit's own compile, by name and size, is not read: the wrapper
         // served or stored exactly these bytes, and a restore takes them from the result,
         // checked against its table, with the result's own binding to roots.
-        let named = match is_text(&p, unit) {
+        let text = is_text(&p, unit);
+        let named = match text {
             true => None,
             false => outputs.and_then(|o| Some((o, o.find(&p, before.len())?))),
         };
@@ -460,7 +461,6 @@ pub fn read_unit(
             return Err(io::Error::other(format!("{p} changed while it was read")));
         }
         total += bytes.len() as u64;
-        let text = is_text(&p, unit);
         let (kind, payload) = if frontends::is_launcher(&bytes) {
             (Stored::Launcher, Vec::new())
         } else if let (true, Ok(s)) = (text, std::str::from_utf8(&bytes)) {

@@ -163,28 +163,17 @@ fn one(
         Some(f) => Payloads::File(f),
         None => Payloads::Bytes,
     };
-    // The results its files name, each opened once and checked before anything is written.
-    let mut results: Vec<(Key, Outputs)> = Vec::new();
+    // The results its files name, each opened once, and every output found in its result's
+    // table, before anything is written.
+    let mut results: Vec<(Key, ResultObject)> = Vec::new();
     for (f, _) in &files {
         if let Stored::Result(r) = &f.stored {
             if !results.iter().any(|(k, _)| *k == r.key) {
-                results.push((r.key, outputs(fetch(&r.key).ok_or("absent-result")?)?));
+                results.push((r.key, opened_result(fetch(&r.key).ok_or("absent-result")?)?));
             }
-            let (_, o) = results.iter().find(|(k, _)| *k == r.key).ok_or("absent-result")?;
-            if !o.files.iter().any(|a| a.name == r.name && a.hash == r.hash && a.len == r.len) {
-                return Err("result-mismatch".into());
-            }
+            locate(&results, r).ok_or("result-mismatch")?;
         }
     }
-    let output = |r: &Reference| -> io::Result<(&Outputs, &FileAt)> {
-        let (_, o) = results.iter().find(|(k, _)| *k == r.key).ok_or_else(|| io::Error::other("no result"))?;
-        let at = o
-            .files
-            .iter()
-            .find(|a| a.name == r.name && a.hash == r.hash && a.len == r.len)
-            .ok_or_else(|| io::Error::other("result-mismatch"))?;
-        Ok((o, at))
-    };
     let staging = profile.join(".fingerprint").join(format!(".cairn-{}-{}", e.unit, std::process::id()));
     let fp_prefix = format!(".fingerprint/{}/", e.unit);
     let mut launchers = Vec::new();
@@ -219,9 +208,9 @@ fn one(
                     write(&dest, rel.abs(&text).as_bytes(), f.mode)?;
                 }
                 (Stored::Launcher, _) => launchers.push(dest.clone()),
-                (Stored::Result(r), _) => match output(r)? {
-                    (Outputs { file: Some(file), .. }, at) => copy_out(file, at.offset, at.len, &dest, f.mode)?,
-                    (Outputs { bytes, .. }, at) => {
+                (Stored::Result(r), _) => match locate(&results, r).ok_or_else(|| io::Error::other("located above"))? {
+                    (ResultObject { file: Some(file), .. }, at) => copy_out(file, at.offset, at.len, &dest, f.mode)?,
+                    (ResultObject { bytes, .. }, at) => {
                         write(&dest, &bytes[at.offset as usize..(at.offset + at.len) as usize], f.mode)?
                     }
                 },
@@ -250,23 +239,30 @@ fn one(
 }
 
 /// A result object a unit names: its file table, and the checked file or bytes.
-struct Outputs {
+struct ResultObject {
     files: Vec<FileAt>,
     file: Option<fs::File>,
     bytes: Vec<u8>,
 }
 
-fn outputs(opened: Opened) -> Result<Outputs, String> {
+fn opened_result(opened: Opened) -> Result<ResultObject, String> {
     match opened {
-        Opened::File(f) => Ok(Outputs {
+        Opened::File(f) => Ok(ResultObject {
             files: read_result_files(&f).map_err(|_| "damaged-result")?,
             file: Some(f),
             bytes: Vec::new(),
         }),
         Opened::Bytes(b) => {
-            Ok(Outputs { files: result_files(&b).map_err(|_| "damaged-result")?, file: None, bytes: b })
+            Ok(ResultObject { files: result_files(&b).map_err(|_| "damaged-result")?, file: None, bytes: b })
         }
     }
+}
+
+/// The result `r` names and its output there, matched by name, length and BLAKE3.
+fn locate<'a>(results: &'a [(Key, ResultObject)], r: &Reference) -> Option<(&'a ResultObject, &'a FileAt)> {
+    let (_, o) = results.iter().find(|(k, _)| *k == r.key)?;
+    let at = o.files.iter().find(|a| a.name == r.name && a.hash == r.hash && a.len == r.len)?;
+    Some((o, at))
 }
 
 /// `dest`'s temporary name.
