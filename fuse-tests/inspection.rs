@@ -181,6 +181,7 @@ fn by_crate_lists_only_crate_names_from_object_headers() {
             stderr: vec![],
         }
         .encode()
+        .expect("in memory")
     };
     for name in ["..", ".", "", "a/b", "x\ny", "fine_crate"] {
         m.put(&object(name));

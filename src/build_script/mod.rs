@@ -239,8 +239,9 @@ impl FrontEnd for BuildScript {
         // text files (a pkg-config file's `prefix=`, a cmake cache) and the output lines are
         // moved to the next build's folders when replayed, so they need not.
         let mut vars = declared.env;
-        for f in files.iter().filter(|f| std::str::from_utf8(&f.bytes).is_err()) {
-            engine::bind_roots(&mut vars, &self.site.rel, &f.bytes);
+        // A snapshot holds its files in memory (outdir.rs).
+        for b in files.iter().filter_map(|f| f.body.in_memory()).filter(|b| std::str::from_utf8(b).is_err()) {
+            engine::bind_roots(&mut vars, &self.site.rel, b);
         }
         let variant = Variant { files: entries.iter().map(|e| self.site.rel.rel(e)).collect(), env: vars };
         // The package itself (and the script, the compilers …) must be as it was when the run

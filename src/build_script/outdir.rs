@@ -12,7 +12,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path};
 
 use crate::engine::filehash;
-use crate::protocol::object::{FileView, OutputFile};
+use crate::protocol::object::{Body, FileView, OutputFile};
 
 /// Why an `OUT_DIR` cannot be stored.
 #[derive(Debug, thiserror::Error)]
@@ -35,12 +35,12 @@ pub fn snapshot(out_dir: &Path) -> Result<Vec<OutputFile>, SnapshotError> {
             let meta = fs::symlink_metadata(&p)?;
             let mode = meta.permissions().mode() & 0o7777;
             if meta.is_dir() {
-                out.push(OutputFile { name: format!("{rel}/"), mode, hash: [0; 32], bytes: Vec::new() });
+                out.push(OutputFile { name: format!("{rel}/"), mode, hash: [0; 32], body: Body::Bytes(Vec::new()) });
                 stack.push(p);
             } else if meta.is_file() {
                 let bytes = fs::read(&p)?;
                 let hash = *blake3::hash(&bytes).as_bytes();
-                out.push(OutputFile { name: rel, mode, hash, bytes });
+                out.push(OutputFile { name: rel, mode, hash, body: Body::Bytes(bytes) });
             } else {
                 return Err(SnapshotError::Unsupported(rel));
             }
@@ -99,7 +99,10 @@ mod tests {
     use super::*;
 
     fn views(files: &[OutputFile]) -> Vec<FileView<'_>> {
-        files.iter().map(|f| FileView { name: f.name.clone(), mode: f.mode, hash: f.hash, bytes: &f.bytes }).collect()
+        files
+            .iter()
+            .map(|f| FileView { name: f.name.clone(), mode: f.mode, hash: f.hash, bytes: f.body.in_memory().unwrap() })
+            .collect()
     }
 
     #[test]
@@ -123,7 +126,7 @@ mod tests {
     fn names_that_leave_out_dir_are_refused_and_symlinks_are_not_stored() {
         let b = tempfile::tempdir().unwrap();
         for bad in ["../x", "/etc/x", "a/../../x", ""] {
-            let f = OutputFile { name: bad.into(), mode: 0o644, hash: [0; 32], bytes: vec![] };
+            let f = OutputFile { name: bad.into(), mode: 0o644, hash: [0; 32], body: Body::Bytes(vec![]) };
             assert!(restore(b.path(), &views(&[f]), &|_| None).is_err(), "{bad}");
         }
         std::os::unix::fs::symlink("/etc/passwd", b.path().join("link")).unwrap();
@@ -133,8 +136,13 @@ mod tests {
     #[test]
     fn a_file_the_fix_changes_is_written_changed() {
         let files = vec![
-            OutputFile { name: "z.pc".into(), mode: 0o644, hash: [0; 32], bytes: b"prefix=/a/out\n".to_vec() },
-            OutputFile { name: "libz.a".into(), mode: 0o644, hash: [0; 32], bytes: b"ar".to_vec() },
+            OutputFile {
+                name: "z.pc".into(),
+                mode: 0o644,
+                hash: [0; 32],
+                body: Body::Bytes(b"prefix=/a/out\n".to_vec()),
+            },
+            OutputFile { name: "libz.a".into(), mode: 0o644, hash: [0; 32], body: Body::Bytes(b"ar".to_vec()) },
         ];
         let b = tempfile::tempdir().unwrap();
         let fix = |bytes: &[u8]| (bytes.starts_with(b"prefix=")).then(|| b"prefix=/b/out\n".to_vec());
@@ -145,7 +153,8 @@ mod tests {
 
     #[test]
     fn restored_modes_are_made_safe() {
-        let files = vec![OutputFile { name: "tool".into(), mode: 0o4777, hash: [0; 32], bytes: b"x".to_vec() }];
+        let files =
+            vec![OutputFile { name: "tool".into(), mode: 0o4777, hash: [0; 32], body: Body::Bytes(b"x".to_vec()) }];
         let b = tempfile::tempdir().unwrap();
         restore(b.path(), &views(&files), &|_| None).unwrap();
         assert_eq!(fs::metadata(b.path().join("tool")).unwrap().permissions().mode() & 0o7777, 0o755);

@@ -37,7 +37,7 @@ use crate::engine::process::{self, Ran};
 use crate::engine::{self, filehash, linker, makedeps, memo, mount, Collected, FrontEnd, NotStored, Site, Unkeyable};
 use crate::key::Key;
 use crate::protocol::frontends::{Lang, DEPS_VAR, REAL_CC_VAR, REAL_CXX_VAR};
-use crate::protocol::object::{OutputFile, ResultView, Variant};
+use crate::protocol::object::{Body, OutputFile, ResultView, Variant};
 use crate::protocol::report::Kind;
 
 /// Runs one compiler command line (everything after the compiler) and returns its exit code.
@@ -214,11 +214,11 @@ impl FrontEnd for CcCompile {
         let mode = fs::metadata(&self.output)?.permissions().mode() & 0o7777;
         let hash = *blake3::hash(&bytes).as_bytes();
         filehash::remember(&self.output, &hash);
-        let mut files = vec![OutputFile { name: self.out_name.clone(), mode, hash, bytes }];
+        let mut files = vec![OutputFile { name: self.out_name.clone(), mode, hash, body: Body::Bytes(bytes) }];
         if let Some(p) = &self.depfile {
             let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let hash = *blake3::hash(&deps_text).as_bytes();
-            files.push(OutputFile { name, mode: 0o644, hash, bytes: deps_text });
+            files.push(OutputFile { name, mode: 0o644, hash, body: Body::Bytes(deps_text) });
         }
         let kind = match self.lang {
             Lang::C => "c-object",

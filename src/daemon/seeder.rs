@@ -697,12 +697,12 @@ mod tests {
 
     /// The result of the unit's compile, as the wrapper stored it: its rlib and rmeta.
     fn compiled() -> Vec<u8> {
-        use crate::protocol::object::{CompileResult, EntryMeta, OutputFile};
+        use crate::protocol::object::{Body, CompileResult, EntryMeta, OutputFile};
         let file = |name: &str, bytes: &[u8]| OutputFile {
             name: name.into(),
             mode: 0o644,
             hash: *blake3::hash(bytes).as_bytes(),
-            bytes: bytes.to_vec(),
+            body: Body::Bytes(bytes.to_vec()),
         };
         CompileResult {
             meta: EntryMeta::default(),
@@ -714,6 +714,7 @@ mod tests {
             stderr: b"warning".to_vec(),
         }
         .encode()
+        .unwrap()
     }
 
     #[test]

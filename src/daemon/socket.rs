@@ -313,6 +313,45 @@ mod tests {
         assert!(d.read("../etc/passwd").is_err());
     }
 
+    /// A result goes out as a stream, its outputs read from their files as they go: what is
+    /// stored is the object as it would be encoded in memory. An output that changed since it
+    /// was hashed is refused before a byte is sent, and the connection goes on.
+    #[test]
+    fn a_result_is_streamed_from_its_output_files() {
+        use crate::protocol::object::{Body, CompileResult, EntryMeta, FileStamp, OutputFile};
+        let (dir, _bound) = serving(nix::unistd::getuid().as_raw(), false);
+        let d = door(dir.path());
+        let out = tempfile::tempdir().unwrap();
+        let rlib = out.path().join("libx.rlib");
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(&rlib, &big).unwrap();
+        let stamp = FileStamp::of(&std::fs::metadata(&rlib).unwrap());
+        let r = CompileResult {
+            meta: EntryMeta { crate_name: "x".into(), ..EntryMeta::default() },
+            files: vec![
+                OutputFile { name: "x.d".into(), mode: 0o644, hash: [1; 32], body: Body::Bytes(b"x.d:\n".to_vec()) },
+                OutputFile {
+                    name: "libx.rlib".into(),
+                    mode: 0o644,
+                    hash: *blake3::hash(&big).as_bytes(),
+                    body: Body::File { path: rlib.clone(), stamp },
+                },
+            ],
+            stdout: b"out".to_vec(),
+            stderr: b"err".to_vec(),
+        };
+        let key = Key::of_bytes(b"result");
+        let expected = r.encode().unwrap();
+        assert_eq!(d.put_result(&key, &r).unwrap(), expected.len() as u64);
+        assert_eq!(d.get(&key), Some(expected), "the object in memory, byte for byte");
+        std::fs::write(&rlib, b"rewritten").unwrap();
+        let other = Key::of_bytes(b"changed");
+        let e = d.put_result(&other, &r).unwrap_err();
+        assert!(e.to_string().contains("changed after it was hashed"), "{e}");
+        assert_eq!(Cache::get(&d, &other), None, "nothing stored");
+        assert!(d.read(".cairn/stats.json").is_ok(), "the connection goes on");
+    }
+
     #[test]
     fn bad_requests_get_an_error_and_the_connection_goes_on() {
         let (dir, _bound) = serving(nix::unistd::getuid().as_raw(), false);

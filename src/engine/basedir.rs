@@ -249,6 +249,57 @@ impl Rel {
             .map(|(k, _)| k.placeholder())
             .collect()
     }
+
+    /// [`found_in`](Self::found_in) for bytes that come a chunk at a time.
+    pub fn scan(&self) -> RootScan<'_> {
+        let keep = self.roots.iter().map(|(_, p)| p.len()).max().unwrap_or(1).saturating_sub(1);
+        RootScan { rel: self, found: vec![false; self.roots.len()], tail: Vec::new(), keep }
+    }
+}
+
+/// Which roots' paths occur in a stream of files read a chunk at a time ([`Rel::scan`]): a
+/// path split across two chunks is found too.
+pub struct RootScan<'a> {
+    rel: &'a Rel,
+    found: Vec<bool>,
+    /// The end of the file's last chunk, as long as the longest root less one byte.
+    tail: Vec<u8>,
+    keep: usize,
+}
+
+impl RootScan<'_> {
+    /// The next chunk of the current file.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        let seam: Vec<u8> = if self.tail.is_empty() {
+            Vec::new()
+        } else {
+            self.tail.iter().chain(&chunk[..chunk.len().min(self.keep)]).copied().collect()
+        };
+        for ((_, p), found) in self.rel.roots.iter().zip(&mut self.found) {
+            if !*found {
+                let p = p.as_bytes();
+                *found = memchr::memmem::find(chunk, p).is_some() || memchr::memmem::find(&seam, p).is_some();
+            }
+        }
+        if chunk.len() >= self.keep {
+            self.tail.clear();
+            self.tail.extend_from_slice(&chunk[chunk.len() - self.keep..]);
+        } else {
+            self.tail.extend_from_slice(chunk);
+            let over = self.tail.len().saturating_sub(self.keep);
+            self.tail.drain(..over);
+        }
+    }
+
+    /// The current file ended: the placeholders of the roots found in it, as
+    /// [`Rel::found_in`] says them. The next chunk starts another file.
+    pub fn end_file(&mut self) -> Vec<&'static str> {
+        self.tail.clear();
+        let found =
+            self.rel.roots.iter().zip(&self.found).filter(|(_, f)| **f).map(|((k, _), _)| k.placeholder()).collect();
+        self.found.fill(false);
+        found
+    }
 }
 
 /// Whether `s` is a root's placeholder (as a dependency set names a root its output is bound
@@ -363,6 +414,29 @@ mod tests {
         assert_eq!(Rel::new(None, Path::new("/ci/a")).root(), None);
         let r = Rel::from_basedirs(Some("/ci"), Path::new("/reg/serde"), Path::new("/ci/job7/target/debug/deps"));
         assert_eq!(r.root(), Some("/ci/job7"), "a registry crate built into the checkout");
+    }
+
+    #[test]
+    fn a_root_split_across_chunks_is_found() {
+        let r = Rel::from_basedirs(Some("/ci"), Path::new("/ci/job7/proj"), Path::new("/ci/job7/target/debug/deps"));
+        let bytes = b"\0\0some debuginfo /ci/job7/src/lib.rs and more\0".to_vec();
+        let whole = r.found_in(&bytes);
+        assert!(!whole.is_empty());
+        for cut in 0..bytes.len() {
+            for second in cut..bytes.len() {
+                let mut scan = r.scan();
+                scan.feed(&bytes[..cut]);
+                scan.feed(&bytes[cut..second]);
+                scan.feed(&bytes[second..]);
+                assert_eq!(scan.end_file(), whole, "cut at {cut} and {second}");
+            }
+        }
+        // Two files: the end of one and the start of the next do not make a path.
+        let mut scan = r.scan();
+        scan.feed(b"xx/ci/jo");
+        assert!(scan.end_file().is_empty());
+        scan.feed(b"b7/src");
+        assert!(scan.end_file().is_empty());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::io;
 
 use crate::key::Key;
+use crate::protocol::object::CompileResult;
 use crate::protocol::report::Event;
 
 /// How the engine reaches the cache. Every failure to read is a miss (`None`): a read never
@@ -16,6 +17,14 @@ pub trait Cache {
     /// Commits bytes under a key. `replace` swaps out an existing object with different bytes
     /// (manifests); a result is never replaced: the first writer's bytes stay.
     fn put(&self, key: &Key, bytes: &[u8], replace: bool) -> io::Result<()>;
+    /// Commits a result (never replacing one), and says how many bytes its object has. The
+    /// doors write it as a stream, its outputs read from their files as they go
+    /// (protocol/result_writer.rs); this default encodes it in memory first.
+    fn put_result(&self, key: &Key, result: &CompileResult) -> io::Result<u64> {
+        let bytes = result.encode()?;
+        self.put(key, &bytes, false)?;
+        Ok(bytes.len() as u64)
+    }
     /// Removes a damaged object, so the next store can replace it.
     fn remove(&self, key: &Key);
     /// Tells the daemon what happened (stats, build sets); never fails.

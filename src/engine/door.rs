@@ -22,6 +22,7 @@ use super::cache::Cache;
 use super::mount;
 use crate::key::Key;
 use crate::protocol::names::temp_name_for;
+use crate::protocol::object::CompileResult;
 use crate::protocol::report::{self, Event};
 use crate::protocol::wire::{self, Listed, Op};
 
@@ -127,6 +128,12 @@ impl Door {
     fn call(stream: &UnixStream, op: Op, parts: &[&[u8]]) -> io::Result<Vec<u8>> {
         let mut s = stream;
         wire::write_frame(&mut s, op as u8, parts)?;
+        Door::reply(stream)
+    }
+
+    /// The daemon's answer to the request just sent.
+    fn reply(stream: &UnixStream) -> io::Result<Vec<u8>> {
+        let mut s = stream;
         let (status, len) = wire::read_head(&mut s)?.ok_or(io::ErrorKind::UnexpectedEof)?;
         let body = wire::read_body(&mut s, len)?;
         match status {
@@ -188,6 +195,32 @@ impl Door {
                 Door::call(stream, Op::Put, &[&wire::put_head(key, replace), bytes]).map(drop)
             }
         }
+    }
+
+    /// Commits a result, written as a stream (protocol/result_writer.rs): through the socket,
+    /// one `PUT` whose body goes out as the outputs are read; through the mount, a temporary
+    /// written the same way. Says how many bytes the object has.
+    pub fn put_result(&self, key: &Key, result: &CompileResult) -> io::Result<u64> {
+        let mut w = result.writer()?;
+        let len = w.len();
+        match self {
+            Door::Mount(mp) => put_file_with(mp, key, false, &mut |f| w.write_to(f))?,
+            Door::Socket { stream, .. } => {
+                let mut s = stream;
+                wire::write_frame_head(&mut s, Op::Put as u8, 33 + len)?;
+                s.write_all(&wire::put_head(key, false))?;
+                let mut out = io::BufWriter::with_capacity(64 << 10, s);
+                if let Err(e) = w.write_to(&mut out).and_then(|()| out.flush()) {
+                    // The daemon waits for the rest of the body: ending the connection has it
+                    // drop the temporary. Later requests of this wrapper go unanswered.
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                    return Err(e);
+                }
+                drop(out);
+                Door::reply(stream)?;
+            }
+        }
+        Ok(len)
     }
 
     /// Removes a file: an object by its key (locally and in the bucket, as `rm` does).
@@ -267,6 +300,10 @@ impl Cache for Door {
         Door::put(self, key, bytes, replace).inspect_err(|e| self.warn_gone(e))
     }
 
+    fn put_result(&self, key: &Key, result: &CompileResult) -> io::Result<u64> {
+        Door::put_result(self, key, result).inspect_err(|e| self.warn_gone(e))
+    }
+
     fn remove(&self, key: &Key) {
         let _ = Door::remove(self, &key.to_hex());
     }
@@ -279,11 +316,25 @@ impl Cache for Door {
 /// Commits bytes under a key in a folder that speaks the mount's protocol: write a temporary,
 /// rename it onto the key.
 fn put_file(dir: &Path, key: &Key, bytes: &[u8], replace: bool) -> io::Result<()> {
+    put_file_with(dir, key, replace, &mut |f| f.write_all(bytes))
+}
+
+/// [`put_file`] with the temporary's bytes written by `write`.
+fn put_file_with(
+    dir: &Path,
+    key: &Key,
+    replace: bool,
+    write: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let tmp = dir.join(temp_name_for(key, std::process::id(), nanos));
     let dest = dir.join(key.to_hex());
     let result = (|| {
-        fs::write(&tmp, bytes)?;
+        {
+            let mut f = io::BufWriter::with_capacity(64 << 10, fs::File::create(&tmp)?);
+            write(&mut f)?;
+            f.flush()?;
+        }
         match fs::rename(&tmp, &dest) {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) && replace => {
                 // Another dependency set was recorded first; ours is newer. A reader that looks

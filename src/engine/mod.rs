@@ -389,15 +389,14 @@ impl Engine<'_> {
             stdout: ran.stdout.clone(),
             stderr: ran.stderr.clone(),
         };
-        let encoded = result.encode();
-        self.cache.put(&rkey, &encoded, false)?;
+        let len = self.cache.put_result(&rkey, &result)?;
         let mut m = manifest.unwrap_or_default();
         if m.variants.first() != Some(&c.variant) || m.recent.first() != Some(&rkey) {
             m.push_front(c.variant);
             m.push_result(rkey);
             self.cache.put(&keys::manifest_key(base), &m.encode(), true)?;
         }
-        Ok((rkey, encoded.len() as u64, (files, env)))
+        Ok((rkey, len, (files, env)))
     }
 
     /// The one place an outcome becomes a log line and a report.

@@ -10,6 +10,7 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::*;
+use crate::protocol::object::Body;
 
 /// A cache in memory that records what it was told; `fail_puts` makes every commit fail (a
 /// full disk, a dead mount).
@@ -177,7 +178,7 @@ impl FrontEnd for Upper {
         let bytes = fs::read(self.output())?;
         let hash = *blake3::hash(&bytes).as_bytes();
         Ok(Collected {
-            files: vec![OutputFile { name: "out.txt".into(), mode: 0o644, hash, bytes }],
+            files: vec![OutputFile { name: "out.txt".into(), mode: 0o644, hash, body: Body::Bytes(bytes) }],
             variant: Variant { files: vec![self.src().display().to_string()], env: vec![] },
             listed: ("upper".into(), vec!["c-object".into()]),
             target: String::new(),

@@ -502,7 +502,7 @@ fn a_removed_objects_link_leaves_the_by_crate_view() {
     let fs = fs_with(1 << 20);
     let object = |n: u8| {
         let meta = EntryMeta { crate_name: format!("crate{n}"), ..EntryMeta::default() };
-        CompileResult { meta, files: Vec::new(), stdout: vec![n], stderr: Vec::new() }.encode()
+        CompileResult { meta, files: Vec::new(), stdout: vec![n], stderr: Vec::new() }.encode().unwrap()
     };
     for n in 0..20 {
         put(&fs, &format!(".tmp.{n}"), &key(n), &object(n)).unwrap();

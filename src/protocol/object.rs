@@ -62,10 +62,66 @@ pub struct OutputFile {
     /// File name inside `--out-dir`.
     pub name: String,
     pub mode: u32,
-    /// BLAKE3 of `bytes`, so a restored file's hash can be remembered without hashing it
+    /// BLAKE3 of the bytes, so a restored file's hash can be remembered without hashing it
     /// again (see filehash.rs).
     pub hash: [u8; 32],
-    pub bytes: Vec<u8>,
+    pub body: Body,
+}
+
+/// Where an output file's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// In memory.
+    Bytes(Vec<u8>),
+    /// Still in the file the tool wrote, as it was when its hash was taken: read once more as
+    /// the object is written, and refused if it changed since (result_writer.rs). A compile's
+    /// outputs are never whole in memory.
+    File { path: std::path::PathBuf, stamp: FileStamp },
+}
+
+impl Body {
+    /// How many bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            Body::Bytes(b) => b.len() as u64,
+            Body::File { stamp, .. } => stamp.len,
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes, for a body in memory.
+    pub fn in_memory(&self) -> Option<&[u8]> {
+        match self {
+            Body::Bytes(b) => Some(b),
+            Body::File { .. } => None,
+        }
+    }
+}
+
+/// What a file was when it was read: which file, its length and its modification time. Any
+/// rewrite changes one of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    pub dev: u64,
+    pub ino: u64,
+    pub len: u64,
+    pub mtime_ns: i128,
+}
+
+impl FileStamp {
+    pub fn of(m: &std::fs::Metadata) -> FileStamp {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+        }
+    }
 }
 
 /// A compile to store.
@@ -242,29 +298,29 @@ pub(crate) fn decode<T: for<'de> Deserialize<'de>>(magic: &[u8; 8], bytes: &[u8]
 }
 
 impl CompileResult {
-    /// The object's bytes.
-    pub fn encode(&self) -> Vec<u8> {
+    /// The object's bytes, in memory (result_writer.rs writes them as a stream). Fails only
+    /// where an output still in its file cannot be read or changed since it was hashed.
+    pub fn encode(&self) -> std::io::Result<Vec<u8>> {
+        let mut w = self.writer()?;
+        let mut out = Vec::with_capacity(w.len() as usize);
+        w.write_to(&mut out)?;
+        Ok(out)
+    }
+
+    /// The header: the metadata and, for each payload, its name, mode, hash and length.
+    pub(crate) fn header_bytes(&self) -> Vec<u8> {
         let header = Header {
             meta: self.meta.clone(),
-            files: self.files.iter().map(|f| (f.name.clone(), f.mode, f.hash, f.bytes.len() as u64)).collect(),
+            files: self.files.iter().map(|f| (f.name.clone(), f.mode, f.hash, f.body.len())).collect(),
             stdout_len: self.stdout.len() as u64,
             stderr_len: self.stderr.len() as u64,
         };
-        let header = bincode::serialize(&header).expect("serializing to memory cannot fail");
-        let payload: usize =
-            self.files.iter().map(|f| f.bytes.len()).sum::<usize>() + self.stdout.len() + self.stderr.len();
-        let mut out = Vec::with_capacity(8 + 8 + header.len() + payload + 32);
-        out.extend_from_slice(RESULT_MAGIC);
-        out.extend_from_slice(&(header.len() as u64).to_le_bytes());
-        out.extend_from_slice(&header);
-        for f in &self.files {
-            out.extend_from_slice(&f.bytes);
-        }
-        out.extend_from_slice(&self.stdout);
-        out.extend_from_slice(&self.stderr);
-        let sum = blake3::hash(&out);
-        out.extend_from_slice(sum.as_bytes());
-        out
+        bincode::serialize(&header).expect("serializing to memory cannot fail")
+    }
+
+    /// `RESULT_MAGIC`.
+    pub(crate) fn magic() -> &'static [u8; 8] {
+        RESULT_MAGIC
     }
 
     /// Checks an object's checksum and decodes it without copying its payloads.
@@ -449,7 +505,7 @@ mod tests {
                 name: "libserde-1.rlib".into(),
                 mode: 0o644,
                 hash: [0; 32],
-                bytes: vec![1, 2, 3],
+                body: Body::Bytes(vec![1, 2, 3]),
             }],
             stdout: vec![],
             stderr: b"{\"artifact\":\"/t/deps/libserde-1.rlib\"}\n".to_vec(),
@@ -459,7 +515,7 @@ mod tests {
     #[test]
     fn round_trips() {
         let r = sample();
-        let bytes = r.encode();
+        let bytes = r.encode().unwrap();
         let v = CompileResult::decode(&bytes).unwrap();
         assert_eq!(v.meta, r.meta);
         assert_eq!(v.files.len(), 1);
@@ -472,7 +528,7 @@ mod tests {
 
     #[test]
     fn every_flipped_bit_and_every_truncation_is_refused() {
-        let bytes = sample().encode();
+        let bytes = sample().encode().unwrap();
         for i in 0..bytes.len() {
             let mut b = bytes.clone();
             b[i] ^= 1;
@@ -485,7 +541,7 @@ mod tests {
 
     #[test]
     fn metadata_can_be_read_from_the_first_bytes() {
-        let bytes = sample().encode();
+        let bytes = sample().encode().unwrap();
         assert_eq!(peek_meta(&bytes), Peek::Meta(sample().meta));
         match peek_meta(&bytes[..20]) {
             Peek::NeedBytes(n) => assert_eq!(peek_meta(&bytes[..n]), Peek::Meta(sample().meta)),
@@ -511,7 +567,7 @@ mod tests {
         m.push_result(Key([2; 32]));
         assert_eq!(m.recent, vec![Key([2; 32]), Key([3; 32])], "newest first, no duplicates, capped");
         assert_eq!(prefetch_hints(&m.encode()), m.recent);
-        assert!(prefetch_hints(&sample().encode()).is_empty(), "a result hints at nothing");
+        assert!(prefetch_hints(&sample().encode().unwrap()).is_empty(), "a result hints at nothing");
         let mut damaged = m.encode();
         let last = damaged.len() - 40;
         damaged[last] ^= 1;
@@ -521,7 +577,7 @@ mod tests {
 
     #[test]
     fn a_results_file_table_is_read_from_its_file_as_from_its_bytes() {
-        let bytes = sample().encode();
+        let bytes = sample().encode().unwrap();
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("o");
         std::fs::write(&p, &bytes).unwrap();
@@ -530,7 +586,7 @@ mod tests {
         assert!(!table.is_empty());
         for (at, f) in table.iter().zip(&sample().files) {
             assert_eq!((&at.name, at.hash), (&f.name, f.hash));
-            assert_eq!(&bytes[at.offset as usize..(at.offset + at.len) as usize], f.bytes.as_slice());
+            assert_eq!(&bytes[at.offset as usize..(at.offset + at.len) as usize], f.body.in_memory().unwrap());
         }
         std::fs::write(&p, &bytes[..bytes.len() - 1]).unwrap();
         assert!(read_result_files(&std::fs::File::open(&p).unwrap()).is_err(), "a truncated object");

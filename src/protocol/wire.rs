@@ -108,15 +108,19 @@ pub fn connect(store: &Path) -> io::Result<UnixStream> {
 
 /// Writes one frame: its length, a leading byte, then the parts.
 pub fn write_frame(w: &mut impl Write, lead: u8, parts: &[&[u8]]) -> io::Result<()> {
-    let len = 1 + parts.iter().map(|p| p.len() as u64).sum::<u64>();
-    let mut head = [0u8; 9];
-    head[..8].copy_from_slice(&len.to_le_bytes());
-    head[8] = lead;
-    w.write_all(&head)?;
+    write_frame_head(w, lead, parts.iter().map(|p| p.len() as u64).sum())?;
     for p in parts {
         w.write_all(p)?;
     }
     w.flush()
+}
+
+/// The head of a frame whose `body_len` bytes the caller writes next, as a stream.
+pub fn write_frame_head(w: &mut impl Write, lead: u8, body_len: u64) -> io::Result<()> {
+    let mut head = [0u8; 9];
+    head[..8].copy_from_slice(&(1 + body_len).to_le_bytes());
+    head[8] = lead;
+    w.write_all(&head)
 }
 
 /// Room for one descriptor's control message.

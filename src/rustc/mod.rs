@@ -337,20 +337,27 @@ impl FrontEnd for Rustc {
         };
         let inv = &self.inv;
         let out_dir = Path::new(&inv.out_dir);
-        let files = outputs::collect_outputs(out_dir, &inv.crate_name, &inv.extra_filename, ran.started)?;
         let dep_name = format!("{}{}.d", inv.crate_name, inv.extra_filename);
+        // An output that still holds a root's absolute path (a string a proc-macro or `env!`
+        // put there, C debuginfo) would name this machine's folders elsewhere: it is bound to
+        // them.
+        let mut scan = self.site.rel.scan();
+        let (files, found): (Vec<_>, Vec<_>) =
+            outputs::collect_outputs(out_dir, &inv.crate_name, &inv.extra_filename, ran.started, &dep_name, &mut scan)?
+                .into_iter()
+                .unzip();
         let dep = files.iter().find(|f| f.name == dep_name).ok_or_else(|| io::Error::other("no dep-info written"))?;
-        let mut deps = depinfo::parse(&String::from_utf8_lossy(&dep.bytes));
+        let dep = dep.body.in_memory().ok_or_else(|| io::Error::other("dep-info not read"))?;
+        let mut deps = depinfo::parse(&String::from_utf8_lossy(dep));
         deps.files.extend(linked);
         for f in files.iter().filter(|f| f.name != dep_name) {
             filehash::remember(&out_dir.join(&f.name), &f.hash);
         }
-        // An output that still holds a root's absolute path (a string a proc-macro or `env!`
-        // put there, C debuginfo) would name this machine's folders elsewhere: it is bound to
-        // them.
         let mut env = deps.env;
-        for f in files.iter().filter(|f| f.name != dep_name) {
-            engine::bind_roots(&mut env, &self.site.rel, &f.bytes);
+        for ph in found.into_iter().flatten() {
+            if !env.iter().any(|e| e == ph) {
+                env.push(ph.to_string());
+            }
         }
         let variant = Variant { files: deps.files.iter().map(|f| self.site.rel.rel(f)).collect(), env };
         let tc = self.tc.as_ref().ok_or_else(|| io::Error::other("no toolchain"))?;

@@ -1,25 +1,37 @@
-//! Finding what a rustc compile wrote into its `--out-dir`.
+//! Finding what a rustc compile wrote into its `--out-dir`: each output is read once, a chunk
+//! at a time through one buffer, to hash it and to see which roots' paths it names, and stays
+//! in its file until the object is written (protocol/result_writer.rs). Only the dep-info is
+//! kept in memory, to be parsed.
 
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use crate::protocol::object::OutputFile;
+use crate::engine::basedir::RootScan;
+use crate::protocol::object::{Body, FileStamp, OutputFile};
+
+/// How much of an output is read at once: a buffer on the stack, whose pages are touched once
+/// (a buffer from the heap this large is a fresh mapping each time, faulted in and unmapped).
+const CHUNK: usize = 64 << 10;
 
 /// Every file in `out_dir` that rustc wrote for this crate: `<crate><extra>` itself (a
 /// binary), or names that start with `lib<crate><extra>.` or `<crate><extra>.`, modified since
-/// the compile started.
+/// the compile started, by name, each with the placeholders of the roots whose paths it names
+/// (found by `scan`; none for the one named `dep_info`, which is read into memory).
 pub fn collect_outputs(
     out_dir: &Path,
     crate_name: &str,
     extra: &str,
     since: SystemTime,
-) -> io::Result<Vec<OutputFile>> {
+    dep_info: &str,
+    scan: &mut RootScan<'_>,
+) -> io::Result<Vec<(OutputFile, Vec<&'static str>)>> {
     let bin = format!("{crate_name}{extra}");
     let stems = [format!("lib{bin}."), format!("{bin}.")];
     let mut files = Vec::new();
+    let mut buf = [0u8; CHUNK];
     for e in fs::read_dir(out_dir)? {
         let e = e?;
         let name = e.file_name().to_string_lossy().into_owned();
@@ -36,10 +48,35 @@ pub fn collect_outputs(
         if !meta.is_file() || meta.modified()? + Duration::from_secs(1) < since {
             continue;
         }
-        let bytes = fs::read(e.path())?;
-        let hash = *blake3::hash(&bytes).as_bytes();
-        files.push(OutputFile { name, mode: meta.permissions().mode() & 0o7777, hash, bytes });
+        let mode = meta.permissions().mode() & 0o7777;
+        if name == dep_info {
+            let bytes = fs::read(e.path())?;
+            let hash = *blake3::hash(&bytes).as_bytes();
+            files.push((OutputFile { name, mode, hash, body: Body::Bytes(bytes) }, Vec::new()));
+            continue;
+        }
+        let mut file = fs::File::open(e.path())?;
+        let stamp = FileStamp::of(&file.metadata()?);
+        let mut hasher = blake3::Hasher::new();
+        let mut len = 0u64;
+        loop {
+            let n = match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            hasher.update(&buf[..n]);
+            scan.feed(&buf[..n]);
+            len += n as u64;
+        }
+        let found = scan.end_file();
+        if len != stamp.len {
+            return Err(io::Error::other(format!("{name} changed while it was read")));
+        }
+        let body = Body::File { path: e.path(), stamp };
+        files.push((OutputFile { name, mode, hash: *hasher.finalize().as_bytes(), body }, found));
     }
-    files.sort_by(|a, b| a.name.cmp(&b.name));
+    files.sort_by(|a, b| a.0.name.cmp(&b.0.name));
     Ok(files)
 }
