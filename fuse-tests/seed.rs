@@ -149,6 +149,9 @@ fn cleaned_is_seeded(test: &str, via: Via) {
     assert_eq!(target, t.display().to_string());
     assert!(units_seeded(&outcome) >= 20, "{outcome}");
     assert!(!outcome.contains("-not:"), "every unit of the set was restored: {outcome}");
+    // Made before cargo could make it, the target dir still carries cargo's tag: backup tools
+    // and the walk of a package's files (a build script's inputs) skip it.
+    assert!(t.join("CACHEDIR.TAG").is_file(), "a seeded target dir is tagged as cargo's");
     let ran = registry_units_that_ran(&lines);
     assert!(ran.is_empty(), "cargo ran registry units of a seeded target dir: {ran:?}");
     same_outputs(&t, &reference);

@@ -55,8 +55,9 @@ pub fn entry_for(package: &Path, declared: &str) -> String {
 }
 
 /// Every file under `dir`, sorted; `package` walks skip what cargo does not count as the
-/// package's: the `.git` folder, nested packages (folders with their own `Cargo.toml`) and
-/// target folders (marked by cargo's `CACHEDIR.TAG`).
+/// package's: the `.git` folder, nested packages (folders with their own `Cargo.toml`), the
+/// `target` folder at the package's root (as cargo does) and any other target folder (marked
+/// by cargo's `CACHEDIR.TAG`).
 pub fn walk(dir: &Path, package: bool) -> io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -72,7 +73,10 @@ pub fn walk(dir: &Path, package: bool) -> io::Result<Vec<PathBuf>> {
             let t = e.file_type()?;
             if t.is_dir() {
                 if package
-                    && (e.file_name() == ".git" || p.join("Cargo.toml").exists() || p.join("CACHEDIR.TAG").exists())
+                    && (e.file_name() == ".git"
+                        || (d == dir && e.file_name() == "target")
+                        || p.join("Cargo.toml").exists()
+                        || p.join("CACHEDIR.TAG").exists())
                 {
                     continue;
                 }
@@ -164,7 +168,19 @@ cargo:rerun-if-env-changed=CC\ncargo::rerun-if-env-changed=ZSTD_SYS_USE_PKG_CONF
             fs::create_dir_all(p.parent().unwrap()).unwrap();
             fs::write(p, "x").unwrap();
         };
-        for p in ["Cargo.toml", "src/lib.rs", "c/a.c", ".git/HEAD", "sub/Cargo.toml", "sub/x.rs", "t/CACHEDIR.TAG"] {
+        // `target/` has no tag, as in a target dir seeded before cargo made it: cargo skips the
+        // root's `target` by its name all the same. A `target` folder deeper down is sources.
+        for p in [
+            "Cargo.toml",
+            "src/lib.rs",
+            "c/a.c",
+            ".git/HEAD",
+            "sub/Cargo.toml",
+            "sub/x.rs",
+            "t/CACHEDIR.TAG",
+            "target/debug/.fingerprint/x",
+            "src/target/y.rs",
+        ] {
             w(p);
         }
         let names: Vec<String> = walk(d.path(), true)
@@ -172,7 +188,7 @@ cargo:rerun-if-env-changed=CC\ncargo::rerun-if-env-changed=ZSTD_SYS_USE_PKG_CONF
             .iter()
             .map(|p| p.strip_prefix(d.path()).unwrap().display().to_string())
             .collect();
-        assert_eq!(names, vec!["Cargo.toml", "c/a.c", "src/lib.rs"]);
+        assert_eq!(names, vec!["Cargo.toml", "c/a.c", "src/lib.rs", "src/target/y.rs"]);
         let before = package_digest(d.path()).unwrap();
         w("sub/x.rs");
         assert_eq!(package_digest(d.path()).unwrap(), before, "a nested package is not ours");

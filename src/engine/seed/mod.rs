@@ -81,7 +81,7 @@ fn seed(rustc: &Path, args: &[OsString]) -> Result<(String, Seeded), (String, St
         roots.push((Root::CargoHome.placeholder().to_string(), h.display().to_string()));
     }
     let marker = Marker { exact, latest, roots };
-    fs::create_dir_all(&place.target).map_err(|_| fail("target-dir"))?;
+    create_target_dir(&place.target).map_err(|_| fail("target-dir"))?;
     write_marker(&place.target, &marker).map_err(|_| fail("marker"))?;
     if !fresh {
         return Err(fail("built-before"));
@@ -163,6 +163,25 @@ fn cargo_home() -> Option<PathBuf> {
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+}
+
+/// The target dir, made as cargo makes it: with a `CACHEDIR.TAG`, which cargo writes only
+/// into a folder it creates itself. Backup tools skip a tagged folder, and so do the walks of
+/// a package's files (a build script's inputs, build_script/inputs.rs).
+fn create_target_dir(target: &Path) -> io::Result<()> {
+    fs::create_dir_all(target)?;
+    let tag = target.join("CACHEDIR.TAG");
+    if !tag.exists() {
+        let tmp = target.join(format!("CACHEDIR.TAG.{}", std::process::id()));
+        fs::write(
+            &tmp,
+            "Signature: 8a477f597d28d172789f06886806bc55\n\
+             # This file is a cache directory tag: cargo's target dir, made by cairn's seeding.\n\
+             # For information about cache directory tags see https://bford.info/cachedir/\n",
+        )?;
+        fs::rename(&tmp, &tag)?;
+    }
+    Ok(())
 }
 
 fn write_marker(target: &Path, m: &Marker) -> io::Result<()> {

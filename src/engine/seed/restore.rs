@@ -218,6 +218,11 @@ fn one(
             if f.stored != Stored::Launcher {
                 set_mtime(&dest, when)?;
             }
+            // An output's BLAKE3 is the result's (checked above): remembered on the file, so
+            // the compiles that read it (a link reads every rlib) do not hash it again.
+            if let Stored::Result(r) = &f.stored {
+                crate::engine::filehash::remember(&dest, &r.hash);
+            }
         }
         for dest in &launchers {
             let dir = dest.parent().ok_or_else(|| io::Error::other("a launcher at the root"))?;
