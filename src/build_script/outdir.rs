@@ -101,7 +101,13 @@ mod tests {
     fn views(files: &[OutputFile]) -> Vec<FileView<'_>> {
         files
             .iter()
-            .map(|f| FileView { name: f.name.clone(), mode: f.mode, hash: f.hash, bytes: f.body.in_memory().unwrap() })
+            .map(|f| FileView {
+                name: f.name.clone(),
+                mode: f.mode,
+                hash: f.hash,
+                bytes: f.body.in_memory().unwrap(),
+                at: None,
+            })
             .collect()
     }
 

@@ -14,6 +14,11 @@ pub trait Cache {
     /// The object's bytes, checked by the daemon against their checksum; `None` when absent or
     /// unreadable.
     fn get(&self, key: &Key) -> Option<Vec<u8>>;
+    /// The object, as the door gives it: a descriptor of its file (checked by the daemon,
+    /// read without taking it whole into memory: protocol/result_file.rs), or its bytes.
+    fn open(&self, key: &Key) -> Option<Fetched> {
+        self.get(key).map(Fetched::Bytes)
+    }
     /// Commits bytes under a key. `replace` swaps out an existing object with different bytes
     /// (manifests); a result is never replaced: the first writer's bytes stay.
     fn put(&self, key: &Key, bytes: &[u8], replace: bool) -> io::Result<()>;
@@ -29,4 +34,10 @@ pub trait Cache {
     fn remove(&self, key: &Key);
     /// Tells the daemon what happened (stats, build sets); never fails.
     fn report(&self, events: &[Event]);
+}
+
+/// An object as [`Cache::open`] gives it.
+pub enum Fetched {
+    Bytes(Vec<u8>),
+    File(std::fs::File),
 }

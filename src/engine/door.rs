@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::cache::Cache;
+use super::cache::{Cache, Fetched};
 use super::mount;
 use crate::key::Key;
 use crate::protocol::names::temp_name_for;
@@ -289,6 +289,17 @@ impl Cache for Door {
     fn get(&self, key: &Key) -> Option<Vec<u8>> {
         match self.read(&key.to_hex()) {
             Ok(b) => Some(b),
+            Err(e) => {
+                self.warn_gone(&e);
+                None
+            }
+        }
+    }
+
+    fn open(&self, key: &Key) -> Option<Fetched> {
+        match Door::open(self, &key.to_hex()) {
+            Ok(Opened::File(f)) => Some(Fetched::File(f)),
+            Ok(Opened::Bytes(b)) => Some(Fetched::Bytes(b)),
             Err(e) => {
                 self.warn_gone(&e);
                 None

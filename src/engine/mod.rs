@@ -55,8 +55,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::key::Key;
 use crate::protocol::object::{CompileResult, EntryMeta, Manifest, OutputFile, ResultView, Variant};
 use crate::protocol::report::{Event, Kind};
+use crate::protocol::result_file::ResultFile;
 use basedir::Rel;
-use cache::Cache;
+use cache::{Cache, Fetched};
 use inputs::{NotNow, VariantInputs};
 use outcome::{Fault, Outcome};
 use process::Ran;
@@ -134,6 +135,12 @@ pub trait FrontEnd {
     /// each listed file (one the tool read: gone means the set no longer applies).
     fn hash_variant(&self, v: &Variant, since: Option<SystemTime>) -> Result<VariantInputs, NotNow> {
         inputs::hash_read_files(v, &self.site().rel, since)
+    }
+    /// Whether this front end's restore copies the output `name` (`len` bytes) straight from
+    /// the object's file ([`FileView::at`](crate::protocol::object::FileView)) rather than
+    /// from memory. Only outputs it says so of are left out of memory.
+    fn restores_from_file(&self, _name: &str, _len: u64) -> bool {
+        false
     }
     /// Whether a stored result can be restored here (the shape this compile expects).
     fn accepts(&self, _r: &ResultView<'_>) -> bool {
@@ -218,8 +225,24 @@ impl Engine<'_> {
         for v in manifest.iter().flat_map(|m| m.variants.iter()) {
             let Ok((files, env)) = fe.hash_variant(v, None) else { continue };
             let rkey = keys::result_key(&base, &files, &env);
-            let Some(bytes) = self.cache.get(&rkey) else { continue };
-            let r = match CompileResult::decode(&bytes) {
+            let Some(fetched) = self.cache.open(&rkey) else { continue };
+            let held = match fetched {
+                Fetched::Bytes(b) => Ok(Held::Bytes(b)),
+                Fetched::File(f) => {
+                    ResultFile::read(f, &|n, l| fe.restores_from_file(n, l)).map(|r| Held::File(Box::new(r)))
+                }
+            };
+            let size = match &held {
+                Ok(Held::Bytes(b)) => b.len() as u64,
+                Ok(Held::File(f)) => f.size(),
+                Err(_) => 0,
+            };
+            let decoded = match &held {
+                Ok(Held::Bytes(b)) => CompileResult::decode(b),
+                Ok(Held::File(f)) => Ok(f.view()),
+                Err(e) => Err(e.clone()),
+            };
+            let r = match decoded {
                 Ok(r) => r,
                 Err(e) => {
                     // Damaged or of another format: removed, so the next store can replace it.
@@ -249,11 +272,8 @@ impl Engine<'_> {
                         fe.after_success();
                     }
                     life.ph.mark("after");
-                    let outcome = Outcome::Hit {
-                        exit_code: code,
-                        compile: Duration::from_nanos(r.meta.compile_ns),
-                        bytes: bytes.len() as u64,
-                    };
+                    let outcome =
+                        Outcome::Hit { exit_code: code, compile: Duration::from_nanos(r.meta.compile_ns), bytes: size };
                     let used = set.map(|s| (s, vec![mkey, rkey]));
                     self.finish(fe, &outcome, Some(&rkey), &mut life, used, None);
                     if code == 0 {
@@ -459,6 +479,12 @@ fn set_last_result<'a>(key: Key, fe: &dyn FrontEnd, env: impl Iterator<Item = &'
     let bound = env.filter(|n| basedir::is_placeholder(n)).map(str::to_string).collect();
     *LAST_RESULT.lock().unwrap_or_else(|p| p.into_inner()) =
         Some(LastResult { key, out_dir: fe.site().out_dir.clone(), bound });
+}
+
+/// A result object as it was fetched: its bytes, or read from its file.
+enum Held {
+    Bytes(Vec<u8>),
+    File(Box<ResultFile>),
 }
 
 /// One compile's clock and profile.

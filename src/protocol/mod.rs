@@ -11,6 +11,7 @@ pub mod names;
 pub mod object;
 pub mod remote;
 pub mod report;
+pub mod result_file;
 pub mod result_writer;
 pub mod seed;
 pub mod wire;

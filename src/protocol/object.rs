@@ -25,7 +25,7 @@ const BUILD_SET_MAGIC: &[u8; 8] = b"CAIRNB02";
 const BUILD_SET_MAGIC_V1: &[u8; 8] = b"CAIRNB01";
 
 /// Why an object could not be read.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ObjectError {
     #[error("not a cairn object of this kind or version")]
     BadMagic,
@@ -133,13 +133,16 @@ pub struct CompileResult {
     pub stderr: Vec<u8>,
 }
 
-/// A stored compile, borrowing its payloads from the object's bytes.
-#[derive(Debug, PartialEq, Eq)]
+/// A stored compile, borrowing its payloads from the object's bytes (or, read from the
+/// object's file, leaving some of them there: result_file.rs).
+#[derive(Debug)]
 pub struct ResultView<'a> {
     pub meta: EntryMeta,
     pub files: Vec<FileView<'a>>,
     pub stdout: &'a [u8],
     pub stderr: &'a [u8],
+    /// The object's file, where payloads left out of memory are ([`FileView::at`]).
+    pub source: Option<&'a std::fs::File>,
 }
 
 /// One output file of a [`ResultView`].
@@ -148,7 +151,12 @@ pub struct FileView<'a> {
     pub name: String,
     pub mode: u32,
     pub hash: [u8; 32],
+    /// The payload, when it is in memory; empty when it was left in the object's file.
     pub bytes: &'a [u8],
+    /// Where the payload is in the object's file ([`ResultView::source`]) and how long, when
+    /// it was left there, to be copied file to file. Only front ends that ask for it get it
+    /// (`FrontEnd::restores_from_file`).
+    pub at: Option<(u64, u64)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -348,14 +356,14 @@ impl CompileResult {
         };
         let mut files = Vec::with_capacity(header.files.len());
         for (name, mode, hash, len) in header.files {
-            files.push(FileView { name, mode, hash, bytes: take(len)? });
+            files.push(FileView { name, mode, hash, bytes: take(len)?, at: None });
         }
         let stdout = take(header.stdout_len)?;
         let stderr = take(header.stderr_len)?;
         if !rest.is_empty() {
             return Err(ObjectError::Decode);
         }
-        Ok(ResultView { meta: header.meta, files, stdout, stderr })
+        Ok(ResultView { meta: header.meta, files, stdout, stderr, source: None })
     }
 }
 
@@ -374,18 +382,39 @@ pub struct FileAt {
 /// whole object), without reading the payloads, so a unit restore can copy one output file
 /// to file (engine/seed/restore.rs). The lengths must add up to the file's.
 pub fn read_result_files(f: &std::fs::File) -> Result<Vec<FileAt>, ObjectError> {
+    read_result_table(f).map(|t| t.files)
+}
+
+/// A result's header as read from its file, with where each payload is.
+pub(crate) struct ResultTable {
+    pub meta: EntryMeta,
+    pub files: Vec<FileAt>,
+    /// Where stdout starts; stderr follows it, then the checksum.
+    pub stdout_at: u64,
+    pub stdout_len: u64,
+    pub stderr_len: u64,
+}
+
+/// [`read_result_files`], with the metadata and where stdout and stderr are.
+pub(crate) fn read_result_table(f: &std::fs::File) -> Result<ResultTable, ObjectError> {
     let (head, mut at, size) = read_framed_header(f, RESULT_MAGIC)?;
     let header: Header = bincode::deserialize(&head).map_err(|_| ObjectError::Decode)?;
-    let mut out = Vec::with_capacity(header.files.len());
+    let mut files = Vec::with_capacity(header.files.len());
     for (name, mode, hash, len) in header.files {
-        out.push(FileAt { name, mode, hash, len, offset: at });
+        files.push(FileAt { name, mode, hash, len, offset: at });
         at = at.checked_add(len).ok_or(ObjectError::Decode)?;
     }
     let end = [header.stdout_len, header.stderr_len, 32].iter().try_fold(at, |a, n| a.checked_add(*n));
     if end != Some(size) {
         return Err(ObjectError::Decode);
     }
-    Ok(out)
+    Ok(ResultTable {
+        meta: header.meta,
+        files,
+        stdout_at: at,
+        stdout_len: header.stdout_len,
+        stderr_len: header.stderr_len,
+    })
 }
 
 /// The header of an object laid out as `MAGIC ++ u64 header length ++ header ++ payloads… ++

@@ -273,6 +273,11 @@ impl FrontEnd for Rustc {
         self.set
     }
 
+    fn restores_from_file(&self, name: &str, _len: u64) -> bool {
+        // Dep-info is rewritten on its way out; every other output is copied as it is.
+        !name.ends_with(".d")
+    }
+
     fn accepts(&self, r: &ResultView<'_>) -> bool {
         // Stored before failed links stopped being stored: never replay one.
         r.meta.exit_code == 0 || !self.inv.links()
@@ -286,7 +291,12 @@ impl FrontEnd for Rustc {
                 let moved = engine::relocate(f.bytes, &r.meta, &self.inv.out_dir, &self.site.rel);
                 process::restore_file(out_dir, &f.name, f.mode, &moved)?;
             } else {
-                process::restore_file(out_dir, &f.name, f.mode, f.bytes)?;
+                match (r.source, f.at) {
+                    (Some(src), Some((off, len))) => {
+                        process::restore_file_from(out_dir, &f.name, f.mode, src, off, len)?
+                    }
+                    _ => process::restore_file(out_dir, &f.name, f.mode, f.bytes)?,
+                }
                 filehash::remember(&out_dir.join(&f.name), &f.hash);
             }
         }

@@ -279,39 +279,12 @@ fn temp_for(dest: &Path) -> std::path::PathBuf {
     ))
 }
 
-/// Copies `len` bytes at `off` of `src` to `dest` file to file: `copy_file_range` (extents
-/// cloned where the filesystem can, else copied in the kernel), falling back to reading and
-/// writing where it is refused.
+/// Copies `len` bytes at `off` of `src` to `dest` file to file (engine/process.rs
+/// `copy_range`), through a temporary.
 fn copy_out(src: &fs::File, off: u64, len: u64, dest: &Path, mode: u32) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
     let tmp = temp_for(dest);
     let mut out = fs::File::create(&tmp)?;
-    let (mut off_in, mut left) = (off as libc::loff_t, len);
-    while left > 0 {
-        // SAFETY: two open descriptors; the kernel reads the input at `off_in`, which it
-        // advances, and writes at the output's own position.
-        let n = unsafe {
-            libc::copy_file_range(src.as_raw_fd(), &mut off_in, out.as_raw_fd(), std::ptr::null_mut(), left as usize, 0)
-        };
-        if n > 0 {
-            left -= n as u64;
-            continue;
-        }
-        if n == 0 {
-            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EXDEV) | Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => {
-                let mut buf = vec![0u8; left as usize];
-                std::os::unix::fs::FileExt::read_exact_at(src, &mut buf, off_in as u64)?;
-                out.write_all(&buf)?;
-                left = 0;
-            }
-            Some(libc::EINTR) => {}
-            _ => return Err(e),
-        }
-    }
+    crate::engine::process::copy_range(src, off, len, &mut out)?;
     out.set_permissions(fs::Permissions::from_mode(crate::engine::process::safe_mode(mode)))?;
     drop(out);
     fs::rename(&tmp, dest)
