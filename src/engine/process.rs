@@ -70,26 +70,20 @@ pub fn exec(cmd: &mut Command, who: &str) -> i32 {
 /// Writes one restored file into `dir` atomically (temp name, then rename), with its mode
 /// made safe ([`safe_mode`]).
 pub fn restore_file(dir: &Path, name: &str, mode: u32, bytes: &[u8]) -> io::Result<()> {
-    if name.contains('/') || name.starts_with('.') {
-        return Err(io::Error::other(format!("refusing odd output name {name:?}")));
-    }
-    let mode = safe_mode(mode);
-    let tmp = dir.join(format!(".cairn-{}-{name}", std::process::id()));
-    let result = (|| {
-        let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
-        f.write_all(bytes)?;
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        drop(f);
-        fs::rename(&tmp, dir.join(name))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    restore_with(dir, name, mode, &mut |f| f.write_all(bytes))
 }
 
 /// [`restore_file`] with the bytes copied from `len` bytes at `off` of `src`, file to file.
 pub fn restore_file_from(dir: &Path, name: &str, mode: u32, src: &fs::File, off: u64, len: u64) -> io::Result<()> {
+    restore_with(dir, name, mode, &mut |f| copy_range(src, off, len, f))
+}
+
+fn restore_with(
+    dir: &Path,
+    name: &str,
+    mode: u32,
+    fill: &mut dyn FnMut(&mut fs::File) -> io::Result<()>,
+) -> io::Result<()> {
     if name.contains('/') || name.starts_with('.') {
         return Err(io::Error::other(format!("refusing odd output name {name:?}")));
     }
@@ -97,7 +91,7 @@ pub fn restore_file_from(dir: &Path, name: &str, mode: u32, src: &fs::File, off:
     let tmp = dir.join(format!(".cairn-{}-{name}", std::process::id()));
     let result = (|| {
         let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
-        copy_range(src, off, len, &mut f)?;
+        fill(&mut f)?;
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         drop(f);
         fs::rename(&tmp, dir.join(name))
