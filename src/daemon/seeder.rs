@@ -7,7 +7,7 @@
 //! so the daemon reads the very folder the compile saw, in a container too, through
 //! `/proc/self/fd`. Cargo writes a unit's fingerprint only after the wrapper returns (and
 //! starts dependents earlier than that: pipelining), so the copy waits for a fingerprint
-//! written after the report, looking again every 50 ms for at most a minute. Copies run on
+//! written after the report, looking again every 10 ms for at most a minute. Copies run on
 //! one background thread, so no compile waits for one. Copying is checked: a file that
 //! changes while it is read (a rebuild, `cargo clean`), a symbolic link, or a fingerprint
 //! never completed leaves the unit out.
@@ -37,7 +37,12 @@ use crate::protocol::seed::{encode_unit, Capture, Marker, Reference, SeedSet, Se
 use crate::store::Store;
 
 /// How often a copy looks again for a fingerprint cargo has not written yet, and for how long.
-const POLL: Duration = Duration::from_millis(50);
+/// Short, because a build that ends in a few fast hits (a warm build's last link) may be
+/// followed at once by `rm -rf target`: the last registry units' fingerprints exist for only
+/// the few tens of milliseconds between cargo writing them and the folder going. At 50 ms,
+/// such a build removed at once lost its last two units from the set (seen in CI, 2026-12-07).
+/// A look is one `stat` per unit waiting.
+const POLL: Duration = Duration::from_millis(10);
 const GIVE_UP: Duration = Duration::from_secs(60);
 /// How much earlier than the report a fingerprint may look written (file times are coarse).
 const SLACK: Duration = Duration::from_millis(20);
