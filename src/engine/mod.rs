@@ -53,7 +53,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::key::Key;
-use crate::protocol::object::{CompileResult, EntryMeta, Manifest, OutputFile, ResultView, Variant};
+use crate::protocol::object::{CompileResult, EntryMeta, Manifest, ObjectError, OutputFile, ResultView, Variant};
 use crate::protocol::report::{Event, Kind};
 use crate::protocol::result_file::ResultFile;
 use basedir::Rel;
@@ -136,10 +136,10 @@ pub trait FrontEnd {
     fn hash_variant(&self, v: &Variant, since: Option<SystemTime>) -> Result<VariantInputs, NotNow> {
         inputs::hash_read_files(v, &self.site().rel, since)
     }
-    /// Whether this front end's restore copies the output `name` (`len` bytes) straight from
-    /// the object's file ([`FileView::at`](crate::protocol::object::FileView)) rather than
-    /// from memory. Only outputs it says so of are left out of memory.
-    fn restores_from_file(&self, _name: &str, _len: u64) -> bool {
+    /// Whether this front end's restore copies the output `name` straight from the object's
+    /// file ([`FileView::at`](crate::protocol::object::FileView)) rather than from memory.
+    /// Only outputs it says so of are left out of memory.
+    fn restores_from_file(&self, _name: &str) -> bool {
         false
     }
     /// Whether a stored result can be restored here (the shape this compile expects).
@@ -228,21 +228,10 @@ impl Engine<'_> {
             let Some(fetched) = self.cache.open(&rkey) else { continue };
             let held = match fetched {
                 Fetched::Bytes(b) => Ok(Held::Bytes(b)),
-                Fetched::File(f) => {
-                    ResultFile::read(f, &|n, l| fe.restores_from_file(n, l)).map(|r| Held::File(Box::new(r)))
-                }
+                Fetched::File(f) => ResultFile::read(f, &|n| fe.restores_from_file(n)).map(|r| Held::File(Box::new(r))),
             };
-            let size = match &held {
-                Ok(Held::Bytes(b)) => b.len() as u64,
-                Ok(Held::File(f)) => f.size(),
-                Err(_) => 0,
-            };
-            let decoded = match &held {
-                Ok(Held::Bytes(b)) => CompileResult::decode(b),
-                Ok(Held::File(f)) => Ok(f.view()),
-                Err(e) => Err(e.clone()),
-            };
-            let r = match decoded {
+            let decoded = held.as_ref().map_err(Clone::clone).and_then(Held::view);
+            let (r, size) = match decoded {
                 Ok(r) => r,
                 Err(e) => {
                     // Damaged or of another format: removed, so the next store can replace it.
@@ -485,6 +474,16 @@ fn set_last_result<'a>(key: Key, fe: &dyn FrontEnd, env: impl Iterator<Item = &'
 enum Held {
     Bytes(Vec<u8>),
     File(Box<ResultFile>),
+}
+
+impl Held {
+    /// The result, checked, and the object's size.
+    fn view(&self) -> Result<(ResultView<'_>, u64), ObjectError> {
+        match self {
+            Held::Bytes(b) => CompileResult::decode(b).map(|r| (r, b.len() as u64)),
+            Held::File(f) => Ok((f.view(), f.size())),
+        }
+    }
 }
 
 /// One compile's clock and profile.

@@ -26,8 +26,8 @@ pub struct ResultFile {
 
 impl ResultFile {
     /// Checks the object in `file` against its checksum and reads it, leaving in the file the
-    /// outputs for which `leave(name, len)` says so.
-    pub fn read(file: File, leave: &dyn Fn(&str, u64) -> bool) -> Result<ResultFile, ObjectError> {
+    /// outputs for which `leave(name)` says so.
+    pub fn read(file: File, leave: &dyn Fn(&str) -> bool) -> Result<ResultFile, ObjectError> {
         let size = file.metadata().map_err(|_| ObjectError::Decode)?.len();
         if size < 48 {
             return Err(ObjectError::BadMagic);
@@ -41,7 +41,7 @@ impl ResultFile {
         };
         let mut files = Vec::with_capacity(t.files.len());
         for at in t.files {
-            let bytes = if leave(&at.name, at.len) { None } else { Some(read(at.offset, at.len)?) };
+            let bytes = if leave(&at.name) { None } else { Some(read(at.offset, at.len)?) };
             files.push((at, bytes));
         }
         let stdout = read(t.stdout_at, t.stdout_len)?;
@@ -123,7 +123,7 @@ mod tests {
         let (p, big) = stored(d.path());
         let bytes = std::fs::read(&p).unwrap();
         let decoded = CompileResult::decode(&bytes).unwrap();
-        let rf = ResultFile::read(File::open(&p).unwrap(), &|name, _| name == "x").unwrap();
+        let rf = ResultFile::read(File::open(&p).unwrap(), &|name| name == "x").unwrap();
         assert_eq!(rf.size(), bytes.len() as u64);
         let v = rf.view();
         assert_eq!((v.meta.clone(), v.stdout, v.stderr), (decoded.meta.clone(), decoded.stdout, decoded.stderr));
@@ -144,11 +144,11 @@ mod tests {
             let mut b = bytes.clone();
             b[at] ^= 1;
             std::fs::write(&p, &b).unwrap();
-            assert!(ResultFile::read(File::open(&p).unwrap(), &|_, _| true).is_err(), "flipped at {at}");
+            assert!(ResultFile::read(File::open(&p).unwrap(), &|_| true).is_err(), "flipped at {at}");
         }
         for len in [0, 47, 100, bytes.len() - 1] {
             std::fs::write(&p, &bytes[..len]).unwrap();
-            assert!(ResultFile::read(File::open(&p).unwrap(), &|_, _| true).is_err(), "cut to {len}");
+            assert!(ResultFile::read(File::open(&p).unwrap(), &|_| true).is_err(), "cut to {len}");
         }
     }
 }

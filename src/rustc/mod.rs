@@ -273,7 +273,7 @@ impl FrontEnd for Rustc {
         self.set
     }
 
-    fn restores_from_file(&self, name: &str, _len: u64) -> bool {
+    fn restores_from_file(&self, name: &str) -> bool {
         // Dep-info is rewritten on its way out; every other output is copied as it is.
         !name.ends_with(".d")
     }
