@@ -433,3 +433,44 @@ fn a_seed_is_never_taken_by_another_toolchain_or_another_cargo() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// A build whose target dir is removed the moment cargo exits still leaves every unit it
+/// built in the seed set: the workspace's last compile waits until the daemon has copied
+/// them (their fingerprints come from cargo a few milliseconds after each compile). A warm
+/// build of hits alone, then `rm -rf` at once, is where a unit used to go missing (CI,
+/// 2026-12-07: smallvec and fnv).
+#[test]
+fn a_target_dir_removed_as_the_build_ends_still_seeds_the_next_one() {
+    let _g = lock();
+    let test = "a_target_dir_removed_as_the_build_ends_still_seeds_the_next_one";
+    // The daemon looks for a reported unit's fingerprint every 400 ms instead of 10: without
+    // the wait at the build's end, the units of its last 400 ms would be gone with the folder.
+    let env = [("CAIRN_SEED_POLL_MS".to_string(), "400".to_string())];
+    let Some(m) = crate::common::mount_via(test, None, "8GiB", &[], &env, Via::Mount) else { return };
+    with_lockfile();
+    let root = &ws().root;
+    for t in ["t-race-cold", "t-race-hits", "t-race-next"] {
+        let _ = std::fs::remove_dir_all(root.join(t));
+    }
+    // The results, without a seed set.
+    let mut c = seeded(&m, "t-race-cold", &log_path("race-cold"), &["build"]);
+    c.env("CAIRN_SEED", "0");
+    ok(c);
+    let base = run(&root.join("t-race-cold"));
+    // A build of hits alone (no set to seed from), its target dir removed as cargo exits.
+    let hits = log_path("race-hits");
+    ok(seeded(&m, "t-race-hits", &hits, &["build"]));
+    std::fs::remove_dir_all(root.join("t-race-hits")).unwrap();
+    let lines = read_log_all(&hits);
+    assert_eq!(seed_line(&lines).0, "seed-none:no-set");
+    let built = registry_units_that_ran(&lines);
+    assert!(built.len() >= 20, "{lines:?}");
+    // The next fresh target dir gets every one of them.
+    let next = log_path("race-next");
+    ok(seeded(&m, "t-race-next", &next, &["build"]));
+    let lines = read_log_all(&next);
+    let (outcome, _) = seed_line(&lines);
+    assert!(units_seeded(&outcome) >= built.len(), "{outcome}, built {built:?}");
+    assert!(registry_units_that_ran(&lines).is_empty(), "missing from the set: {lines:?}");
+    assert_eq!(run(&root.join("t-race-next")), base);
+}

@@ -1,6 +1,6 @@
 """Driver for scripts/bench-native: see that file. Runs only on this machine's disk; the only
 network use is cargo's own fetch from crates.io before the timed builds."""
-import os, shutil, statistics, subprocess, sys, tarfile, time
+import os, resource, shutil, statistics, subprocess, sys, tarfile, time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -146,12 +146,41 @@ def quiesce(tool, env):
     subprocess.run(["sync"], check=False)
 
 
-def build(workdir, args, env):
+DAEMONS = ("cairn", "sccache", "kache")
+# The CPU seconds (user + system) each build took, by (workload, tool, build), beside the wall
+# clock: the wrapper processes are cargo's descendants, the daemons are not, so theirs is read
+# from /proc. A second measure of what a tool adds, less moved by the other tenants of a VM.
+CPU = {}
+
+
+def daemon_cpu():
+    """{pid: CPU seconds} of the tools' daemons now running."""
+    out, tick = {}, os.sysconf("SC_CLK_TCK")
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        comm, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+        if comm in DAEMONS:
+            out[d.name] = (int(rest[11]) + int(rest[12])) / tick
+    return out
+
+
+def build(workdir, args, env, cpu_key=None):
     shutil.rmtree(workdir / "target", ignore_errors=True)
     cargo = [MBX] if "MBX_CACHE_DIR" in env else ["cargo"]
+    before_d, before_c = daemon_cpu(), resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run([*cargo, "build", "--quiet", *args], cwd=workdir, env=env, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    after_c, after_d = resource.getrusage(resource.RUSAGE_CHILDREN), daemon_cpu()
+    if cpu_key:
+        own = (after_c.ru_utime - before_c.ru_utime) + (after_c.ru_stime - before_c.ru_stime)
+        CPU.setdefault(cpu_key, []).append(own + sum(v - before_d.get(p, 0.0) for p, v in after_d.items()))
+    return wall
 
 
 def copy_checkout(src, dest):
@@ -177,14 +206,16 @@ def main():
     counts = {}
     for i in range(RUNS):
         for w, (d, args, extra) in loads.items():
-            for tool in TOOLS:
+            # Every other run goes through the tools in reverse, so that no tool always builds
+            # right after another one (the host's state drifts within a run).
+            for tool in TOOLS if i % 2 == 0 else TOOLS[::-1]:
                 env = env_for(tool, d, extra)
                 if tool == "plain":
-                    res[(w, tool, "cold")].append(build(d, args, env))
+                    res[(w, tool, "cold")].append(build(d, args, env, (w, tool)))
                     quiesce(tool, env)
                     continue
                 reset(tool, env)
-                res[(w, tool, "cold")].append(build(d, args, env))
+                res[(w, tool, "cold")].append(build(d, args, env, (w, tool)))
                 if COLD_ONLY:
                     quiesce(tool, env)
                     continue
@@ -215,6 +246,9 @@ def main():
         if tool.startswith("cairn"):
             stop_cairn()
     m = {k: statistics.median(v) for k, v in res.items() if v}
+    if COLD_ONLY:
+        cold_table(loads, res)
+        return
     print(f"\n## Build scripts and C (median of {RUNS} interleaved runs; warm = after removing the target dir, cache full)\n")
     print("| workload | plain cold | sccache cold / warm | kache cold / warm | cairn cold / warm | cairn cold / plain | cairn warm / kache warm | cairn warm / sccache warm | ran in cairn's warm build (rustc, scripts, C compiles) |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -252,6 +286,26 @@ def main():
             print(f"| {w} | {k} | {c:.2f} s | " + " | ".join(f"{g(w, p, k):.2f} s" for p in peers) + " | "
                   + " | ".join(f"{c / g(w, p, k):.2f}" for p in peers) + f" | {counts.get((w, 'cairn', k) if k != 'warm' else (w, 'cairn'))} |")
     print("\nraw:", {f"{w}/{t}/{k}": [round(x, 2) for x in v] for (w, t, k), v in res.items() if v})
+
+
+def cold_table(loads, res):
+    """What a miss costs: each tool's cold build against plain cargo's, by the wall clock and by
+    the CPU all its processes spent (cargo, compilers, wrappers, daemon)."""
+    med = statistics.median
+    print(f"\n## Cold builds against plain cargo ({RUNS} interleaved runs, every other one in reverse order)\n")
+    print("| workload | tool | wall, median | ratio of medians | median of per-run ratios | CPU, median | CPU ratio of medians | median of per-run CPU ratios |")
+    print("|---|---|---|---|---|---|---|---|")
+    for w in loads:
+        pw, pc = res[(w, "plain", "cold")], CPU.get((w, "plain"), [])
+        for t in TOOLS:
+            if t == "plain":
+                continue
+            tw, tc = res[(w, t, "cold")], CPU.get((w, t), [])
+            print(f"| {w} | {t} | {med(tw):.1f} s (plain {med(pw):.1f} s) | {med(tw) / med(pw):.3f} | "
+                  f"{med([a / b for a, b in zip(tw, pw)]):.3f} | {med(tc):.1f} s (plain {med(pc):.1f} s) | "
+                  f"{med(tc) / med(pc):.3f} | {med([a / b for a, b in zip(tc, pc)]):.3f} |")
+    print("\nraw wall:", {f"{w}/{t}": [round(x, 2) for x in res[(w, t, 'cold')]] for w in loads for t in TOOLS})
+    print("raw CPU:", {f"{w}/{t}": [round(x, 2) for x in v] for (w, t), v in CPU.items()})
 
 
 S3_CREDS = dict(AWS_ACCESS_KEY_ID="ak", AWS_SECRET_ACCESS_KEY="sk", AWS_REGION="us-east-1",

@@ -43,6 +43,16 @@ use crate::store::Store;
 /// such a build removed at once lost its last two units from the set (seen in CI, 2026-12-07).
 /// A look is one `stat` per unit waiting.
 const POLL: Duration = Duration::from_millis(10);
+
+/// [`POLL`], or `CAIRN_SEED_POLL_MS` from the daemon's environment: a test widens the window
+/// between a unit's report and its copy with it, to show that a build's end waits for the
+/// copies (fuse-tests/seed.rs).
+fn poll() -> Duration {
+    static P: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *P.get_or_init(|| {
+        std::env::var("CAIRN_SEED_POLL_MS").ok().and_then(|v| v.parse().ok()).map_or(POLL, Duration::from_millis)
+    })
+}
 const GIVE_UP: Duration = Duration::from_secs(60);
 /// How much earlier than the report a fingerprint may look written (file times are coarse).
 const SLACK: Duration = Duration::from_millis(20);
@@ -50,6 +60,10 @@ const SLACK: Duration = Duration::from_millis(20);
 /// `SETTLE`, and not past `STALL` without a copy ending.
 const SETTLE: Duration = Duration::from_secs(60);
 const STALL: Duration = Duration::from_secs(3);
+/// How long a workspace compile's end waits for the copies (`SETTLE`): the units reported
+/// have finished, so only cargo's writing their fingerprints is awaited; a unit whose
+/// fingerprint never comes (cargo killed) costs this once.
+const END_SETTLE: Duration = Duration::from_secs(1);
 
 /// One target dir (and one marker: a new probe answer starts a new set).
 struct Target {
@@ -169,10 +183,25 @@ impl<S: Store + 'static> Seeder<S> {
                 let mut waiting: Vec<&str> =
                     st.pending.iter().filter_map(|h| st.units.get(h)).map(|c| c.unit.as_str()).collect();
                 waiting.sort_unstable();
-                tracing::info!(units = ?waiting, "seed set written without units still being copied");
+                tracing::info!(units = ?waiting, "stopped waiting for seed units still being copied");
                 return;
             }
             st = t.done.wait_timeout(st, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+
+    /// A `SETTLE`: waits (at most [`END_SETTLE`]) until the units reported in the target
+    /// dirs of set `exact` are copied or left out. A workspace compile asks at its end: the
+    /// registry units it was built from are reported, and cargo writes their fingerprints
+    /// within milliseconds, so the build cannot end, and its target dir go, before they are in
+    /// the set.
+    pub fn settle_set(&self, exact: Key) {
+        let feeding: Vec<Arc<Target>> = {
+            let targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+            targets.values().filter(|t| t.marker.exact == exact).cloned().collect()
+        };
+        for t in feeding {
+            self.settle(&t, END_SETTLE);
         }
     }
 
@@ -226,7 +255,7 @@ impl<S: Store + 'static> Seeder<S> {
             for job in job.into_iter().chain(due) {
                 match self.copy(&job) {
                     Copied::Not(why) if why == NOT_YET && job.reported.elapsed() < GIVE_UP => {
-                        later.push_back((Instant::now() + POLL, job));
+                        later.push_back((Instant::now() + poll(), job));
                     }
                     outcome => {
                         let mut st = job.target.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -698,6 +727,57 @@ mod tests {
         );
         assert_eq!(r.skipped, vec![(UNIT.to_string(), "damaged".to_string())]);
         assert!(!t2.join("debug/.fingerprint").join(UNIT).exists());
+    }
+
+    #[test]
+    fn a_workspace_compiles_end_waits_until_the_units_it_was_built_from_are_copied() {
+        use crate::fs::FsOptions;
+        use crate::store::memory::MemoryStore;
+        let d = tempfile::tempdir().unwrap();
+        let (ws, t) = (d.path().join("ws"), d.path().join("ws/target"));
+        fs::create_dir_all(&t).unwrap();
+        let uid = nix::unistd::getuid().as_raw();
+        let fs = Arc::new(CacheFs::new(
+            Arc::new(MemoryStore::new(1 << 30)),
+            FsOptions { uid, gid: uid, want_backing: false },
+        ));
+        let seeder = Seeder::start(fs).unwrap();
+        use crate::engine::basedir::Kind;
+        let stored = vec![
+            (Kind::Checkout.placeholder().to_string(), ws.display().to_string()),
+            (Kind::Target.placeholder().to_string(), t.display().to_string()),
+        ];
+        let marker = Marker { exact: Key([1; 32]), latest: Key([2; 32]), roots: stored };
+        let c = Capture {
+            marker,
+            profile: "debug".into(),
+            unit: UNIT.into(),
+            package: "foo 1.0.0".into(),
+            compile_ns: 1,
+            deps: vec![],
+            result: None,
+        };
+        // The unit's compile reported; cargo writes its fingerprint a little later.
+        seeder.capture(uid, c, fs::File::open(&t).unwrap().into()).unwrap();
+        let cargo = {
+            let t = t.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                built_unit(&t);
+            })
+        };
+        let captured = |s: &Seeder<MemoryStore>| {
+            let targets = s.targets.lock().unwrap();
+            targets.values().map(|t| t.state.lock().unwrap().captured.len()).sum::<usize>()
+        };
+        assert_eq!(captured(&seeder), 0, "no fingerprint yet");
+        seeder.settle_set(Key([1; 32]));
+        assert_eq!(captured(&seeder), 1, "copied before the workspace's compile returns");
+        cargo.join().unwrap();
+        // Another set's build does not wait for this one.
+        let t0 = Instant::now();
+        seeder.settle_set(Key([3; 32]));
+        assert!(t0.elapsed() < END_SETTLE);
     }
 
     /// The result of the unit's compile, as the wrapper stored it: its rlib and rmeta.

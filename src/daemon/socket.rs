@@ -169,6 +169,16 @@ fn connection<S: Store + 'static>(
                     _ => Err(FsError::InvalidName),
                 }
             }
+            (true, Some(Op::Settle)) => {
+                let body = wire::read_body(&mut r, len)?;
+                match Key::parse_bytes(body.get(..32)) {
+                    Some(exact) => {
+                        seeder.settle_set(exact);
+                        Ok(Vec::new())
+                    }
+                    None => Err(FsError::InvalidName),
+                }
+            }
             (true, Some(Op::Open)) => {
                 let body = wire::read_body(&mut r, len)?;
                 let path = std::str::from_utf8(&body).map_err(|_| FsError::InvalidName);
@@ -224,7 +234,9 @@ fn request<S: Store>(fs: &CacheFs<S>, uid: u32, op: Op, body: &[u8]) -> Result<V
             fs.xattr_path(path, &text(name)?)?.ok_or(FsError::Io(libc::ENODATA))
         }
         Op::Stop => fs.may_change(uid, None).map(|()| Vec::new()),
-        Op::Put | Op::Open | Op::Capture | Op::Seed | Op::Execute => unreachable!("served in connection()"),
+        Op::Put | Op::Open | Op::Capture | Op::Seed | Op::Settle | Op::Execute => {
+            unreachable!("served in connection()")
+        }
     }
 }
 

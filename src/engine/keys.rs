@@ -74,17 +74,46 @@ pub fn result_key(base: &Key, files: &[(String, Option<[u8; 32]>)], env: &[(Stri
 /// lays out its target dir) and the name of the folder that holds the target dir (the one
 /// with cargo's `CACHEDIR.TAG`): the workspace's, for the usual `<workspace>/target`.
 pub fn build_set(out_dir: &Path, toolchain: &[u8; 32]) -> Key {
-    let parts: Vec<&str> = out_dir.iter().filter_map(|c| c.to_str()).collect();
-    let profile = parts.iter().rposition(|c| *c == "deps" || *c == "build").and_then(|i| i.checked_sub(1));
-    let profile = profile.map(|i| parts[i]).unwrap_or("");
     let target = out_dir.ancestors().take(6).find(|d| d.join("CACHEDIR.TAG").is_file());
+    build_set_in(target, &profile_of(out_dir), toolchain)
+}
+
+/// The build set of the compiles of profile folder `profile` (`debug`,
+/// `x86_64-unknown-linux-gnu/release`: its last part counts) in target dir `target`: what
+/// [`build_set`] gives every compile there, known before the first one (the seed probe).
+pub fn build_set_in(target: Option<&Path>, profile: &str, toolchain: &[u8; 32]) -> Key {
+    let profile = profile.rsplit('/').next().unwrap_or("");
     let workspace = target.and_then(Path::parent).and_then(Path::file_name).and_then(|n| n.to_str()).unwrap_or("");
     crate::protocol::object::build_set_key(toolchain, profile, workspace)
+}
+
+/// The profile folder's name of a compile's output folder: the folder above `deps/` or
+/// `build/`.
+fn profile_of(out_dir: &Path) -> String {
+    let parts: Vec<&str> = out_dir.iter().filter_map(|c| c.to_str()).collect();
+    let profile = parts.iter().rposition(|c| *c == "deps" || *c == "build").and_then(|i| i.checked_sub(1));
+    profile.map(|i| parts[i]).unwrap_or("").to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_probe_names_the_build_set_its_compiles_will_name() {
+        let t = tempfile::tempdir().unwrap();
+        let target = t.path().join("ws/target");
+        std::fs::create_dir_all(target.join("x86_64-unknown-linux-gnu/release/build/foo-1/out")).unwrap();
+        std::fs::write(target.join("CACHEDIR.TAG"), "").unwrap();
+        let tc = [7; 32];
+        let debug = build_set_in(Some(&target), "debug", &tc);
+        assert_eq!(build_set(&target.join("debug/deps"), &tc), debug);
+        let release = build_set_in(Some(&target), "x86_64-unknown-linux-gnu/release", &tc);
+        assert_eq!(build_set(&target.join("x86_64-unknown-linux-gnu/release/build/foo-1/out"), &tc), release);
+        assert_ne!(debug, release);
+        assert_ne!(build_set_in(Some(&t.path().join("other/target")), "debug", &tc), debug, "another workspace");
+        assert_ne!(build_set_in(Some(&target), "debug", &[8; 32]), debug, "another toolchain");
+    }
 
     #[test]
     fn fields_cannot_run_into_each_other() {

@@ -216,8 +216,12 @@ pub fn prefetch_hints(bytes: &[u8]) -> Vec<crate::key::Key> {
     } else if bytes.starts_with(BUILD_SET_MAGIC) || bytes.starts_with(BUILD_SET_MAGIC_V1) {
         BuildSet::decode(bytes).map(|s| s.keys).unwrap_or_default()
     } else if let Ok(set) = super::seed::SeedSet::decode(bytes) {
-        // A fresh runner's seed: every unit object and the results they name, at once.
-        set.entries.into_iter().flat_map(|e| std::iter::once(e.key).chain(e.refs)).collect()
+        // A fresh runner's seed: every unit object and the results they name, at once, the
+        // biggest units first (the restore takes them in the same order), so that the last
+        // fetch to end is a small one.
+        let mut entries = set.entries;
+        entries.sort_by_key(|e| std::cmp::Reverse(e.bytes));
+        entries.into_iter().flat_map(|e| e.refs.into_iter().chain(std::iter::once(e.key))).collect()
     } else {
         Vec::new()
     }
@@ -639,7 +643,9 @@ mod tests {
             deps: vec![],
             refs,
         };
-        let set = SeedSet { entries: vec![e(1, vec![Key([10; 32])]), e(2, vec![])] };
-        assert_eq!(prefetch_hints(&set.encode()), vec![Key([1; 32]), Key([10; 32]), Key([2; 32])]);
+        let mut set = SeedSet { entries: vec![e(1, vec![Key([10; 32])]), e(2, vec![])] };
+        assert_eq!(prefetch_hints(&set.encode()), vec![Key([10; 32]), Key([1; 32]), Key([2; 32])]);
+        set.entries[1].bytes = 1 << 20;
+        assert_eq!(prefetch_hints(&set.encode()), vec![Key([2; 32]), Key([10; 32]), Key([1; 32])], "the biggest first");
     }
 }

@@ -60,6 +60,9 @@ pub enum Op {
     Seed = 10,
     /// Run a compile on the remote execution engine (`protocol::remote`).
     Execute = 11,
+    /// Wait until the units reported in the target dirs of a seed set are copied (a
+    /// workspace compile's end: engine/seed `settle`).
+    Settle = 12,
 }
 
 impl Op {
@@ -76,6 +79,7 @@ impl Op {
             9 => Op::Capture,
             10 => Op::Seed,
             11 => Op::Execute,
+            12 => Op::Settle,
             _ => return None,
         })
     }

@@ -81,22 +81,25 @@ pub(crate) fn main_with(driver: Option<clippy::Driver>, rustc: PathBuf, args: &[
             let t0 = std::time::Instant::now();
             let code = engine::run(&mut fe);
             if code == 0 {
-                seed_report(&fe.inv, engine::last_compile().max(t0.elapsed()));
+                if engine::seed::is_sourced(Path::new(&fe.inv.input)) {
+                    seed_report(&fe.inv, engine::last_compile().max(t0.elapsed()));
+                } else {
+                    // The workspace's own compile: the registry units it was built from go
+                    // into the seed set before it returns (the build may end with it).
+                    engine::seed::settle(Path::new(&fe.inv.out_dir));
+                }
             }
             code
         }
     }
 }
 
-/// Tells target-dir seeding (engine/seed) that this compile's unit is done, when it is a
-/// registry or git package's (`<package>-<hash>`), with the units it was built from: its
-/// `--extern` crates and its build script's run (`OUT_DIR`).
+/// Tells target-dir seeding (engine/seed) that this compile's unit, a registry or git
+/// package's (`<package>-<hash>`), is done, with the units it was built from: its `--extern`
+/// crates and its build script's run (`OUT_DIR`).
 fn seed_report(inv: &Invocation, took: std::time::Duration) {
     let (Ok(name), Ok(version)) = (std::env::var("CARGO_PKG_NAME"), std::env::var("CARGO_PKG_VERSION")) else { return };
     let Some(hash) = inv.extra_filename.strip_prefix('-') else { return };
-    if !engine::seed::is_sourced(Path::new(&inv.input)) {
-        return;
-    }
     let mut deps: Vec<String> = inv
         .externs
         .iter()

@@ -94,6 +94,62 @@ impl FileId {
 }
 
 impl DiskStore {
+    /// Commits `temp` under `key`, hashing it unless the caller already did (`checksum`).
+    fn commit_with(&self, temp: &DiskTemp, key: &Key, checksum: Option<[u8; 32]>) -> Result<Committed, StoreError> {
+        let sh = &self.shared;
+        let size = temp.file.metadata().map_err(StoreError::io("reading a temporary file"))?.len();
+        let checksum = match checksum {
+            Some(c) => c,
+            None => hash_file(&temp.file, size).map_err(StoreError::io("reading a temporary file"))?,
+        };
+        let now = now_ns();
+        let meta = ObjectMeta { size, checksum, created_ns: now, last_used_ns: now };
+        let mut inner = sh.lock();
+        let evicted = match inner.index.insert(*key, meta) {
+            Ok(evicted) => evicted,
+            Err(InsertError::Present(existing)) => {
+                return if existing.checksum == checksum && existing.size == size {
+                    drop(inner);
+                    self.discard(temp);
+                    Ok(Committed::AlreadyPresent(existing))
+                } else {
+                    Err(StoreError::Exists(*key))
+                };
+            }
+            Err(InsertError::TooLarge) => return Err(StoreError::TooLarge { size, limit: inner.index.limit() }),
+            Err(InsertError::NoRoom) => return Err(StoreError::NoRoom { needed: size }),
+        };
+        let mut verified = sh.verified.lock().unwrap_or_else(|p| p.into_inner());
+        for (k, _) in &evicted {
+            let _ = inner.journal.append(&Record::Remove(*k));
+            let _ = fs::remove_file(object_path(&sh.root, k));
+            verified.remove(k);
+        }
+        sh.evicted.fetch_add(evicted.len() as u64, Ordering::Relaxed);
+        let dest = object_path(&sh.root, key);
+        let placed =
+            fs::rename(&temp.path, &dest).map_err(StoreError::io("moving an object into place")).and_then(|()| {
+                inner
+                    .journal
+                    .append(&Record::Commit(*key, meta))
+                    .map_err(StoreError::io("recording a commit in the journal"))
+            });
+        if let Err(e) = placed {
+            // Undo, so that nothing half-committed is visible; the caller keeps the temp.
+            inner.index.remove(key);
+            if dest.exists() {
+                let _ = fs::rename(&dest, &temp.path);
+            }
+            return Err(e);
+        }
+        if let Ok(m) = fs::metadata(&dest) {
+            verified.insert(*key, FileId::of(&m));
+        }
+        drop(verified);
+        inner.compact_if_long();
+        Ok(Committed::New { meta, evicted: evicted.into_iter().map(|(k, _)| k).collect() })
+    }
+
     /// Opens or creates the store in `dir` with a size limit, recovering from any crash: leftover
     /// temporary files are deleted, the index is rebuilt from snapshot and journal, files the
     /// index does not vouch for are deleted, and the limit is enforced.
@@ -372,57 +428,12 @@ impl Store for DiskStore {
     }
 
     fn commit(&self, temp: &DiskTemp, key: &Key) -> Result<Committed, StoreError> {
-        let sh = &self.shared;
-        let size = temp.file.metadata().map_err(StoreError::io("reading a temporary file"))?.len();
-        let checksum = hash_file(&temp.file, size).map_err(StoreError::io("reading a temporary file"))?;
-        let now = now_ns();
-        let meta = ObjectMeta { size, checksum, created_ns: now, last_used_ns: now };
-        let mut inner = sh.lock();
-        let evicted = match inner.index.insert(*key, meta) {
-            Ok(evicted) => evicted,
-            Err(InsertError::Present(existing)) => {
-                return if existing.checksum == checksum && existing.size == size {
-                    drop(inner);
-                    self.discard(temp);
-                    Ok(Committed::AlreadyPresent(existing))
-                } else {
-                    Err(StoreError::Exists(*key))
-                };
-            }
-            Err(InsertError::TooLarge) => return Err(StoreError::TooLarge { size, limit: inner.index.limit() }),
-            Err(InsertError::NoRoom) => return Err(StoreError::NoRoom { needed: size }),
-        };
-        let mut verified = sh.verified.lock().unwrap_or_else(|p| p.into_inner());
-        for (k, _) in &evicted {
-            let _ = inner.journal.append(&Record::Remove(*k));
-            let _ = fs::remove_file(object_path(&sh.root, k));
-            verified.remove(k);
-        }
-        sh.evicted.fetch_add(evicted.len() as u64, Ordering::Relaxed);
-        let dest = object_path(&sh.root, key);
-        let placed =
-            fs::rename(&temp.path, &dest).map_err(StoreError::io("moving an object into place")).and_then(|()| {
-                inner
-                    .journal
-                    .append(&Record::Commit(*key, meta))
-                    .map_err(StoreError::io("recording a commit in the journal"))
-            });
-        if let Err(e) = placed {
-            // Undo, so that nothing half-committed is visible; the caller keeps the temp.
-            inner.index.remove(key);
-            if dest.exists() {
-                let _ = fs::rename(&dest, &temp.path);
-            }
-            return Err(e);
-        }
-        if let Ok(m) = fs::metadata(&dest) {
-            verified.insert(*key, FileId::of(&m));
-        }
-        drop(verified);
-        inner.compact_if_long();
-        Ok(Committed::New { meta, evicted: evicted.into_iter().map(|(k, _)| k).collect() })
+        self.commit_with(temp, key, None)
     }
 
+    fn commit_hashed(&self, temp: &DiskTemp, key: &Key, checksum: [u8; 32]) -> Result<Committed, StoreError> {
+        self.commit_with(temp, key, Some(checksum))
+    }
     fn discard(&self, temp: &DiskTemp) {
         let _ = fs::remove_file(&temp.path);
     }

@@ -179,3 +179,17 @@ fn a_store_that_only_serves_hits_keeps_its_journal_short() {
     let s = DiskStore::open(dir.path(), 1 << 20).unwrap();
     assert_eq!(read(&s, &key(1)).unwrap().unwrap(), b"read all day", "the snapshot is whole");
 }
+
+#[test]
+fn a_commit_of_bytes_the_caller_hashed_takes_its_checksum_and_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = DiskStore::open(dir.path(), 1 << 20).unwrap();
+    put(&s, &key(1), &[7; 3000]).unwrap();
+    let t = s.create_temp().unwrap();
+    t.write_at(0, &[7; 3000]).unwrap();
+    let sum = *blake3::hash(&[7; 3000]).as_bytes();
+    s.commit_hashed(&t, &key(2), sum).unwrap();
+    let (a, b) = (s.stat(&key(1)).unwrap().unwrap(), s.stat(&key(2)).unwrap().unwrap());
+    assert_eq!((a.checksum, a.size), (b.checksum, b.size), "the same meta as a commit that hashes");
+    assert_eq!(read(&s, &key(2)).unwrap().unwrap(), vec![7; 3000], "and the open's check passes");
+}

@@ -170,6 +170,13 @@ pub trait Store: Send + Sync + 'static {
     /// Turns a temporary file into the object `key`, evicting least-recently-used objects to
     /// stay within the limit. The temporary is consumed unless an error says otherwise.
     fn commit(&self, temp: &Self::Temp, key: &Key) -> Result<Committed, StoreError>;
+    /// [`commit`](Self::commit) of a temporary whose bytes the caller hashed (BLAKE3) as it
+    /// wrote them, every byte once and in order (a fetch from the bucket): a store that would
+    /// read them back to hash them may take `checksum` instead.
+    fn commit_hashed(&self, temp: &Self::Temp, key: &Key, checksum: [u8; 32]) -> Result<Committed, StoreError> {
+        let _ = checksum;
+        self.commit(temp, key)
+    }
     /// Deletes a temporary file that will not be committed.
     fn discard(&self, temp: &Self::Temp);
     /// Removes a committed object; `Ok(false)` when there was none.

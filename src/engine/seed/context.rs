@@ -45,7 +45,8 @@ const VARS: [&str; 14] = [
 /// such as `CARGO_TARGET_DIR` stay out, so another checkout has the same context.
 const PREFIXES: [&str; 5] = ["CC_", "CXX_", "CFLAGS_", "CXXFLAGS_", "AR_"];
 
-/// The context digest of a probe of `rustc` with `args`, run in `cwd`.
+/// The context digest of a probe of `rustc` with `args`, run in `cwd`, and the toolchain's
+/// identity (engine/toolchain.rs) it includes.
 pub fn digest(
     rustc: &Path,
     args: &[OsString],
@@ -53,7 +54,7 @@ pub fn digest(
     env: &[(String, String)],
     cargo_home: Option<&Path>,
     memo: &Path,
-) -> io::Result<[u8; 32]> {
+) -> io::Result<([u8; 32], [u8; 32])> {
     let s: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
     let target = s
         .iter()
@@ -116,7 +117,7 @@ pub fn digest(
         h.update(b"config\0");
         h.update(&std::fs::read(c)?);
     }
-    Ok(*h.finalize().as_bytes())
+    Ok((*h.finalize().as_bytes(), tc.digest))
 }
 
 /// Adds a file's content digest (or that there is none).
@@ -151,7 +152,7 @@ mod tests {
         let d = |args: &[OsString], extra: &[(&str, &str)]| {
             let mut e = env.clone();
             e.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-            digest(&rustc, args, cwd.path(), &e, None, memo.path()).unwrap()
+            digest(&rustc, args, cwd.path(), &e, None, memo.path()).unwrap().0
         };
         let base = d(&args, &[]);
         assert_eq!(d(&args, &[("CARGO_TARGET_DIR", "/elsewhere/target")]), base, "a path is not the context");

@@ -68,7 +68,8 @@ fn seed(rustc: &Path, args: &[OsString]) -> Result<(String, Seeded), (String, St
     let fresh = probe::fresh(&place.target);
     let memo = mount::cache_base().ok_or_else(|| fail("no-home"))?.join("toolchains");
     let vars: Vec<(String, String)> = std::env::vars().collect();
-    let ctx = context::digest(rustc, args, &cwd, &vars, home.as_deref(), &memo).map_err(|_| fail("context"))?;
+    let (ctx, toolchain) =
+        context::digest(rustc, args, &cwd, &vars, home.as_deref(), &memo).map_err(|_| fail("context"))?;
     let lock = fs::read_to_string(place.workspace.join("Cargo.lock")).map_err(|_| fail("lockfile"))?;
     let (sourced, local) = probe::lock_packages(&lock);
     let exact = keyed("exact", &ctx, lock.as_bytes());
@@ -105,10 +106,27 @@ fn seed(rustc: &Path, args: &[OsString]) -> Result<(String, Seeded), (String, St
     let (which, set_bytes) = reply.split_first().ok_or_else(|| fail("no-set"))?;
     let set = SeedSet::decode(set_bytes).map_err(|_| fail("damaged-set"))?;
     let set_key = if *which == 0 { exact } else { latest };
-    let entries: Vec<_> = set.entries.into_iter().filter(|e| sourced.binary_search(&e.package).is_ok()).collect();
+    let mut entries: Vec<_> = set.entries.into_iter().filter(|e| sourced.binary_search(&e.package).is_ok()).collect();
     if entries.is_empty() {
         return Err(fail("no-units-of-this-lockfile"));
     }
+    // The workspace's own compiles follow the seed: on a fresh machine, the objects they will
+    // look up are fetched now, beside the units (src/build_sets.rs), not one by one on
+    // cargo's critical path once the first of them asks.
+    let door = Door::at(None, Some(&store));
+    if let Some(door) = &door {
+        let mut profiles: Vec<&str> = entries.iter().map(|e| e.profile.as_str()).collect();
+        profiles.sort();
+        profiles.dedup();
+        let begin: Vec<Event> = profiles
+            .into_iter()
+            .map(|p| Event::Begin(super::keys::build_set_in(Some(&place.target), p, &toolchain)))
+            .collect();
+        door.report(&begin);
+    }
+    // The biggest units first, in the order the daemon fetches them (protocol/object.rs
+    // `prefetch_hints`): the last fetch to end is then a small one.
+    entries.sort_by_key(|e| std::cmp::Reverse(e.bytes));
     let rel = super::basedir::Rel::from_stored(&marker.roots);
     // One connection per restoring thread, not one per unit.
     thread_local! {
@@ -125,7 +143,7 @@ fn seed(rustc: &Path, args: &[OsString]) -> Result<(String, Seeded), (String, St
     let t0 = Instant::now();
     let r = restore::restore(&entries, &place.target, &rel, &fetch, 4, t0 + DEADLINE);
     if r.units > 0 {
-        if let Some(door) = Door::at(None, Some(&store)) {
+        if let Some(door) = &door {
             door.report(&[Event::Seeded {
                 units: r.units as u64,
                 compile_ns: r.compile_ns,
@@ -231,6 +249,22 @@ pub fn report(out_dir: &Path, unit: String, package: String, compile: Duration, 
     if wire::write_frame_with_fd(&stream, Op::Capture as u8, &c.encode(), dir.as_fd()).is_ok() {
         let _ = read_reply(&stream);
     }
+}
+
+/// After a workspace compile succeeded in a marked target dir: waits (briefly; the daemon
+/// bounds it) until the daemon has copied the registry and git units reported there. Their
+/// compiles are done and cargo writes their fingerprints within milliseconds, but a build
+/// that ends with this compile may be followed at once by `rm -rf target`, and a unit not yet
+/// copied would then be missing from the next seed. Costs one request; never fails.
+pub fn settle(out_dir: &Path) {
+    if !enabled() {
+        return;
+    }
+    let Some((_, _, marker)) = find_marker(out_dir) else { return };
+    let Some(store) = mount::daemon_store() else { return };
+    let Ok(stream) = wire::connect(&store) else { return };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = call(&stream, Op::Settle, &marker.exact.0);
 }
 
 /// The target dir, profile folder and marker of a compile's output folder.

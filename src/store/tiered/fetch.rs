@@ -213,7 +213,7 @@ impl<L: Store, R: Remote> Shared<L, R> {
             }
         }
         let got = started.elapsed();
-        match self.local.commit(&temp, key) {
+        match self.local.commit_hashed(&temp, key, *sum.as_bytes()) {
             Ok(committed) => {
                 if let Committed::New { evicted, .. } = &committed {
                     if let Some(sink) = lock(&self.fx.eviction_sink).as_ref() {
