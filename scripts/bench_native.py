@@ -122,7 +122,14 @@ def reset(tool, env, s3=None):
         if tool == "cairn-nofuse":
             flags.append("--no-fuse")
         shutil.rmtree(store, ignore_errors=True)
-        shutil.rmtree(BENCH / "xdg", ignore_errors=True)
+        # The wrapper's memos (toolchain and linker identities, probes) go too: a cold build
+        # on a machine that never ran cairn. BENCH_KEEP_MEMOS=1 keeps them: a cold build of a
+        # new project on a machine that has built before.
+        if os.environ.get("BENCH_KEEP_MEMOS") != "1":
+            shutil.rmtree(BENCH / "xdg", ignore_errors=True)
+        # The filesystem's work for the removal (its journal, the freed inodes) is done now,
+        # not during the timed build that follows: plain cargo's has no store to remove.
+        subprocess.run(["sync"], check=False)
         subprocess.run([str(bench.CAIRN), "start", "--store", str(store), "--max-size", "20GiB", *flags, str(MNT)],
                        env=env if s3 else None, check=True, stderr=subprocess.DEVNULL)
 
@@ -171,6 +178,7 @@ def daemon_cpu():
 
 def build(workdir, args, env, cpu_key=None):
     shutil.rmtree(workdir / "target", ignore_errors=True)
+    subprocess.run(["sync"], check=False)
     cargo = [MBX] if "MBX_CACHE_DIR" in env else ["cargo"]
     before_d, before_c = daemon_cpu(), resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
