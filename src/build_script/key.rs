@@ -70,7 +70,7 @@ pub fn gather(script: &Path, vars: &[(String, String)], cwd: &Path, rel: &Rel, m
     keyed.sort();
     let inputs = RunInputs {
         script: hash_file(script)?,
-        package: inputs::package_digest(package)?,
+        package: inputs::package_digest(package, registry_src(vars).as_deref())?,
         cwd: rel.rel(&cwd.display().to_string()),
         rustc: toolchain::identify(Path::new(rustc), Some(target), memo)?.digest,
         cc: compiler("CC"),
@@ -79,6 +79,15 @@ pub fn gather(script: &Path, vars: &[(String, String)], cwd: &Path, rel: &Rel, m
         dep_files: dep_files(vars, get("OUT_DIR").map(Path::new), rel)?,
     };
     Ok(base_key(&inputs))
+}
+
+/// `$CARGO_HOME/registry/src` of the build (cargo's default home when the variable is not
+/// set), where cargo unpacks registry packages.
+fn registry_src(vars: &[(String, String)]) -> Option<std::path::PathBuf> {
+    let get = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
+    let home =
+        get("CARGO_HOME").map(std::path::PathBuf::from).or_else(|| get("HOME").map(|h| Path::new(h).join(".cargo")))?;
+    Some(home.join("registry/src"))
 }
 
 /// Files under the folders `DEP_*` variables name inside this build's `build/` folder.
