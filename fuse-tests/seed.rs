@@ -10,7 +10,7 @@ use std::process::Command;
 
 use crate::common::{Mount, Via};
 use crate::s3server::S3Server;
-use crate::workspace::{cargo, copy_sources, lock, log_path, ok, read_log_all, ws, Line};
+use crate::workspace::{cargo, cargo_in, copy_sources, lock, log_path, ok, read_log_all, ws, Line};
 
 /// Crates of the workspace itself: the only ones a seeded build may compile or run.
 const OWN: [&str; 3] = ["app", "probe", "build_script_build"];
@@ -380,11 +380,7 @@ fn a_seed_is_never_taken_by_another_toolchain_or_another_cargo() {
     }
     ok(seeded(&m, "t-tc-base", &log_path("tc-base"), &["build"]));
     let base = run(&root.join("t-tc-base"));
-    let host = String::from_utf8(Command::new("rustc").arg("-vV").output().unwrap().stdout)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
-        .unwrap();
+    let host = host();
     let tmp = root.parent().unwrap();
 
     // What `rustup update` does: the toolchain's files change (here one file more in its
@@ -473,4 +469,93 @@ fn a_target_dir_removed_as_the_build_ends_still_seeds_the_next_one() {
     assert!(units_seeded(&outcome) >= built.len(), "{outcome}, built {built:?}");
     assert!(registry_units_that_ran(&lines).is_empty(), "missing from the set: {lines:?}");
     assert_eq!(run(&root.join("t-race-next")), base);
+}
+
+/// The host's target triple.
+fn host() -> String {
+    let mut c = Command::new("rustc");
+    c.arg("-vV");
+    String::from_utf8(ok(c).stdout).unwrap().lines().find_map(|l| l.strip_prefix("host: ").map(str::to_string)).unwrap()
+}
+
+/// `libz.a` in `dir` whose `zlibVersion()` says `fake-<value>`.
+fn fake_zlib(dir: &Path, value: u32) {
+    let c = dir.join("z.c");
+    std::fs::write(&c, format!("const char *zlibVersion(void) {{ return \"fake-{value}\"; }}\n")).unwrap();
+    let o = dir.join("z.o");
+    let mut cc = Command::new("cc");
+    cc.args(["-c", "-fPIC", "-o"]).arg(&o).arg(&c);
+    ok(cc);
+    let a = dir.join("libz.a");
+    let _ = std::fs::remove_file(&a);
+    let mut ar = Command::new("ar");
+    ar.arg("crs").arg(&a).arg(&o);
+    ok(ar);
+}
+
+/// A registry crate whose rlib bundles a static library from outside the target dir: here
+/// `libz-sys`, with its `links = "z"` overridden in cargo's configuration (`[target.<host>.z]`
+/// with `static=z` and a search path), as teams do to link their own build of a library.
+/// Cargo's fingerprint of the unit does not see the library's bytes, so once the library
+/// changes a seed must not bring back the rlib made from the old one; the program is then
+/// plain cargo's.
+#[test]
+fn a_registry_unit_whose_bundled_native_library_changed_is_not_seeded() {
+    let _g = lock();
+    let test = "a_registry_unit_whose_bundled_native_library_changed_is_not_seeded";
+    let Some(m) = daemon(test, Via::Mount) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (root, libdir, xdg) = (dir.path().join("w"), dir.path().join("zlib"), dir.path().join("xdg"));
+    std::fs::create_dir_all(root.join("src")).unwrap();
+    std::fs::create_dir_all(root.join(".cargo")).unwrap();
+    std::fs::create_dir_all(&libdir).unwrap();
+    std::fs::write(
+        root.join("Cargo.toml"),
+        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nlibz-sys = \"1\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("src/main.rs"),
+        "fn main() {\n    let v = unsafe { std::ffi::CStr::from_ptr(libz_sys::zlibVersion()) };\n    \
+         println!(\"{}\", v.to_str().unwrap());\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join(".cargo/config.toml"),
+        format!(
+            "[target.{}.z]\nrustc-link-lib = [\"static=z\"]\nrustc-link-search = [\"native={}\"]\n",
+            host(),
+            libdir.display()
+        ),
+    )
+    .unwrap();
+    fake_zlib(&libdir, 42);
+    ok(cargo_in(&root, &xdg, None, "target", &dir.path().join("lock.log"), &["generate-lockfile"]));
+    let build = |target: &str| {
+        let log = dir.path().join(format!("{target}.log"));
+        let mut c = cargo_in(&root, &xdg, Some(&m), target, &log, &["build"]);
+        c.env("CAIRN_SEED", "1").env("CAIRN_STORE", &m.store);
+        ok(c);
+        (String::from_utf8(ok(Command::new(root.join(target).join("debug/app"))).stdout).unwrap(), read_log_all(&log))
+    };
+    let (out, lines) = build("t1");
+    assert_eq!(out, "fake-42\n");
+    assert_eq!(seed_line(&lines).0, "seed-none:no-set");
+    // The same library: libz-sys is seeded, and cargo compiles only the program.
+    let (out, lines) = build("t2");
+    assert_eq!(out, "fake-42\n");
+    assert!(units_seeded(&seed_line(&lines).0) >= 1, "{lines:?}");
+    assert_eq!(registry_units_that_ran(&lines), Vec::<String>::new());
+    // The library changes: libz-sys is left out of the seed and compiled again (a miss: its
+    // key hashes the library), and the program carries the new library, as plain cargo's does.
+    fake_zlib(&libdir, 43);
+    let (out, lines) = build("t3");
+    let (outcome, _) = seed_line(&lines);
+    assert!(outcome.contains("native-changed:libz-sys-"), "{outcome}");
+    let zlib: Vec<&Line> = lines.iter().filter(|l| l.kind == "rustc" && l.krate == "libz_sys").collect();
+    assert!(!zlib.is_empty() && zlib.iter().all(|l| l.outcome == "miss"), "{lines:?}");
+    assert_eq!(out, "fake-43\n");
+    ok(cargo_in(&root, &xdg, None, "t-plain", &dir.path().join("plain.log"), &["build"]));
+    let plain = String::from_utf8(ok(Command::new(root.join("t-plain/debug/app"))).stdout).unwrap();
+    assert_eq!(out, plain);
 }

@@ -642,6 +642,7 @@ mod tests {
             compile_ns: 0,
             deps: vec![],
             refs,
+            native: vec![],
         };
         let mut set = SeedSet { entries: vec![e(1, vec![Key([10; 32])]), e(2, vec![])] };
         assert_eq!(prefetch_hints(&set.encode()), vec![Key([10; 32]), Key([1; 32]), Key([2; 32])]);

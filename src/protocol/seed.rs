@@ -25,7 +25,7 @@ use super::object::{decode, encode, ObjectError};
 use crate::key::Key;
 
 const UNIT_MAGIC: &[u8; 8] = b"CAIRNU02";
-const SET_MAGIC: &[u8; 8] = b"CAIRNS02";
+const SET_MAGIC: &[u8; 8] = b"CAIRNS03";
 const MARKER_MAGIC: &[u8; 8] = b"CAIRNK01";
 
 /// The marker's file name, in the target dir.
@@ -152,6 +152,9 @@ pub struct SetEntry {
     pub deps: Vec<String>,
     /// The result objects its unit object names (`Stored::Result`): fetched with it.
     pub refs: Vec<Key>,
+    /// Native files outside the target dir its compile read (see [`Capture::native`]), by
+    /// path (roots as placeholders) and BLAKE3: it is only restored while each is the same.
+    pub native: Vec<(String, [u8; 32])>,
 }
 
 /// The units of a target dir's builds.
@@ -210,6 +213,11 @@ pub struct Capture {
     /// The result object of the compile (or run) reported: files of the unit that are its
     /// outputs are kept as references to it.
     pub result: Option<ResultOf>,
+    /// Native files outside the target dir that went into its outputs, which cargo's
+    /// fingerprint does not see: the `-l static=` libraries an rlib bundles, and for a unit that
+    /// links (a proc-macro, a build script) the libraries `-l` found and the files of
+    /// `-C link-arg`. By path (roots as placeholders) and BLAKE3.
+    pub native: Vec<(String, [u8; 32])>,
 }
 
 /// The result a unit's compile (or run) was served from or stored as.
@@ -292,6 +300,7 @@ mod tests {
             compile_ns: 11,
             deps: vec!["00ff".into()],
             refs: vec![Key([4; 32])],
+            native: vec![("/usr/lib/libz.a".into(), [5; 32])],
         };
         let s = SeedSet { entries: vec![e] };
         assert_eq!(SeedSet::decode(&s.encode()).unwrap(), s);

@@ -110,7 +110,25 @@ fn seed_report(inv: &Invocation, took: std::time::Duration) {
         deps.extend(engine::seed::unit_hash(Path::new(&out)));
     }
     let unit = format!("{name}-{hash}");
-    engine::seed::report(Path::new(&inv.out_dir), unit, format!("{name} {version}"), took, deps);
+    let native = native_files(inv);
+    engine::seed::report(Path::new(&inv.out_dir), unit, format!("{name} {version}"), took, deps, &native);
+}
+
+/// The native files a compile's outputs take in that cargo's fingerprint does not see (the
+/// key sees them: `static_libs`, link.rs): the `-l static=` libraries an rlib bundles, and
+/// for a compile that links, the libraries `-l` names and the files `-C link-arg` names, as
+/// found on the native search path now.
+fn native_files(inv: &Invocation) -> Vec<PathBuf> {
+    let found = |file: String| inv.native_paths.iter().map(|d| Path::new(d).join(&file)).find(|p| p.is_file());
+    let mut out: Vec<PathBuf> = inv.static_libs.iter().filter_map(|name| found(format!("lib{name}.a"))).collect();
+    if inv.links() {
+        for name in &inv.libs {
+            out.extend([format!("lib{name}.a"), format!("lib{name}.so")].into_iter().filter_map(found));
+        }
+        let files = inv.link_args.iter().flat_map(|a| a.split_whitespace()).map(PathBuf::from);
+        out.extend(files.filter(|p| p.is_file()));
+    }
+    out
 }
 
 /// The program a compile runs: rustc, or a driver given rustc's path first.

@@ -167,9 +167,11 @@ fn seed(rustc: &Path, args: &[OsString]) -> Result<(String, Seeded), (String, St
     Ok((tname, (word, Some(Duration::from_nanos(r.compile_ns)), Some(set_key))))
 }
 
+/// A set's key. The domain's version moves with the set's format (v2, 2026-12-07: entries
+/// name their native files), so a set of an older format is simply not found.
 fn keyed(what: &str, ctx: &[u8; 32], data: &[u8]) -> Key {
     let mut h = blake3::Hasher::new();
-    h.update(b"cairn-seed-set-v1\0");
+    h.update(b"cairn-seed-set-v2\0");
     h.update(what.as_bytes());
     h.update(ctx);
     h.update(data);
@@ -231,8 +233,11 @@ fn read_reply(stream: &UnixStream) -> io::Result<Vec<u8>> {
 /// After a registry or git unit's compile (or script run) succeeded in a marked target dir:
 /// tells the daemon, with a descriptor of the target dir, that `unit` (`<package>-<hash>`,
 /// of `package`, `<name> <version>`) is done there, built from `deps` (hashes), so it copies
-/// the unit once cargo has written its fingerprint. Costs one request; never fails.
-pub fn report(out_dir: &Path, unit: String, package: String, compile: Duration, deps: Vec<String>) {
+/// the unit once cargo has written its fingerprint. `native`: files outside the target dir
+/// that went into its outputs unseen by cargo's fingerprint ([`Capture::native`]); the unit
+/// is only seeded again while each is the same. Costs one request (and a hash of each native
+/// file, memoized); never fails.
+pub fn report(out_dir: &Path, unit: String, package: String, compile: Duration, deps: Vec<String>, native: &[PathBuf]) {
     if !enabled() {
         return;
     }
@@ -245,7 +250,25 @@ pub fn report(out_dir: &Path, unit: String, package: String, compile: Duration, 
         let rel = Path::new(&r.out_dir).strip_prefix(&base).ok()?.to_str()?.to_string();
         Some(ResultOf { key: r.key, dir: rel, bound: r.bound })
     });
-    let c = Capture { marker, profile, unit, package, compile_ns: compile.as_nanos() as u64, deps, result };
+    let rel = super::basedir::Rel::from_stored(&marker.roots);
+    let mut natives = Vec::new();
+    for p in native.iter().filter(|p| !p.starts_with(&target)) {
+        // A native file that cannot be hashed now cannot be checked at a restore: no unit.
+        let Ok(hash) = super::filehash::hash_file(p) else { return };
+        natives.push((rel.rel(&p.display().to_string()), hash));
+    }
+    natives.sort();
+    natives.dedup();
+    let c = Capture {
+        marker,
+        profile,
+        unit,
+        package,
+        compile_ns: compile.as_nanos() as u64,
+        deps,
+        result,
+        native: natives,
+    };
     if wire::write_frame_with_fd(&stream, Op::Capture as u8, &c.encode(), dir.as_fd()).is_ok() {
         let _ = read_reply(&stream);
     }

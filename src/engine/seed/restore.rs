@@ -13,7 +13,8 @@
 //! unit's own checksum first. A file kept as a reference to a result object's output is
 //! copied from that object the same way, after the object's checksum and the output's
 //! name, length and BLAKE3 in its table are checked; a result that is gone or differs skips
-//! the unit.
+//! the unit. A unit whose compile took in native files from outside the target dir (a bundled
+//! static library, a library a link found) is restored only while each hashes as it did.
 //!
 //! Modification times: cargo rebuilds a unit whose dependencies' outputs are newer than its
 //! own. A set gathers units from several builds, so recorded times are not comparable;
@@ -143,6 +144,13 @@ fn one(
     }
     if e.unit.contains('/') || e.unit.starts_with('.') || e.profile.split('/').any(|c| c == ".." || c.is_empty()) {
         return Err("bad-name".into());
+    }
+    // A native library (or link argument file) its outputs took in, which cargo would not
+    // see change: the unit is only restored while each is what it was built with.
+    for (path, hash) in &e.native {
+        if crate::engine::filehash::hash_file(Path::new(&rel.abs(path))).ok().as_ref() != Some(hash) {
+            return Err("native-changed".into());
+        }
     }
     let profile = target.join(&e.profile);
     let fingerprint = profile.join(".fingerprint").join(&e.unit);
@@ -319,6 +327,7 @@ mod tests {
             compile_ns: 0,
             deps: deps.iter().map(|d| d.to_string()).collect(),
             refs: vec![],
+            native: vec![],
         }
     }
 
