@@ -9,7 +9,7 @@ Starts its own engine (scripts/reapi-engine, BuildGrid with host workers) in
 this shows the cost of going remote (per action), not a speed-up; docs/benchmarks.md turns
 the per-action cost into what a team with remote cores should expect.
 """
-import os, re, shutil, statistics, subprocess, sys, time
+import json, os, re, shutil, statistics, subprocess, sys, time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,13 +35,23 @@ def start_daemon(remote):
 
 
 def misses(log):
-    """Per crate: the compile time of its miss (ms), from the wrapper's log."""
+    """Per compile: the time of its miss (ms), from the wrapper's log, by (kind, name): a
+    rustc compile by its crate, a C object by its key (a crate has many)."""
     out = {}
     for line in log.read_text().splitlines() if log.exists() else []:
         f = line.split("\t")
-        if len(f) > 6 and f[6] == "rustc" and f[3] == "miss":
-            out[f[1]] = float(f[4])
+        if len(f) > 6 and f[6] in ("rustc", "cc") and f[3] == "miss":
+            out[(f[6], f[1] if f[6] == "rustc" else f[2])] = float(f[4])
     return out
+
+
+def remote_counts():
+    """(compiles run on the engine, of which C objects), from the daemon's stats."""
+    try:
+        doc = json.loads((bn.MNT / ".cairn" / "stats.json").read_text())
+        return doc.get("remote_executed", 0), doc.get("remote_executed_cc", 0)
+    except (OSError, ValueError):
+        return 0, 0
 
 
 def main():
@@ -53,6 +63,7 @@ def main():
     loads = bn.setup_workloads()
     res = {(w, t): [] for w in loads for t in TOOLS}
     per_crate = {(w, t): [] for w in loads for t in TOOLS}
+    counts = {}
     first_upload = None
     try:
         for i in range(RUNS):
@@ -68,6 +79,7 @@ def main():
                     res[(w, tool)].append(bn.build(d, a, env))
                     if tool != "plain":
                         per_crate[(w, tool)].append(misses(bn.BENCH / "cairn.log"))
+                        counts[(w, tool)] = remote_counts()
                         log = (bn.STORE / "daemon.log").read_text()
                         m = re.search(r"toolchain uploaded to the engine missing=(\d+) bytes=(\d+) took=([\d.]+)(m?s)", log)
                         if first_upload is None and m and int(m.group(1)) > 0:
@@ -79,16 +91,19 @@ def main():
         subprocess.run(["bash", str(SCRIPT), "stop", str(ENGINE)], capture_output=True)
     med = {k: statistics.median(v) for k, v in res.items() if v}
     print(f"\n## Remote execution: cold builds (median of {RUNS} interleaved runs, {WORKERS} workers on this machine)\n")
-    print("| workload | plain cargo | cairn, misses here | cairn, misses on the engine (-j2) | same, -j4 | engine / here | per-crate cost of going remote (median) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| workload | plain cargo | cairn, misses here | cairn, misses on the engine (-j2) | same, -j4 | engine / here | ran on the engine (of which C) | cost of going remote, median: rustc / C object |")
+    print("|---|---|---|---|---|---|---|---|")
     for w in loads:
-        # The same crate's miss, remote minus here, in the same run.
-        diffs = []
+        # The same compile's miss, remote minus here, in the same run.
+        diffs = {"rustc": [], "cc": []}
         for here, there in zip(per_crate[(w, "cairn")], per_crate[(w, "cairn-remote")]):
-            diffs += [there[c] - here[c] for c in there if c in here]
-        cost = f"{statistics.median(diffs):.0f} ms" if diffs else "-"
+            for c in there:
+                if c in here:
+                    diffs[c[0]].append(there[c] - here[c])
+        cost = " / ".join(f"{statistics.median(d):.0f} ms" if d else "-" for d in diffs.values())
+        ran, ran_cc = counts.get((w, "cairn-remote"), (0, 0))
         print(f"| {w} | {med[(w, 'plain')]:.1f} s | {med[(w, 'cairn')]:.1f} s | {med[(w, 'cairn-remote')]:.1f} s | "
-              f"{med[(w, 'cairn-remote-j4')]:.1f} s | {med[(w, 'cairn-remote')] / med[(w, 'cairn')]:.2f} | {cost} |")
+              f"{med[(w, 'cairn-remote-j4')]:.1f} s | {med[(w, 'cairn-remote')] / med[(w, 'cairn')]:.2f} | {ran} ({ran_cc}) | {cost} |")
     if first_upload:
         print(f"\nFirst upload of the toolchain: {first_upload[0] / 1e6:.0f} MB in {first_upload[1]:.1f} s.")
     print("\nraw:", {f"{w}/{t}": [round(x, 1) for x in v] for (w, t), v in res.items()})

@@ -236,7 +236,10 @@ pub fn render(json: &str) -> Result<String, String> {
     let (zf, zwhy) = fallbacks(z);
     let (sf, _) = fallbacks(s);
     if n(&z["remote_executed"]) + n(&s["remote_executed"]) + zf + sf > 0 {
-        let remote = |p: &serde_json::Value, f: u64| format!("{} ran / {} here", n(&p["remote_executed"]), f);
+        let remote = |p: &serde_json::Value, f: u64| match n(&p["remote_executed_cc"]) {
+            0 => format!("{} ran / {} here", n(&p["remote_executed"]), f),
+            c => format!("{} ran ({c} C) / {} here", n(&p["remote_executed"]), f),
+        };
         out.push_str(&format!("{:<16}{:>24}{:>24}\n", "  remote exec", remote(z, zf), remote(s, sf)));
         // Of those that ran, the ones the engine answered from its action cache.
         if n(&z["remote_cached"]) + n(&s["remote_cached"]) > 0 {

@@ -47,6 +47,9 @@ pub struct Counters {
     /// Of the compiles run on the engine, those it answered from its action cache.
     #[serde(default)]
     pub remote_cached: u64,
+    /// Of the compiles run on the engine, the C and C++ ones (build scripts' objects).
+    #[serde(default)]
+    pub remote_executed_cc: u64,
 }
 
 /// Hits, misses and time saved of one kind.
@@ -87,9 +90,13 @@ impl Counters {
                 self.bytes_read += bytes;
             }
             Event::NotCacheable(r) => *self.not_cacheable.entry(r.clone()).or_insert(0) += 1,
-            Event::Remote(Remote::Ran) => self.remote_executed += 1,
-            Event::Remote(Remote::Cached) => {
+            Event::Remote(Remote::Ran(kind)) => {
                 self.remote_executed += 1;
+                self.remote_executed_cc += (*kind == Kind::Cc) as u64;
+            }
+            Event::Remote(Remote::Cached(kind)) => {
+                self.remote_executed += 1;
+                self.remote_executed_cc += (*kind == Kind::Cc) as u64;
                 self.remote_cached += 1;
             }
             Event::Remote(Remote::Local(why)) => *self.remote_fallbacks.entry(why.clone()).or_insert(0) += 1,
@@ -172,6 +179,7 @@ impl Stats {
             "seeded_units": z.seeded_units,
             "seed_saved_secs": z.seeded_saved_ns as f64 / 1e9,
             "remote_executed": z.remote_executed,
+            "remote_executed_cc": z.remote_executed_cc,
             "remote_cached": z.remote_cached,
             "remote_fallbacks": z.remote_fallbacks,
             "kinds": period(z, self.zeroed_unix)["kinds"],
@@ -214,6 +222,7 @@ fn period(c: &Counters, since: u64) -> serde_json::Value {
         "seeded_units": c.seeded_units,
         "seed_saved_secs": c.seeded_saved_ns as f64 / 1e9,
         "remote_executed": c.remote_executed,
+        "remote_executed_cc": c.remote_executed_cc,
         "remote_cached": c.remote_cached,
         "remote_fallbacks": c.remote_fallbacks,
         "kinds": c.kinds.iter().map(|(name, k)| (name.clone(), serde_json::json!({

@@ -4,7 +4,9 @@
 //!   (`build_script`);
 //! - run as `cairn-cc` or `cairn-c++` (links made for build scripts): a C or C++ compile (`cc`);
 //! - `cairn-rustc …/clippy-driver rustc ARGS…`: `cargo clippy`'s driver (`rustc::clippy`);
-//! - `cairn-rustc rustc ARGS…`: a rustc compile (`rustc`).
+//! - `cairn-rustc rustc ARGS…`: a rustc compile (`rustc`);
+//! - `cairn-rustc --cairn-remote-launch …`: the launcher of a compile on a remote execution
+//!   worker (`rustc::remote`, or `cc::remote` for a C/C++ compile's steps).
 //!
 //! This file is the only one that knows every front end. Must stay small and quick to start:
 //! std, blake3, serde/bincode and cairn's pure modules — never tokio, the AWS SDK or fuser
@@ -22,6 +24,9 @@ pub fn main(argv: Vec<OsString>) -> i32 {
         return crate::build_script::run(&argv);
     }
     if argv.get(1).is_some_and(|a| a == crate::protocol::remote::LAUNCH) {
+        if crate::cc::remote::is_steps(&argv) {
+            return crate::cc::remote::launch(&argv);
+        }
         return crate::rustc::remote::launch(&argv);
     }
     if let Some(lang) = argv.first().and_then(|a| frontends::language_of(Path::new(a))) {

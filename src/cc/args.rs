@@ -30,6 +30,38 @@ pub struct DepFile {
     pub user_headers_only: bool,
 }
 
+impl Compile {
+    /// The arguments without `-c`, the source and `-o`: what preprocessing it here and the
+    /// driver's plan for compiling the preprocessed text share (cc/remote.rs). `None` where
+    /// the compile is not split so: the caller asked for a dependency file (`-MD`, `-MT`), a
+    /// language is forced (`-x`), `-pipe`, macros are kept in the debug information (`-g3`,
+    /// `-ggdb3`: the compiler proper records them by header, which preprocessed text no longer
+    /// has), or the source is not C or C++ to preprocess (assembler, already preprocessed,
+    /// Objective-C).
+    pub fn flags(&self) -> Option<Vec<String>> {
+        let ext = self.input.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
+        if self.depfile.is_some() || !["c", "cc", "cpp", "cxx", "c++", "C"].contains(&ext) {
+            return None;
+        }
+        let (mut out, mut input_seen) = (Vec::new(), false);
+        let mut it = self.keyed_args.iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "-c" => {}
+                "-x" | "-pipe" | "-MT" | "-MQ" => return None,
+                _ if a.starts_with("-g") && a.ends_with('3') && !a.starts_with("-gdwarf") => return None,
+                _ if TAKES_VALUE.contains(&a.as_str()) => {
+                    out.push(a.clone());
+                    out.push(it.next()?.clone());
+                }
+                _ if !input_seen && *a == self.input => input_seen = true,
+                _ => out.push(a.clone()),
+            }
+        }
+        input_seen.then_some(out)
+    }
+}
+
 /// What a compiler command line is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Classified {
@@ -193,6 +225,24 @@ mod tests {
     const CC_RS: &str = "-O0 -ffunction-sections -fdata-sections -fPIC -gdwarf-4 -fno-omit-frame-pointer -m64 \
         -I /reg/zstd-sys/zstd/lib -I include -Wall -Wextra -DZSTD_MULTITHREAD=1 \
         -o /t/build/zstd-sys-1/out/0f2e-zstd_compress.o -c zstd/lib/compress/zstd_compress.c";
+
+    #[test]
+    fn a_compile_splits_into_flags_without_its_source_output_and_dash_c() {
+        let Classified::Cacheable(c) = classify(&args(CC_RS)) else { panic!() };
+        let flags = c.flags().unwrap();
+        assert!(!flags.iter().any(|a| a == "-c" || a.ends_with(".c") || a.ends_with(".o")), "{flags:?}");
+        assert_eq!(flags.len(), args(CC_RS).len() - 4, "{flags:?}");
+        assert!(flags.windows(2).any(|w| w == ["-I", "include"]));
+        for refused in ["-x c", "-pipe", "-MD -MF x.d", "-MMD", "-g3", "-ggdb3"] {
+            let line = format!("{refused} -c a.c -o a.o");
+            let Classified::Cacheable(c) = classify(&args(&line)) else { panic!("{line}") };
+            assert_eq!(c.flags(), None, "{line}");
+        }
+        let Classified::Cacheable(c) = classify(&args("-c a.S -o a.o")) else { panic!() };
+        assert_eq!(c.flags(), None, "assembler");
+        let Classified::Cacheable(c) = classify(&args("-gdwarf-3 -c a.c -o a.o")) else { panic!() };
+        assert!(c.flags().is_some(), "a DWARF version is not a debug level");
+    }
 
     #[test]
     fn reads_a_cc_rs_object_compile() {

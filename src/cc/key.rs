@@ -31,6 +31,9 @@ pub struct CcInputs {
     pub lang: Lang,
     /// Whether the roots are written as fixed prefixes (`-ffile-prefix-map`).
     pub prefix_map: bool,
+    /// Whether cairn compiles it with `-fdirectives-only`, so that preprocessing it here and
+    /// compiling the text elsewhere (cc/remote.rs) writes the same object as one compile.
+    pub directives_only: bool,
     /// The working directory, root-relative.
     pub cwd: String,
     /// Every argument but the `-o` path, root-relative, in order.
@@ -39,21 +42,15 @@ pub struct CcInputs {
     pub env: Vec<(&'static str, Option<String>)>,
 }
 
-/// Gathers the inputs of a compile from its command line and this process's variables.
-pub fn gather(
-    lang: Lang,
-    real: &[String],
-    compiler: [u8; 32],
-    inv: &args::Compile,
-    cwd: &Path,
-    rel: &Rel,
-    prefix_map: bool,
-) -> CcInputs {
+/// Gathers the inputs of a compile from its command line and this process's variables; the
+/// switches cairn adds (`prefix_map`, `directives_only`) are the caller's to set.
+pub fn gather(lang: Lang, real: &[String], compiler: [u8; 32], inv: &args::Compile, cwd: &Path, rel: &Rel) -> CcInputs {
     CcInputs {
         compiler,
         command: real.join(" "),
         lang,
-        prefix_map,
+        prefix_map: false,
+        directives_only: false,
         cwd: rel.rel(&cwd.display().to_string()),
         args: inv.keyed_args.iter().map(|a| rel.rel(a)).collect(),
         env: KEYED_ENV.iter().map(|k| (*k, std::env::var(k).ok().map(|v| rel.rel(&v)))).collect(),
@@ -67,6 +64,10 @@ pub fn base_key(i: &CcInputs) -> Key {
     h.field("command", i.command.as_bytes());
     h.field("lang", if i.lang == Lang::C { b"c" } else { b"c++" });
     h.field("prefix-map", if i.prefix_map { b"roots" } else { b"none" });
+    // Only where it is added: the keys of other compiles stay what they were.
+    if i.directives_only {
+        h.field("directives-only", b"added");
+    }
     h.field("cwd", i.cwd.as_bytes());
     for a in &i.args {
         h.field("arg", a.as_bytes());
@@ -91,6 +92,7 @@ mod tests {
             command: "gcc".into(),
             lang: Lang::C,
             prefix_map: true,
+            directives_only: true,
             cwd: "/reg/zstd-sys".into(),
             args: vec!["-O2".into(), "-c".into(), "zstd.c".into()],
             env: KEYED_ENV.iter().map(|k| (*k, None)).collect(),
@@ -106,6 +108,7 @@ mod tests {
             Box::new(|i| i.command.push_str(" -m32")),
             Box::new(|i| i.lang = Lang::Cxx),
             Box::new(|i| i.prefix_map = false),
+            Box::new(|i| i.directives_only = false),
             Box::new(|i| i.cwd.push('x')),
             Box::new(|i| i.args[0].push('x')),
             Box::new(|i| i.args.swap(0, 1)),

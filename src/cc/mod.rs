@@ -21,6 +21,7 @@
 
 pub mod args;
 pub mod key;
+pub mod remote;
 
 #[cfg(test)]
 mod tests;
@@ -95,6 +96,10 @@ pub struct CcCompile {
     memo: PathBuf,
     /// Whether the compiler is told to write the roots as fixed prefixes (known with the key).
     prefix_map: bool,
+    /// Whether the compile can be split into preprocessing and compiling the text (gcc, a
+    /// C/C++ source, no dependency file asked for), and so is run with `-fdirectives-only`
+    /// here too (known with the key; remote.rs).
+    split: bool,
 }
 
 impl CcCompile {
@@ -133,6 +138,7 @@ impl CcCompile {
             depfile,
             memo,
             prefix_map: false,
+            split: false,
         })
     }
 }
@@ -149,8 +155,11 @@ impl FrontEnd for CcCompile {
         self.prefix_map = !self.site.rel.is_empty()
             && !self.inv.keyed_args.iter().any(|a| a.contains("prefix-map="))
             && takes_prefix_map(&self.real, &identity, &self.memo);
-        let inputs =
-            key::gather(self.lang, &self.real, identity, &self.inv, &self.cwd, &self.site.rel, self.prefix_map);
+        self.split =
+            self.prefix_map && self.inv.flags().is_some() && takes_directives_only(&self.real, &identity, &self.memo);
+        let mut inputs = key::gather(self.lang, &self.real, identity, &self.inv, &self.cwd, &self.site.rel);
+        inputs.prefix_map = self.prefix_map;
+        inputs.directives_only = self.split;
         Ok(key::base_key(&inputs))
     }
 
@@ -183,6 +192,15 @@ impl FrontEnd for CcCompile {
         }
         if self.prefix_map {
             cmd.args(self.site.rel.prefix_map_args());
+        }
+        if self.split {
+            // Macros expanded by the compiler proper, not the preprocessor: the object is then
+            // the same whether this runs here or as the two halves of remote.rs (without it,
+            // the columns of the debug information would differ where macros expand).
+            cmd.arg("-fdirectives-only");
+        }
+        if let Some(ran) = self.remote() {
+            return Ok(ran);
         }
         process::capture(cmd)
     }
@@ -234,6 +252,31 @@ impl FrontEnd for CcCompile {
     }
 }
 
+impl CcCompile {
+    /// The compile run on the remote execution engine (remote.rs), when the daemon has one,
+    /// the compile can be split into preprocessing here and compiling there, and the
+    /// compiler is told the roots' prefixes (so the object is the same from any place);
+    /// `None`: run it here.
+    fn remote(&self) -> Option<Ran> {
+        if !self.split || !engine::remote::configured() {
+            return None;
+        }
+        let flags = self.inv.flags()?;
+        let maps = self.site.rel.prefix_map_args();
+        remote::run(&remote::Split {
+            lang: self.lang,
+            real: &self.real,
+            flags: &flags,
+            input: &self.inv.input,
+            output: &self.output,
+            cwd: &self.cwd,
+            rel: &self.site.rel,
+            prefix_maps: &maps,
+            depfile: &self.ours,
+        })
+    }
+}
+
 /// Writes a restored file at `path` (temp name, then rename).
 fn restore_at(path: &Path, mode: u32, bytes: &[u8]) -> io::Result<()> {
     let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| io::Error::other("no file name"))?;
@@ -255,6 +298,24 @@ fn takes_prefix_map(real: &[String], identity: &[u8; 32], memo_dir: &Path) -> bo
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
+    memo::save(&path, &ok);
+    ok
+}
+
+/// Whether the compiler takes `-fdirectives-only` in a compile (gcc does; clang refuses it),
+/// and says nothing of it: asked once per compiler identity, and memoized.
+fn takes_directives_only(real: &[String], identity: &[u8; 32], memo_dir: &Path) -> bool {
+    let path = memo_dir.join(format!("directives-only-{}.bin", &blake3::hash(identity).to_hex()[..32]));
+    if let Some(known) = memo::load::<bool>(&path) {
+        return known;
+    }
+    let ok = Command::new(&real[0])
+        .args(&real[1..])
+        .args(["-fdirectives-only", "-x", "c", "-c", "-o", "/dev/null", "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success() && o.stderr.is_empty());
     memo::save(&path, &ok);
     ok
 }

@@ -19,11 +19,11 @@ use super::seeder::Seeder;
 use crate::fs::door::Content;
 use crate::fs::{CacheFs, FsError};
 use crate::key::Key;
+use crate::protocol::remote::NOT_CONFIGURED;
 use crate::protocol::remote::{ExecReply, ExecRequest};
 use crate::protocol::seed::Capture;
 use crate::protocol::wire::{self, Op};
 use crate::reapi::exec::Executor;
-use crate::rustc::remote::NOT_CONFIGURED;
 use crate::store::Store;
 
 /// Who may use the socket.

@@ -42,6 +42,7 @@ pub mod native_cpu;
 pub mod outcome;
 pub mod process;
 pub mod profile;
+pub mod remote;
 pub mod seed;
 pub mod toolchain;
 

@@ -26,6 +26,12 @@ pub const FS_DIR: &str = "fs";
 pub const TOOLCHAIN_DIR: &str = "toolchain";
 /// The folder of the roots' fixed places in an action.
 pub const ROOTS: &str = "/.cairn-roots";
+/// The daemon's word when no engine is configured.
+pub const NOT_CONFIGURED: &str = "not-configured";
+/// The launcher's flag for an action of program steps (a C/C++ compile: `cc1`, then `as`),
+/// and the word between two steps.
+pub const STEPS: &str = "--steps";
+pub const THEN: &str = "--cairn-then";
 /// The launcher's exit code when an output names the worker's folder (a string rustc cannot
 /// remap, like `env!("CARGO_MANIFEST_DIR")`): such a compile must run here.
 pub const NAMES_WORKER_PATH: i32 = 86;
@@ -51,6 +57,13 @@ pub struct ExecRequest {
     pub outputs: Vec<String>,
     /// Outputs that are text naming paths (dep-info): the launcher moves them back.
     pub texts: Vec<String>,
+    /// An action of program steps instead of rustc (a C/C++ compile, cc/remote.rs): the
+    /// programs to package (local paths), and each step as a program of that list followed by
+    /// its arguments (in the action's paths), run in order, each through the packaged loader.
+    #[serde(default)]
+    pub programs: Vec<String>,
+    #[serde(default)]
+    pub steps: Vec<Vec<String>>,
 }
 
 /// The daemon's answer.

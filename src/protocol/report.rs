@@ -74,11 +74,11 @@ pub enum Event {
 /// What became of a compile tried on the remote execution engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Remote {
-    /// A worker ran it.
-    Ran,
+    /// A worker ran it (a rustc or a C/C++ compile).
+    Ran(Kind),
     /// The engine answered from its action cache (a compile of the same action, from any
     /// checkout path or machine, ran before).
-    Cached,
+    Cached(Kind),
     /// It ran here after all, and why (`unreachable`, `timeout`, `env` …).
     Local(String),
 }
@@ -104,8 +104,8 @@ impl Event {
             Event::Seeded { units, compile_ns, took_ns, bytes } => {
                 format!("v1 seeded {units} {compile_ns} {took_ns} {bytes}\n")
             }
-            Event::Remote(Remote::Ran) => "v1 remote ran\n".to_string(),
-            Event::Remote(Remote::Cached) => "v1 remote cached\n".to_string(),
+            Event::Remote(Remote::Ran(kind)) => format!("v1 remote ran{}\n", kind_suffix(*kind)),
+            Event::Remote(Remote::Cached(kind)) => format!("v1 remote cached{}\n", kind_suffix(*kind)),
             Event::Remote(Remote::Local(why)) => format!("v1 remote local {}\n", why.replace(char::is_whitespace, "_")),
             Event::Used(set, keys) => {
                 let keys: Vec<String> = keys.iter().map(|k| k.to_hex()).collect();
@@ -136,8 +136,8 @@ impl Event {
                 Ok(Event::Seeded { units: num(2)?, compile_ns: num(3)?, took_ns: num(4)?, bytes: num(5)? })
             }
             (Some(&"v1"), Some(&"remote")) => match (f.get(2), f.get(3)) {
-                (Some(&"ran"), None) => Ok(Event::Remote(Remote::Ran)),
-                (Some(&"cached"), None) => Ok(Event::Remote(Remote::Cached)),
+                (Some(&"ran"), _) => Ok(Event::Remote(Remote::Ran(kind(3)?))),
+                (Some(&"cached"), _) => Ok(Event::Remote(Remote::Cached(kind(3)?))),
                 (Some(&"local"), Some(why)) => Ok(Event::Remote(Remote::Local(why.to_string()))),
                 _ => Err(bad()),
             },

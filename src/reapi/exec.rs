@@ -21,7 +21,7 @@ use super::proto::{self, Action, Command, Digest, EnvironmentVariable, Platform,
 use super::toolchain::{self, Toolchain, LAUNCHER};
 use super::tree::{InputTree, Node};
 use crate::config::RemoteExecConfig;
-use crate::protocol::remote::{ExecReply, ExecRequest, FS_DIR, LAUNCH, NAMES_WORKER_PATH};
+use crate::protocol::remote::{ExecReply, ExecRequest, FS_DIR, LAUNCH, NAMES_WORKER_PATH, STEPS, THEN};
 
 /// After the engine could not be reached, how long compiles run here without asking it.
 const BACKOFF: Duration = Duration::from_secs(30);
@@ -40,7 +40,7 @@ struct Prepared {
 
 /// Digest memo: a file's identity (inode, size, modification time) → its digest.
 type Stamp = (u64, u64, i64, i64);
-/// A toolchain by rustc, launcher and their stamps; filled by the first compile that needs it.
+/// A package by its programs and their stamps; filled by the first compile that needs it.
 type Slot = Arc<Mutex<Option<Prepared>>>;
 
 pub struct Executor {
@@ -48,7 +48,7 @@ pub struct Executor {
     queue: Duration,
     engine: Mutex<Option<Arc<Engine>>>,
     down: Mutex<Option<(Instant, EngineError)>>,
-    toolchains: Mutex<HashMap<(String, String, Stamp), Slot>>,
+    toolchains: Mutex<HashMap<(String, Stamp), Slot>>,
     digests: Mutex<HashMap<PathBuf, (Stamp, Digest)>>,
 }
 
@@ -155,18 +155,8 @@ impl Executor {
 
     /// The toolchain of `rustc` (with the launcher), packaged and uploaded once.
     fn toolchain(&self, engine: &Engine, rustc: &str, launcher: &str) -> Result<(Toolchain, String), Fallback> {
-        let meta = fs::metadata(rustc).map_err(|e| here("toolchain", format!("{rustc}: {e}")))?;
-        let lmeta = fs::metadata(launcher).map_err(|e| here("toolchain", format!("{launcher}: {e}")))?;
-        let id = (
-            rustc.to_string(),
-            launcher.to_string(),
-            (stamp(&meta).0 ^ stamp(&lmeta).0, stamp(&meta).1, stamp(&meta).2, stamp(&lmeta).2),
-        );
-        let slot = Arc::clone(self.toolchains.lock().unwrap_or_else(|p| p.into_inner()).entry(id).or_default());
-        // One packaging per toolchain: compiles that start together wait for the first.
-        let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_none() {
-            let t0 = Instant::now();
+        let id = self.identity(&[rustc, launcher])?;
+        self.prepared(engine, id, || {
             let sysroot = run(rustc, &["--print", "sysroot"])?;
             let vv = run(rustc, &["-vV"])?;
             let host = vv.lines().find_map(|l| l.strip_prefix("host: ")).unwrap_or_default().to_string();
@@ -177,6 +167,49 @@ impl Executor {
                 &toolchain::system_dirs(),
             )
             .map_err(|e| here("toolchain", e.to_string()))?;
+            Ok((t, host))
+        })
+    }
+
+    /// The programs of a C/C++ compile's steps (`cc1`, `as`) with the launcher, packaged and
+    /// uploaded once.
+    fn programs(&self, engine: &Engine, programs: &[String], launcher: &str) -> Result<Toolchain, Fallback> {
+        let mut named: Vec<&str> = programs.iter().map(String::as_str).collect();
+        named.push(launcher);
+        let id = self.identity(&named)?;
+        let (t, _) = self.prepared(engine, id, || {
+            let progs: Vec<PathBuf> = programs.iter().map(PathBuf::from).collect();
+            let t = toolchain::package_programs(&progs, Path::new(launcher), &toolchain::system_dirs())
+                .map_err(|e| here("toolchain", e.to_string()))?;
+            Ok((t, String::new()))
+        })?;
+        Ok(t)
+    }
+
+    /// What names one package: its programs' paths and file identities.
+    fn identity(&self, programs: &[&str]) -> Result<(String, Stamp), Fallback> {
+        let mut st: Stamp = (0, 0, 0, 0);
+        for p in programs {
+            let m = fs::metadata(p).map_err(|e| here("toolchain", format!("{p}: {e}")))?;
+            let s = stamp(&m);
+            st = (st.0 ^ s.0, st.1 ^ s.1, st.2 ^ s.2, st.3 ^ s.3);
+        }
+        Ok((programs.join("\0"), st))
+    }
+
+    /// The package named `id`, made by `package` on first use (compiles that start together
+    /// wait for the first), and uploaded where the engine lacks it.
+    fn prepared(
+        &self,
+        engine: &Engine,
+        id: (String, Stamp),
+        package: impl FnOnce() -> Result<(Toolchain, String), Fallback>,
+    ) -> Result<(Toolchain, String), Fallback> {
+        let slot = Arc::clone(self.toolchains.lock().unwrap_or_else(|p| p.into_inner()).entry(id).or_default());
+        let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            let t0 = Instant::now();
+            let (t, host) = package()?;
             tracing::info!(files = t.files.len(), bytes = t.bytes(), took = ?t0.elapsed(), "toolchain packaged for remote execution");
             *slot = Some(Prepared { toolchain: t, host, uploaded: false });
         }
@@ -205,10 +238,18 @@ impl Executor {
 
     fn run(&self, engine: &Engine, req: &ExecRequest) -> Result<ExecReply, Fallback> {
         let t0 = Instant::now();
-        let (tc, host) = self.toolchain(engine, &req.rustc, &req.launcher)?;
-        if !req.target.is_empty() && req.target != host {
-            return Err(here("target", format!("the packaged toolchain has {host}'s std only, not {}", req.target)));
-        }
+        let tc = if req.steps.is_empty() {
+            let (tc, host) = self.toolchain(engine, &req.rustc, &req.launcher)?;
+            if !req.target.is_empty() && req.target != host {
+                return Err(here(
+                    "target",
+                    format!("the packaged toolchain has {host}'s std only, not {}", req.target),
+                ));
+            }
+            tc
+        } else {
+            self.programs(engine, &req.programs, &req.launcher)?
+        };
         let mut tree = InputTree::new();
         tc.add_to(&mut tree).map_err(|e| here("inputs", e.to_string()))?;
         let mut inputs: HashMap<Digest, PathBuf> = HashMap::new();
@@ -223,12 +264,16 @@ impl Executor {
         let (root, dirs) = tree.build();
         let mut argv = tc.launch(LAUNCHER);
         argv.push(LAUNCH.to_string());
+        if !req.steps.is_empty() {
+            argv.push(STEPS.to_string());
+        }
         argv.push(format!("--cwd={}", req.cwd));
         argv.push(format!("--roots={}", req.roots.join(":")));
         argv.extend(req.texts.iter().map(|t| format!("--text={t}")));
         argv.extend(req.outputs.iter().map(|o| format!("--out={o}")));
         argv.push("--".into());
         argv.extend(req.args.iter().cloned());
+        argv.extend(steps_argv(&req.steps).map_err(|w| here("steps", w))?);
         let mut env: Vec<EnvironmentVariable> =
             req.env.iter().map(|(k, v)| EnvironmentVariable { name: k.clone(), value: v.clone() }).collect();
         env.sort_by(|a, b| a.name.cmp(&b.name));
@@ -323,6 +368,22 @@ enum Fallback {
 
 fn here(word: &str, message: impl Into<String>) -> Fallback {
     Fallback::Here(word.to_string(), message.into())
+}
+
+/// The launcher's arguments for program steps: each step's program by its place in the
+/// package, then its arguments; [`THEN`] between steps.
+fn steps_argv(steps: &[Vec<String>]) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let (program, args) = step.split_first().ok_or("an empty step")?;
+        let name = Path::new(program).file_name().and_then(|n| n.to_str()).ok_or("a step without a program")?;
+        if i > 0 {
+            out.push(THEN.to_string());
+        }
+        out.push(toolchain::program_place(name));
+        out.extend(args.iter().cloned());
+    }
+    Ok(out)
 }
 
 /// An action path's place in the input root.

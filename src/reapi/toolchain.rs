@@ -150,7 +150,46 @@ pub fn package_rustc(
             }
         }
     }
-    // The closure of what rustc and the sysroot's libraries load.
+    add_closure(&mut files, &rustc, system)?;
+    finish(files, format!("{DIR}/bin/rustc"))
+}
+
+/// Packages `programs` (a C compiler's `cc1` and `as`, each at `toolchain/bin/<its name>`)
+/// and `launcher`, with everything they load.
+pub fn package_programs(programs: &[PathBuf], launcher: &Path, system: &[PathBuf]) -> Result<Toolchain, PackError> {
+    let mut files: BTreeMap<String, (PathBuf, bool)> = BTreeMap::new();
+    files.insert(LAUNCHER.to_string(), (launcher.to_path_buf(), true));
+    for p in programs {
+        let name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| PackError::Missing("a program name".into(), p.clone()))?;
+        let place = program_place(name);
+        if files.insert(place.clone(), (p.clone(), true)).is_some() {
+            return Err(PackError::Missing(format!("one place for two programs at {place}"), p.clone()));
+        }
+    }
+    add_closure(&mut files, launcher, system)?;
+    finish(files, String::new())
+}
+
+/// Where a packaged program of [`package_programs`] is, relative to the input root.
+pub fn program_place(name: &str) -> String {
+    format!("{DIR}/bin/{name}")
+}
+
+/// Adds to `files` the libraries its programs and shared objects load (by the name the
+/// loader asks for, under `toolchain/sys/`) and the loader (`toolchain/sys/ld.so`); `main`
+/// is named when no program has an interpreter.
+fn add_closure(
+    files: &mut BTreeMap<String, (PathBuf, bool)>,
+    main: &Path,
+    system: &[PathBuf],
+) -> Result<(), PackError> {
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e| PackError::Io(p, e)
+    };
     let mut sys: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut interp: Option<PathBuf> = None;
     // (file, whether it must be ELF: a library found for a DT_NEEDED must; the sysroot's
@@ -205,7 +244,8 @@ pub fn package_rustc(
             queue.push_back((found, true));
         }
     }
-    let interp = interp.ok_or_else(|| PackError::Missing("a program interpreter (PT_INTERP)".into(), rustc.clone()))?;
+    let interp =
+        interp.ok_or_else(|| PackError::Missing("a program interpreter (PT_INTERP)".into(), main.to_path_buf()))?;
     // The loader's own needs: none for glibc's, but read it, so a loader that is not ELF fails here.
     let bytes = fs::read(&interp).map_err(io(&interp))?;
     elf::read(&bytes).map_err(|e| PackError::Elf(interp.clone(), e))?;
@@ -213,12 +253,21 @@ pub fn package_rustc(
     for (name, p) in sys {
         files.insert(format!("{DIR}/sys/{name}"), (p, false));
     }
+    Ok(())
+}
+
+/// The package of `files`, each with its digest.
+fn finish(files: BTreeMap<String, (PathBuf, bool)>, program: String) -> Result<Toolchain, PackError> {
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e| PackError::Io(p, e)
+    };
     let mut out = Vec::with_capacity(files.len());
     for (path, (source, executable)) in files {
         let digest = digest::of_file(&source).map_err(io(&source))?;
         out.push(Packed { path, source, digest, executable });
     }
-    Ok(Toolchain { files: out, program: format!("{DIR}/bin/rustc") })
+    Ok(Toolchain { files: out, program })
 }
 
 fn is_shared_object(p: &Path) -> bool {
@@ -345,6 +394,78 @@ mod tests {
             "{}",
             String::from_utf8_lossy(&run.stderr)
         );
+    }
+
+    /// The driver's program for `name` (`cc1`, `as`), as a path.
+    fn gcc_program(name: &str) -> PathBuf {
+        let out = std::process::Command::new("cc").arg(format!("-print-prog-name={name}")).output().unwrap();
+        let p = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        if p.contains('/') {
+            return PathBuf::from(p);
+        }
+        let path = std::env::var_os("PATH").unwrap();
+        std::env::split_paths(&path).map(|d| d.join(&p)).find(|c| c.is_file()).unwrap()
+    }
+
+    #[test]
+    fn a_c_compilers_cc1_and_as_compile_from_the_package_alone_as_the_driver_does_here() {
+        // C objects of build scripts (cc/remote.rs): preprocessed here, then `cc1` and `as`
+        // from the package, through its loader, in an empty environment, in another folder.
+        let (cc1, asm) = (gcc_program("cc1"), gcc_program("as"));
+        let launcher = std::env::current_exe().unwrap();
+        let t = package_programs(&[cc1.clone(), asm.clone()], &launcher, &system_dirs()).unwrap();
+        let names: Vec<&str> = t.files.iter().map(|f| f.path.as_str()).collect();
+        for n in ["toolchain/bin/cc1", "toolchain/bin/as", "toolchain/sys/ld.so", LAUNCHER] {
+            assert!(names.contains(&n), "{n}: {names:?}");
+        }
+        assert!(names.iter().any(|n| n.starts_with("toolchain/sys/libc.so")), "{names:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        for f in &t.files {
+            let dest = root.join(&f.path);
+            fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            fs::copy(&f.source, &dest).unwrap();
+        }
+        let src = dir.path().join("v.c");
+        // Macros on a line of code: fully preprocessed text would move the columns after them.
+        let c = "#include <stdio.h>\n#define A 40\n#define B (1 + 1)\n\
+                 int v(void) { return A + B + printf(\"%s %d\", __FILE__, __LINE__); }\n";
+        fs::write(&src, c).unwrap();
+        let flags = ["-O1", "-g", "-fPIC", "-fdirectives-only"];
+        let map = format!("-ffile-prefix-map={}=.", dir.path().display());
+        let cc = |args: &[&str]| {
+            let out =
+                std::process::Command::new("cc").args(flags).arg(&map).args(args).current_dir(dir.path()).output();
+            let out = out.unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            out
+        };
+        cc(&["-c", "v.c", "-o", "direct.o"]);
+        cc(&["-E", "v.c", "-o", "v.i"]);
+        let plan = cc(&["-c", "-x", "cpp-output", "v.i", "-o", "split.o", "-###"]);
+        let steps = crate::cc::remote::parse_plan(&String::from_utf8_lossy(&plan.stderr)).unwrap();
+        assert_eq!(steps.len(), 2, "{steps:?}");
+        let tmp_s = steps[0].iter().skip_while(|a| *a != "-o").nth(1).unwrap().clone();
+        for (i, step) in steps.iter().enumerate() {
+            let program = if i == 0 { "toolchain/bin/cc1" } else { "toolchain/bin/as" };
+            let args: Vec<String> = step[1..]
+                .iter()
+                .map(|a| if *a == tmp_s { dir.path().join("v.s").display().to_string() } else { a.clone() })
+                .collect();
+            let out = std::process::Command::new(root.join("toolchain/sys/ld.so"))
+                .arg("--library-path")
+                .arg(root.join("toolchain/sys"))
+                .arg(root.join(program))
+                .args(&args)
+                .current_dir(dir.path())
+                .env_clear()
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{program}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let (direct, split) =
+            (fs::read(dir.path().join("direct.o")).unwrap(), fs::read(dir.path().join("split.o")).unwrap());
+        assert!(direct == split, "the split compile's object differs from the driver's own");
     }
 
     #[test]

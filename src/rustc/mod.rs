@@ -251,7 +251,7 @@ impl Rustc {
     /// The compile run on the remote execution engine, when it may go and the engine ran it
     /// (rustc/remote.rs); `None`: run it here.
     fn remote(&self, cmd: &Command) -> Option<Ran> {
-        if remote::stays_local(&self.inv, self.driver.is_some()).is_some() || !remote::configured() {
+        if remote::stays_local(&self.inv, self.driver.is_some()).is_some() || !engine::remote::configured() {
             return None;
         }
         let args: Option<Vec<String>> = cmd.get_args().map(|a| a.to_str().map(String::from)).collect();
@@ -259,11 +259,11 @@ impl Rustc {
         // on this crate's metadata and name their remote inputs from the lists (graph.rs).
         let _ = graph::record(&self.inv);
         let (req, places) = remote::request(&self.rustc, &args?, &self.inv, &self.site.rel).ok()?;
-        let tried = remote::run(&req, &places);
-        remote::report(&tried);
+        let tried = engine::remote::run(&req, &places, &remote::check);
+        engine::remote::report(&tried, Kind::Rustc);
         match tried {
-            remote::Tried::Ran(r, _) => Some(r),
-            remote::Tried::Local { .. } => None,
+            engine::remote::Tried::Ran(r, _) => Some(r),
+            engine::remote::Tried::Local { .. } => None,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! A rustc miss run on the remote execution engine (issue #22; docs/remote-execution.md): the
-//! wrapper's half. It decides whether a compile may go (it makes an rlib and links nothing),
+//! wrapper's half (what every front end shares is engine/remote.rs). It decides whether a compile may go (it makes an rlib and links nothing),
 //! names its inputs — the package's folder, `OUT_DIR`, the externs, the `.rmeta` files rustc
 //! may search, the static libraries it bundles — and hands them to the daemon (`EXECUTE`).
 //! The daemon answers with what the compile wrote, or "run it here" and why.
@@ -18,29 +18,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Instant, SystemTime};
 
 use super::args::Invocation;
 use super::{depinfo, graph};
-use crate::engine::basedir::{replace_path, rewrite_bytes, Kind, Rel};
-use crate::engine::cache::Cache;
-use crate::engine::process::Ran;
-use crate::protocol::remote::{move_paths, top, ExecReply, ExecRequest, LAUNCH, NAMES_WORKER_PATH, ROOTS};
-use crate::protocol::report::{Event, Remote};
-use crate::protocol::wire::{self, Op};
+use crate::engine::basedir::Rel;
+use crate::engine::remote::{replace, Places};
+use crate::protocol::remote::{move_paths, top, ExecRequest, LAUNCH, NAMES_WORKER_PATH, ROOTS};
 
 /// A package folder larger than this is not sent (a repository with data files in it).
 const MAX_FILES: usize = 20_000;
 const MAX_BYTES: u64 = 512 << 20;
-
-/// Whether remote execution may be tried at all (`CAIRN_REMOTE=0` turns it off for a build).
-fn enabled() -> bool {
-    std::env::var("CAIRN_REMOTE").as_deref() != Ok("0")
-}
 
 /// Why this compile stays here, if it must: it links (proc-macros, binaries: the linker and
 /// the system's libraries would have to travel too), it runs through a driver (clippy), it
@@ -58,46 +48,6 @@ pub fn stays_local(inv: &Invocation, driver: bool) -> Option<&'static str> {
         return Some("links");
     }
     None
-}
-
-/// Whether the daemon has an engine (its store folder says so): one `stat`, before any
-/// input is named.
-pub fn configured() -> bool {
-    enabled() && crate::engine::mount::store_dir().is_some_and(|s| s.join(crate::protocol::remote::CONFIGURED).exists())
-}
-
-/// Where the compile's roots are in the action (protocol/remote.rs): each at a fixed folder
-/// under [`ROOTS`], named for its kind, so the action is the same from every checkout path.
-#[derive(Debug, Clone, Default)]
-pub struct Places {
-    /// (this machine's root, its place in the action), the longest root first.
-    pairs: Vec<(String, String)>,
-}
-
-impl Places {
-    pub fn new(rel: &Rel) -> Places {
-        let name = |k: Kind| match k {
-            Kind::Checkout => "checkout",
-            Kind::CargoHome => "cargo-home",
-            Kind::Target => "target",
-        };
-        Places { pairs: rel.roots().map(|(k, p)| (p.to_string(), format!("{ROOTS}/{}", name(k)))).collect() }
-    }
-
-    /// A path or argument of this machine, as the action names it.
-    pub fn to_action(&self, s: &str) -> String {
-        self.pairs.iter().fold(s.to_string(), |s, (local, place)| replace_path(&s, local, place))
-    }
-
-    /// A path or argument of the action, as this machine names it.
-    pub fn to_local(&self, s: &str) -> String {
-        self.pairs.iter().fold(s.to_string(), |s, (local, place)| replace_path(&s, place, local))
-    }
-
-    /// What the worker's rustc wrote (dep-info, messages), with this machine's roots.
-    pub fn bytes_to_local(&self, b: &[u8]) -> Vec<u8> {
-        self.pairs.iter().fold(b.to_vec(), |b, (local, place)| rewrite_bytes(&b, place, local))
-    }
 }
 
 /// The environment rustc gets remotely: what cargo sets for it, in the action's paths.
@@ -242,112 +192,14 @@ pub fn request(
         files,
         outputs,
         texts: vec![dep],
+        ..ExecRequest::default()
     };
     Ok((req, places))
 }
 
-/// What became of a try: the run (and whether the engine's action cache answered it), or
-/// why it stays here (and whether it was tried: a compile the engine never saw is not a
-/// fallback).
-pub enum Tried {
-    Ran(Ran, bool),
-    Local { word: String, tried: bool },
-}
-
-fn here(word: &str, tried: bool) -> Tried {
-    Tried::Local { word: word.to_string(), tried }
-}
-
-/// Asks the daemon to run `req`; on an answer, writes the outputs in place and passes the
-/// messages through (with this machine's roots back in them), as a local run would have.
-pub fn run(req: &ExecRequest, places: &Places) -> Tried {
-    if !enabled() {
-        return here("off", false);
-    }
-    let Some(store) = crate::engine::mount::daemon_store() else { return here("no-store", false) };
-    let Ok(stream) = wire::connect(&store) else { return here("no-daemon", false) };
-    let started = SystemTime::now();
-    let t0 = Instant::now();
-    let mut s = &stream;
-    let body = req.encode();
-    let reply = wire::write_frame(&mut s, Op::Execute as u8, &[&body]).and_then(|()| {
-        let (status, len) = wire::read_head(&mut s)?.ok_or(io::ErrorKind::UnexpectedEof)?;
-        let body = wire::read_body(&mut s, len)?;
-        match status {
-            0 => Ok(body),
-            _ => Err(wire::parse_error(&body)),
-        }
-    });
-    let reply = match reply {
-        Ok(b) => match ExecReply::decode(&b) {
-            Some(r) => r,
-            None => return here("daemon", true),
-        },
-        // A daemon that predates remote execution.
-        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => return here("not-configured", false),
-        Err(_) => return here("daemon", true),
-    };
-    let (exit_code, stdout, stderr, files, cached) = match reply {
-        ExecReply::Local { word, .. } => {
-            let tried = word != NOT_CONFIGURED;
-            return Tried::Local { word, tried };
-        }
-        ExecReply::Ran { exit_code, stdout, stderr, files, cached, .. } => (exit_code, stdout, stderr, files, cached),
-    };
-    // An output holds the worker's folder (`env!` of a path): only a local compile makes it right.
-    if exit_code == NAMES_WORKER_PATH {
-        return here("names-worker-path", true);
-    }
-    // A failed compile is compiled here again: its messages are then this machine's own.
-    if exit_code != 0 {
-        return here("failed-remotely", true);
-    }
-    if let Err(why) = check(req, places, &files) {
-        return here(&why, true);
-    }
-    for (path, mode, bytes) in &files {
-        if !req.outputs.contains(path) {
-            return here("output", true);
-        }
-        let moved;
-        let bytes: &[u8] = if req.texts.contains(path) {
-            moved = places.bytes_to_local(bytes);
-            &moved
-        } else {
-            bytes
-        };
-        if write_output(Path::new(&places.to_local(path)), *mode, bytes).is_err() {
-            return here("output", true);
-        }
-    }
-    let (stdout, stderr) = (places.bytes_to_local(&stdout), places.bytes_to_local(&stderr));
-    let _ = io::stdout().write_all(&stdout);
-    let _ = io::stderr().write_all(&stderr);
-    let ran =
-        Ran { status: std::process::ExitStatus::from_raw(exit_code << 8), stdout, stderr, took: t0.elapsed(), started };
-    Tried::Ran(ran, cached)
-}
-
-/// The daemon's word when no engine is configured.
-pub const NOT_CONFIGURED: &str = "not-configured";
-
-/// Tells the daemon's counters (`cairn stats`) what became of a try.
-pub fn report(tried: &Tried) {
-    let e = match tried {
-        Tried::Ran(_, false) => Event::Remote(Remote::Ran),
-        Tried::Ran(_, true) => Event::Remote(Remote::Cached),
-        Tried::Local { word, tried: true } => Event::Remote(Remote::Local(word.clone())),
-        Tried::Local { .. } => return,
-    };
-    if let Some(door) = crate::engine::mount::daemon_store().and_then(|s| crate::engine::door::Door::at(None, Some(&s)))
-    {
-        door.report(&[e]);
-    }
-}
-
 /// The remote dep-info read only what was sent, and only variables the worker had as here.
 /// Paths are the action's.
-fn check(req: &ExecRequest, places: &Places, files: &[(String, u32, Vec<u8>)]) -> Result<(), String> {
+pub fn check(req: &ExecRequest, places: &Places, files: &[(String, u32, Vec<u8>)]) -> Result<(), String> {
     let dep = files.iter().find(|(p, _, _)| req.texts.contains(p)).ok_or("no-dep-info")?;
     let info = depinfo::parse(&String::from_utf8_lossy(&dep.2));
     let sent: BTreeSet<&str> = req.files.iter().map(|(_, place)| place.as_str()).collect();
@@ -381,15 +233,6 @@ fn normalize(p: &str) -> String {
         }
     }
     format!("/{}", parts.join("/"))
-}
-
-fn write_output(path: &Path, mode: u32, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension(format!("cairn-remote.{}", std::process::id()));
-    fs::write(&tmp, bytes)?;
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(crate::engine::process::safe_mode(mode)))?;
-    fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = fs::remove_file(&tmp);
-    })
 }
 
 /// The launcher, on the worker: `cairn-rustc --cairn-remote-launch --cwd=C --roots=R1:R2
@@ -462,21 +305,6 @@ fn try_launch(argv: &[OsString]) -> io::Result<i32> {
         }
     }
     Ok(out.status.code().unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0)))
-}
-
-fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(hay.len());
-    let mut last = 0;
-    for i in memchr::memmem::find_iter(hay, from) {
-        if i < last {
-            continue;
-        }
-        out.extend_from_slice(&hay[last..i]);
-        out.extend_from_slice(to);
-        last = i + from.len();
-    }
-    out.extend_from_slice(&hay[last..]);
-    out
 }
 
 #[cfg(test)]

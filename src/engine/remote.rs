@@ -1,0 +1,195 @@
+//! What every front end shares when a miss may run on the remote execution engine (issue #22;
+//! docs/remote-execution.md): whether the daemon has an engine, where the compile's roots
+//! stand in an action ([`Places`]), asking the daemon to run a request and writing what comes
+//! back in place ([`run`]), and telling the counters what became of it ([`report`]). Each
+//! front end names its own inputs and checks (rustc/remote.rs, cc/remote.rs).
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::time::{Instant, SystemTime};
+
+use super::basedir::{replace_path, rewrite_bytes, Kind, Rel};
+use super::cache::Cache;
+use super::process::Ran;
+use crate::protocol::remote::{ExecReply, ExecRequest, NAMES_WORKER_PATH, NOT_CONFIGURED, ROOTS};
+use crate::protocol::report::{Event, Kind as Front, Remote};
+use crate::protocol::wire::{self, Op};
+
+/// Whether remote execution may be tried at all (`CAIRN_REMOTE=0` turns it off for a build).
+pub fn enabled() -> bool {
+    std::env::var("CAIRN_REMOTE").as_deref() != Ok("0")
+}
+
+/// Whether the daemon has an engine (its store folder says so): one `stat`, before any
+/// input is named.
+pub fn configured() -> bool {
+    enabled() && crate::engine::mount::store_dir().is_some_and(|s| s.join(crate::protocol::remote::CONFIGURED).exists())
+}
+
+/// Where the compile's roots are in the action (protocol/remote.rs): each at a fixed folder
+/// under [`ROOTS`], named for its kind, so the action is the same from every checkout path.
+#[derive(Debug, Clone, Default)]
+pub struct Places {
+    /// (this machine's root, its place in the action), the longest root first.
+    pairs: Vec<(String, String)>,
+}
+
+impl Places {
+    pub fn new(rel: &Rel) -> Places {
+        let name = |k: Kind| match k {
+            Kind::Checkout => "checkout",
+            Kind::CargoHome => "cargo-home",
+            Kind::Target => "target",
+        };
+        Places { pairs: rel.roots().map(|(k, p)| (p.to_string(), format!("{ROOTS}/{}", name(k)))).collect() }
+    }
+
+    /// A path or argument of this machine, as the action names it.
+    pub fn to_action(&self, s: &str) -> String {
+        self.pairs.iter().fold(s.to_string(), |s, (local, place)| replace_path(&s, local, place))
+    }
+
+    /// A path or argument of the action, as this machine names it.
+    pub fn to_local(&self, s: &str) -> String {
+        self.pairs.iter().fold(s.to_string(), |s, (local, place)| replace_path(&s, place, local))
+    }
+
+    /// What the worker wrote (dep-info, messages), with this machine's roots.
+    pub fn bytes_to_local(&self, b: &[u8]) -> Vec<u8> {
+        self.pairs.iter().fold(b.to_vec(), |b, (local, place)| rewrite_bytes(&b, place, local))
+    }
+
+    /// Bytes of this machine (a preprocessed C file's line markers), as the action names them.
+    pub fn bytes_to_action(&self, b: &[u8]) -> Vec<u8> {
+        self.pairs.iter().fold(b.to_vec(), |b, (local, place)| rewrite_bytes(&b, local, place))
+    }
+}
+
+/// What became of a try: the run (and whether the engine's action cache answered it), or
+/// why it stays here (and whether it was tried: a compile the engine never saw is not a
+/// fallback).
+pub enum Tried {
+    Ran(Ran, bool),
+    Local { word: String, tried: bool },
+}
+
+fn here(word: &str, tried: bool) -> Tried {
+    Tried::Local { word: word.to_string(), tried }
+}
+
+/// What a front end checks in the files a remote run sent back before any is written (paths
+/// are the action's): `Err(word)` runs the compile here.
+pub type Check<'a> = &'a dyn Fn(&ExecRequest, &Places, &[(String, u32, Vec<u8>)]) -> Result<(), String>;
+
+/// Asks the daemon to run `req`; on an answer that `check` accepts, writes the outputs in
+/// place and passes the messages through (with this machine's roots back in them), as a
+/// local run would have.
+pub fn run(req: &ExecRequest, places: &Places, check: Check<'_>) -> Tried {
+    if !enabled() {
+        return here("off", false);
+    }
+    let Some(store) = crate::engine::mount::daemon_store() else { return here("no-store", false) };
+    let Ok(stream) = wire::connect(&store) else { return here("no-daemon", false) };
+    let started = SystemTime::now();
+    let t0 = Instant::now();
+    let mut s = &stream;
+    let body = req.encode();
+    let reply = wire::write_frame(&mut s, Op::Execute as u8, &[&body]).and_then(|()| {
+        let (status, len) = wire::read_head(&mut s)?.ok_or(io::ErrorKind::UnexpectedEof)?;
+        let body = wire::read_body(&mut s, len)?;
+        match status {
+            0 => Ok(body),
+            _ => Err(wire::parse_error(&body)),
+        }
+    });
+    let reply = match reply {
+        Ok(b) => match ExecReply::decode(&b) {
+            Some(r) => r,
+            None => return here("daemon", true),
+        },
+        // A daemon that predates remote execution.
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => return here("not-configured", false),
+        Err(_) => return here("daemon", true),
+    };
+    let (exit_code, stdout, stderr, files, cached) = match reply {
+        ExecReply::Local { word, .. } => {
+            let tried = word != NOT_CONFIGURED;
+            return Tried::Local { word, tried };
+        }
+        ExecReply::Ran { exit_code, stdout, stderr, files, cached, .. } => (exit_code, stdout, stderr, files, cached),
+    };
+    // An output holds the worker's folder (`env!` of a path): only a local compile makes it right.
+    if exit_code == NAMES_WORKER_PATH {
+        return here("names-worker-path", true);
+    }
+    // A failed compile is compiled here again: its messages are then this machine's own.
+    if exit_code != 0 {
+        return here("failed-remotely", true);
+    }
+    if let Err(why) = check(req, places, &files) {
+        return here(&why, true);
+    }
+    for (path, mode, bytes) in &files {
+        if !req.outputs.contains(path) {
+            return here("output", true);
+        }
+        let moved;
+        let bytes: &[u8] = if req.texts.contains(path) {
+            moved = places.bytes_to_local(bytes);
+            &moved
+        } else {
+            bytes
+        };
+        if write_output(Path::new(&places.to_local(path)), *mode, bytes).is_err() {
+            return here("output", true);
+        }
+    }
+    let (stdout, stderr) = (places.bytes_to_local(&stdout), places.bytes_to_local(&stderr));
+    let _ = io::stdout().write_all(&stdout);
+    let _ = io::stderr().write_all(&stderr);
+    let ran =
+        Ran { status: std::process::ExitStatus::from_raw(exit_code << 8), stdout, stderr, took: t0.elapsed(), started };
+    Tried::Ran(ran, cached)
+}
+
+/// Tells the daemon's counters (`cairn stats`) what became of a try of a `kind` compile.
+pub fn report(tried: &Tried, kind: Front) {
+    let e = match tried {
+        Tried::Ran(_, false) => Event::Remote(Remote::Ran(kind)),
+        Tried::Ran(_, true) => Event::Remote(Remote::Cached(kind)),
+        Tried::Local { word, tried: true } => Event::Remote(Remote::Local(word.clone())),
+        Tried::Local { .. } => return,
+    };
+    if let Some(door) = crate::engine::mount::daemon_store().and_then(|s| crate::engine::door::Door::at(None, Some(&s)))
+    {
+        door.report(&[e]);
+    }
+}
+
+fn write_output(path: &Path, mode: u32, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension(format!("cairn-remote.{}", std::process::id()));
+    fs::write(&tmp, bytes)?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(crate::engine::process::safe_mode(mode)))?;
+    fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}
+
+/// `hay` with every occurrence of `from` replaced by `to`.
+pub fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hay.len());
+    let mut last = 0;
+    for i in memchr::memmem::find_iter(hay, from) {
+        if i < last {
+            continue;
+        }
+        out.extend_from_slice(&hay[last..i]);
+        out.extend_from_slice(to);
+        last = i + from.len();
+    }
+    out.extend_from_slice(&hay[last..]);
+    out
+}
