@@ -29,7 +29,9 @@ def start_daemon(remote):
     shutil.rmtree(bn.STORE, ignore_errors=True)
     shutil.rmtree(bn.BENCH / "xdg", ignore_errors=True)
     flags = ["--remote-exec", remote] if remote else []
-    env = {**os.environ, "CAIRN_LOG_LEVEL": "cairn=debug"}
+    # Every build's actions salted anew: each is cold on the engine too, not answered from
+    # its action cache by the build before it (the same actions, from the same workload).
+    env = {**os.environ, "CAIRN_LOG_LEVEL": "cairn=debug", "CAIRN_REMOTE_SALT": f"bench-{time.time_ns()}"}
     subprocess.run([str(bench.CAIRN), "start", "--store", str(bn.STORE), "--max-size", "20GiB", *flags, str(bn.MNT)],
                    env=env, check=True, stderr=subprocess.DEVNULL)
 

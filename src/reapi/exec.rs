@@ -30,6 +30,9 @@ const DEADLINE: Duration = Duration::from_secs(600);
 /// How long a compile waits for a worker to take it before it runs here
 /// (`CAIRN_REMOTE_QUEUE`, seconds, in the daemon's environment).
 const QUEUE: Duration = Duration::from_secs(30);
+/// `CAIRN_REMOTE_SALT` in the daemon's environment: the actions' salt (REAPI's own field), so
+/// a benchmark's build is not answered from the engine's action cache by the build before it.
+const SALT_VAR: &str = "CAIRN_REMOTE_SALT";
 
 /// A packaged toolchain, and the engines it was uploaded to.
 struct Prepared {
@@ -46,6 +49,7 @@ type Slot = Arc<Mutex<Option<Prepared>>>;
 pub struct Executor {
     cfg: RemoteExecConfig,
     queue: Duration,
+    salt: Vec<u8>,
     engine: Mutex<Option<Arc<Engine>>>,
     down: Mutex<Option<(Instant, EngineError)>>,
     toolchains: Mutex<HashMap<(String, Stamp), Slot>>,
@@ -69,6 +73,7 @@ impl Executor {
         Executor {
             cfg,
             queue,
+            salt: std::env::var(SALT_VAR).map(String::into_bytes).unwrap_or_default(),
             engine: Mutex::new(None),
             down: Mutex::new(None),
             toolchains: Mutex::new(HashMap::new()),
@@ -295,7 +300,7 @@ impl Executor {
             input_root_digest: Some(root),
             timeout: Some(proto::Duration { seconds: DEADLINE.as_secs() as i64, nanos: 0 }),
             do_not_cache: false,
-            salt: Vec::new(),
+            salt: self.salt.clone(),
             platform: Some(platform),
         };
         let (adigest, abytes) = digest::of_message(&action);
