@@ -98,6 +98,9 @@ def env_for(tool, workdir, extra):
         # cairn-noseed: no target-dir seeding (what capturing seeds costs a cold build).
         if tool == "cairn-noseed":
             env["CAIRN_SEED"] = "0"
+        # BENCH_CAIRN_PROFILE=FILE: every compile's phases (docs/wrapper.md, CAIRN_PROFILE).
+        if os.environ.get("BENCH_CAIRN_PROFILE"):
+            env["CAIRN_PROFILE"] = os.environ["BENCH_CAIRN_PROFILE"]
     return env
 
 
