@@ -397,8 +397,8 @@ mod tests {
     }
 
     /// The driver's program for `name` (`cc1`, `as`), as a path.
-    fn gcc_program(name: &str) -> PathBuf {
-        let out = std::process::Command::new("cc").arg(format!("-print-prog-name={name}")).output().unwrap();
+    fn gcc_program(driver: &str, name: &str) -> PathBuf {
+        let out = std::process::Command::new(driver).arg(format!("-print-prog-name={name}")).output().unwrap();
         let p = String::from_utf8(out.stdout).unwrap().trim().to_string();
         if p.contains('/') {
             return PathBuf::from(p);
@@ -407,15 +407,16 @@ mod tests {
         std::env::split_paths(&path).map(|d| d.join(&p)).find(|c| c.is_file()).unwrap()
     }
 
-    #[test]
-    fn a_c_compilers_cc1_and_as_compile_from_the_package_alone_as_the_driver_does_here() {
-        // C objects of build scripts (cc/remote.rs): preprocessed here, then `cc1` and `as`
-        // from the package, through its loader, in an empty environment, in another folder.
-        let (cc1, asm) = (gcc_program("cc1"), gcc_program("as"));
+    /// The build scripts' objects of cc/remote.rs: `source` (named `name`) preprocessed here
+    /// by `driver`, then `proper` (`cc1`, `cc1plus`) and `as` from the package, through its
+    /// loader, in an empty environment, in another folder; the object must be the driver's
+    /// own one-step compile's, byte for byte.
+    fn split_compile_is_the_drivers_own(driver: &str, proper: &str, lang: &str, name: &str, source: &str) {
+        let (cc1, asm) = (gcc_program(driver, proper), gcc_program(driver, "as"));
         let launcher = std::env::current_exe().unwrap();
-        let t = package_programs(&[cc1.clone(), asm.clone()], &launcher, &system_dirs()).unwrap();
+        let t = package_programs(&[cc1, asm], &launcher, &system_dirs()).unwrap();
         let names: Vec<&str> = t.files.iter().map(|f| f.path.as_str()).collect();
-        for n in ["toolchain/bin/cc1", "toolchain/bin/as", "toolchain/sys/ld.so", LAUNCHER] {
+        for n in [&format!("toolchain/bin/{proper}"), "toolchain/bin/as", "toolchain/sys/ld.so", LAUNCHER] {
             assert!(names.contains(&n), "{n}: {names:?}");
         }
         assert!(names.iter().any(|n| n.starts_with("toolchain/sys/libc.so")), "{names:?}");
@@ -426,28 +427,24 @@ mod tests {
             fs::create_dir_all(dest.parent().unwrap()).unwrap();
             fs::copy(&f.source, &dest).unwrap();
         }
-        let src = dir.path().join("v.c");
-        // Macros on a line of code: fully preprocessed text would move the columns after them.
-        let c = "#include <stdio.h>\n#define A 40\n#define B (1 + 1)\n\
-                 int v(void) { return A + B + printf(\"%s %d\", __FILE__, __LINE__); }\n";
-        fs::write(&src, c).unwrap();
+        fs::write(dir.path().join(name), source).unwrap();
         let flags = ["-O1", "-g", "-fPIC", "-fdirectives-only"];
         let map = format!("-ffile-prefix-map={}=.", dir.path().display());
         let cc = |args: &[&str]| {
             let out =
-                std::process::Command::new("cc").args(flags).arg(&map).args(args).current_dir(dir.path()).output();
+                std::process::Command::new(driver).args(flags).arg(&map).args(args).current_dir(dir.path()).output();
             let out = out.unwrap();
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
             out
         };
-        cc(&["-c", "v.c", "-o", "direct.o"]);
-        cc(&["-E", "v.c", "-o", "v.i"]);
-        let plan = cc(&["-c", "-x", "cpp-output", "v.i", "-o", "split.o", "-###"]);
+        cc(&["-c", name, "-o", "direct.o"]);
+        cc(&["-E", name, "-o", "v.i"]);
+        let plan = cc(&["-c", "-x", lang, "v.i", "-o", "split.o", "-###"]);
         let steps = crate::cc::remote::parse_plan(&String::from_utf8_lossy(&plan.stderr)).unwrap();
         assert_eq!(steps.len(), 2, "{steps:?}");
         let tmp_s = steps[0].iter().skip_while(|a| *a != "-o").nth(1).unwrap().clone();
         for (i, step) in steps.iter().enumerate() {
-            let program = if i == 0 { "toolchain/bin/cc1" } else { "toolchain/bin/as" };
+            let program = if i == 0 { format!("toolchain/bin/{proper}") } else { "toolchain/bin/as".to_string() };
             let args: Vec<String> = step[1..]
                 .iter()
                 .map(|a| if *a == tmp_s { dir.path().join("v.s").display().to_string() } else { a.clone() })
@@ -455,7 +452,7 @@ mod tests {
             let out = std::process::Command::new(root.join("toolchain/sys/ld.so"))
                 .arg("--library-path")
                 .arg(root.join("toolchain/sys"))
-                .arg(root.join(program))
+                .arg(root.join(&program))
                 .args(&args)
                 .current_dir(dir.path())
                 .env_clear()
@@ -466,6 +463,22 @@ mod tests {
         let (direct, split) =
             (fs::read(dir.path().join("direct.o")).unwrap(), fs::read(dir.path().join("split.o")).unwrap());
         assert!(direct == split, "the split compile's object differs from the driver's own");
+    }
+
+    #[test]
+    fn a_c_compilers_cc1_and_as_compile_from_the_package_alone_as_the_driver_does_here() {
+        // Macros on a line of code: fully preprocessed text would move the columns after them.
+        let c = "#include <stdio.h>\n#define A 40\n#define B (1 + 1)\n\
+                 int v(void) { return A + B + printf(\"%s %d\", __FILE__, __LINE__); }\n";
+        split_compile_is_the_drivers_own("cc", "cc1", "cpp-output", "v.c", c);
+    }
+
+    #[test]
+    fn a_cxx_compilers_cc1plus_and_as_compile_from_the_package_alone_as_the_driver_does_here() {
+        let cxx = "#include <cstdio>\n#define A 40\ntemplate <typename T> T twice(T x) { return x + x; }\n\
+                   struct S { int v() const { return twice(A) + std::printf(\"%s\", __FILE__); } };\n\
+                   int use() { return S{}.v(); }\n";
+        split_compile_is_the_drivers_own("c++", "cc1plus", "c++-cpp-output", "v.cpp", cxx);
     }
 
     #[test]
