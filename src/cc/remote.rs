@@ -24,15 +24,14 @@
 use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::engine::basedir::Rel;
 use crate::engine::process::Ran;
-use crate::engine::remote::{self, replace, Places, Tried};
+use crate::engine::remote::{self, exit_code, launch_with, Launch, Places, Tried};
 use crate::protocol::frontends::Lang;
-use crate::protocol::remote::{ExecRequest, FS_DIR, LAUNCH, NAMES_WORKER_PATH, ROOTS, STEPS, THEN, TOOLCHAIN_DIR};
+use crate::protocol::remote::{ExecRequest, ROOTS, STEPS, THEN};
 use crate::protocol::report::Kind;
 
 /// A compile to split, as the front end knows it.
@@ -229,66 +228,34 @@ fn check(_: &ExecRequest, _: &Places, files: &[(String, u32, Vec<u8>)]) -> Resul
 /// through that loader, in order, with the arguments that start with a root moved under the
 /// input root; the first that fails ends the action with its code.
 pub fn launch(argv: &[OsString]) -> i32 {
-    match try_launch(argv) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("cairn remote launcher: {e}");
-            101
-        }
-    }
+    launch_with(argv, run_steps)
 }
 
-fn try_launch(argv: &[OsString]) -> io::Result<i32> {
-    let args: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
-    let pos = args.iter().position(|a| a == LAUNCH).ok_or_else(|| io::Error::other("not a launch"))?;
-    let (mut cwd, mut roots, mut outs) = (String::new(), Vec::<String>::new(), Vec::<String>::new());
-    let mut rest = args[pos + 1..].iter();
-    for a in rest.by_ref() {
-        if a == "--" {
-            break;
-        } else if let Some(v) = a.strip_prefix("--cwd=") {
-            cwd = v.to_string();
-        } else if let Some(v) = a.strip_prefix("--roots=") {
-            roots = v.split(':').filter(|r| !r.is_empty()).map(String::from).collect();
-        } else if let Some(v) = a.strip_prefix("--out=") {
-            outs.push(v.to_string());
-        } else if a != STEPS {
-            return Err(io::Error::other(format!("unknown launcher flag {a}")));
-        }
-    }
-    let root = std::env::current_dir()?.display().to_string();
-    let base = format!("{root}/{FS_DIR}");
-    let tc = format!("{root}/{TOOLCHAIN_DIR}");
+fn run_steps(l: &Launch) -> io::Result<i32> {
+    let (base, tc) = (&l.base, &l.toolchain);
     let moved = |a: &str| -> String {
-        match roots.iter().any(|r| a.starts_with(r.as_str()) && matches!(a.as_bytes().get(r.len()), None | Some(b'/')))
+        match l
+            .roots
+            .iter()
+            .any(|r| a.starts_with(r.as_str()) && matches!(a.as_bytes().get(r.len()), None | Some(b'/')))
         {
             true => format!("{base}{a}"),
             false => a.to_string(),
         }
     };
-    let dir = format!("{base}{cwd}");
+    let dir = format!("{base}{}", l.cwd);
     fs::create_dir_all(&dir)?;
-    let rest: Vec<&String> = rest.collect();
-    let back = |b: &[u8]| -> Vec<u8> { replace(b, base.as_bytes(), b"") };
-    for step in rest.split(|a| *a == THEN) {
+    for step in l.rest.split(|a| a == THEN) {
         let Some((program, args)) = step.split_first() else { continue };
         let mut cmd = Command::new(format!("{tc}/sys/ld.so"));
-        cmd.arg("--library-path").arg(format!("{tc}/sys")).arg(format!("{root}/{program}"));
+        cmd.arg("--library-path").arg(format!("{tc}/sys")).arg(format!("{}/{program}", l.root));
         cmd.args(args.iter().map(|a| moved(a)));
         cmd.env_clear().current_dir(&dir).stdin(Stdio::null());
         let out = cmd.output()?;
-        io::stdout().write_all(&back(&out.stdout))?;
-        io::stderr().write_all(&back(&out.stderr))?;
+        io::stdout().write_all(&l.back(&out.stdout))?;
+        io::stderr().write_all(&l.back(&out.stderr))?;
         if !out.status.success() {
-            return Ok(out.status.code().unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0)));
-        }
-    }
-    for o in &outs {
-        if let Ok(b) = fs::read(format!("{base}{o}")) {
-            if memchr::memmem::find(&b, base.as_bytes()).is_some() {
-                eprintln!("cairn remote launcher: {o} names this worker's folder {base}; compile it locally");
-                return Ok(NAMES_WORKER_PATH);
-            }
+            return Ok(exit_code(out.status));
         }
     }
     Ok(0)

@@ -4,6 +4,7 @@
 //! back in place ([`run`]), and telling the counters what became of it ([`report`]). Each
 //! front end names its own inputs and checks (rustc/remote.rs, cc/remote.rs).
 
+use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -14,7 +15,9 @@ use std::time::{Instant, SystemTime};
 use super::basedir::{replace_path, rewrite_bytes, Kind, Rel};
 use super::cache::Cache;
 use super::process::Ran;
-use crate::protocol::remote::{ExecReply, ExecRequest, NAMES_WORKER_PATH, NOT_CONFIGURED, ROOTS};
+use crate::protocol::remote::{
+    ExecReply, ExecRequest, FS_DIR, LAUNCH, NAMES_WORKER_PATH, NOT_CONFIGURED, ROOTS, STEPS, TOOLCHAIN_DIR,
+};
 use crate::protocol::report::{Event, Kind as Front, Remote};
 use crate::protocol::wire::{self, Op};
 
@@ -178,6 +181,103 @@ fn write_output(path: &Path, mode: u32, bytes: &[u8]) -> io::Result<()> {
     })
 }
 
+/// A launcher's command line on the worker (`cairn-rustc --cairn-remote-launch [--steps]
+/// --cwd=C --roots=R1:R2 [--text=P]… [--out=P]… -- REST…`), and the input root it runs in:
+/// what the rustc launcher (rustc/remote.rs) and the C steps (cc/remote.rs) share.
+pub struct Launch {
+    /// The action's working directory, and the top folders whose paths move under `base`.
+    pub cwd: String,
+    pub roots: Vec<String>,
+    /// Outputs that are text naming paths, and every output.
+    pub texts: Vec<String>,
+    pub outs: Vec<String>,
+    /// What follows `--`.
+    pub rest: Vec<String>,
+    /// The input root, where local paths are in it (`<root>/fs`), and the package.
+    pub root: String,
+    pub base: String,
+    pub toolchain: String,
+}
+
+impl Launch {
+    pub fn parse(argv: &[OsString]) -> io::Result<Launch> {
+        let args: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let pos = args.iter().position(|a| a == LAUNCH).ok_or_else(|| io::Error::other("not a launch"))?;
+        let root = std::env::current_dir()?.display().to_string();
+        let mut l = Launch {
+            cwd: String::new(),
+            roots: Vec::new(),
+            texts: Vec::new(),
+            outs: Vec::new(),
+            rest: Vec::new(),
+            base: format!("{root}/{FS_DIR}"),
+            toolchain: format!("{root}/{TOOLCHAIN_DIR}"),
+            root,
+        };
+        let mut it = args[pos + 1..].iter();
+        for a in it.by_ref() {
+            if a == "--" {
+                break;
+            } else if let Some(v) = a.strip_prefix("--cwd=") {
+                l.cwd = v.to_string();
+            } else if let Some(v) = a.strip_prefix("--roots=") {
+                l.roots = v.split(':').filter(|r| !r.is_empty()).map(String::from).collect();
+            } else if let Some(v) = a.strip_prefix("--text=") {
+                l.texts.push(v.to_string());
+            } else if let Some(v) = a.strip_prefix("--out=") {
+                l.outs.push(v.to_string());
+            } else if a != STEPS {
+                return Err(io::Error::other(format!("unknown launcher flag {a}")));
+            }
+        }
+        l.rest = it.cloned().collect();
+        Ok(l)
+    }
+
+    /// What the worker's tool printed or wrote, with the input root's folder taken out.
+    pub fn back(&self, b: &[u8]) -> Vec<u8> {
+        replace(b, self.base.as_bytes(), b"")
+    }
+
+    /// The output that still names the worker's folder, if one does: a string the tool does
+    /// not remap (`env!("CARGO_MANIFEST_DIR")`, a path in a C string) would carry it into the
+    /// artifact, so the compile must run where the path is right.
+    pub fn output_naming_worker(&self) -> Option<&str> {
+        self.outs.iter().map(String::as_str).find(|o| {
+            fs::read(format!("{}{o}", self.base))
+                .is_ok_and(|b| memchr::memmem::find(&b, self.base.as_bytes()).is_some())
+        })
+    }
+}
+
+/// Runs a launcher (`run`, given its parsed command line) and returns its exit code: the
+/// tool's, [`NAMES_WORKER_PATH`] when an output names the worker's folder, 101 when the
+/// launcher itself failed.
+pub fn launch_with(argv: &[OsString], run: impl FnOnce(&Launch) -> io::Result<i32>) -> i32 {
+    let result = Launch::parse(argv).and_then(|l| {
+        let code = run(&l)?;
+        if code == 0 {
+            if let Some(o) = l.output_naming_worker() {
+                eprintln!("cairn remote launcher: {o} names this worker's folder {}; compile it locally", l.base);
+                return Ok(NAMES_WORKER_PATH);
+            }
+        }
+        Ok(code)
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cairn remote launcher: {e}");
+            101
+        }
+    }
+}
+
+/// The exit code of a finished process (128 + the signal that ended it).
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
 /// `hay` with every occurrence of `from` replaced by `to`.
 pub fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(hay.len());
@@ -192,4 +292,31 @@ pub fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(&hay[last..]);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replacing_moves_every_occurrence() {
+        assert_eq!(replace(b"a/x/fs/b and /x/fs/c", b"/x/fs", b""), b"a/b and /c".to_vec());
+    }
+
+    #[test]
+    fn a_launchers_command_line_is_read_and_an_unknown_flag_refused() {
+        let argv = |s: &str| s.split(' ').map(OsString::from).collect::<Vec<_>>();
+        let l = Launch::parse(&argv(
+            "cairn-rustc --cairn-remote-launch --steps --cwd=/.cairn-roots/checkout --roots=/.cairn-roots:/usr \
+             --text=/t.d --out=/t.o --out=/t.d -- a --cwd=b",
+        ))
+        .unwrap();
+        assert_eq!(l.cwd, "/.cairn-roots/checkout");
+        assert_eq!(l.roots, ["/.cairn-roots", "/usr"]);
+        assert_eq!((l.texts.len(), l.outs.len()), (1, 2));
+        assert_eq!(l.rest, ["a", "--cwd=b"], "what follows -- is the tool's");
+        assert!(l.base.ends_with("/fs") && l.toolchain.ends_with("/toolchain"));
+        assert!(Launch::parse(&argv("cairn-rustc --cairn-remote-launch --bogus -- a")).is_err());
+        assert!(Launch::parse(&argv("cairn-rustc rustc -vV")).is_err());
+    }
 }

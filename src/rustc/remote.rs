@@ -18,15 +18,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::args::Invocation;
 use super::{depinfo, graph};
 use crate::engine::basedir::Rel;
-use crate::engine::remote::{replace, Places};
-use crate::protocol::remote::{move_paths, top, ExecRequest, LAUNCH, NAMES_WORKER_PATH, ROOTS};
+use crate::engine::remote::{exit_code, launch_with, Launch, Places};
+use crate::protocol::remote::{move_paths, top, ExecRequest, ROOTS};
 
 /// A package folder larger than this is not sent (a repository with data files in it).
 const MAX_FILES: usize = 20_000;
@@ -238,73 +237,33 @@ fn normalize(p: &str) -> String {
 /// The launcher, on the worker: `cairn-rustc --cairn-remote-launch --cwd=C --roots=R1:R2
 /// [--text=P]… [--out=P]… -- ARGS…`, started through the packaged loader in the input root.
 pub fn launch(argv: &[OsString]) -> i32 {
-    match try_launch(argv) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("cairn remote launcher: {e}");
-            101
-        }
-    }
+    launch_with(argv, run_rustc)
 }
 
-fn try_launch(argv: &[OsString]) -> io::Result<i32> {
-    let args: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
-    let pos = args.iter().position(|a| a == LAUNCH).ok_or_else(|| io::Error::other("not a launch"))?;
-    let mut cwd = String::new();
-    let mut roots: Vec<String> = Vec::new();
-    let mut texts: Vec<String> = Vec::new();
-    let mut outs: Vec<String> = Vec::new();
-    let mut rest = args[pos + 1..].iter();
-    for a in rest.by_ref() {
-        if a == "--" {
-            break;
-        } else if let Some(v) = a.strip_prefix("--cwd=") {
-            cwd = v.to_string();
-        } else if let Some(v) = a.strip_prefix("--roots=") {
-            roots = v.split(':').filter(|r| !r.is_empty()).map(String::from).collect();
-        } else if let Some(v) = a.strip_prefix("--text=") {
-            texts.push(v.to_string());
-        } else if let Some(v) = a.strip_prefix("--out=") {
-            outs.push(v.to_string());
-        }
-    }
-    let root = std::env::current_dir()?;
-    let root_s = root.display().to_string();
-    let base = format!("{root_s}/{}", crate::protocol::remote::FS_DIR);
-    let tc = format!("{root_s}/{}", crate::protocol::remote::TOOLCHAIN_DIR);
+fn run_rustc(l: &Launch) -> io::Result<i32> {
+    let (base, tc) = (&l.base, &l.toolchain);
     let mut cmd = Command::new(format!("{tc}/sys/ld.so"));
     cmd.arg("--library-path").arg(format!("{tc}/lib:{tc}/sys")).arg(format!("{tc}/bin/rustc"));
-    cmd.arg("--sysroot").arg(&tc);
+    cmd.arg("--sysroot").arg(tc);
     // What is under the input root reads as the local path it stands for; the command's own
     // remappings (more particular, given later) win over this one.
     cmd.arg(format!("--remap-path-prefix={base}="));
-    cmd.args(rest.map(|a| move_paths(a, &roots, &base)));
+    cmd.args(l.rest.iter().map(|a| move_paths(a, &l.roots, base)));
     cmd.env_clear();
     for (k, v) in std::env::vars() {
-        cmd.env(&k, move_paths(&v, &roots, &base));
+        cmd.env(&k, move_paths(&v, &l.roots, base));
     }
-    cmd.current_dir(format!("{base}{cwd}"));
+    cmd.current_dir(format!("{base}{}", l.cwd));
     let out = cmd.stdin(Stdio::null()).output()?;
-    let back = |b: &[u8]| -> Vec<u8> { replace(b, base.as_bytes(), b"") };
-    io::stdout().write_all(&back(&out.stdout))?;
-    io::stderr().write_all(&back(&out.stderr))?;
-    for t in &texts {
+    io::stdout().write_all(&l.back(&out.stdout))?;
+    io::stderr().write_all(&l.back(&out.stderr))?;
+    for t in &l.texts {
         let p = PathBuf::from(format!("{base}{t}"));
         if let Ok(b) = fs::read(&p) {
-            fs::write(&p, back(&b))?;
+            fs::write(&p, l.back(&b))?;
         }
     }
-    // A string rustc does not remap (`env!("CARGO_MANIFEST_DIR")`, a moved `OUT_DIR`) would
-    // carry this folder into the artifact: the compile must run where the path is right.
-    for o in &outs {
-        if let Ok(b) = fs::read(format!("{base}{o}")) {
-            if memchr::memmem::find(&b, base.as_bytes()).is_some() {
-                eprintln!("cairn remote launcher: {o} names this worker's folder {base}; compile it locally");
-                return Ok(NAMES_WORKER_PATH);
-            }
-        }
-    }
-    Ok(out.status.code().unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0)))
+    Ok(exit_code(out.status))
 }
 
 #[cfg(test)]
@@ -385,8 +344,7 @@ mod tests {
     }
 
     #[test]
-    fn replacing_moves_every_occurrence() {
-        assert_eq!(replace(b"a/x/fs/b and /x/fs/c", b"/x/fs", b""), b"a/b and /c".to_vec());
+    fn paths_normalize_without_the_filesystem() {
         assert_eq!(normalize("/a/./b/../c"), "/a/c");
     }
 }
