@@ -80,23 +80,15 @@ fn write_link_workspace(root: &Path, script: &str, lib: &str) {
 
 /// Compiles `int <lib>_value(void) { return <value>; }` into `<dir>/lib<lib>.a` or `.so`.
 fn native_lib(dir: &Path, lib: &str, value: i32, shared: bool) {
-    let c = dir.join(format!("{lib}.c"));
-    std::fs::write(&c, format!("int {lib}_value(void) {{ return {value}; }}\n")).unwrap();
-    if shared {
-        let mut cc = Command::new("cc");
-        cc.args(["-shared", "-fPIC", "-o"]).arg(dir.join(format!("lib{lib}.so"))).arg(&c);
-        ok(cc);
-    } else {
-        let o = dir.join(format!("{lib}.o"));
-        let mut cc = Command::new("cc");
-        cc.args(["-c", "-fPIC", "-o"]).arg(&o).arg(&c);
-        ok(cc);
-        let a = dir.join(format!("lib{lib}.a"));
-        let _ = std::fs::remove_file(&a);
-        let mut ar = Command::new("ar");
-        ar.arg("crs").arg(&a).arg(&o);
-        ok(ar);
+    let source = format!("int {lib}_value(void) {{ return {value}; }}\n");
+    if !shared {
+        return crate::workspace::static_lib(dir, lib, &source);
     }
+    let c = dir.join(format!("{lib}.c"));
+    std::fs::write(&c, source).unwrap();
+    let mut cc = Command::new("cc");
+    cc.args(["-shared", "-fPIC", "-o"]).arg(dir.join(format!("lib{lib}.so"))).arg(&c);
+    ok(cc);
 }
 
 #[test]

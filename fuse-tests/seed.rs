@@ -10,7 +10,7 @@ use std::process::Command;
 
 use crate::common::{Mount, Via};
 use crate::s3server::S3Server;
-use crate::workspace::{cargo, cargo_in, copy_sources, lock, log_path, ok, read_log_all, ws, Line};
+use crate::workspace::{cargo, cargo_in, copy_sources, lock, log_path, ok, read_log_all, static_lib, ws, Line};
 
 /// Crates of the workspace itself: the only ones a seeded build may compile or run.
 const OWN: [&str; 3] = ["app", "probe", "build_script_build"];
@@ -480,17 +480,7 @@ fn host() -> String {
 
 /// `libz.a` in `dir` whose `zlibVersion()` says `fake-<value>`.
 fn fake_zlib(dir: &Path, value: u32) {
-    let c = dir.join("z.c");
-    std::fs::write(&c, format!("const char *zlibVersion(void) {{ return \"fake-{value}\"; }}\n")).unwrap();
-    let o = dir.join("z.o");
-    let mut cc = Command::new("cc");
-    cc.args(["-c", "-fPIC", "-o"]).arg(&o).arg(&c);
-    ok(cc);
-    let a = dir.join("libz.a");
-    let _ = std::fs::remove_file(&a);
-    let mut ar = Command::new("ar");
-    ar.arg("crs").arg(&a).arg(&o);
-    ok(ar);
+    static_lib(dir, "z", &format!("const char *zlibVersion(void) {{ return \"fake-{value}\"; }}\n"));
 }
 
 /// A registry crate whose rlib bundles a static library from outside the target dir: here

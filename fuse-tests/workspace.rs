@@ -213,6 +213,21 @@ pub fn cargo_in(root: &Path, xdg: &Path, mnt: Option<&Mount>, target: &str, log:
     c
 }
 
+/// Compiles C `source` into the static library `<dir>/lib<lib>.a` (replacing it).
+pub fn static_lib(dir: &Path, lib: &str, source: &str) {
+    let c = dir.join(format!("{lib}.c"));
+    std::fs::write(&c, source).unwrap();
+    let o = dir.join(format!("{lib}.o"));
+    let mut cc = Command::new("cc");
+    cc.args(["-c", "-fPIC", "-o"]).arg(&o).arg(&c);
+    ok(cc);
+    let a = dir.join(format!("lib{lib}.a"));
+    let _ = std::fs::remove_file(&a);
+    let mut ar = Command::new("ar");
+    ar.arg("crs").arg(&a).arg(&o);
+    ok(ar);
+}
+
 /// Runs a command and insists it succeeds.
 pub fn ok(mut c: Command) -> Output {
     let out = c.output().unwrap();

@@ -283,39 +283,31 @@ fn restore_at(path: &Path, mode: u32, bytes: &[u8]) -> io::Result<()> {
     process::restore_file(path.parent().unwrap_or(Path::new(".")), name, mode, bytes)
 }
 
-/// Whether the compiler takes `-ffile-prefix-map` (gcc 8 and later, clang 10 and later):
-/// asked once per compiler identity by compiling an empty C file with it, and memoized.
+/// Whether the compiler takes `-ffile-prefix-map` (gcc 8 and later, clang 10 and later).
 fn takes_prefix_map(real: &[String], identity: &[u8; 32], memo_dir: &Path) -> bool {
-    let path = memo_dir.join(format!("prefix-map-{}.bin", &blake3::hash(identity).to_hex()[..32]));
-    if let Some(known) = memo::load::<bool>(&path) {
-        return known;
-    }
-    let ok = Command::new(&real[0])
-        .args(&real[1..])
-        .args(["-ffile-prefix-map=/cairn-probe=.", "-x", "c", "-c", "-o", "/dev/null", "/dev/null"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    memo::save(&path, &ok);
-    ok
+    takes(real, identity, memo_dir, "prefix-map", "-ffile-prefix-map=/cairn-probe=.", false)
 }
 
 /// Whether the compiler takes `-fdirectives-only` in a compile (gcc does; clang refuses it),
-/// and says nothing of it: asked once per compiler identity, and memoized.
+/// and says nothing of it.
 fn takes_directives_only(real: &[String], identity: &[u8; 32], memo_dir: &Path) -> bool {
-    let path = memo_dir.join(format!("directives-only-{}.bin", &blake3::hash(identity).to_hex()[..32]));
+    takes(real, identity, memo_dir, "directives-only", "-fdirectives-only", true)
+}
+
+/// Whether the compiler compiles an empty C file with `flag` (and, when `quiet`, prints
+/// nothing): asked once per compiler identity, and memoized under `name`.
+fn takes(real: &[String], identity: &[u8; 32], memo_dir: &Path, name: &str, flag: &str, quiet: bool) -> bool {
+    let path = memo_dir.join(format!("{name}-{}.bin", &blake3::hash(identity).to_hex()[..32]));
     if let Some(known) = memo::load::<bool>(&path) {
         return known;
     }
     let ok = Command::new(&real[0])
         .args(&real[1..])
-        .args(["-fdirectives-only", "-x", "c", "-c", "-o", "/dev/null", "/dev/null"])
+        .args([flag, "-x", "c", "-c", "-o", "/dev/null", "/dev/null"])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .output()
-        .is_ok_and(|o| o.status.success() && o.stderr.is_empty());
+        .is_ok_and(|o| o.status.success() && (!quiet || o.stderr.is_empty()));
     memo::save(&path, &ok);
     ok
 }
