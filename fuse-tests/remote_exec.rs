@@ -259,6 +259,13 @@ fn the_sys_workspace_built_through_the_engine_prints_what_plain_cargo_builds() {
     // workers that cannot see /usr/lib/gcc.
     assert!(stats["remote_executed"].as_u64().unwrap() >= 25, "{stats}");
     assert!(stats["remote_executed_cc"].as_u64().unwrap() >= 20, "{stats}");
+    // What stayed here by rule is counted with its reason: what links (build scripts,
+    // proc-macros, the program) and ring's C, which asks for -g3 and cannot be split.
+    let skipped = &stats["remote_skipped"];
+    assert!(
+        skipped["links"].as_u64().unwrap_or(0) >= 1 && skipped["cannot-split"].as_u64().unwrap_or(0) >= 1,
+        "{stats}"
+    );
     let plain = crate::csys::clean_build_run(None, "t-plain", "heavy", &crate::csys::log_path("heavy-plain-r"), &none);
     assert_eq!(remote, plain, "the program built through the engine prints what plain cargo's does");
     // The C objects made on the workers are byte for byte those cairn compiles here.

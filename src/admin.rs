@@ -249,6 +249,12 @@ pub fn render(json: &str) -> Result<String, String> {
         if !zwhy.is_empty() {
             out.push_str(&format!("{:<16}{}\n", "  ran here", zwhy));
         }
+        // Compiles that stay here by rule (links, cannot be split …), since zero.
+        let skipped = z["remote_skipped"].as_object().cloned().unwrap_or_default();
+        if !skipped.is_empty() {
+            let why: Vec<String> = skipped.iter().map(|(k, v)| format!("{k} {}", n(v))).collect();
+            out.push_str(&format!("{:<16}{}\n", "  not sent", why.join(", ")));
+        }
     }
     out.push_str(&format!("{:<16}{:>24}{:>24}\n", "errors", n(&z["errors"]), n(&s["errors"])));
     out.push_str(&format!(

@@ -50,6 +50,9 @@ pub struct Counters {
     /// Of the compiles run on the engine, the C and C++ ones (build scripts' objects).
     #[serde(default)]
     pub remote_executed_cc: u64,
+    /// Compiles not sent to the engine (one is configured) by rule, by reason.
+    #[serde(default)]
+    pub remote_skipped: BTreeMap<String, u64>,
 }
 
 /// Hits, misses and time saved of one kind.
@@ -100,6 +103,7 @@ impl Counters {
                 self.remote_cached += 1;
             }
             Event::Remote(Remote::Local(why)) => *self.remote_fallbacks.entry(why.clone()).or_insert(0) += 1,
+            Event::Remote(Remote::Skipped(why)) => *self.remote_skipped.entry(why.clone()).or_insert(0) += 1,
             // Build sets are the daemon's business (src/build_sets.rs), not counters.
             Event::Begin(_) | Event::Used(..) => {}
             Event::Error => self.errors += 1,
@@ -180,6 +184,7 @@ impl Stats {
             "seed_saved_secs": z.seeded_saved_ns as f64 / 1e9,
             "remote_executed": z.remote_executed,
             "remote_executed_cc": z.remote_executed_cc,
+            "remote_skipped": z.remote_skipped,
             "remote_cached": z.remote_cached,
             "remote_fallbacks": z.remote_fallbacks,
             "kinds": period(z, self.zeroed_unix)["kinds"],
@@ -223,6 +228,7 @@ fn period(c: &Counters, since: u64) -> serde_json::Value {
         "seed_saved_secs": c.seeded_saved_ns as f64 / 1e9,
         "remote_executed": c.remote_executed,
         "remote_executed_cc": c.remote_executed_cc,
+        "remote_skipped": c.remote_skipped,
         "remote_cached": c.remote_cached,
         "remote_fallbacks": c.remote_fallbacks,
         "kinds": c.kinds.iter().map(|(name, k)| (name.clone(), serde_json::json!({

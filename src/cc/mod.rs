@@ -258,7 +258,19 @@ impl CcCompile {
     /// compiler is told the roots' prefixes (so the object is the same from any place);
     /// `None`: run it here.
     fn remote(&self) -> Option<Ran> {
-        if !self.split || !engine::remote::configured() {
+        if !engine::remote::configured() {
+            return None;
+        }
+        if !self.split {
+            // Why it cannot be split (remote.rs): no prefix maps, what args.rs `flags` refuses
+            // (a dependency file asked for, `-x`, `-pipe`, `-g3`, assembler), or a compiler
+            // without `-fdirectives-only` (clang).
+            let why = match (self.prefix_map, self.inv.flags().is_some()) {
+                (false, _) => "no-prefix-map",
+                (true, false) => "cannot-split",
+                (true, true) => "compiler",
+            };
+            engine::remote::skipped(why);
             return None;
         }
         let flags = self.inv.flags()?;

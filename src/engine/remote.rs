@@ -158,12 +158,23 @@ pub fn run(req: &ExecRequest, places: &Places, check: Check<'_>) -> Tried {
     Tried::Ran(ran, cached)
 }
 
+/// Says, with an engine configured, that a compile stays here by rule (`why`).
+pub fn skipped(why: &str) {
+    report(&Tried::Local { word: why.to_string(), tried: false }, Front::Rustc);
+}
+
 /// Tells the daemon's counters (`cairn stats`) what became of a try of a `kind` compile.
 pub fn report(tried: &Tried, kind: Front) {
     let e = match tried {
         Tried::Ran(_, false) => Event::Remote(Remote::Ran(kind)),
         Tried::Ran(_, true) => Event::Remote(Remote::Cached(kind)),
         Tried::Local { word, tried: true } => Event::Remote(Remote::Local(word.clone())),
+        // Not sent: counted by rule, unless there is no engine to send to (or it is turned off).
+        Tried::Local { word, tried: false }
+            if !["off", "not-configured", "no-store", "no-daemon"].contains(&word.as_str()) =>
+        {
+            Event::Remote(Remote::Skipped(word.clone()))
+        }
         Tried::Local { .. } => return,
     };
     if let Some(door) = crate::engine::mount::daemon_store().and_then(|s| crate::engine::door::Door::at(None, Some(&s)))

@@ -81,6 +81,9 @@ pub enum Remote {
     Cached(Kind),
     /// It ran here after all, and why (`unreachable`, `timeout`, `env` …).
     Local(String),
+    /// It was not sent, and why (`links`, `cannot-split`, `package-too-large` …): a compile
+    /// that stays here by rule, with an engine configured.
+    Skipped(String),
 }
 
 /// Why a report line was refused.
@@ -107,6 +110,9 @@ impl Event {
             Event::Remote(Remote::Ran(kind)) => format!("v1 remote ran{}\n", kind_suffix(*kind)),
             Event::Remote(Remote::Cached(kind)) => format!("v1 remote cached{}\n", kind_suffix(*kind)),
             Event::Remote(Remote::Local(why)) => format!("v1 remote local {}\n", why.replace(char::is_whitespace, "_")),
+            Event::Remote(Remote::Skipped(why)) => {
+                format!("v1 remote skipped {}\n", why.replace(char::is_whitespace, "_"))
+            }
             Event::Used(set, keys) => {
                 let keys: Vec<String> = keys.iter().map(|k| k.to_hex()).collect();
                 format!("v1 used {set} {}\n", keys.join(" "))
@@ -139,6 +145,7 @@ impl Event {
                 (Some(&"ran"), _) => Ok(Event::Remote(Remote::Ran(kind(3)?))),
                 (Some(&"cached"), _) => Ok(Event::Remote(Remote::Cached(kind(3)?))),
                 (Some(&"local"), Some(why)) => Ok(Event::Remote(Remote::Local(why.to_string()))),
+                (Some(&"skipped"), Some(why)) => Ok(Event::Remote(Remote::Skipped(why.to_string()))),
                 _ => Err(bad()),
             },
             (Some(&"v1"), Some(&"used")) if f.len() > 3 => {
@@ -176,11 +183,18 @@ mod tests {
             Event::Error,
             Event::Begin(Key([3; 32])),
             Event::Used(Key([3; 32]), vec![Key([4; 32]), Key([5; 32])]),
+            Event::Remote(Remote::Ran(Kind::Rustc)),
+            Event::Remote(Remote::Cached(Kind::Cc)),
+            Event::Remote(Remote::Local("unreachable".into())),
+            Event::Remote(Remote::Skipped("cannot-split".into())),
         ] {
             assert_eq!(Event::parse(&e.to_line()).unwrap(), e);
         }
         assert_eq!(Event::to_line(&Event::Miss { kind: Kind::Rustc, compile_ns: 7, bytes: 3 }), "v1 miss 7 3\n");
-        for bad in ["", "v2 hit 1 2 3", "v1 hit one 2 3", "v1 miss 1", "hello", "v1 miss 1 2 python"] {
+        assert_eq!(Event::to_line(&Event::Remote(Remote::Ran(Kind::Rustc))), "v1 remote ran\n");
+        for bad in
+            ["", "v2 hit 1 2 3", "v1 hit one 2 3", "v1 miss 1", "hello", "v1 miss 1 2 python", "v1 remote skipped"]
+        {
             assert!(Event::parse(bad).is_err(), "{bad}");
         }
     }

@@ -251,14 +251,24 @@ impl Rustc {
     /// The compile run on the remote execution engine, when it may go and the engine ran it
     /// (rustc/remote.rs); `None`: run it here.
     fn remote(&self, cmd: &Command) -> Option<Ran> {
-        if remote::stays_local(&self.inv, self.driver.is_some()).is_some() || !engine::remote::configured() {
+        if !engine::remote::configured() {
+            return None;
+        }
+        if let Some(why) = remote::stays_local(&self.inv, self.driver.is_some()) {
+            engine::remote::skipped(why);
             return None;
         }
         let args: Option<Vec<String>> = cmd.get_args().map(|a| a.to_str().map(String::from)).collect();
         // The dependency list now, not after the compile: with pipelining, dependents start
         // on this crate's metadata and name their remote inputs from the lists (graph.rs).
         let _ = graph::record(&self.inv);
-        let (req, places) = remote::request(&self.rustc, &args?, &self.inv, &self.site.rel).ok()?;
+        let (req, places) = match remote::request(&self.rustc, &args?, &self.inv, &self.site.rel) {
+            Ok(r) => r,
+            Err(why) => {
+                engine::remote::skipped(why);
+                return None;
+            }
+        };
         let tried = engine::remote::run(&req, &places, &remote::check);
         engine::remote::report(&tried, Kind::Rustc);
         match tried {
