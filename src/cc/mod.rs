@@ -96,10 +96,10 @@ pub struct CcCompile {
     memo: PathBuf,
     /// Whether the compiler is told to write the roots as fixed prefixes (known with the key).
     prefix_map: bool,
-    /// Whether the compile can be split into preprocessing and compiling the text (gcc, a
-    /// C/C++ source, no dependency file asked for), and so is run with `-fdirectives-only`
-    /// here too (known with the key; remote.rs).
-    split: bool,
+    /// The compile split into preprocessing and compiling the text (remote.rs): its flags
+    /// without source, `-o` and `-c` (args.rs `flags`) when it can be, and so is run with
+    /// `-fdirectives-only` here too; else why not. Known with the key.
+    split: Result<Vec<String>, &'static str>,
 }
 
 impl CcCompile {
@@ -138,7 +138,7 @@ impl CcCompile {
             depfile,
             memo,
             prefix_map: false,
-            split: false,
+            split: Err("no-key"),
         })
     }
 }
@@ -155,11 +155,17 @@ impl FrontEnd for CcCompile {
         self.prefix_map = !self.site.rel.is_empty()
             && !self.inv.keyed_args.iter().any(|a| a.contains("prefix-map="))
             && takes_prefix_map(&self.real, &identity, &self.memo);
-        self.split =
-            self.prefix_map && self.inv.flags().is_some() && takes_directives_only(&self.real, &identity, &self.memo);
+        // Why not: no prefix maps, what args.rs `flags` refuses (a dependency file asked for,
+        // `-x`, `-pipe`, `-g3`, assembler), or a compiler without `-fdirectives-only` (clang).
+        self.split = match (self.prefix_map, self.inv.flags()) {
+            (false, _) => Err("no-prefix-map"),
+            (true, None) => Err("cannot-split"),
+            (true, Some(_)) if !takes_directives_only(&self.real, &identity, &self.memo) => Err("compiler"),
+            (true, Some(flags)) => Ok(flags),
+        };
         let mut inputs = key::gather(self.lang, &self.real, identity, &self.inv, &self.cwd, &self.site.rel);
         inputs.prefix_map = self.prefix_map;
-        inputs.directives_only = self.split;
+        inputs.directives_only = self.split.is_ok();
         Ok(key::base_key(&inputs))
     }
 
@@ -193,7 +199,7 @@ impl FrontEnd for CcCompile {
         if self.prefix_map {
             cmd.args(self.site.rel.prefix_map_args());
         }
-        if self.split {
+        if self.split.is_ok() {
             // Macros expanded by the compiler proper, not the preprocessor: the object is then
             // the same whether this runs here or as the two halves of remote.rs (without it,
             // the columns of the debug information would differ where macros expand).
@@ -261,24 +267,18 @@ impl CcCompile {
         if !engine::remote::configured() {
             return None;
         }
-        if !self.split {
-            // Why it cannot be split (remote.rs): no prefix maps, what args.rs `flags` refuses
-            // (a dependency file asked for, `-x`, `-pipe`, `-g3`, assembler), or a compiler
-            // without `-fdirectives-only` (clang).
-            let why = match (self.prefix_map, self.inv.flags().is_some()) {
-                (false, _) => "no-prefix-map",
-                (true, false) => "cannot-split",
-                (true, true) => "compiler",
-            };
-            engine::remote::skipped(why);
-            return None;
-        }
-        let flags = self.inv.flags()?;
+        let flags = match &self.split {
+            Ok(flags) => flags,
+            Err(why) => {
+                engine::remote::skipped(why);
+                return None;
+            }
+        };
         let maps = self.site.rel.prefix_map_args();
         remote::run(&remote::Split {
             lang: self.lang,
             real: &self.real,
-            flags: &flags,
+            flags,
             input: &self.inv.input,
             output: &self.output,
             cwd: &self.cwd,

@@ -15,13 +15,18 @@ use crate::engine::filehash::hash_file;
 use crate::engine::linker::linker_identity;
 use crate::engine::toolchain::resolve_program;
 
+/// The native library file `file` (`libz.a`) where the compile's native search path finds it.
+pub fn find_native(inv: &Invocation, file: &str) -> Option<PathBuf> {
+    inv.native_paths.iter().map(|d| Path::new(d).join(file)).find(|p| p.is_file())
+}
+
 /// Labelled content hashes of the link's inputs, in a fixed order.
 pub fn link_inputs(inv: &Invocation, memo_dir: &Path) -> io::Result<Vec<(String, Option<[u8; 32]>)>> {
     let linker = inv.linker.clone().unwrap_or_else(|| "cc".into());
     let mut out = vec![("linker".to_string(), Some(linker_identity(Path::new(&linker), memo_dir)?))];
     for name in &inv.libs {
         for file in [format!("lib{name}.a"), format!("lib{name}.so")] {
-            let found = inv.native_paths.iter().map(|d| Path::new(d).join(&file)).find(|p| p.is_file());
+            let found = find_native(inv, &file);
             out.push((format!("lib:{file}"), found.map(|p| hash_file(&p)).transpose()?));
         }
     }

@@ -119,11 +119,13 @@ fn seed_report(inv: &Invocation, took: std::time::Duration) {
 /// for a compile that links, the libraries `-l` names and the files `-C link-arg` names, as
 /// found on the native search path now.
 fn native_files(inv: &Invocation) -> Vec<PathBuf> {
-    let found = |file: String| inv.native_paths.iter().map(|d| Path::new(d).join(&file)).find(|p| p.is_file());
-    let mut out: Vec<PathBuf> = inv.static_libs.iter().filter_map(|name| found(format!("lib{name}.a"))).collect();
+    let mut out: Vec<PathBuf> =
+        inv.static_libs.iter().filter_map(|name| link::find_native(inv, &format!("lib{name}.a"))).collect();
     if inv.links() {
         for name in &inv.libs {
-            out.extend([format!("lib{name}.a"), format!("lib{name}.so")].into_iter().filter_map(found));
+            out.extend(
+                [format!("lib{name}.a"), format!("lib{name}.so")].iter().filter_map(|f| link::find_native(inv, f)),
+            );
         }
         let files = inv.link_args.iter().flat_map(|a| a.split_whitespace()).map(PathBuf::from);
         out.extend(files.filter(|p| p.is_file()));
@@ -466,8 +468,7 @@ fn base_key(
         .static_libs
         .iter()
         .map(|name| {
-            let found =
-                inv.native_paths.iter().map(|d| Path::new(d).join(format!("lib{name}.a"))).find(|p| p.is_file());
+            let found = link::find_native(inv, &format!("lib{name}.a"));
             Ok((name.clone(), found.map(|p| filehash::hash_file(&p)).transpose()?))
         })
         .collect::<io::Result<Vec<_>>>()?;
