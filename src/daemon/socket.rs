@@ -9,8 +9,10 @@
 //! change the cache, other users may read and report (and reach it at all only under
 //! `--allow-other`). One thread per connection; a wrapper holds one connection for its life.
 
+use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::PermissionsExt;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,10 +21,11 @@ use super::seeder::Seeder;
 use crate::fs::door::Content;
 use crate::fs::{CacheFs, FsError};
 use crate::key::Key;
+use crate::protocol::object::FileStamp;
 use crate::protocol::remote::NOT_CONFIGURED;
 use crate::protocol::remote::{ExecReply, ExecRequest};
 use crate::protocol::seed::Capture;
-use crate::protocol::wire::{self, Op};
+use crate::protocol::wire::{self, Op, PartRef};
 use crate::reapi::exec::Executor;
 use crate::store::Store;
 
@@ -129,8 +132,9 @@ fn connection<S: Store + 'static>(
         tracing::warn!(uid, "refused a socket connection from another user (the daemon runs without --allow-other)");
     }
     let mut r = stream;
-    while let Some((lead, len, fd)) = wire::read_head_with_fd(stream)? {
+    while let Some((lead, len, mut fds)) = wire::read_head_with_fds(stream)? {
         let op = Op::from_u8(lead);
+        let fd = if op == Some(Op::PutParts) || fds.is_empty() { None } else { Some(fds.swap_remove(0)) };
         let reply = match (welcome, op) {
             (false, _) => {
                 drain(&mut r, len)?;
@@ -141,6 +145,14 @@ fn connection<S: Store + 'static>(
                 Err(FsError::Io(libc::ENOSYS))
             }
             (true, Some(Op::Put)) => put(fs, uid, &mut r, len),
+            (true, Some(Op::PutParts)) if len > wire::MAX_PARTS_BODY => {
+                drain(&mut r, len)?;
+                Err(FsError::Io(libc::E2BIG))
+            }
+            (true, Some(Op::PutParts)) => {
+                let body = wire::read_body(&mut r, len)?;
+                put_parts(fs, uid, &body, fds)
+            }
             (true, Some(Op::Capture)) => {
                 let body = wire::read_body(&mut r, len)?;
                 match (Capture::decode(&body), fd) {
@@ -234,7 +246,7 @@ fn request<S: Store>(fs: &CacheFs<S>, uid: u32, op: Op, body: &[u8]) -> Result<V
             fs.xattr_path(path, &text(name)?)?.ok_or(FsError::Io(libc::ENODATA))
         }
         Op::Stop => fs.may_change(uid, None).map(|()| Vec::new()),
-        Op::Put | Op::Open | Op::Capture | Op::Seed | Op::Settle | Op::Execute => {
+        Op::Put | Op::PutParts | Op::Open | Op::Capture | Op::Seed | Op::Settle | Op::Execute => {
             unreachable!("served in connection()")
         }
     }
@@ -268,6 +280,80 @@ fn put<S: Store>(fs: &CacheFs<S>, uid: u32, r: &mut &UnixStream, len: u64) -> Re
     // starts where it should.
     drain(r, left)?;
     result.map(|()| Vec::new())
+}
+
+/// A `PUT_PARTS`: the object is put together here from the bytes sent and the files whose
+/// descriptors came along, a megabyte at a time, then its BLAKE3 appended. Each file is read
+/// only while it is what the sender stamped (same file, length and modification time, before
+/// and after): anything else fails the put (ESTALE; EINVAL for a descriptor that was not sent
+/// or is not a regular file) and commits nothing.
+fn put_parts<S: Store>(fs: &CacheFs<S>, uid: u32, body: &[u8], fds: Vec<OwnedFd>) -> Result<Vec<u8>, FsError> {
+    let (key, replace, parts) = wire::parse_parts(body).map_err(|_| FsError::InvalidName)?;
+    let mut files: Vec<Option<File>> = fds.into_iter().map(|fd| Some(File::from(fd))).collect();
+    let mut sum = blake3::Hasher::new();
+    let (mut part, mut offset, mut done) = (0usize, 0u64, false);
+    let mut refused: Option<(i32, &str)> = None;
+    let mut next = |buf: &mut Vec<u8>| -> io::Result<bool> {
+        const CHUNK: usize = 1 << 20;
+        let mut refuse = |errno, why| {
+            refused = Some((errno, why));
+            Err(io::Error::from_raw_os_error(errno))
+        };
+        while buf.len() < CHUNK && part < parts.len() {
+            match &parts[part] {
+                PartRef::Bytes(r) => {
+                    let b = &body[r.start + offset as usize..r.end];
+                    let n = b.len().min(CHUNK - buf.len());
+                    buf.extend_from_slice(&b[..n]);
+                    offset += n as u64;
+                    if offset as usize == r.len() {
+                        (part, offset) = (part + 1, 0);
+                    }
+                }
+                PartRef::File { fd, stamp } => {
+                    let Some(file) = files.get(*fd).and_then(Option::as_ref) else {
+                        return refuse(libc::EINVAL, "names a descriptor that was not sent");
+                    };
+                    let meta = file.metadata()?;
+                    if !meta.is_file() {
+                        return refuse(libc::EINVAL, "sent a descriptor that is not a regular file");
+                    }
+                    if FileStamp::of(&meta) != *stamp {
+                        return refuse(libc::ESTALE, "sent a file that changed after it was hashed");
+                    }
+                    let start = buf.len();
+                    let want = ((stamp.len - offset) as usize).min(CHUNK - start);
+                    buf.resize(start + want, 0);
+                    if file.read_exact_at(&mut buf[start..], offset).is_err() {
+                        return refuse(libc::ESTALE, "sent a file that shrank while it was read");
+                    }
+                    offset += want as u64;
+                    if offset == stamp.len {
+                        if FileStamp::of(&file.metadata()?) != *stamp {
+                            return refuse(libc::ESTALE, "sent a file that changed while it was read");
+                        }
+                        // Each descriptor serves one part: closed as soon as it is read.
+                        files[*fd] = None;
+                        (part, offset) = (part + 1, 0);
+                    }
+                }
+            }
+        }
+        sum.update(buf);
+        if part == parts.len() && !done {
+            buf.extend_from_slice(sum.finalize().as_bytes());
+            done = true;
+        }
+        Ok(!done)
+    };
+    let put = fs.put_bytes(uid, &key, &mut next, replace);
+    match (put, refused) {
+        (Err(_), Some((errno, why))) => {
+            tracing::warn!(%key, "refused a PUT_PARTS that {why}; nothing stored");
+            Err(FsError::Io(errno))
+        }
+        (put, _) => put.map(|()| Vec::new()),
+    }
 }
 
 #[cfg(test)]
@@ -325,11 +411,11 @@ mod tests {
         assert!(d.read("../etc/passwd").is_err());
     }
 
-    /// A result goes out as a stream, its outputs read from their files as they go: what is
-    /// stored is the object as it would be encoded in memory. An output that changed since it
-    /// was hashed is refused before a byte is sent, and the connection goes on.
+    /// A result goes out as parts, its outputs read by the daemon from their descriptors:
+    /// what is stored is the object as it would be encoded in memory. An output that changed
+    /// since it was hashed is refused before a byte is sent, and the connection goes on.
     #[test]
-    fn a_result_is_streamed_from_its_output_files() {
+    fn a_result_is_put_together_from_its_output_files() {
         use crate::protocol::object::{Body, CompileResult, EntryMeta, FileStamp, OutputFile};
         let (dir, _bound) = serving(nix::unistd::getuid().as_raw(), false);
         let d = door(dir.path());
@@ -362,6 +448,126 @@ mod tests {
         assert!(e.to_string().contains("changed after it was hashed"), "{e}");
         assert_eq!(Cache::get(&d, &other), None, "nothing stored");
         assert!(d.read(".cairn/stats.json").is_ok(), "the connection goes on");
+    }
+
+    /// A result with more output files than a request carries descriptors (a build script's
+    /// `OUT_DIR`) is streamed instead; the object is the same either way.
+    #[test]
+    fn a_result_with_more_files_than_descriptors_is_streamed() {
+        use crate::protocol::object::{Body, CompileResult, EntryMeta, FileStamp, OutputFile};
+        let (dir, _bound) = serving_disk();
+        let d = door(dir.path());
+        let out = tempfile::tempdir().unwrap();
+        let files: Vec<OutputFile> = (0..wire::MAX_FDS + 1)
+            .map(|i| {
+                let path = out.path().join(format!("f{i}.o"));
+                let bytes = vec![i as u8; 70_000 + i];
+                std::fs::write(&path, &bytes).unwrap();
+                let stamp = FileStamp::of(&std::fs::metadata(&path).unwrap());
+                let hash = *blake3::hash(&bytes).as_bytes();
+                OutputFile { name: format!("f{i}.o"), mode: 0o644, hash, body: Body::File { path, stamp } }
+            })
+            .collect();
+        let r = CompileResult { meta: EntryMeta::default(), files, stdout: vec![], stderr: vec![] };
+        assert!(r.writer().unwrap().parts(&Key::of_bytes(b"k"), false).is_none(), "too many for one request");
+        let key = Key::of_bytes(b"many");
+        let expected = r.encode().unwrap();
+        assert_eq!(d.put_result(&key, &r).unwrap(), expected.len() as u64);
+        assert_eq!(d.get(&key), Some(expected));
+        let mut fewer = r.clone();
+        fewer.files.truncate(wire::MAX_FDS);
+        let key = Key::of_bytes(b"fewer");
+        assert!(fewer.writer().unwrap().parts(&key, false).is_some());
+        d.put_result(&key, &fewer).unwrap();
+        assert_eq!(d.get(&key), Some(fewer.encode().unwrap()));
+    }
+
+    /// The daemon reads a `PUT_PARTS` file only while it is what the sender stamped: a file
+    /// rewritten after the sender checked it, a descriptor that was not sent, or one that is
+    /// not a regular file fails the put, stores nothing, and the connection goes on.
+    #[test]
+    fn the_daemon_refuses_parts_that_are_not_what_the_sender_stamped() {
+        use std::os::fd::AsFd;
+        let (dir, _bound) = serving_disk();
+        let s = wire::connect(dir.path()).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let path = out.path().join("libx.rlib");
+        std::fs::write(&path, b"the bytes that were hashed").unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let stamp = FileStamp::of(&file.metadata().unwrap());
+        let put = |key: &Key, fd: u8, fds: &[std::os::fd::BorrowedFd<'_>]| {
+            let mut body = wire::PartsBody::new(key, false);
+            body.bytes(b"head");
+            body.file(fd, &stamp);
+            wire::write_frame_with_fds(&s, Op::PutParts as u8, &body.finish(), fds).unwrap();
+            let (status, len) = wire::read_head(&mut &s).unwrap().unwrap();
+            (status, wire::read_body(&mut &s, len).unwrap())
+        };
+        let good = Key::of_bytes(b"good");
+        assert_eq!(put(&good, 0, &[file.as_fd()]).0, 0, "as stamped: stored");
+        let stored = door(dir.path()).get(&good).unwrap();
+        let mut expected = b"headthe bytes that were hashed".to_vec();
+        expected.extend_from_slice(blake3::hash(&expected.clone()).as_bytes());
+        assert_eq!(stored, expected, "the parts in order, then their BLAKE3");
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let (status, body) = put(&Key::of_bytes(b"pipe"), 0, &[r.as_fd()]);
+        assert_eq!((status, wire::errno_of(&wire::parse_error(&body))), (1, Some(libc::EINVAL)), "not a regular file");
+        drop(w);
+        assert_eq!(put(&Key::of_bytes(b"index"), 1, &[file.as_fd()]).0, 1, "no descriptor 1");
+        // Rewritten in place after the sender's check: same length, another modification time.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&path, b"THE BYTES THAT WERE HASHED").unwrap();
+        let changed = Key::of_bytes(b"changed");
+        let (status, body) = put(&changed, 0, &[file.as_fd()]);
+        assert_eq!(status, 1);
+        assert_eq!(wire::errno_of(&wire::parse_error(&body)), Some(libc::ESTALE), "a stale file");
+        let d = door(dir.path());
+        for k in [b"pipe".as_slice(), b"index", b"changed"] {
+            assert_eq!(Cache::get(&d, &Key::of_bytes(k)), None, "nothing stored");
+        }
+        assert!(!std::fs::read_dir(dir.path().join("store/v1/tmp")).unwrap().any(|_| true), "no temporary left");
+    }
+
+    /// A daemon older than `PUT_PARTS` answers it ENOSYS: the wrapper streams the result
+    /// instead (`PUT`), so an upgrade that finds the old daemon running loses nothing.
+    #[test]
+    fn against_a_daemon_without_put_parts_a_result_is_streamed() {
+        use crate::protocol::object::{Body, CompileResult, EntryMeta, FileStamp, OutputFile};
+        let dir = tempfile::tempdir().unwrap();
+        let listener = UnixListener::bind(wire::socket_path(dir.path())).unwrap();
+        let old = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            let (op, len, _fds) = wire::read_head_with_fds(&s).unwrap().unwrap();
+            assert_eq!(op, Op::PutParts as u8);
+            drain(&mut &s, len).unwrap();
+            wire::write_frame(&mut &s, 1, &[&wire::error_body(libc::ENOSYS, "unknown op")]).unwrap();
+            let (op, len) = wire::read_head(&mut &s).unwrap().unwrap();
+            let body = wire::read_body(&mut &s, len).unwrap();
+            wire::write_frame(&mut &s, 0, &[b""]).unwrap();
+            (op, body)
+        });
+        let out = tempfile::tempdir().unwrap();
+        let path = out.path().join("libx.rlib");
+        std::fs::write(&path, b"rlib bytes").unwrap();
+        let stamp = FileStamp::of(&std::fs::metadata(&path).unwrap());
+        let r = CompileResult {
+            meta: EntryMeta::default(),
+            files: vec![OutputFile {
+                name: "libx.rlib".into(),
+                mode: 0o644,
+                hash: [0; 32],
+                body: Body::File { path, stamp },
+            }],
+            stdout: vec![],
+            stderr: vec![],
+        };
+        let key = Key::of_bytes(b"r");
+        let d = Door::at(None, Some(dir.path())).unwrap();
+        assert_eq!(d.put_result(&key, &r).unwrap(), r.encode().unwrap().len() as u64);
+        let (op, body) = old.join().unwrap();
+        assert_eq!(op, Op::Put as u8, "then a stream");
+        assert_eq!(&body[..33], &wire::put_head(&key, false));
+        assert_eq!(body[33..], r.encode().unwrap()[..]);
     }
 
     #[test]

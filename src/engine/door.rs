@@ -197,15 +197,29 @@ impl Door {
         }
     }
 
-    /// Commits a result, written as a stream (protocol/result_writer.rs): through the socket,
-    /// one `PUT` whose body goes out as the outputs are read; through the mount, a temporary
-    /// written the same way. Says how many bytes the object has.
+    /// Commits a result (protocol/result_writer.rs): through the socket, one `PUT_PARTS` whose
+    /// outputs the daemon reads from the descriptors sent with it (or, for a result with
+    /// more output files than a request carries, one `PUT` whose body goes out as the
+    /// outputs are read); through the mount, a temporary written as that stream. Says how
+    /// many bytes the object has.
     pub fn put_result(&self, key: &Key, result: &CompileResult) -> io::Result<u64> {
         let mut w = result.writer()?;
         let len = w.len();
         match self {
             Door::Mount(mp) => put_file_with(mp, key, false, &mut |f| w.write_to(f))?,
             Door::Socket { stream, .. } => {
+                if let Some((body, fds)) = w.parts(key, false) {
+                    // The daemon reads the outputs from their descriptors; a daemon older than
+                    // PUT_PARTS says ENOSYS, and gets the stream below.
+                    let sent = match fds.is_empty() {
+                        true => wire::write_frame(&mut &*stream, Op::PutParts as u8, &[&body]),
+                        false => wire::write_frame_with_fds(stream, Op::PutParts as u8, &body, &fds),
+                    };
+                    match sent.and_then(|()| Door::reply(stream)) {
+                        Err(e) if wire::errno_of(&e) == Some(libc::ENOSYS) => {}
+                        other => return other.map(|_| len),
+                    }
+                }
                 let mut s = stream;
                 wire::write_frame_head(&mut s, Op::Put as u8, 33 + len)?;
                 s.write_all(&wire::put_head(key, false))?;

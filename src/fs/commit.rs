@@ -91,7 +91,7 @@ impl<S: Store> CacheFs<S> {
 
     fn commit(&self, name: &OsStr, key: Key, noreplace: bool) -> Result<(), FsError> {
         // Mark the temporary as committing (no new writers), then wait for its writers to go.
-        let temp = {
+        let (temp, sum) = {
             let mut names = self.names();
             let t = names.temps.get_mut(name).ok_or(FsError::NotFound)?;
             if t.committing {
@@ -102,7 +102,7 @@ impl<S: Store> CacheFs<S> {
             loop {
                 let t = names.temps.get(name).ok_or(FsError::NotFound)?;
                 if t.writers == 0 {
-                    break Arc::clone(&t.temp);
+                    break (Arc::clone(&t.temp), t.sum);
                 }
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
                 if left.is_zero() {
@@ -120,7 +120,11 @@ impl<S: Store> CacheFs<S> {
         let result = if noreplace && self.store.stat(&key)?.is_some() {
             Err(FsError::Exists)
         } else {
-            self.store.commit(&temp, &key).map_err(FsError::from)
+            match sum {
+                Some(sum) => self.store.commit_hashed(&temp, &key, sum),
+                None => self.store.commit(&temp, &key),
+            }
+            .map_err(FsError::from)
         };
         let mut names = self.names();
         // `unlink` and `rename` refuse a committing temporary, so it is still under its name;
@@ -159,6 +163,14 @@ impl<S: Store> CacheFs<S> {
                 tracing::warn!(%key, errno = e.errno(), "commit failed: {e}");
                 Err(e)
             }
+        }
+    }
+
+    /// Records the BLAKE3 of a temporary's bytes, taken by the one writer that wrote them all
+    /// in order (`put_bytes`); kept only if nobody else ever opened it.
+    pub(super) fn note_temp_sum(&self, name: &OsStr, sum: [u8; 32]) {
+        if let Some(t) = self.names().temps.get_mut(name).filter(|t| t.opened == 1 && !t.committing) {
+            t.sum = Some(sum);
         }
     }
 

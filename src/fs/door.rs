@@ -115,6 +115,8 @@ impl<S: Store> CacheFs<S> {
             self.create(ROOT_INO, temp, OpenMode { write: true, exclusive: true, ..OpenMode::default() })?;
         let mut written = 0u64;
         let mut buf = Vec::with_capacity(CHUNK as usize);
+        // Hashed as written, so the store need not read the temporary back to hash it.
+        let mut sum = blake3::Hasher::new();
         let wrote = loop {
             buf.clear();
             let more = match data(&mut buf) {
@@ -125,6 +127,7 @@ impl<S: Store> CacheFs<S> {
                 if let Err(e) = self.write(opened.fh, written, &buf) {
                     break Err(e);
                 }
+                sum.update(&buf);
                 written += buf.len() as u64;
             }
             if !more {
@@ -132,6 +135,9 @@ impl<S: Store> CacheFs<S> {
             }
         };
         self.release(opened.fh);
+        if wrote.is_ok() {
+            self.note_temp_sum(temp, *sum.finalize().as_bytes());
+        }
         let hex = key.to_hex();
         let result = wrote.and_then(|()| match self.rename(ROOT_INO, temp, ROOT_INO, OsStr::new(&hex), true) {
             Err(FsError::Exists) if replace => {
@@ -303,6 +309,42 @@ mod tests {
         assert!(matches!(fs.remove_path(OWNER, ""), Err(FsError::InvalidName)));
         let stats = fs.read_path(".cairn/stats.json").unwrap();
         assert!(String::from_utf8(stats).unwrap().contains("\"hits\""));
+    }
+
+    /// The daemon hashes what it writes as it writes it, and the store takes that checksum
+    /// instead of reading the bytes back; but a temporary that someone else opened meanwhile
+    /// (its name is in the mount) may hold other bytes, so its store hashes it.
+    #[test]
+    fn a_temporary_someone_else_opened_while_it_was_put_is_hashed_by_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let open_store = || Arc::new(crate::store::disk::DiskStore::open(dir.path(), 1 << 30).unwrap());
+        let key = Key::of_bytes(b"k");
+        let clean = Key::of_bytes(b"clean");
+        {
+            let fs = CacheFs::new(open_store(), FsOptions { uid: OWNER, gid: OWNER, want_backing: false });
+            fs.put_bytes(OWNER, &clean, &mut once(b"nobody else looked"), false).unwrap();
+            let mut calls = 0;
+            let mut meddled = |buf: &mut Vec<u8>| -> std::io::Result<bool> {
+                calls += 1;
+                if calls == 2 {
+                    // Someone opens the temporary by its name and overwrites the first chunk.
+                    let name = fs.names().temps.keys().next().cloned().expect("the temporary");
+                    let ino = fs.lookup(ROOT_INO, &name).unwrap().ino;
+                    let h = fs.open(ino, OpenMode { write: true, ..OpenMode::default() }).unwrap();
+                    fs.write(h.fh, 0, b"XXXXX").unwrap();
+                    fs.release(h.fh);
+                }
+                buf.extend_from_slice(b"chunk");
+                Ok(calls < 3)
+            };
+            fs.put_bytes(OWNER, &key, &mut meddled, false).unwrap();
+            assert_eq!(fs.read_path(&key.to_hex()).unwrap(), b"XXXXXchunkchunk", "what the file holds");
+            fs.store.persist().unwrap();
+        }
+        // A restarted daemon checks each object against the checksum recorded at commit.
+        let fs = CacheFs::new(open_store(), FsOptions { uid: OWNER, gid: OWNER, want_backing: false });
+        assert_eq!(fs.read_path(&key.to_hex()).unwrap(), b"XXXXXchunkchunk", "its checksum is the file's");
+        assert_eq!(fs.read_path(&clean.to_hex()).unwrap(), b"nobody else looked");
     }
 
     #[test]

@@ -47,6 +47,12 @@ struct TempEntry<T> {
     temp: Arc<T>,
     writers: u32,
     opens: u32,
+    /// How many times it was ever opened.
+    opened: u32,
+    /// Its bytes' BLAKE3, taken by the daemon as it wrote them itself (a socket `PUT`):
+    /// given to the store at commit so it need not read them back. Only while nobody else
+    /// opened it; any other open or a truncation forgets it.
+    sum: Option<[u8; 32]>,
     committing: bool,
     last_active_ns: u64,
 }
@@ -351,7 +357,7 @@ impl<S: Store> CacheFs<S> {
         if ino == ROOT_INO {
             return if size.is_some() || other_change { Err(FsError::Immutable) } else { Ok(self.root_attr()) };
         }
-        let names = self.names();
+        let mut names = self.names();
         match names.nodes.get(&ino).ok_or(FsError::NotFound)? {
             Node::Object(_) => {
                 drop(names);
@@ -361,11 +367,13 @@ impl<S: Store> CacheFs<S> {
                 self.getattr(ino)
             }
             Node::Temp(name) => {
-                let t = names.temps.get(name).ok_or(FsError::NotFound)?;
+                let name = name.clone();
+                let t = names.temps.get_mut(&name).ok_or(FsError::NotFound)?;
                 if t.committing {
                     return Err(FsError::Busy);
                 }
                 if let Some(len) = size {
+                    t.sum = None;
                     t.temp.set_len(len)?;
                 }
                 self.temp_attr(t)
@@ -445,7 +453,16 @@ impl<S: Store> CacheFs<S> {
         names.nodes.insert(ino, Node::Temp(name.to_owned()));
         names.temps.insert(
             name.to_owned(),
-            TempEntry { ino, temp, writers: 0, opens: 0, committing: false, last_active_ns: now_ns() },
+            TempEntry {
+                ino,
+                temp,
+                writers: 0,
+                opens: 0,
+                opened: 0,
+                sum: None,
+                committing: false,
+                last_active_ns: now_ns(),
+            },
         );
         drop(names);
         let opened = self.open(ino, OpenMode { write: true, ..mode })?;
@@ -492,6 +509,8 @@ impl<S: Store> CacheFs<S> {
                     t.temp.set_len(0)?;
                 }
                 t.opens += 1;
+                t.opened += 1;
+                t.sum = None;
                 if mode.write {
                     t.writers += 1;
                 }

@@ -3,15 +3,22 @@
 //! never whole in memory, and never copied into a second buffer to be encoded; the object's
 //! trailing checksum is taken as the bytes go by. Same bytes as the format in object.rs says.
 //!
-//! An output is read twice: once when its hash is taken (rustc/outputs.rs) and once here. In
-//! between nothing of the build runs (cargo waits for the wrapper), but should the file have
-//! changed anyway, it is refused before anything is written when its [`FileStamp`] differs,
-//! and the write fails when the bytes read differ in length.
+//! An output is read twice: once when its hash is taken (rustc/outputs.rs) and once here, or,
+//! through the daemon's socket, by the daemon from the descriptor sent to it ([`parts`]:
+//! the bytes then go from the page cache into the store once, not through this process and
+//! the socket). In between nothing of the build runs (cargo waits for the wrapper), but
+//! should the file have changed anyway, it is refused before anything is written when its
+//! [`FileStamp`] differs, and the write fails when the bytes read differ in length.
+//!
+//! [`parts`]: ResultWriter::parts
 
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 
 use super::object::{Body, CompileResult, FileStamp};
+use super::wire::{self, PartsBody};
+use crate::key::Key;
 
 /// How much of an output is read at once, into a buffer on the stack (rustc/outputs.rs says
 /// why).
@@ -66,6 +73,38 @@ impl ResultWriter<'_> {
     /// Whether the object is empty (never: it has at least its magic and checksum).
     pub fn is_empty(&self) -> bool {
         false
+    }
+
+    /// The object as a `PUT_PARTS` request for the daemon to put together: its bytes in
+    /// memory, and each output still in its file as that file's descriptor and stamp. The
+    /// daemon reads the outputs itself, checks they are still as stamped, and appends the
+    /// checksum, so the bytes never pass through this process a second time nor through the
+    /// socket. `None` when the outputs in files are more than one request carries
+    /// descriptors ([`wire::MAX_FDS`]), or the bytes in memory more than it takes
+    /// ([`wire::MAX_PARTS_BODY`]): then the object is streamed.
+    pub fn parts(&self, key: &Key, replace: bool) -> Option<(Vec<u8>, Vec<BorrowedFd<'_>>)> {
+        let mut body = PartsBody::new(key, replace);
+        let mut fds = Vec::new();
+        body.bytes(CompileResult::magic());
+        body.bytes(&(self.header.len() as u64).to_le_bytes());
+        body.bytes(&self.header);
+        for (f, open) in self.result.files.iter().zip(&self.open) {
+            match (&f.body, open) {
+                (Body::Bytes(b), _) => body.bytes(b),
+                (Body::File { stamp, .. }, Some(file)) => {
+                    if fds.len() == wire::MAX_FDS {
+                        return None;
+                    }
+                    body.file(fds.len() as u8, stamp);
+                    fds.push(file.as_fd());
+                }
+                (Body::File { .. }, None) => unreachable!("writer() opens every file body"),
+            }
+        }
+        body.bytes(&self.result.stdout);
+        body.bytes(&self.result.stderr);
+        let body = body.finish();
+        (body.len() as u64 <= wire::MAX_PARTS_BODY).then_some((body, fds))
     }
 
     /// Writes the object to `out`, exactly [`len`](Self::len) bytes on success. On an error

@@ -17,6 +17,7 @@
 //! | `READ` | path | the file's bytes |
 //! | `APPEND` | u16 path length, path, bytes | empty |
 //! | `PUT` | 32-byte key, u8 replace, bytes | empty |
+//! | `PUT_PARTS` | 32-byte key, u8 replace, u32 count, parts: u8 0, u64 length, bytes; or u8 1, u8 descriptor index, u64 dev, u64 inode, u64 length, i128 mtime (ns) — with the files' descriptors passed with the request's head | empty: the object is the parts in order and their BLAKE3 |
 //! | `REMOVE` | path | empty |
 //! | `LIST` | path | entries: u16 name length, name, u64 size, u64 mtime (ns) |
 //! | `XATTR` | u16 path length, path, name | the value |
@@ -36,6 +37,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use crate::key::Key;
+use crate::protocol::object::FileStamp;
 
 /// The socket's file name in the store folder.
 pub const SOCKET_NAME: &str = "cairn.sock";
@@ -63,6 +65,9 @@ pub enum Op {
     /// Wait until the units reported in the target dirs of a seed set are copied (a
     /// workspace compile's end: engine/seed `settle`).
     Settle = 12,
+    /// Commit an object made of parts: bytes sent along, and spans of files whose
+    /// descriptors come with the request (`PutParts`).
+    PutParts = 13,
 }
 
 impl Op {
@@ -80,6 +85,7 @@ impl Op {
             10 => Op::Seed,
             11 => Op::Execute,
             12 => Op::Settle,
+            13 => Op::PutParts,
             _ => return None,
         })
     }
@@ -127,14 +133,22 @@ pub fn write_frame_head(w: &mut impl Write, lead: u8, body_len: u64) -> io::Resu
     w.write_all(&head)
 }
 
-/// Room for one descriptor's control message.
-fn fd_space() -> usize {
+/// Longest `PUT_PARTS` body: the bytes sent along (a result's header, dep-info, stdout and
+/// stderr) are read into memory whole, so a larger object is streamed (`PUT`).
+pub const MAX_PARTS_BODY: u64 = 64 << 20;
+
+/// Most descriptors one frame carries (a `PUT_PARTS` of a result with more output files is
+/// sent as a `PUT` stream instead).
+pub const MAX_FDS: usize = 16;
+
+/// Room for the control message of `n` descriptors.
+fn fd_space(n: usize) -> usize {
     // SAFETY: CMSG_SPACE is a pure size computation.
-    unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) as usize }
+    unsafe { libc::CMSG_SPACE((n * std::mem::size_of::<libc::c_int>()) as u32) as usize }
 }
 
-/// A message header over one buffer and a control buffer of [`fd_space`] bytes. The header
-/// points into both: they must outlive its use.
+/// A message header over one buffer and a control buffer. The header points into both: they
+/// must outlive its use.
 fn fd_msg(iov: &mut libc::iovec, cbuf: &mut [u8]) -> libc::msghdr {
     // SAFETY: msghdr is plain data, for which all-zero is a valid value.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -161,21 +175,38 @@ pub fn write_frame_with_fd(
     body: &[u8],
     fd: std::os::fd::BorrowedFd<'_>,
 ) -> io::Result<()> {
+    write_frame_with_fds(stream, lead, body, &[fd])
+}
+
+/// Writes one frame whose head carries up to [`MAX_FDS`] file descriptors (`SCM_RIGHTS`, in
+/// this order), then its body.
+pub fn write_frame_with_fds(
+    stream: &std::os::unix::net::UnixStream,
+    lead: u8,
+    body: &[u8],
+    fds: &[std::os::fd::BorrowedFd<'_>],
+) -> io::Result<()> {
     use std::os::fd::AsRawFd;
+    if fds.is_empty() || fds.len() > MAX_FDS {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{} descriptors in one frame", fds.len())));
+    }
     let mut head = [0u8; 9];
     head[..8].copy_from_slice(&(1 + body.len() as u64).to_le_bytes());
     head[8] = lead;
     let mut iov = libc::iovec { iov_base: head.as_mut_ptr().cast(), iov_len: head.len() };
-    let mut cbuf = vec![0u8; fd_space()];
+    let mut cbuf = vec![0u8; fd_space(fds.len())];
     let msg = fd_msg(&mut iov, &mut cbuf);
     // SAFETY: `msg` points at `head` and `cbuf`, which outlive the call; the control buffer is
-    // CMSG_SPACE bytes for one descriptor, as CMSG_FIRSTHDR/CMSG_DATA expect.
+    // CMSG_SPACE bytes for these descriptors, as CMSG_FIRSTHDR/CMSG_DATA expect.
     let sent = unsafe {
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), fd.as_raw_fd());
+        (*cmsg).cmsg_len = libc::CMSG_LEN((fds.len() * std::mem::size_of::<libc::c_int>()) as u32) as _;
+        let data = libc::CMSG_DATA(cmsg).cast::<libc::c_int>();
+        for (i, fd) in fds.iter().enumerate() {
+            std::ptr::write_unaligned(data.add(i), fd.as_raw_fd());
+        }
         libc::sendmsg(stream.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
     };
     if sent < 0 {
@@ -192,14 +223,23 @@ pub fn write_frame_with_fd(
 pub fn read_head_with_fd(
     stream: &std::os::unix::net::UnixStream,
 ) -> io::Result<Option<(u8, u64, Option<std::os::fd::OwnedFd>)>> {
+    Ok(read_head_with_fds(stream)?.map(|(lead, len, fds)| (lead, len, fds.into_iter().next())))
+}
+
+/// Reads one frame's head like [`read_head`], and the descriptors passed with it (none, or up
+/// to [`MAX_FDS`], in the order sent). Every descriptor received is owned, so none leaks.
+#[allow(clippy::type_complexity)]
+pub fn read_head_with_fds(
+    stream: &std::os::unix::net::UnixStream,
+) -> io::Result<Option<(u8, u64, Vec<std::os::fd::OwnedFd>)>> {
     use std::os::fd::{AsRawFd, FromRawFd};
     let mut head = [0u8; 9];
     let mut iov = libc::iovec { iov_base: head.as_mut_ptr().cast(), iov_len: head.len() };
-    let mut cbuf = vec![0u8; fd_space()];
+    let mut cbuf = vec![0u8; fd_space(MAX_FDS)];
     let mut msg = fd_msg(&mut iov, &mut cbuf);
-    let mut fd = None;
-    // SAFETY: as in write_frame_with_fd; the kernel fills at most msg_controllen bytes, and
-    // each control message found is read within them.
+    let mut fds = Vec::new();
+    // SAFETY: as in write_frame_with_fds; the kernel fills at most msg_controllen bytes, and
+    // each control message found is read within them, its descriptors counted from its length.
     let got = unsafe {
         let n = loop {
             let n = libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC);
@@ -213,8 +253,12 @@ pub fn read_head_with_fd(
         let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
         while !cmsg.is_null() {
             if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let raw = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
-                fd = Some(std::os::fd::OwnedFd::from_raw_fd(raw));
+                let data = libc::CMSG_DATA(cmsg);
+                let bytes = (*cmsg).cmsg_len as usize - (data as usize - cmsg as usize);
+                for i in 0..bytes / std::mem::size_of::<libc::c_int>() {
+                    let raw = std::ptr::read_unaligned(data.cast::<libc::c_int>().add(i));
+                    fds.push(std::os::fd::OwnedFd::from_raw_fd(raw));
+                }
             }
             cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
@@ -226,7 +270,7 @@ pub fn read_head_with_fd(
     let mut r = stream;
     r.read_exact(&mut head[got..])?;
     let (lead, len) = parse_head(&head)?;
-    Ok(Some((lead, len, fd)))
+    Ok(Some((lead, len, fds)))
 }
 
 /// Reads one frame's head: its leading byte and how many body bytes follow. `None` at a clean
@@ -350,9 +394,139 @@ pub fn put_head(key: &Key, replace: bool) -> [u8; 33] {
     h
 }
 
+/// A `PUT_PARTS` body being written: the key, whether to replace, then the parts in order.
+/// Bytes written one after another are one part.
+pub struct PartsBody {
+    body: Vec<u8>,
+    count: u32,
+    open_bytes: Option<usize>,
+}
+
+/// One part of a `PUT_PARTS` body as read: bytes of the body, or the span of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartRef {
+    /// These bytes of the request's body.
+    Bytes(std::ops::Range<usize>),
+    /// The whole file whose descriptor came with the request at this index, as it was when
+    /// the sender hashed it: the daemon reads it only while it is still so.
+    File { fd: usize, stamp: FileStamp },
+}
+
+const PART_BYTES: u8 = 0;
+const PART_FILE: u8 = 1;
+
+impl PartsBody {
+    pub fn new(key: &Key, replace: bool) -> PartsBody {
+        let mut body = put_head(key, replace).to_vec();
+        body.extend_from_slice(&0u32.to_le_bytes());
+        PartsBody { body, count: 0, open_bytes: None }
+    }
+
+    /// Appends bytes to the object.
+    pub fn bytes(&mut self, b: &[u8]) {
+        let at = match self.open_bytes {
+            Some(at) => at,
+            None => {
+                self.count += 1;
+                self.body.push(PART_BYTES);
+                self.body.extend_from_slice(&0u64.to_le_bytes());
+                self.body.len() - 8
+            }
+        };
+        self.open_bytes = Some(at);
+        self.body.extend_from_slice(b);
+        let len = (self.body.len() - at - 8) as u64;
+        self.body[at..at + 8].copy_from_slice(&len.to_le_bytes());
+    }
+
+    /// Appends a whole file: the descriptor sent with the request at index `fd`.
+    pub fn file(&mut self, fd: u8, stamp: &FileStamp) {
+        self.open_bytes = None;
+        self.count += 1;
+        self.body.push(PART_FILE);
+        self.body.push(fd);
+        for w in [stamp.dev, stamp.ino, stamp.len] {
+            self.body.extend_from_slice(&w.to_le_bytes());
+        }
+        self.body.extend_from_slice(&stamp.mtime_ns.to_le_bytes());
+    }
+
+    /// The body to send.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.body[33..37].copy_from_slice(&self.count.to_le_bytes());
+        self.body
+    }
+}
+
+/// Reads a `PUT_PARTS` body: the key, whether to replace, and the parts.
+pub fn parse_parts(body: &[u8]) -> io::Result<(Key, bool, Vec<PartRef>)> {
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "a malformed PUT_PARTS body");
+    let take = |at: &mut usize, n: usize| -> io::Result<std::ops::Range<usize>> {
+        let end = at.checked_add(n).filter(|e| *e <= body.len()).ok_or_else(bad)?;
+        let r = *at..end;
+        *at = end;
+        Ok(r)
+    };
+    let u64_at = |r: std::ops::Range<usize>| u64::from_le_bytes(body[r].try_into().expect("8 bytes"));
+    let mut at = 0;
+    let key = Key(body[take(&mut at, 32)?].try_into().expect("32 bytes"));
+    let replace = body[take(&mut at, 1)?.start] != 0;
+    let count = u32::from_le_bytes(body[take(&mut at, 4)?].try_into().expect("4 bytes"));
+    let mut parts = Vec::new();
+    for _ in 0..count {
+        match body[take(&mut at, 1)?.start] {
+            PART_BYTES => {
+                let len = usize::try_from(u64_at(take(&mut at, 8)?)).map_err(|_| bad())?;
+                parts.push(PartRef::Bytes(take(&mut at, len)?));
+            }
+            PART_FILE => {
+                let fd = body[take(&mut at, 1)?.start] as usize;
+                let (dev, ino, len) = (u64_at(take(&mut at, 8)?), u64_at(take(&mut at, 8)?), u64_at(take(&mut at, 8)?));
+                let mtime_ns = i128::from_le_bytes(body[take(&mut at, 16)?].try_into().expect("16 bytes"));
+                parts.push(PartRef::File { fd, stamp: FileStamp { dev, ino, len, mtime_ns } });
+            }
+            _ => return Err(bad()),
+        }
+    }
+    if at != body.len() {
+        return Err(bad());
+    }
+    Ok((key, replace, parts))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_parts_body_reads_back_and_a_malformed_one_is_refused() {
+        let key = Key::of_bytes(b"k");
+        let stamp = FileStamp { dev: 1, ino: 2, len: 3, mtime_ns: -4 };
+        let mut b = PartsBody::new(&key, true);
+        b.bytes(b"ab");
+        b.bytes(b"cd");
+        b.file(5, &stamp);
+        b.bytes(b"");
+        b.bytes(b"e");
+        let body = b.finish();
+        let (k, replace, parts) = parse_parts(&body).unwrap();
+        assert_eq!((k, replace), (key, true));
+        assert_eq!(parts.len(), 3, "bytes written one after another are one part: {parts:?}");
+        assert!(matches!(&parts[0], PartRef::Bytes(r) if &body[r.clone()] == b"abcd"));
+        assert_eq!(parts[1], PartRef::File { fd: 5, stamp });
+        assert!(matches!(&parts[2], PartRef::Bytes(r) if &body[r.clone()] == b"e"));
+        for cut in 0..body.len() {
+            assert!(parse_parts(&body[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut longer = body.clone();
+        longer.push(0);
+        assert!(parse_parts(&longer).is_err(), "trailing bytes");
+        let mut unknown = PartsBody::new(&key, false);
+        unknown.bytes(b"x");
+        let mut unknown = unknown.finish();
+        unknown[37] = 9;
+        assert!(parse_parts(&unknown).is_err(), "an unknown kind of part");
+    }
 
     #[test]
     fn frames_round_trip_and_a_bad_length_is_refused() {
