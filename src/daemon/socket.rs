@@ -283,15 +283,15 @@ fn put<S: Store>(fs: &CacheFs<S>, uid: u32, r: &mut &UnixStream, len: u64) -> Re
 }
 
 /// A `PUT_PARTS`: the object is put together here from the bytes sent and the files whose
-/// descriptors came along, a megabyte at a time, then its BLAKE3 appended. Each file is read
+/// descriptors came along, a megabyte at a time, then its BLAKE3 appended (`put_summed`). Each file is read
 /// only while it is what the sender stamped (same file, length and modification time, before
 /// and after): anything else fails the put (ESTALE; EINVAL for a descriptor that was not sent
 /// or is not a regular file) and commits nothing.
 fn put_parts<S: Store>(fs: &CacheFs<S>, uid: u32, body: &[u8], fds: Vec<OwnedFd>) -> Result<Vec<u8>, FsError> {
     let (key, replace, parts) = wire::parse_parts(body).map_err(|_| FsError::InvalidName)?;
     let mut files: Vec<Option<File>> = fds.into_iter().map(|fd| Some(File::from(fd))).collect();
-    let mut sum = blake3::Hasher::new();
-    let (mut part, mut offset, mut done) = (0usize, 0u64, false);
+    let mut part = 0usize;
+    let mut offset = 0u64;
     let mut refused: Option<(i32, &str)> = None;
     let mut next = |buf: &mut Vec<u8>| -> io::Result<bool> {
         const CHUNK: usize = 1 << 20;
@@ -339,14 +339,9 @@ fn put_parts<S: Store>(fs: &CacheFs<S>, uid: u32, body: &[u8], fds: Vec<OwnedFd>
                 }
             }
         }
-        sum.update(buf);
-        if part == parts.len() && !done {
-            buf.extend_from_slice(sum.finalize().as_bytes());
-            done = true;
-        }
-        Ok(!done)
+        Ok(part < parts.len())
     };
-    let put = fs.put_bytes(uid, &key, &mut next, replace);
+    let put = fs.put_summed(uid, &key, &mut next, replace);
     match (put, refused) {
         (Err(_), Some((errno, why))) => {
             tracing::warn!(%key, "refused a PUT_PARTS that {why}; nothing stored");

@@ -105,6 +105,30 @@ impl<S: Store> CacheFs<S> {
         data: &mut dyn FnMut(&mut Vec<u8>) -> std::io::Result<bool>,
         replace: bool,
     ) -> Result<(), FsError> {
+        self.put_with(caller, key, data, replace, false)
+    }
+
+    /// [`put_bytes`](Self::put_bytes) of an object that ends with the BLAKE3 of the bytes
+    /// before it (a result, as `PUT_PARTS` sends it): `data` gives the bytes, and their hash
+    /// is appended here, taken in the same pass as the store's own checksum.
+    pub fn put_summed(
+        &self,
+        caller: u32,
+        key: &Key,
+        data: &mut dyn FnMut(&mut Vec<u8>) -> std::io::Result<bool>,
+        replace: bool,
+    ) -> Result<(), FsError> {
+        self.put_with(caller, key, data, replace, true)
+    }
+
+    fn put_with(
+        &self,
+        caller: u32,
+        key: &Key,
+        data: &mut dyn FnMut(&mut Vec<u8>) -> std::io::Result<bool>,
+        replace: bool,
+        summed: bool,
+    ) -> Result<(), FsError> {
         self.may_change(caller, None)?;
         // One daemon names every socket commit: a counter keeps two PUTs of one key (two
         // wrappers racing) on two temporaries.
@@ -129,6 +153,15 @@ impl<S: Store> CacheFs<S> {
                 }
                 sum.update(&buf);
                 written += buf.len() as u64;
+            }
+            if !more && summed {
+                // The hash so far is the bytes' own: it ends the object, and goes into the
+                // store's checksum like any other bytes.
+                let own = sum.clone().finalize();
+                if let Err(e) = self.write(opened.fh, written, own.as_bytes()) {
+                    break Err(e);
+                }
+                sum.update(own.as_bytes());
             }
             if !more {
                 break Ok(());
