@@ -283,10 +283,10 @@ fn put<S: Store>(fs: &CacheFs<S>, uid: u32, r: &mut &UnixStream, len: u64) -> Re
 }
 
 /// A `PUT_PARTS`: the object is put together here from the bytes sent and the files whose
-/// descriptors came along, a megabyte at a time, then its BLAKE3 appended (`put_summed`). Each file is read
-/// only while it is what the sender stamped (same file, length and modification time, before
-/// and after): anything else fails the put (ESTALE; EINVAL for a descriptor that was not sent
-/// or is not a regular file) and commits nothing.
+/// descriptors came along, a megabyte at a time, then its BLAKE3 appended (`put_summed`).
+/// Each file is read only while it is what the sender stamped (same file, length and
+/// modification time, before and after): anything else fails the put (ESTALE; EINVAL for a
+/// descriptor that was not sent or is not a regular file) and commits nothing.
 fn put_parts<S: Store>(fs: &CacheFs<S>, uid: u32, body: &[u8], fds: Vec<OwnedFd>) -> Result<Vec<u8>, FsError> {
     let (key, replace, parts) = wire::parse_parts(body).map_err(|_| FsError::InvalidName)?;
     let mut files: Vec<Option<File>> = fds.into_iter().map(|fd| Some(File::from(fd))).collect();
