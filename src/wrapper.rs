@@ -20,6 +20,7 @@ use crate::protocol::frontends;
 
 /// Runs the wrapper on its command line (`argv[0]` is the wrapper) and returns the exit code.
 pub fn main(argv: Vec<OsString>) -> i32 {
+    crate::engine::profile::started();
     if argv.get(1).is_some_and(|a| a == frontends::FLAG) {
         return crate::build_script::run(&argv);
     }
