@@ -93,6 +93,7 @@ pub fn run(cfg: &MountConfig, opts: RunOptions, ready: impl FnOnce()) -> Result<
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
+    raise_fd_limit();
 
     let why_no_mount = match opts.fuse {
         false => Some("FUSE is turned off here (--no-fuse or CAIRN_NO_FUSE)".to_string()),
@@ -309,6 +310,22 @@ fn open_store(cfg: &MountConfig) -> Result<DiskStore, DaemonError> {
 }
 
 /// Unmounts a cairn mount.
+/// Lifts the soft limit on open descriptors to the hard one (at most 2^20): each wrapper's
+/// `PUT_PARTS` hands over up to 64 output files at once, and one connection per wrapper runs
+/// side by side with the store's own files. A limit that cannot be raised stays as it is.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: get/setrlimit with a valid out-pointer and a value the kernel checks.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max.min(1 << 20);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                tracing::debug!("could not raise the open-files limit: {}", io::Error::last_os_error());
+            }
+        }
+    }
+}
+
 pub fn unmount(mp: &Path) -> Result<(), DaemonError> {
     match mounts::state(mp) {
         mounts::MountState::NotMounted => {

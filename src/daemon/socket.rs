@@ -286,9 +286,10 @@ fn put<S: Store>(fs: &CacheFs<S>, uid: u32, r: &mut &UnixStream, len: u64) -> Re
 /// descriptors came along, a megabyte at a time, then its BLAKE3 appended (`put_summed`).
 /// Each file is read only while it is what the sender stamped (same file, length and
 /// modification time, before and after): anything else fails the put (ESTALE; EINVAL for a
-/// descriptor that was not sent or is not a regular file) and commits nothing.
+/// descriptor that was not sent or is not a regular file) and commits nothing. The object
+/// that may follow (a result's manifest) is committed only once the result is.
 fn put_parts<S: Store>(fs: &CacheFs<S>, uid: u32, body: &[u8], fds: Vec<OwnedFd>) -> Result<Vec<u8>, FsError> {
-    let (key, replace, parts) = wire::parse_parts(body).map_err(|_| FsError::InvalidName)?;
+    let wire::Parts { key, replace, parts, then } = wire::parse_parts(body).map_err(|_| FsError::InvalidName)?;
     let mut files: Vec<Option<File>> = fds.into_iter().map(|fd| Some(File::from(fd))).collect();
     let mut part = 0usize;
     let mut offset = 0u64;
@@ -347,7 +348,21 @@ fn put_parts<S: Store>(fs: &CacheFs<S>, uid: u32, body: &[u8], fds: Vec<OwnedFd>
             tracing::warn!(%key, "refused a PUT_PARTS that {why}; nothing stored");
             Err(FsError::Io(errno))
         }
-        (put, _) => put.map(|()| Vec::new()),
+        (Err(e), None) => Err(e),
+        (Ok(()), _) => match then {
+            // The manifest naming the result, only once the result is in.
+            Some((k, at)) => {
+                let mut sent = false;
+                let mut once = |buf: &mut Vec<u8>| {
+                    if !std::mem::replace(&mut sent, true) {
+                        buf.extend_from_slice(&body[at.clone()]);
+                    }
+                    Ok(false)
+                };
+                fs.put_bytes(uid, &k, &mut once, true).map(|()| Vec::new())
+            }
+            None => Ok(Vec::new()),
+        },
     }
 }
 
@@ -434,12 +449,14 @@ mod tests {
             stderr: b"err".to_vec(),
         };
         let key = Key::of_bytes(b"result");
+        let manifest = Key::of_bytes(b"manifest");
         let expected = r.encode().unwrap();
-        assert_eq!(d.put_result(&key, &r).unwrap(), expected.len() as u64);
+        assert_eq!(d.put_result(&key, &r, Some((&manifest, b"names the result"))).unwrap(), expected.len() as u64);
         assert_eq!(d.get(&key), Some(expected), "the object in memory, byte for byte");
+        assert_eq!(d.get(&manifest).as_deref(), Some(&b"names the result"[..]), "and the manifest after it");
         std::fs::write(&rlib, b"rewritten").unwrap();
         let other = Key::of_bytes(b"changed");
-        let e = d.put_result(&other, &r).unwrap_err();
+        let e = d.put_result(&other, &r, None).unwrap_err();
         assert!(e.to_string().contains("changed after it was hashed"), "{e}");
         assert_eq!(Cache::get(&d, &other), None, "nothing stored");
         assert!(d.read(".cairn/stats.json").is_ok(), "the connection goes on");
@@ -464,16 +481,16 @@ mod tests {
             })
             .collect();
         let r = CompileResult { meta: EntryMeta::default(), files, stdout: vec![], stderr: vec![] };
-        assert!(r.writer().unwrap().parts(&Key::of_bytes(b"k"), false).is_none(), "too many for one request");
+        assert!(r.writer().unwrap().parts(&Key::of_bytes(b"k"), false, None).is_none(), "too many for one request");
         let key = Key::of_bytes(b"many");
         let expected = r.encode().unwrap();
-        assert_eq!(d.put_result(&key, &r).unwrap(), expected.len() as u64);
+        assert_eq!(d.put_result(&key, &r, None).unwrap(), expected.len() as u64);
         assert_eq!(d.get(&key), Some(expected));
         let mut fewer = r.clone();
         fewer.files.truncate(wire::MAX_FDS);
         let key = Key::of_bytes(b"fewer");
-        assert!(fewer.writer().unwrap().parts(&key, false).is_some());
-        d.put_result(&key, &fewer).unwrap();
+        assert!(fewer.writer().unwrap().parts(&key, false, None).is_some());
+        d.put_result(&key, &fewer, None).unwrap();
         assert_eq!(d.get(&key), Some(fewer.encode().unwrap()));
     }
 
@@ -490,11 +507,13 @@ mod tests {
         std::fs::write(&path, b"the bytes that were hashed").unwrap();
         let file = std::fs::File::open(&path).unwrap();
         let stamp = FileStamp::of(&file.metadata().unwrap());
+        let manifest = Key::of_bytes(b"manifest");
         let put = |key: &Key, fd: u8, fds: &[std::os::fd::BorrowedFd<'_>]| {
             let mut body = wire::PartsBody::new(key, false);
             body.bytes(b"head");
             body.file(fd, &stamp);
-            wire::write_frame_with_fds(&s, Op::PutParts as u8, &body.finish(), fds).unwrap();
+            let body = body.finish(Some((&manifest, format!("names {key}").as_bytes())));
+            wire::write_frame_with_fds(&s, Op::PutParts as u8, &body, fds).unwrap();
             let (status, len) = wire::read_head(&mut &s).unwrap().unwrap();
             (status, wire::read_body(&mut &s, len).unwrap())
         };
@@ -520,6 +539,8 @@ mod tests {
         for k in [b"pipe".as_slice(), b"index", b"changed"] {
             assert_eq!(Cache::get(&d, &Key::of_bytes(k)), None, "nothing stored");
         }
+        let m = String::from_utf8(d.get(&manifest).unwrap()).unwrap();
+        assert_eq!(m, format!("names {good}"), "the manifest of the one result stored, none of the others");
         assert!(!std::fs::read_dir(dir.path().join("store/v1/tmp")).unwrap().any(|_| true), "no temporary left");
     }
 
@@ -558,7 +579,7 @@ mod tests {
         };
         let key = Key::of_bytes(b"r");
         let d = Door::at(None, Some(dir.path())).unwrap();
-        assert_eq!(d.put_result(&key, &r).unwrap(), r.encode().unwrap().len() as u64);
+        assert_eq!(d.put_result(&key, &r, None).unwrap(), r.encode().unwrap().len() as u64);
         let (op, body) = old.join().unwrap();
         assert_eq!(op, Op::Put as u8, "then a stream");
         assert_eq!(&body[..33], &wire::put_head(&key, false));

@@ -22,12 +22,17 @@ pub trait Cache {
     /// Commits bytes under a key. `replace` swaps out an existing object with different bytes
     /// (manifests); a result is never replaced: the first writer's bytes stay.
     fn put(&self, key: &Key, bytes: &[u8], replace: bool) -> io::Result<()>;
-    /// Commits a result (never replacing one), and says how many bytes its object has. The
-    /// doors write it as a stream, its outputs read from their files as they go
+    /// Commits a result (never replacing one), then, once it is committed, `then`: the
+    /// manifest that names it, replacing the one there (through the socket both go in one
+    /// request, so a miss stores in one round trip). Says how many bytes the result's object
+    /// has. The doors hand over or stream its outputs from their files
     /// (protocol/result_writer.rs); this default encodes it in memory first.
-    fn put_result(&self, key: &Key, result: &CompileResult) -> io::Result<u64> {
+    fn put_result(&self, key: &Key, result: &CompileResult, then: Option<(&Key, &[u8])>) -> io::Result<u64> {
         let bytes = result.encode()?;
         self.put(key, &bytes, false)?;
+        if let Some((k, b)) = then {
+            self.put(k, b, true)?;
+        }
         Ok(bytes.len() as u64)
     }
     /// Removes a damaged object, so the next store can replace it.

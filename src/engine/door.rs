@@ -197,18 +197,19 @@ impl Door {
         }
     }
 
-    /// Commits a result (protocol/result_writer.rs): through the socket, one `PUT_PARTS` whose
-    /// outputs the daemon reads from the descriptors sent with it (or, for a result with
-    /// more output files than a request carries, one `PUT` whose body goes out as the
-    /// outputs are read); through the mount, a temporary written as that stream. Says how
-    /// many bytes the object has.
-    pub fn put_result(&self, key: &Key, result: &CompileResult) -> io::Result<u64> {
+    /// Commits a result (protocol/result_writer.rs), then `then` (its manifest): through the
+    /// socket, one `PUT_PARTS` whose outputs the daemon reads from the descriptors sent with
+    /// it, and which carries the manifest to commit once the result is (or, for a result with
+    /// more output files than a request carries, one `PUT` whose body goes out as the outputs
+    /// are read, then the manifest's own `PUT`); through the mount, a temporary written as
+    /// that stream, then the manifest. Says how many bytes the result's object has.
+    pub fn put_result(&self, key: &Key, result: &CompileResult, then: Option<(&Key, &[u8])>) -> io::Result<u64> {
         let mut w = result.writer()?;
         let len = w.len();
         match self {
             Door::Mount(mp) => put_file_with(mp, key, false, &mut |f| w.write_to(f))?,
             Door::Socket { stream, .. } => {
-                if let Some((body, fds)) = w.parts(key, false) {
+                if let Some((body, fds)) = w.parts(key, false, then) {
                     // The daemon reads the outputs from their descriptors; a daemon older than
                     // PUT_PARTS says ENOSYS, and gets the stream below.
                     let sent = match fds.is_empty() {
@@ -233,6 +234,9 @@ impl Door {
                 drop(out);
                 Door::reply(stream)?;
             }
+        }
+        if let Some((k, b)) = then {
+            self.put(k, b, true)?;
         }
         Ok(len)
     }
@@ -325,8 +329,8 @@ impl Cache for Door {
         Door::put(self, key, bytes, replace).inspect_err(|e| self.warn_gone(e))
     }
 
-    fn put_result(&self, key: &Key, result: &CompileResult) -> io::Result<u64> {
-        Door::put_result(self, key, result).inspect_err(|e| self.warn_gone(e))
+    fn put_result(&self, key: &Key, result: &CompileResult, then: Option<(&Key, &[u8])>) -> io::Result<u64> {
+        Door::put_result(self, key, result, then).inspect_err(|e| self.warn_gone(e))
     }
 
     fn remove(&self, key: &Key) {

@@ -399,13 +399,14 @@ impl Engine<'_> {
             stdout: ran.stdout.clone(),
             stderr: ran.stderr.clone(),
         };
-        let len = self.cache.put_result(&rkey, &result)?;
         let mut m = manifest.unwrap_or_default();
-        if m.variants.first() != Some(&c.variant) || m.recent.first() != Some(&rkey) {
+        let then = (m.variants.first() != Some(&c.variant) || m.recent.first() != Some(&rkey)).then(|| {
             m.push_front(c.variant);
             m.push_result(rkey);
-            self.cache.put(&keys::manifest_key(base), &m.encode(), true)?;
-        }
+            m.encode()
+        });
+        let mkey = keys::manifest_key(base);
+        let len = self.cache.put_result(&rkey, &result, then.as_deref().map(|b| (&mkey, b)))?;
         Ok((rkey, len, (files, env)))
     }
 

@@ -79,10 +79,16 @@ impl ResultWriter<'_> {
     /// memory, and each output still in its file as that file's descriptor and stamp. The
     /// daemon reads the outputs itself, checks they are still as stamped, and appends the
     /// checksum, so the bytes never pass through this process a second time nor through the
-    /// socket. `None` when the outputs in files are more than one request carries
+    /// socket. `then` (the manifest naming the result) rides along, for the daemon to commit
+    /// once the result is. `None` when the outputs in files are more than one request carries
     /// descriptors ([`wire::MAX_FDS`]), or the bytes in memory more than it takes
     /// ([`wire::MAX_PARTS_BODY`]): then the object is streamed.
-    pub fn parts(&self, key: &Key, replace: bool) -> Option<(Vec<u8>, Vec<BorrowedFd<'_>>)> {
+    pub fn parts(
+        &self,
+        key: &Key,
+        replace: bool,
+        then: Option<(&Key, &[u8])>,
+    ) -> Option<(Vec<u8>, Vec<BorrowedFd<'_>>)> {
         let mut body = PartsBody::new(key, replace);
         let mut fds = Vec::new();
         body.bytes(CompileResult::magic());
@@ -103,7 +109,7 @@ impl ResultWriter<'_> {
         }
         body.bytes(&self.result.stdout);
         body.bytes(&self.result.stderr);
-        let body = body.finish();
+        let body = body.finish(then);
         (body.len() as u64 <= wire::MAX_PARTS_BODY).then_some((body, fds))
     }
 

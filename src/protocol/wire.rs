@@ -17,7 +17,7 @@
 //! | `READ` | path | the file's bytes |
 //! | `APPEND` | u16 path length, path, bytes | empty |
 //! | `PUT` | 32-byte key, u8 replace, bytes | empty |
-//! | `PUT_PARTS` | 32-byte key, u8 replace, u32 count, parts: u8 0, u64 length, bytes; or u8 1, u8 descriptor index, u64 dev, u64 inode, u64 length, i128 mtime (ns) — with the files' descriptors passed with the request's head | empty: the object is the parts in order and their BLAKE3 |
+//! | `PUT_PARTS` | 32-byte key, u8 replace, u32 count, parts: u8 0, u64 length, bytes; or u8 1, u8 descriptor index, u64 dev, u64 inode, u64 length, i128 mtime (ns) — with the files' descriptors passed with the request's head; then u8 0, or u8 1, a 32-byte key, u64 length, bytes: an object to commit, replacing, once the first is (a result's manifest) | empty: the object is the parts in order and their BLAKE3 |
 //! | `REMOVE` | path | empty |
 //! | `LIST` | path | entries: u16 name length, name, u64 size, u64 mtime (ns) |
 //! | `XATTR` | u16 path length, path, name | the value |
@@ -139,7 +139,7 @@ pub const MAX_PARTS_BODY: u64 = 64 << 20;
 
 /// Most descriptors one frame carries (a `PUT_PARTS` of a result with more output files is
 /// sent as a `PUT` stream instead).
-pub const MAX_FDS: usize = 16;
+pub const MAX_FDS: usize = 64;
 
 /// Room for the control message of `n` descriptors.
 fn fd_space(n: usize) -> usize {
@@ -451,15 +451,36 @@ impl PartsBody {
         self.body.extend_from_slice(&stamp.mtime_ns.to_le_bytes());
     }
 
-    /// The body to send.
-    pub fn finish(mut self) -> Vec<u8> {
+    /// The body to send; with `then`, a small object (a manifest) the daemon commits under
+    /// its key, replacing what is there, once this one is committed.
+    pub fn finish(mut self, then: Option<(&Key, &[u8])>) -> Vec<u8> {
         self.body[33..37].copy_from_slice(&self.count.to_le_bytes());
+        match then {
+            None => self.body.push(0),
+            Some((key, bytes)) => {
+                self.body.push(1);
+                self.body.extend_from_slice(&key.0);
+                self.body.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+                self.body.extend_from_slice(bytes);
+            }
+        }
         self.body
     }
 }
 
-/// Reads a `PUT_PARTS` body: the key, whether to replace, and the parts.
-pub fn parse_parts(body: &[u8]) -> io::Result<(Key, bool, Vec<PartRef>)> {
+/// A `PUT_PARTS` body as read.
+#[derive(Debug)]
+pub struct Parts {
+    pub key: Key,
+    pub replace: bool,
+    pub parts: Vec<PartRef>,
+    /// The object to commit afterwards, replacing (its key, and where its bytes are in the
+    /// body).
+    pub then: Option<(Key, std::ops::Range<usize>)>,
+}
+
+/// Reads a `PUT_PARTS` body.
+pub fn parse_parts(body: &[u8]) -> io::Result<Parts> {
     let bad = || io::Error::new(io::ErrorKind::InvalidData, "a malformed PUT_PARTS body");
     let take = |at: &mut usize, n: usize| -> io::Result<std::ops::Range<usize>> {
         let end = at.checked_add(n).filter(|e| *e <= body.len()).ok_or_else(bad)?;
@@ -488,10 +509,19 @@ pub fn parse_parts(body: &[u8]) -> io::Result<(Key, bool, Vec<PartRef>)> {
             _ => return Err(bad()),
         }
     }
+    let then = match body[take(&mut at, 1)?.start] {
+        0 => None,
+        1 => {
+            let key = Key(body[take(&mut at, 32)?].try_into().expect("32 bytes"));
+            let len = usize::try_from(u64_at(take(&mut at, 8)?)).map_err(|_| bad())?;
+            Some((key, take(&mut at, len)?))
+        }
+        _ => return Err(bad()),
+    };
     if at != body.len() {
         return Err(bad());
     }
-    Ok((key, replace, parts))
+    Ok(Parts { key, replace, parts, then })
 }
 
 #[cfg(test)]
@@ -508,9 +538,12 @@ mod tests {
         b.file(5, &stamp);
         b.bytes(b"");
         b.bytes(b"e");
-        let body = b.finish();
-        let (k, replace, parts) = parse_parts(&body).unwrap();
+        let manifest = Key::of_bytes(b"m");
+        let body = b.finish(Some((&manifest, b"the manifest")));
+        let Parts { key: k, replace, parts, then } = parse_parts(&body).unwrap();
         assert_eq!((k, replace), (key, true));
+        let (mk, at) = then.expect("a manifest after");
+        assert_eq!((mk, &body[at]), (manifest, &b"the manifest"[..]));
         assert_eq!(parts.len(), 3, "bytes written one after another are one part: {parts:?}");
         assert!(matches!(&parts[0], PartRef::Bytes(r) if &body[r.clone()] == b"abcd"));
         assert_eq!(parts[1], PartRef::File { fd: 5, stamp });
@@ -523,7 +556,8 @@ mod tests {
         assert!(parse_parts(&longer).is_err(), "trailing bytes");
         let mut unknown = PartsBody::new(&key, false);
         unknown.bytes(b"x");
-        let mut unknown = unknown.finish();
+        let mut unknown = unknown.finish(None);
+        assert!(parse_parts(&unknown).unwrap().then.is_none());
         unknown[37] = 9;
         assert!(parse_parts(&unknown).is_err(), "an unknown kind of part");
     }
