@@ -528,9 +528,11 @@ mod tests {
         assert_eq!((status, wire::errno_of(&wire::parse_error(&body))), (1, Some(libc::EINVAL)), "not a regular file");
         drop(w);
         assert_eq!(put(&Key::of_bytes(b"index"), 1, &[file.as_fd()]).0, 1, "no descriptor 1");
-        // Rewritten in place after the sender's check: same length, another modification time.
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        // Rewritten in place after the sender's check: same length, another modification time
+        // (set, so that a coarse clock cannot hide the rewrite).
         std::fs::write(&path, b"THE BYTES THAT WERE HASHED").unwrap();
+        let rewritten = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        rewritten.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1)).unwrap();
         let changed = Key::of_bytes(b"changed");
         let (status, body) = put(&changed, 0, &[file.as_fd()]);
         assert_eq!(status, 1);
