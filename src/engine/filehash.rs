@@ -46,12 +46,15 @@ fn stamp_of(meta: &std::fs::Metadata) -> Stamp {
 
 /// The BLAKE3 of `path`'s contents.
 pub fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
-    let mut f = File::open(path)?;
-    let before = stamp_of(&f.metadata()?);
     let cpath = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    if let Some(h) = read_memo(&cpath, before) {
+    // A memo that holds costs two calls by path and no open: a package's thousand files and
+    // a compile's headers are mostly that. (The file could be replaced between the two; the
+    // memo read is then the other file's, taken at its own size, mtime and ctime.)
+    if let Some(h) = read_memo(&cpath, stamp_of(&std::fs::metadata(path)?)) {
         return Ok(h);
     }
+    let mut f = File::open(path)?;
+    let before = stamp_of(&f.metadata()?);
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -74,6 +77,45 @@ pub fn remember(path: &Path, hash: &[u8; 32]) {
     let Ok(meta) = std::fs::metadata(path) else { return };
     if let Ok(cpath) = CString::new(path.as_os_str().as_bytes()) {
         write_memo(&cpath, hash, stamp_of(&meta));
+    }
+}
+
+/// A memo read from a file that is about to be renamed ([`Carried::onto`]).
+pub struct Carried {
+    file: File,
+    hash: [u8; 32],
+    before: Stamp,
+}
+
+/// The hash remembered on `path`, if its memo holds, to be carried over a rename of it.
+///
+/// A rename moves the file's ctime, which voids the memo (the ctime is what shows a rewrite),
+/// though not a byte changed: a build script's binary, hashed as a compile's output and then
+/// moved aside for cairn's launcher, was hashed again in full (6 MB for ring's) before every
+/// run of it.
+pub fn carry(path: &Path) -> Option<Carried> {
+    let file = File::open(path).ok()?;
+    let before = stamp_of(&file.metadata().ok()?);
+    let cpath = CString::new(path.as_os_str().as_bytes()).ok()?;
+    let hash = read_memo(&cpath, before)?;
+    Some(Carried { file, hash, before })
+}
+
+impl Carried {
+    /// Remembers the hash on `to`, the name the file was renamed to, if it is the same file
+    /// (the one opened before the rename) with the same size and mtime: a write in between
+    /// moves the mtime.
+    pub fn onto(self, to: &Path) {
+        let (Ok(now), Ok(there)) = (self.file.metadata(), std::fs::metadata(to)) else { return };
+        if (now.dev(), now.ino()) != (there.dev(), there.ino()) {
+            return;
+        }
+        let now = stamp_of(&now);
+        if now.size == self.before.size && now.mtime == self.before.mtime {
+            if let Ok(cpath) = CString::new(to.as_os_str().as_bytes()) {
+                write_memo(&cpath, &self.hash, now);
+            }
+        }
     }
 }
 
@@ -153,6 +195,42 @@ mod tests {
         File::options().write(true).open(&p).unwrap().set_modified(mtime).unwrap();
         assert_eq!(std::fs::metadata(&p).unwrap().modified().unwrap(), mtime, "mtime put back");
         assert_eq!(hash_file(&p).unwrap(), *blake3::hash(b"new!").as_bytes());
+    }
+
+    #[test]
+    fn a_memo_is_carried_over_a_rename_and_not_over_a_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, b"script").unwrap();
+        hash_file(&a).unwrap();
+        assert_eq!(carry(&a).map(|c| c.hash), Some(*blake3::hash(b"script").as_bytes()));
+        // A memo carried is trusted as it is: one that says [7; 32] shows it was carried.
+        let carried = |p: &Path| Carried {
+            file: File::open(p).unwrap(),
+            hash: [7; 32],
+            before: stamp_of(&std::fs::metadata(p).unwrap()),
+        };
+        let c = carried(&a);
+        std::fs::rename(&a, &b).unwrap();
+        c.onto(&b);
+        assert_eq!(hash_file(&b).unwrap(), [7; 32], "carried to the new name");
+
+        // Rewritten between the two (another mtime): nothing is carried.
+        let c = carried(&b);
+        std::fs::rename(&b, &a).unwrap();
+        let f = File::options().write(true).open(&a).unwrap();
+        std::io::Write::write_all(&mut &f, b"SCRIPT").unwrap();
+        f.set_modified(SystemTime::now() + Duration::from_secs(5)).unwrap();
+        c.onto(&a);
+        assert_eq!(hash_file(&a).unwrap(), *blake3::hash(b"SCRIPT").as_bytes());
+
+        // Another file renamed over the new name: nothing is carried to it.
+        std::fs::write(&b, b"other").unwrap();
+        let c = carried(&b);
+        std::fs::write(dir.path().join("n"), b"newer").unwrap();
+        std::fs::rename(dir.path().join("n"), &b).unwrap();
+        c.onto(&b);
+        assert_eq!(hash_file(&b).unwrap(), *blake3::hash(b"newer").as_bytes());
     }
 
     #[test]

@@ -338,7 +338,7 @@ impl Engine<'_> {
         // a crash or a signal is never replayed.
         let storable = success || (code.is_some() && fe.stores_failures());
         let stored = match collected {
-            Ok(c) if storable => self.store(fe, base, manifest, &ran, c).map(Some),
+            Ok(c) if storable => self.store(fe, base, manifest, &ran, c, &mut life.ph).map(Some),
             Err(e) if success => Err(e),
             _ => Ok(None),
         };
@@ -378,10 +378,12 @@ impl Engine<'_> {
         manifest: Option<Manifest>,
         ran: &Ran,
         c: Collected,
+        ph: &mut profile::Phases,
     ) -> Result<(Key, u64, VariantInputs), NotStored> {
         let (files, env) = fe.hash_variant(&c.variant, Some(ran.started)).map_err(|n| match n {
             NotNow::Changed(p) | NotNow::Gone(p) => NotStored::Changed(p),
         })?;
+        ph.mark("hash");
         let rkey = keys::result_key(base, &files, &env);
         let result = CompileResult {
             meta: EntryMeta {

@@ -1,7 +1,8 @@
 //! Where a compile's time goes, phase by phase, for profiling cairn itself: with
 //! `CAIRN_PROFILE=FILE`, each compile appends one line to FILE: kind, crate, outcome, then
 //! `phase=milliseconds` for each phase it went through (`setup`: from the process's `main`
-//! to the engine, `key`, `lookup`, `restore`, `run`, `collect`, `store`, `after`, `report`).
+//! to the engine, `key`, `lookup`, `restore`, `run`, `collect`, `hash`: the
+//! inputs a miss read, hashed again to store it, `store`, `after`, `report`).
 //! Off (one variable read) otherwise.
 
 use std::io::Write;

@@ -186,7 +186,15 @@ fn launcher(inv: &Invocation) {
         return;
     }
     let bin = format!("{}{}", inv.crate_name, inv.extra_filename);
-    if let Err(e) = frontends::install_launcher(Path::new(&inv.out_dir), &bin) {
+    let out_dir = Path::new(&inv.out_dir);
+    // The script's hash, remembered when it was stored or restored, stays valid under its
+    // new name: its run's key would hash it in full again otherwise.
+    let carried = filehash::carry(&out_dir.join(&bin));
+    let installed = frontends::install_launcher(out_dir, &bin);
+    if let (Ok(()), Some(c)) = (&installed, carried) {
+        c.onto(&out_dir.join(frontends::real_name(&bin)));
+    }
+    if let Err(e) = installed {
         let word = format!("error:launcher:{}", oneword(&e.to_string()));
         log::record_kind(Kind::Rustc, &inv.crate_name, None, &word, Default::default(), None);
     }
