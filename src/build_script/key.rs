@@ -123,17 +123,13 @@ fn portable_hash(path: &Path, rel: &Rel) -> io::Result<[u8; 32]> {
     }
 }
 
-/// Whether the first 8 KiB of the file are UTF-8 (a character cut at the end allowed); when
-/// not, the whole file is not.
+/// Whether the file's first 8 KiB are UTF-8 (outdir::starts_as_text); when not, the whole
+/// file is not.
 fn starts_as_text(path: &Path) -> io::Result<bool> {
     use std::io::Read;
     let mut head = Vec::with_capacity(8192);
     std::fs::File::open(path)?.take(8192).read_to_end(&mut head)?;
-    Ok(match std::str::from_utf8(&head) {
-        Ok(_) => true,
-        // `error_len() == None`: the bytes end inside a character that may go on.
-        Err(e) => e.error_len().is_none(),
-    })
+    Ok(super::outdir::starts_as_text(&head))
 }
 
 #[cfg(test)]

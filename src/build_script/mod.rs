@@ -234,14 +234,15 @@ impl FrontEnd for BuildScript {
         headers.dedup();
         headers.retain(|h| !entries.contains(h));
         entries.extend(headers);
-        let files = outdir::snapshot(&self.out_dir).map_err(io::Error::other)?;
         // A binary file of OUT_DIR that names this machine's folders binds the run to them;
         // text files (a pkg-config file's `prefix=`, a cmake cache) and the output lines are
         // moved to the next build's folders when replayed, so they need not.
-        let mut vars = declared.env;
-        // A snapshot holds its files in memory (outdir.rs).
-        for b in files.iter().filter_map(|f| f.body.in_memory()).filter(|b| std::str::from_utf8(b).is_err()) {
-            engine::bind_roots(&mut vars, &self.site.rel, b);
+        let snap = outdir::snapshot(&self.out_dir, &self.site.rel).map_err(io::Error::other)?;
+        let (files, mut vars) = (snap.files, declared.env);
+        for ph in snap.bound {
+            if !vars.iter().any(|v| v == ph) {
+                vars.push(ph.to_string());
+            }
         }
         let variant = Variant { files: entries.iter().map(|e| self.site.rel.rel(e)).collect(), env: vars };
         // The package itself (and the script, the compilers …) must be as it was when the run

@@ -7,12 +7,13 @@
 //! (`DEP_*` folders, C headers) do not read them again.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path};
 
+use crate::engine::basedir::{Rel, RootScan};
 use crate::engine::filehash;
-use crate::protocol::object::{Body, FileView, OutputFile};
+use crate::protocol::object::{Body, FileStamp, FileView, OutputFile};
 
 /// Why an `OUT_DIR` cannot be stored.
 #[derive(Debug, thiserror::Error)]
@@ -23,31 +24,120 @@ pub enum SnapshotError {
     Io(#[from] io::Error),
 }
 
+/// What [`snapshot`] found.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Every file and directory, in name order.
+    pub files: Vec<OutputFile>,
+    /// The placeholders of the roots whose paths the binary files name (text is moved to the
+    /// next build's folders when restored, so it binds nothing).
+    pub bound: Vec<&'static str>,
+}
+
+/// A binary file at least this large stays in its file until the object is written: its
+/// descriptor goes to the daemon, and it is read once here, a chunk at a time, to hash it
+/// and look for the roots (a `-sys` crate's archive and objects: zstd-sys's 6 MB). Text
+/// (moved to the next build's folders when restored) and small files are read into memory.
+const IN_FILE_FROM: u64 = 256 << 10;
+
+/// How much of a large file is read at once.
+const CHUNK: usize = 64 << 10;
+
 /// Every file and directory under `out_dir`, in name order.
-pub fn snapshot(out_dir: &Path) -> Result<Vec<OutputFile>, SnapshotError> {
+pub fn snapshot(out_dir: &Path, rel: &Rel) -> Result<Snapshot, SnapshotError> {
     let mut out = Vec::new();
+    let mut scan = rel.scan();
     let mut stack = vec![out_dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in fs::read_dir(&d)? {
             let e = e?;
             let p = e.path();
-            let rel = p.strip_prefix(out_dir).unwrap_or(&p).display().to_string();
+            let rel_name = p.strip_prefix(out_dir).unwrap_or(&p).display().to_string();
             let meta = fs::symlink_metadata(&p)?;
             let mode = meta.permissions().mode() & 0o7777;
             if meta.is_dir() {
-                out.push(OutputFile { name: format!("{rel}/"), mode, hash: [0; 32], body: Body::Bytes(Vec::new()) });
+                let dir =
+                    OutputFile { name: format!("{rel_name}/"), mode, hash: [0; 32], body: Body::Bytes(Vec::new()) };
+                out.push((dir, Vec::new()));
                 stack.push(p);
             } else if meta.is_file() {
-                let bytes = fs::read(&p)?;
-                let hash = *blake3::hash(&bytes).as_bytes();
-                out.push(OutputFile { name: rel, mode, hash, body: Body::Bytes(bytes) });
+                out.push(match meta.len() >= IN_FILE_FROM {
+                    true => read_large(&p, rel_name, mode, rel, &mut scan)?,
+                    false => in_memory(fs::read(&p)?, rel_name, mode, rel),
+                });
             } else {
-                return Err(SnapshotError::Unsupported(rel));
+                return Err(SnapshotError::Unsupported(rel_name));
             }
         }
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
+    out.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    // In name order, each file's roots in the order `Rel` lists them: a result's dependency
+    // set names them so.
+    let mut bound: Vec<&'static str> = Vec::new();
+    for ph in out.iter().flat_map(|(_, found)| found) {
+        if !bound.contains(ph) {
+            bound.push(ph);
+        }
+    }
+    Ok(Snapshot { files: out.into_iter().map(|(f, _)| f).collect(), bound })
+}
+
+/// A file read whole, and the roots it names if it is not text.
+fn in_memory(bytes: Vec<u8>, name: String, mode: u32, rel: &Rel) -> (OutputFile, Vec<&'static str>) {
+    let found = match std::str::from_utf8(&bytes) {
+        Ok(_) => Vec::new(),
+        Err(_) => rel.found_in(&bytes),
+    };
+    let hash = *blake3::hash(&bytes).as_bytes();
+    (OutputFile { name, mode, hash, body: Body::Bytes(bytes) }, found)
+}
+
+/// A large file: one that starts as text is read whole ([`in_memory`]); any other is hashed
+/// and searched a chunk at a time and left in its file, as it was when read (its stamp).
+fn read_large(
+    path: &Path,
+    name: String,
+    mode: u32,
+    rel: &Rel,
+    scan: &mut RootScan<'_>,
+) -> io::Result<(OutputFile, Vec<&'static str>)> {
+    let mut f = fs::File::open(path)?;
+    let stamp = FileStamp::of(&f.metadata()?);
+    let mut buf = vec![0u8; CHUNK];
+    let mut hasher = blake3::Hasher::new();
+    let mut len = 0u64;
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if len == 0 && starts_as_text(&buf[..n]) {
+            // Rare (a large generated source): read whole, as small files are.
+            drop(f);
+            let _ = scan.end_file();
+            return Ok(in_memory(fs::read(path)?, name, mode, rel));
+        }
+        hasher.update(&buf[..n]);
+        scan.feed(&buf[..n]);
+        len += n as u64;
+    }
+    let found = scan.end_file();
+    if len != stamp.len {
+        return Err(io::Error::other(format!("{name} changed while it was read")));
+    }
+    let hash = *hasher.finalize().as_bytes();
+    Ok((OutputFile { name, mode, hash, body: Body::File { path: path.to_path_buf(), stamp } }, found))
+}
+
+/// Whether the bytes are UTF-8, a character cut at their end allowed: a file whose first
+/// bytes are not is not text.
+pub fn starts_as_text(head: &[u8]) -> bool {
+    match std::str::from_utf8(head) {
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none(),
+    }
 }
 
 /// Writes stored files back under `out_dir`. Names that would leave it are refused. `fix`
@@ -111,6 +201,39 @@ mod tests {
             .collect()
     }
 
+    /// The roots of a build whose OUT_DIR is `out`.
+    fn rel_for(out: &Path) -> Rel {
+        Rel::for_package(out, out, None)
+    }
+
+    #[test]
+    fn a_large_binary_file_stays_in_its_file_and_binds_the_roots_it_names() {
+        let a = tempfile::tempdir().unwrap();
+        let rel = rel_for(a.path());
+        let root = rel.stored().into_iter().next().expect("a root").1;
+        // An archive that names the root past its first chunk, then a large text file and a
+        // small binary one that names it too.
+        let mut ar = b"!<arch>\n\xff\xfe".to_vec();
+        ar.resize(200 << 10, 0);
+        ar.extend_from_slice(root.as_bytes());
+        ar.resize(300 << 10, 7);
+        fs::write(a.path().join("libz.a"), &ar).unwrap();
+        let text = format!("// {root}\n").repeat(30_000);
+        fs::write(a.path().join("bindings.rs"), &text).unwrap();
+        let snap = snapshot(a.path(), &rel).unwrap();
+        let by = |n: &str| snap.files.iter().find(|f| f.name == n).unwrap();
+        assert!(matches!(by("libz.a").body, Body::File { .. }), "left in its file");
+        assert_eq!(by("libz.a").hash, *blake3::hash(&ar).as_bytes());
+        assert_eq!(by("bindings.rs").body.in_memory(), Some(text.as_bytes()), "text is read whole");
+        assert_eq!(snap.bound.len(), 1, "the archive binds the root, the text does not");
+
+        fs::remove_file(a.path().join("libz.a")).unwrap();
+        fs::write(a.path().join("small.o"), [&b"\xff"[..], root.as_bytes()].concat()).unwrap();
+        assert_eq!(snapshot(a.path(), &rel).unwrap().bound.len(), 1, "a small binary file binds it too");
+        fs::remove_file(a.path().join("small.o")).unwrap();
+        assert!(snapshot(a.path(), &rel).unwrap().bound.is_empty());
+    }
+
     #[test]
     fn a_tree_round_trips_with_empty_dirs_dot_files_and_modes() {
         let a = tempfile::tempdir().unwrap();
@@ -120,10 +243,10 @@ mod tests {
         fs::write(a.path().join(".libs"), "dot").unwrap();
         fs::write(a.path().join("libz.a"), "ar").unwrap();
         fs::set_permissions(a.path().join("libz.a"), fs::Permissions::from_mode(0o755)).unwrap();
-        let snap = snapshot(a.path()).unwrap();
+        let snap = snapshot(a.path(), &rel_for(a.path())).unwrap().files;
         let b = tempfile::tempdir().unwrap();
         restore(b.path(), &views(&snap), &|_| None).unwrap();
-        let again = snapshot(b.path()).unwrap();
+        let again = snapshot(b.path(), &rel_for(b.path())).unwrap().files;
         assert_eq!(again, snap);
         assert!(b.path().join("empty").is_dir());
     }
@@ -136,7 +259,7 @@ mod tests {
             assert!(restore(b.path(), &views(&[f]), &|_| None).is_err(), "{bad}");
         }
         std::os::unix::fs::symlink("/etc/passwd", b.path().join("link")).unwrap();
-        assert!(matches!(snapshot(b.path()), Err(SnapshotError::Unsupported(_))));
+        assert!(matches!(snapshot(b.path(), &rel_for(b.path())), Err(SnapshotError::Unsupported(_))));
     }
 
     #[test]
