@@ -79,3 +79,37 @@ fn the_wrapper_uses_the_mount_named_in_the_config_file() {
     let log = std::fs::read_to_string(m.store.join("cairn-rustc.log")).unwrap();
     assert!(log.contains("\tt\t") && log.contains("\tmiss\t"), "{log}");
 }
+
+/// A build that names only its mount (`CAIRN_MOUNT`) stores through the daemon behind that
+/// mount, even while another daemon serves the default store: before, the wrapper tried the
+/// default store's socket first and stored there.
+#[test]
+fn a_build_that_names_only_its_mount_never_reaches_the_daemon_at_the_default_store() {
+    let Some(m) = crate::common::mount("named-mount", "1GiB") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (xdg, out) = (dir.path().join("xdg"), dir.path().join("out"));
+    let Some(other) = crate::common::mount_store("default-store", Some(&xdg.join("cairn").join("store")), "1GiB", &[])
+    else {
+        return;
+    };
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(dir.path().join("t.rs"), "pub fn answer() -> u32 { 43 }\n").unwrap();
+    let (before, other_before) = (m.ls().len(), other.ls().len());
+    let st = Command::new(env!("CARGO_BIN_EXE_cairn-rustc"))
+        .args(["rustc", "--crate-name", "t", "--crate-type", "lib", "--emit=dep-info,metadata,link", "--out-dir"])
+        .arg(&out)
+        .arg("t.rs")
+        .current_dir(dir.path())
+        .env("CAIRN_MOUNT", &m.mnt)
+        .env_remove("CAIRN_STORE")
+        .env("CAIRN_CONFIG", "/nonexistent/cairn.toml")
+        .env("XDG_CACHE_HOME", &xdg)
+        .env("CAIRN_AUTOSTART", "0")
+        .env_remove("CAIRN_DOOR")
+        .env_remove("CAIRN_LOG")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(m.ls().len() >= before + 2, "result and manifest stored behind the named mount");
+    assert_eq!(other.ls().len(), other_before, "nothing stored at the default store's daemon");
+}

@@ -70,7 +70,12 @@ impl Door {
     /// Concurrent wrappers serialize on a lock so that only one starts it.
     pub fn find_or_start() -> Result<Door, String> {
         let mp = crate::protocol::config::mountpoint().map_err(|e| e.to_string())?;
-        let store = crate::protocol::config::store().map_err(|e| e.to_string())?;
+        // The store named, else that of the daemon behind a named mount (mount.rs
+        // `store_dir`): never the default store's daemon when the build named another mount.
+        let store = match mount::store_dir() {
+            Some(s) => s,
+            None => crate::protocol::config::store().map_err(|e| e.to_string())?,
+        };
         if let Some(d) = Door::at(Some(&mp), Some(&store)) {
             return Ok(d);
         }
