@@ -354,6 +354,11 @@ fn without_fuse_an_ordinary_users_build_is_cached_and_other_users_are_kept_out()
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     let daemon_log = std::fs::read_to_string(store.join("daemon.log")).unwrap();
     assert!(daemon_log.contains("/dev/fuse may not be opened by this user"), "{daemon_log}");
+    // Root's files the build read (the toolchain, the C library and start files its links
+    // read) take no attribute from the user: their hashes are remembered beside, so the next
+    // compile does not read them again (engine/filehash.rs).
+    let memos = std::fs::read_dir(home.join(".cache/cairn/filehashes")).map(|d| d.count()).unwrap_or(0);
+    assert!(memos > 0, "no memo kept beside for root's files");
     // The daemon outlives the namespace it started in; stop it, and let the next build start
     // one where FUSE is hidden another way.
     let out = as_user(&hidden_fuse, "cairn stop", "stop.log");

@@ -12,15 +12,21 @@
 //! an attribute change: it moves the ctime to the moment of the write. So the memo records
 //! [ctime when hashed, a moment just after the write]; a rewrite later than that is seen. What
 //! is left is a rewrite within that fraction of a second after cairn hashed the file — an edit
-//! racing the build, which docs/cache-key.md lists. Where xattrs are unsupported or read-only,
-//! the file is simply hashed every time.
+//! racing the build, which docs/cache-key.md lists.
+//!
+//! A file of another user's (the C library, a toolchain installed by root), for a user other
+//! than root, takes no attribute from us: its memo is a small file in `<cache>/filehashes/`
+//! instead, holding the same record, and holds only while the ctime is the very one it was
+//! taken at (writing it changes nothing of the file). Where xattrs are unsupported or
+//! read-only on the user's own files, the file is simply hashed every time.
 
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const XATTR: &[u8] = b"user.cairn.b3v2\0";
@@ -31,17 +37,41 @@ const WRITE_SLACK: Duration = Duration::from_millis(50);
 /// Nanoseconds since the epoch.
 type Ns = i128;
 
-/// What a memo is checked against: size, mtime and ctime.
+/// What a memo is checked against: size, mtime and ctime; and where the memo is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {
     size: u64,
     mtime: Ns,
     ctime: Ns,
+    /// The file is another user's, and this one is not root: it takes no attribute from us,
+    /// so its memo is kept beside ([`side_dir`]).
+    beside: bool,
 }
 
 fn stamp_of(meta: &std::fs::Metadata) -> Stamp {
+    static EUID: OnceLock<u32> = OnceLock::new();
+    // SAFETY: geteuid cannot fail and touches no memory of ours.
+    let euid = *EUID.get_or_init(|| unsafe { libc::geteuid() });
     let ns = |s: i64, n: i64| s as i128 * 1_000_000_000 + n as i128;
-    Stamp { size: meta.len(), mtime: ns(meta.mtime(), meta.mtime_nsec()), ctime: ns(meta.ctime(), meta.ctime_nsec()) }
+    Stamp {
+        size: meta.len(),
+        mtime: ns(meta.mtime(), meta.mtime_nsec()),
+        ctime: ns(meta.ctime(), meta.ctime_nsec()),
+        beside: euid != 0 && meta.uid() != euid,
+    }
+}
+
+/// Where the memos of files this user cannot write are kept: `<cache>/filehashes/`, one small
+/// file per path holding the record the attribute would. The C library, a linker's start
+/// files, a toolchain or headers installed by root: without it, every compile that links read
+/// the C library's 2 MB again to hash it, for a user other than root.
+fn side_dir() -> Option<&'static Path> {
+    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+    DIR.get_or_init(|| crate::protocol::config::cache_base().ok().map(|b| b.join("filehashes"))).as_deref()
+}
+
+fn side_file(dir: &Path, cpath: &CString) -> PathBuf {
+    dir.join(&blake3::hash(cpath.as_bytes()).to_hex()[..32])
 }
 
 /// The BLAKE3 of `path`'s contents.
@@ -121,12 +151,23 @@ impl Carried {
 
 fn read_memo(cpath: &CString, now: Stamp) -> Option<[u8; 32]> {
     let mut buf = [0u8; RECORD_LEN];
+    if now.beside {
+        let bytes = std::fs::read(side_file(side_dir()?, cpath)).ok()?;
+        buf = bytes.try_into().ok()?;
+        return check(&buf, now);
+    }
     // SAFETY: both pointers are valid for the lengths given; the kernel writes at most
     // buf.len() bytes.
     let n = unsafe { libc::getxattr(cpath.as_ptr(), XATTR.as_ptr().cast(), buf.as_mut_ptr().cast(), buf.len()) };
     if n != RECORD_LEN as isize {
         return None;
     }
+    check(&buf, now)
+}
+
+/// The hash a record holds, if it was taken at `now`'s size and mtime and `now`'s ctime is in
+/// its window.
+fn check(buf: &[u8; RECORD_LEN], now: Stamp) -> Option<[u8; 32]> {
     let word = |i: usize| i64::from_le_bytes(buf[32 + 8 * i..40 + 8 * i].try_into().unwrap());
     let ns = |i: usize| word(i) as i128 * 1_000_000_000 + word(i + 1) as i128;
     let (size, mtime, ctime_from, ctime_to) = (word(0) as u64, ns(1), ns(3), ns(5));
@@ -137,8 +178,24 @@ fn read_memo(cpath: &CString, now: Stamp) -> Option<[u8; 32]> {
 }
 
 fn write_memo(cpath: &CString, hash: &[u8; 32], at: Stamp) {
+    if at.beside {
+        // Nothing of the file changes: its ctime must be the very one it was hashed at.
+        if let Some(dir) = side_dir() {
+            write_side(dir, cpath, &record(hash, at, at.ctime));
+        }
+        return;
+    }
     let Ok(now) = SystemTime::now().duration_since(UNIX_EPOCH) else { return };
-    let until = (now + WRITE_SLACK).as_nanos() as i128;
+    let buf = record(hash, at, (now + WRITE_SLACK).as_nanos() as i128);
+    // SAFETY: valid pointers and lengths. Failure (EPERM, ENOTSUP, read-only) is fine: the
+    // memo is an optimisation only.
+    unsafe {
+        libc::setxattr(cpath.as_ptr(), XATTR.as_ptr().cast(), buf.as_ptr().cast(), buf.len(), 0);
+    }
+}
+
+/// A memo: the hash, the size and mtime it was taken at, and the window of ctimes it holds for.
+fn record(hash: &[u8; 32], at: Stamp, until: Ns) -> [u8; RECORD_LEN] {
     let mut buf = [0u8; RECORD_LEN];
     buf[..32].copy_from_slice(hash);
     let mut put = |i: usize, v: i64| buf[32 + 8 * i..40 + 8 * i].copy_from_slice(&v.to_le_bytes());
@@ -147,10 +204,18 @@ fn write_memo(cpath: &CString, hash: &[u8; 32], at: Stamp) {
         put(i, t.div_euclid(1_000_000_000) as i64);
         put(i + 1, t.rem_euclid(1_000_000_000) as i64);
     }
-    // SAFETY: valid pointers and lengths. Failure (EPERM, ENOTSUP, read-only) is fine: the
-    // memo is an optimisation only.
-    unsafe {
-        libc::setxattr(cpath.as_ptr(), XATTR.as_ptr().cast(), buf.as_ptr().cast(), buf.len(), 0);
+    buf
+}
+
+/// Writes a memo kept beside (temp file, then rename; best effort).
+fn write_side(dir: &Path, cpath: &CString, buf: &[u8; RECORD_LEN]) {
+    let path = side_file(dir, cpath);
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    if std::fs::create_dir_all(dir).is_ok()
+        && std::fs::write(&tmp, buf).is_ok()
+        && std::fs::rename(&tmp, &path).is_err()
+    {
+        let _ = std::fs::remove_file(&tmp);
     }
 }
 
@@ -178,7 +243,7 @@ mod tests {
         let p = dir.path().join("f");
         std::fs::write(&p, b"data").unwrap();
         let cpath = CString::new(p.as_os_str().as_bytes()).unwrap();
-        write_memo(&cpath, &[9; 32], Stamp { size: 999, mtime: 0, ctime: 0 });
+        write_memo(&cpath, &[9; 32], Stamp { size: 999, mtime: 0, ctime: 0, beside: false });
         assert_eq!(hash_file(&p).unwrap(), *blake3::hash(b"data").as_bytes());
     }
 
@@ -231,6 +296,28 @@ mod tests {
         std::fs::rename(dir.path().join("n"), &b).unwrap();
         c.onto(&b);
         assert_eq!(hash_file(&b).unwrap(), *blake3::hash(b"newer").as_bytes());
+    }
+
+    #[test]
+    fn a_memo_kept_beside_holds_only_for_the_very_stamp_it_was_taken_at() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("libc.so.6");
+        std::fs::write(&p, b"library").unwrap();
+        let cpath = CString::new(p.as_os_str().as_bytes()).unwrap();
+        let at = Stamp { beside: true, ..stamp_of(&std::fs::metadata(&p).unwrap()) };
+        let side = dir.path().join("side");
+        write_side(&side, &cpath, &record(&[7; 32], at, at.ctime));
+        let read = |now: Stamp| {
+            let buf: [u8; RECORD_LEN] = std::fs::read(side_file(&side, &cpath)).unwrap().try_into().unwrap();
+            check(&buf, now)
+        };
+        assert_eq!(read(at), Some([7; 32]));
+        assert_eq!(read(Stamp { ctime: at.ctime + 1, ..at }), None, "any later ctime: a write, a chmod");
+        assert_eq!(read(Stamp { mtime: at.mtime + 1, ..at }), None);
+        assert_eq!(read(Stamp { size: at.size + 1, ..at }), None);
+        // Another path has its own memo.
+        let other = CString::new(dir.path().join("other").as_os_str().as_bytes()).unwrap();
+        assert!(!side_file(&side, &other).exists());
     }
 
     #[test]
