@@ -18,7 +18,7 @@ const OWN: [&str; 3] = ["app", "probe", "build_script_build"];
 /// A cargo command with seeding on and the daemon's store named (as a user's config does).
 fn seeded(m: &Mount, target: &str, log: &Path, args: &[&str]) -> Command {
     let mut c = cargo(Some(m), target, log, args);
-    c.env("CAIRN_SEED", "1").env("CAIRN_STORE", &m.store);
+    c.env("CAIRN_SEED", "1").env("CAIRN_STORE", &m.store).env_remove("CAIRN_DOOR");
     c
 }
 
@@ -524,7 +524,7 @@ fn a_registry_unit_whose_bundled_native_library_changed_is_not_seeded() {
     let build = |target: &str| {
         let log = dir.path().join(format!("{target}.log"));
         let mut c = cargo_in(&root, &xdg, Some(&m), target, &log, &["build"]);
-        c.env("CAIRN_SEED", "1").env("CAIRN_STORE", &m.store);
+        c.env("CAIRN_SEED", "1").env("CAIRN_STORE", &m.store).env_remove("CAIRN_DOOR");
         ok(c);
         (String::from_utf8(ok(Command::new(root.join(target).join("debug/app"))).stdout).unwrap(), read_log_all(&log))
     };
@@ -548,4 +548,68 @@ fn a_registry_unit_whose_bundled_native_library_changed_is_not_seeded() {
     ok(cargo_in(&root, &xdg, None, "t-plain", &dir.path().join("plain.log"), &["build"]));
     let plain = String::from_utf8(ok(Command::new(root.join("t-plain/debug/app"))).stdout).unwrap();
     assert_eq!(out, plain);
+}
+
+/// A registry unit that links — libc's build script — with a library the linker found
+/// through `LIBRARY_PATH`, which no `-L` names: cargo's fingerprint does not see the library,
+/// nor can cairn find it from the unit's `-l`, so the seed records what the linker itself
+/// read (as the unit's compile key does). Once the library changes, that unit is left out of
+/// the seed and linked again, and the program is plain cargo's.
+#[test]
+fn a_registry_unit_linked_with_a_library_found_through_library_path_is_not_seeded_once_it_changed() {
+    let _g = lock();
+    let test = "a_registry_unit_linked_with_a_library_found_through_library_path_is_not_seeded_once_it_changed";
+    let Some(m) = daemon(test, Via::Mount) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (root, libdir, xdg) = (dir.path().join("w"), dir.path().join("lib"), dir.path().join("xdg"));
+    std::fs::create_dir_all(root.join("src")).unwrap();
+    std::fs::create_dir_all(&libdir).unwrap();
+    std::fs::write(
+        root.join("Cargo.toml"),
+        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nlibc = \"0.2\"\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("src/main.rs"), "fn main() {\n    println!(\"{}\", unsafe { libc::getpid() } > 0);\n}\n")
+        .unwrap();
+    let extra = |n: u32| static_lib(&libdir, "cairnextra", &format!("int cairn_extra(void) {{ return {n}; }}\n"));
+    extra(1);
+    ok(cargo_in(&root, &xdg, None, "target", &dir.path().join("lock.log"), &["generate-lockfile"]));
+    let with_lib = |c: &mut Command| {
+        c.env("RUSTFLAGS", "-l cairnextra").env("LIBRARY_PATH", &libdir);
+    };
+    let build = |target: &str| {
+        let log = dir.path().join(format!("{target}.log"));
+        let mut c = cargo_in(&root, &xdg, Some(&m), target, &log, &["build"]);
+        c.env("CAIRN_SEED", "1").env("CAIRN_STORE", &m.store).env_remove("CAIRN_DOOR");
+        with_lib(&mut c);
+        ok(c);
+        (String::from_utf8(ok(Command::new(root.join(target).join("debug/app"))).stdout).unwrap(), read_log_all(&log))
+    };
+    let script_compiles = |lines: &[Line]| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| l.kind == "rustc" && l.krate == "build_script_build")
+            .map(|l| l.outcome.clone())
+            .collect()
+    };
+    let (out, lines) = build("t1");
+    assert_eq!(out, "true\n");
+    assert_eq!(seed_line(&lines).0, "seed-none:no-set");
+    assert_eq!(script_compiles(&lines), ["miss"], "{lines:?}");
+    // The same library: libc is seeded, its build script is neither compiled nor run.
+    let (_, lines) = build("t2");
+    assert!(units_seeded(&seed_line(&lines).0) >= 2, "{lines:?}");
+    let ran: Vec<&Line> = lines.iter().filter(|l| l.kind != "seed" && l.krate != "app").collect();
+    assert!(ran.is_empty(), "{ran:?}");
+    // The library changes: the build script's unit is left out and linked again (a miss: its
+    // key hashes what the linker read).
+    extra(2);
+    let (out, lines) = build("t3");
+    let (outcome, _) = seed_line(&lines);
+    assert!(outcome.contains("native-changed:libc-"), "{outcome}");
+    assert_eq!(script_compiles(&lines), ["miss"], "{lines:?}");
+    let mut plain = cargo_in(&root, &xdg, None, "t-plain", &dir.path().join("plain.log"), &["build"]);
+    with_lib(&mut plain);
+    ok(plain);
+    assert_eq!(out, String::from_utf8(ok(Command::new(root.join("t-plain/debug/app"))).stdout).unwrap());
 }

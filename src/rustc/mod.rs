@@ -82,7 +82,7 @@ pub(crate) fn main_with(driver: Option<clippy::Driver>, rustc: PathBuf, args: &[
             let code = engine::run(&mut fe);
             if code == 0 {
                 if engine::seed::is_sourced(Path::new(&fe.inv.input)) {
-                    seed_report(&fe.inv, engine::last_compile().max(t0.elapsed()));
+                    seed_report(&fe.inv, &fe.read, engine::last_compile().max(t0.elapsed()));
                 } else {
                     // The workspace's own compile: the registry units it was built from go
                     // into the seed set before it returns (the build may end with it).
@@ -97,7 +97,7 @@ pub(crate) fn main_with(driver: Option<clippy::Driver>, rustc: PathBuf, args: &[
 /// Tells target-dir seeding (engine/seed) that this compile's unit, a registry or git
 /// package's (`<package>-<hash>`), is done, with the units it was built from: its `--extern`
 /// crates and its build script's run (`OUT_DIR`).
-fn seed_report(inv: &Invocation, took: std::time::Duration) {
+fn seed_report(inv: &Invocation, read: &[String], took: std::time::Duration) {
     let (Ok(name), Ok(version)) = (std::env::var("CARGO_PKG_NAME"), std::env::var("CARGO_PKG_VERSION")) else { return };
     let Some(hash) = inv.extra_filename.strip_prefix('-') else { return };
     let mut deps: Vec<String> = inv
@@ -110,15 +110,17 @@ fn seed_report(inv: &Invocation, took: std::time::Duration) {
         deps.extend(engine::seed::unit_hash(Path::new(&out)));
     }
     let unit = format!("{name}-{hash}");
-    let native = native_files(inv);
+    let native = native_files(inv, read);
     engine::seed::report(Path::new(&inv.out_dir), unit, format!("{name} {version}"), took, deps, &native);
 }
 
 /// The native files a compile's outputs take in that cargo's fingerprint does not see (the
-/// key sees them: `static_libs`, link.rs): the `-l static=` libraries an rlib bundles, and
-/// for a compile that links, the libraries `-l` names and the files `-C link-arg` names, as
-/// found on the native search path now.
-fn native_files(inv: &Invocation) -> Vec<PathBuf> {
+/// key sees them: `static_libs`, link.rs, and the linker's account, linkdeps.rs): the
+/// `-l static=` libraries an rlib bundles, and for a compile that links, the libraries `-l`
+/// names and the files `-C link-arg` names, as found on the native search path now, and every
+/// file its dependency set lists outside its own package (`read`): the libraries the linker
+/// found through `LIBRARY_PATH` or its default folders, its start files, the C library.
+fn native_files(inv: &Invocation, read: &[String]) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> =
         inv.static_libs.iter().filter_map(|name| link::find_native(inv, &format!("lib{name}.a"))).collect();
     if inv.links() {
@@ -129,6 +131,12 @@ fn native_files(inv: &Invocation) -> Vec<PathBuf> {
         }
         let files = inv.link_args.iter().flat_map(|a| a.split_whitespace()).map(PathBuf::from);
         out.extend(files.filter(|p| p.is_file()));
+        let package = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+        out.extend(
+            read.iter()
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute() && package.as_ref().is_none_or(|d| !p.starts_with(d)) && p.is_file()),
+        );
     }
     out
 }
@@ -216,6 +224,9 @@ pub struct Rustc {
     link_deps: Option<PathBuf>,
     /// The driver the compile runs through (`cargo clippy`), if any.
     driver: Option<clippy::Driver>,
+    /// The files the dependency set of the compile served or stored lists, absolute (for a
+    /// compile that links, the linker's own account of the libraries it read is among them).
+    read: Vec<String>,
 }
 
 impl Rustc {
@@ -235,6 +246,7 @@ impl Rustc {
             set: None,
             link_deps: None,
             driver: None,
+            read: Vec::new(),
         })
     }
 
@@ -324,7 +336,8 @@ impl FrontEnd for Rustc {
         r.meta.exit_code == 0 || !self.inv.links()
     }
 
-    fn restore(&mut self, r: &ResultView<'_>, _v: &Variant) -> io::Result<()> {
+    fn restore(&mut self, r: &ResultView<'_>, v: &Variant) -> io::Result<()> {
+        self.read = v.files.iter().map(|f| self.site.rel.abs(f)).collect();
         let out_dir = Path::new(&self.inv.out_dir);
         fs::create_dir_all(out_dir)?;
         for f in &r.files {
@@ -401,6 +414,7 @@ impl FrontEnd for Rustc {
         let dep = dep.body.in_memory().ok_or_else(|| io::Error::other("dep-info not read"))?;
         let mut deps = depinfo::parse(&String::from_utf8_lossy(dep));
         deps.files.extend(linked);
+        self.read = deps.files.clone();
         for f in files.iter().filter(|f| f.name != dep_name) {
             filehash::remember(&out_dir.join(&f.name), &f.hash);
         }
