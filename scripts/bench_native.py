@@ -16,6 +16,16 @@ COLD_ONLY = os.environ.get("BENCH_COLD_ONLY") == "1"
 SCCACHE, KACHE, MBX = shutil.which("sccache"), shutil.which("kache"), shutil.which("mbx")
 MNT, STORE = BENCH / "mnt", BENCH / "store"
 
+
+def binaries(tool):
+    """(cairn, cairn-rustc) for a cairn tool: this tree's release build, or for `cairn-alt`
+    the two binaries in the folder BENCH_CAIRN_ALT names (another commit's build, measured in
+    the same interleaved runs: an A/B of a change)."""
+    if tool == "cairn-alt":
+        alt = Path(os.environ["BENCH_CAIRN_ALT"])
+        return alt / "cairn", alt / "cairn-rustc"
+    return bench.CAIRN, bench.WRAPPER
+
 CSYS_DEPS = """zstd = "0.13"
 rusqlite = { version = "0.32", features = ["bundled"] }
 ring = "0.17"
@@ -93,7 +103,7 @@ def env_for(tool, workdir, extra):
                    MBX_SAVINGS="off", MBX_REMOTE_URL="")
         env.pop("CI", None)
     elif tool.startswith("cairn"):
-        env.update(RUSTC_WRAPPER=str(bench.WRAPPER), CAIRN_MOUNT=str(MNT), CAIRN_STORE=str(STORE),
+        env.update(RUSTC_WRAPPER=str(binaries(tool)[1]), CAIRN_MOUNT=str(MNT), CAIRN_STORE=str(STORE),
                    CAIRN_AUTOSTART="0", CAIRN_LOG=str(BENCH / "cairn.log"), XDG_CACHE_HOME=str(BENCH / "xdg"))
         # cairn-noseed: no target-dir seeding (what capturing seeds costs a cold build).
         if tool == "cairn-noseed":
@@ -133,7 +143,7 @@ def reset(tool, env, s3=None):
         # The filesystem's work for the removal (its journal, the freed inodes) is done now,
         # not during the timed build that follows: plain cargo's has no store to remove.
         subprocess.run(["sync"], check=False)
-        subprocess.run([str(bench.CAIRN), "start", "--store", str(store), "--max-size", "20GiB", *flags, str(MNT)],
+        subprocess.run([str(binaries(tool)[0]), "start", "--store", str(store), "--max-size", "20GiB", *flags, str(MNT)],
                        env=env if s3 else None, check=True, stderr=subprocess.DEVNULL)
 
 
