@@ -209,22 +209,21 @@ fn one(
                 }
             };
             match (&f.stored, &payloads) {
-                (Stored::Bytes, Payloads::File(file)) => copy_out(file, *off, f.len, &dest, f.mode)?,
-                (Stored::Bytes, Payloads::Bytes) => write(&dest, &range()?, f.mode)?,
+                (Stored::Bytes, Payloads::File(file)) => copy_out(file, *off, f.len, &dest, f.mode, when)?,
+                (Stored::Bytes, Payloads::Bytes) => write(&dest, &range()?, f.mode, when)?,
                 (Stored::Relocated, _) => {
                     let text = String::from_utf8(range()?).map_err(io::Error::other)?;
-                    write(&dest, rel.abs(&text).as_bytes(), f.mode)?;
+                    write(&dest, rel.abs(&text).as_bytes(), f.mode, when)?;
                 }
                 (Stored::Launcher, _) => launchers.push(dest.clone()),
                 (Stored::Result(r), _) => match locate(&results, r).ok_or_else(|| io::Error::other("located above"))? {
-                    (ResultObject { file: Some(file), .. }, at) => copy_out(file, at.offset, at.len, &dest, f.mode)?,
+                    (ResultObject { file: Some(file), .. }, at) => {
+                        copy_out(file, at.offset, at.len, &dest, f.mode, when)?
+                    }
                     (ResultObject { bytes, .. }, at) => {
-                        write(&dest, &bytes[at.offset as usize..(at.offset + at.len) as usize], f.mode)?
+                        write(&dest, &bytes[at.offset as usize..(at.offset + at.len) as usize], f.mode, when)?
                     }
                 },
-            }
-            if f.stored != Stored::Launcher {
-                set_mtime(&dest, when)?;
             }
             // An output's BLAKE3 is the result's (checked above): remembered on the file, so
             // the compiles that read it (a link reads every rlib) do not hash it again.
@@ -278,33 +277,37 @@ fn locate<'a>(results: &'a [(Key, ResultObject)], r: &Reference) -> Option<(&'a 
     Some((o, at))
 }
 
-/// `dest`'s temporary name.
-fn temp_for(dest: &Path) -> std::path::PathBuf {
-    dest.with_file_name(format!(
-        ".cairn-seed-{}-{}",
-        std::process::id(),
-        dest.file_name().and_then(|n| n.to_str()).unwrap_or("f")
-    ))
+/// Copies `len` bytes at `off` of `src` to the new file `dest`, file to file (engine/process.rs
+/// `copy_range`).
+fn copy_out(src: &fs::File, off: u64, len: u64, dest: &Path, mode: u32, when: u64) -> io::Result<()> {
+    create(dest, mode, when, &mut |out| crate::engine::process::copy_range(src, off, len, out))
 }
 
-/// Copies `len` bytes at `off` of `src` to `dest` file to file (engine/process.rs
-/// `copy_range`), through a temporary.
-fn copy_out(src: &fs::File, off: u64, len: u64, dest: &Path, mode: u32) -> io::Result<()> {
-    let tmp = temp_for(dest);
-    let mut out = fs::File::create(&tmp)?;
-    crate::engine::process::copy_range(src, off, len, &mut out)?;
-    out.set_permissions(fs::Permissions::from_mode(crate::engine::process::safe_mode(mode)))?;
-    drop(out);
-    fs::rename(&tmp, dest)
+fn write(dest: &Path, bytes: &[u8], mode: u32, when: u64) -> io::Result<()> {
+    create(dest, mode, when, &mut |out| out.write_all(bytes))
 }
 
-fn write(dest: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let tmp = temp_for(dest);
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.set_permissions(fs::Permissions::from_mode(crate::engine::process::safe_mode(mode)))?;
-    drop(f);
-    fs::rename(&tmp, dest)
+/// Creates `dest`, which must not exist yet, fills it and gives it its mode and modification
+/// time (`when`, ns since the epoch) before closing it.
+///
+/// Straight under its own name, not a temporary renamed over it: the unit's fingerprint
+/// folder, renamed into place last, is what makes cargo take any of its files, so a file cut
+/// off half way is rebuilt, like one never written. A file already there (another build
+/// seeding the same fresh target dir at once, or one cut off before) fails the unit, which
+/// cargo then builds. Every file of a unit half the directory operations of a temporary's
+/// create and rename: four threads creating files in one `deps/` spent most of their time on
+/// its lock.
+fn create(dest: &Path, mode: u32, when: u64, fill: &mut dyn FnMut(&mut fs::File) -> io::Result<()>) -> io::Result<()> {
+    let mut out = fs::OpenOptions::new().write(true).create_new(true).open(dest)?;
+    let filled = (|| {
+        fill(&mut out)?;
+        out.set_permissions(fs::Permissions::from_mode(crate::engine::process::safe_mode(mode)))?;
+        out.set_modified(UNIX_EPOCH + Duration::from_nanos(when))
+    })();
+    if filled.is_err() {
+        let _ = fs::remove_file(dest);
+    }
+    filled
 }
 
 fn set_mtime(path: &Path, ns: u64) -> io::Result<()> {
