@@ -7,7 +7,7 @@
 //! (`DEP_*` folders, C headers) do not read them again.
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path};
 
@@ -104,31 +104,14 @@ fn read_large(
     let mut f = fs::File::open(path)?;
     let stamp = FileStamp::of(&f.metadata()?);
     let mut buf = vec![0u8; CHUNK];
-    let mut hasher = blake3::Hasher::new();
-    let mut len = 0u64;
-    loop {
-        let n = match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if len == 0 && starts_as_text(&buf[..n]) {
-            // Rare (a large generated source): read whole, as small files are.
-            drop(f);
-            let _ = scan.end_file();
-            return Ok(in_memory(fs::read(path)?, name, mode, rel));
-        }
-        hasher.update(&buf[..n]);
-        scan.feed(&buf[..n]);
-        len += n as u64;
-    }
-    let found = scan.end_file();
-    if len != stamp.len {
+    let Some(r) = scan.read_file(&mut f, &mut buf, |head| !starts_as_text(head))? else {
+        // Rare (a large generated source): read whole, as small files are.
+        return Ok(in_memory(fs::read(path)?, name, mode, rel));
+    };
+    if r.len != stamp.len {
         return Err(io::Error::other(format!("{name} changed while it was read")));
     }
-    let hash = *hasher.finalize().as_bytes();
-    Ok((OutputFile { name, mode, hash, body: Body::File { path: path.to_path_buf(), stamp } }, found))
+    Ok((OutputFile { name, mode, hash: r.hash, body: Body::File { path: path.to_path_buf(), stamp } }, r.found))
 }
 
 /// Whether the bytes are UTF-8, a character cut at their end allowed: a file whose first

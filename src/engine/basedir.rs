@@ -257,6 +257,14 @@ impl Rel {
     }
 }
 
+/// What [`RootScan::read_file`] read.
+pub struct ReadFile {
+    pub hash: [u8; 32],
+    pub len: u64,
+    /// The placeholders of the roots the file names.
+    pub found: Vec<&'static str>,
+}
+
 /// Which roots' paths occur in a stream of files read a chunk at a time ([`Rel::scan`]): a
 /// path split across two chunks is found too.
 pub struct RootScan<'a> {
@@ -289,6 +297,36 @@ impl RootScan<'_> {
             let over = self.tail.len().saturating_sub(self.keep);
             self.tail.drain(..over);
         }
+    }
+
+    /// Reads `file` to its end a chunk at a time through `buf`, each chunk hashed and searched:
+    /// its BLAKE3, its length and the placeholders of the roots it names. `go_on` sees the
+    /// first chunk first; when it says no, the read stops there and gives `None`.
+    pub fn read_file(
+        &mut self,
+        file: &mut impl std::io::Read,
+        buf: &mut [u8],
+        go_on: impl FnOnce(&[u8]) -> bool,
+    ) -> std::io::Result<Option<ReadFile>> {
+        let mut go_on = Some(go_on);
+        let mut hasher = blake3::Hasher::new();
+        let mut len = 0u64;
+        loop {
+            let n = match file.read(buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if go_on.take().is_some_and(|f| !f(&buf[..n])) {
+                let _ = self.end_file();
+                return Ok(None);
+            }
+            hasher.update(&buf[..n]);
+            self.feed(&buf[..n]);
+            len += n as u64;
+        }
+        Ok(Some(ReadFile { hash: *hasher.finalize().as_bytes(), len, found: self.end_file() }))
     }
 
     /// The current file ended: the placeholders of the roots found in it, as

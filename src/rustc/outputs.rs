@@ -4,7 +4,7 @@
 //! kept in memory, to be parsed.
 
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -57,25 +57,13 @@ pub fn collect_outputs(
         }
         let mut file = fs::File::open(e.path())?;
         let stamp = FileStamp::of(&file.metadata()?);
-        let mut hasher = blake3::Hasher::new();
-        let mut len = 0u64;
-        loop {
-            let n = match file.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            hasher.update(&buf[..n]);
-            scan.feed(&buf[..n]);
-            len += n as u64;
-        }
-        let found = scan.end_file();
+        let r = scan.read_file(&mut file, &mut buf, |_| true)?.ok_or_else(|| io::Error::other("a read stopped"))?;
+        let (hash, len, found) = (r.hash, r.len, r.found);
         if len != stamp.len {
             return Err(io::Error::other(format!("{name} changed while it was read")));
         }
         let body = Body::File { path: e.path(), stamp };
-        files.push((OutputFile { name, mode, hash: *hasher.finalize().as_bytes(), body }, found));
+        files.push((OutputFile { name, mode, hash, body }, found));
     }
     files.sort_by(|a, b| a.0.name.cmp(&b.0.name));
     Ok(files)
