@@ -187,6 +187,36 @@ fn without_fuse_wrappers_that_start_at_once_start_one_daemon_and_all_store() {
     h.stop();
 }
 
+/// `wait_exit` (what `cairn stop` and the test below wait with) says a process has exited only
+/// once none of its threads runs. A leader that exits while another thread still runs shows as
+/// a zombie, yet its files stay open: a daemon killed that way still took a connection on its
+/// socket and never answered it, and a build's lookup missed (seen once under CI's load).
+#[test]
+fn a_process_whose_leader_exited_before_its_threads_is_still_running() {
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            "import ctypes, threading, time\nthreading.Thread(target=time.sleep, args=(1.5,)).start()\n\
+             ctypes.CDLL(None).pthread_exit(None)\n",
+        ])
+        .spawn()
+        .expect("python3 runs");
+    let pid = child.id();
+    let zombie = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+            .unwrap_or(false)
+    };
+    let t0 = std::time::Instant::now();
+    while !zombie() {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(10), "the leader never exited");
+        std::thread::yield_now();
+    }
+    assert!(!cairn::admin::wait_exit(pid, std::time::Duration::from_millis(200)), "its other thread still runs");
+    assert!(cairn::admin::wait_exit(pid, std::time::Duration::from_secs(10)), "then it exits");
+    assert!(child.wait().unwrap().success());
+}
+
 #[test]
 fn without_fuse_a_killed_daemons_socket_is_replaced_by_the_next_start_and_nothing_is_lost() {
     if !can_hide_fuse("without_fuse_a_killed_daemons_socket_is_replaced_by_the_next_start_and_nothing_is_lost") {

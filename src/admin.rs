@@ -137,12 +137,21 @@ pub fn daemon_of(door: &Door) -> Option<(u32, u64)> {
 /// Waits until process `pid` has exited, or `limit` passes; returns whether it exited.
 pub fn wait_exit(pid: u32, limit: std::time::Duration) -> bool {
     let deadline = std::time::Instant::now() + limit;
-    // Gone, or a zombie (it has exited; its parent has not reaped it yet).
-    let running = || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+    // Gone, or a zombie (it has exited; its parent has not reaped it yet) — but a zombie
+    // leader whose other threads are still exiting still holds the process's files: its
+    // socket still takes connections that are never answered. Running until no thread runs.
+    let alive = |stat: &std::path::Path| {
+        std::fs::read_to_string(stat)
             .ok()
             .and_then(|st| st.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
             .unwrap_or(false)
+    };
+    let running = || {
+        let proc = std::path::PathBuf::from(format!("/proc/{pid}"));
+        alive(&proc.join("stat"))
+            || std::fs::read_dir(proc.join("task"))
+                .map(|d| d.flatten().any(|t| alive(&t.path().join("stat"))))
+                .unwrap_or(false)
     };
     while running() {
         if std::time::Instant::now() > deadline {
