@@ -239,11 +239,7 @@ impl FrontEnd for BuildScript {
         // moved to the next build's folders when replayed, so they need not.
         let snap = outdir::snapshot(&self.out_dir, &self.site.rel).map_err(io::Error::other)?;
         let (files, mut vars) = (snap.files, declared.env);
-        for ph in snap.bound {
-            if !vars.iter().any(|v| v == ph) {
-                vars.push(ph.to_string());
-            }
-        }
+        engine::bind(&mut vars, snap.bound);
         let variant = Variant { files: entries.iter().map(|e| self.site.rel.rel(e)).collect(), env: vars };
         // The package itself (and the script, the compilers …) must be as it was when the run
         // began.

@@ -29,8 +29,9 @@ pub enum SnapshotError {
 pub struct Snapshot {
     /// Every file and directory, in name order.
     pub files: Vec<OutputFile>,
-    /// The placeholders of the roots whose paths the binary files name (text is moved to the
-    /// next build's folders when restored, so it binds nothing).
+    /// The placeholders of the roots whose paths the binary files name, file by file in name
+    /// order, repeats and all (text is moved to the next build's folders when restored, so it
+    /// binds nothing).
     pub bound: Vec<&'static str>,
 }
 
@@ -71,15 +72,8 @@ pub fn snapshot(out_dir: &Path, rel: &Rel) -> Result<Snapshot, SnapshotError> {
         }
     }
     out.sort_by(|a, b| a.0.name.cmp(&b.0.name));
-    // In name order, each file's roots in the order `Rel` lists them: a result's dependency
-    // set names them so.
-    let mut bound: Vec<&'static str> = Vec::new();
-    for ph in out.iter().flat_map(|(_, found)| found) {
-        if !bound.contains(ph) {
-            bound.push(ph);
-        }
-    }
-    Ok(Snapshot { files: out.into_iter().map(|(f, _)| f).collect(), bound })
+    let (files, found): (Vec<_>, Vec<_>) = out.into_iter().unzip();
+    Ok(Snapshot { files, bound: found.into_iter().flatten().collect() })
 }
 
 /// A file read whole, and the roots it names if it is not text.

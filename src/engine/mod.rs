@@ -513,7 +513,13 @@ pub fn relocate(bytes: &[u8], meta: &EntryMeta, out_dir: &str, rel: &Rel) -> Vec
 /// Adds to `env` the placeholder of every root whose absolute path occurs in `bytes`: an
 /// output that names this machine's folders is only served under the same folders.
 pub fn bind_roots(env: &mut Vec<String>, rel: &Rel, bytes: &[u8]) {
-    for ph in rel.found_in(bytes) {
+    bind(env, rel.found_in(bytes));
+}
+
+/// Adds to `env` each of these roots' placeholders (as found in an output: `Rel::found_in`,
+/// `RootScan`) that it does not name yet, in their order.
+pub fn bind(env: &mut Vec<String>, placeholders: impl IntoIterator<Item = &'static str>) {
+    for ph in placeholders {
         if !env.iter().any(|e| e == ph) {
             env.push(ph.to_string());
         }

@@ -224,8 +224,9 @@ pub struct Rustc {
     link_deps: Option<PathBuf>,
     /// The driver the compile runs through (`cargo clippy`), if any.
     driver: Option<clippy::Driver>,
-    /// The files the dependency set of the compile served or stored lists, absolute (for a
-    /// compile that links, the linker's own account of the libraries it read is among them).
+    /// For a compile that links, the files the dependency set it served or stored lists,
+    /// absolute: the linker's own account of the libraries it read is among them
+    /// (`native_files`). Empty for any other compile: a hit gathers nothing it will not use.
     read: Vec<String>,
 }
 
@@ -337,7 +338,9 @@ impl FrontEnd for Rustc {
     }
 
     fn restore(&mut self, r: &ResultView<'_>, v: &Variant) -> io::Result<()> {
-        self.read = v.files.iter().map(|f| self.site.rel.abs(f)).collect();
+        if self.inv.links() {
+            self.read = v.files.iter().map(|f| self.site.rel.abs(f)).collect();
+        }
         let out_dir = Path::new(&self.inv.out_dir);
         fs::create_dir_all(out_dir)?;
         for f in &r.files {
@@ -414,16 +417,14 @@ impl FrontEnd for Rustc {
         let dep = dep.body.in_memory().ok_or_else(|| io::Error::other("dep-info not read"))?;
         let mut deps = depinfo::parse(&String::from_utf8_lossy(dep));
         deps.files.extend(linked);
-        self.read = deps.files.clone();
+        if inv.links() {
+            self.read = deps.files.clone();
+        }
         for f in files.iter().filter(|f| f.name != dep_name) {
             filehash::remember(&out_dir.join(&f.name), &f.hash);
         }
         let mut env = deps.env;
-        for ph in found.into_iter().flatten() {
-            if !env.iter().any(|e| e == ph) {
-                env.push(ph.to_string());
-            }
-        }
+        engine::bind(&mut env, found.into_iter().flatten());
         let variant = Variant { files: deps.files.iter().map(|f| self.site.rel.rel(f)).collect(), env };
         let tc = self.tc.as_ref().ok_or_else(|| io::Error::other("no toolchain"))?;
         Ok(Collected {
