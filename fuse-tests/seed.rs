@@ -439,8 +439,9 @@ fn a_seed_is_never_taken_by_another_toolchain_or_another_cargo() {
 fn a_target_dir_removed_as_the_build_ends_still_seeds_the_next_one() {
     let _g = lock();
     let test = "a_target_dir_removed_as_the_build_ends_still_seeds_the_next_one";
-    // The daemon looks for a reported unit's fingerprint every 400 ms instead of 10: without
-    // the wait at the build's end, the units of its last 400 ms would be gone with the folder.
+    // The daemon looks again for a reported unit's fingerprint every 400 ms instead of 10
+    // (besides the watch on its folder): the set must be whole however the copies and the
+    // removal interleave.
     let env = [("CAIRN_SEED_POLL_MS".to_string(), "400".to_string())];
     let Some(m) = crate::common::mount_via(test, None, "8GiB", &[], &env, Via::Mount) else { return };
     with_lockfile();
@@ -469,6 +470,33 @@ fn a_target_dir_removed_as_the_build_ends_still_seeds_the_next_one() {
     assert!(units_seeded(&outcome) >= built.len(), "{outcome}, built {built:?}");
     assert!(registry_units_that_ran(&lines).is_empty(), "missing from the set: {lines:?}");
     assert_eq!(run(&root.join("t-race-next")), base);
+}
+
+/// `cargo build -p itoa`: the build's last unit is a registry unit, so no workspace compile
+/// waits at the end for its copy (`SETTLE`), and cargo writes its fingerprint only after the
+/// wrapper returns. The daemon looks for reported units' fingerprints every minute here, so
+/// only the watch on the unit's fingerprint folder can copy it in time; without the watch the
+/// next fresh target dir's probe stops waiting (3 s without a copy ending) and compiles it.
+#[test]
+fn a_build_whose_last_unit_is_a_registry_unit_leaves_it_in_the_set_at_once() {
+    let _g = lock();
+    let test = "a_build_whose_last_unit_is_a_registry_unit_leaves_it_in_the_set_at_once";
+    let env = [("CAIRN_SEED_POLL_MS".to_string(), "60000".to_string())];
+    let Some(m) = crate::common::mount_via(test, None, "8GiB", &[], &env, Via::Mount) else { return };
+    with_lockfile();
+    let root = &ws().root;
+    for t in ["t-last-a", "t-last-b"] {
+        let _ = std::fs::remove_dir_all(root.join(t));
+    }
+    let first = log_path("last-a");
+    ok(seeded(&m, "t-last-a", &first, &["build", "-p", "itoa"]));
+    assert_eq!(registry_units_that_ran(&read_log_all(&first)), ["rustc itoa"], "itoa alone was built");
+    std::fs::remove_dir_all(root.join("t-last-a")).unwrap();
+    let next = log_path("last-b");
+    ok(seeded(&m, "t-last-b", &next, &["build", "-p", "itoa"]));
+    let lines = read_log_all(&next);
+    assert_eq!(seed_line(&lines).0, "seed:1-units", "{lines:?}");
+    assert!(registry_units_that_ran(&lines).is_empty(), "itoa was not in the set: {lines:?}");
 }
 
 /// The host's target triple.

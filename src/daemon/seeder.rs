@@ -7,8 +7,10 @@
 //! so the daemon reads the very folder the compile saw, in a container too, through
 //! `/proc/self/fd`. Cargo writes a unit's fingerprint only after the wrapper returns (and
 //! starts dependents earlier than that: pipelining), so the copy waits for a fingerprint
-//! written after the report, looking again every 10 ms for at most a minute. Copies run on
-//! one background thread, so no compile waits for one. Copying is checked: a file that
+//! written after the report: an inotify watch on the unit's fingerprint folder wakes it the
+//! moment cargo closes the fingerprint's `.json` (the last file it writes), and it looks
+//! again every 10 ms besides, for at most a minute. Copies run on one background thread, so
+//! no compile waits for one. Copying is checked: a file that
 //! changes while it is read (a rebuild, `cargo clean`), a symbolic link, or a fingerprint
 //! never completed leaves the unit out.
 //!
@@ -27,6 +29,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+
 use crate::engine::basedir::Rel;
 use crate::fs::door::Content;
 use crate::fs::{CacheFs, FsError};
@@ -36,17 +40,16 @@ use crate::protocol::object::{read_result_files, result_files, FileAt};
 use crate::protocol::seed::{encode_unit, Capture, Marker, Reference, SeedSet, SetEntry, Stored, UnitFile};
 use crate::store::Store;
 
-/// How often a copy looks again for a fingerprint cargo has not written yet, and for how long.
-/// Short, because a build that ends in a few fast hits (a warm build's last link) may be
-/// followed at once by `rm -rf target`: the last registry units' fingerprints exist for only
-/// the few tens of milliseconds between cargo writing them and the folder going. At 50 ms,
-/// such a build removed at once lost its last two units from the set (seen in CI, 2026-12-07).
-/// A look is one `stat` per unit waiting.
+/// How often a copy looks again for a fingerprint cargo has not written yet, besides the
+/// watch's wake-up, and for how long. The watch is what a build removed at once needs (`cargo
+/// build -p some-dependency && rm -rf target`: its last unit's fingerprint exists only for
+/// the milliseconds between cargo writing it and the folder going); looking again catches a
+/// folder the watch could not be put on. At 50 ms, before the watch, such a build lost its
+/// last two units from the set (seen in CI, 2026-12-07). A look is one `stat` per unit waiting.
 const POLL: Duration = Duration::from_millis(10);
 
-/// [`POLL`], or `CAIRN_SEED_POLL_MS` from the daemon's environment: a test widens the window
-/// between a unit's report and its copy with it, to show that a build's end waits for the
-/// copies (fuse-tests/seed.rs).
+/// [`POLL`], or `CAIRN_SEED_POLL_MS` from the daemon's environment: a test widens it to show
+/// that a copy does not wait for the next look (fuse-tests/seed.rs).
 fn poll() -> Duration {
     static P: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
     *P.get_or_init(|| {
@@ -94,32 +97,91 @@ struct State {
 const IDLE: Duration = Duration::from_secs(600);
 
 /// A copy to make: the target dir, the unit's hash, the earliest its fingerprint may be
-/// dated, when it was reported.
+/// dated, when it was reported, the watch on its fingerprint folder.
 struct Job {
     target: Arc<Target>,
     hash: String,
     not_before: SystemTime,
     reported: Instant,
+    watch: Option<WatchDescriptor>,
 }
 
-/// The seeder: target dirs by (device, inode, set key), and the copying thread's queue.
+/// What the copying thread is told: a unit to copy, or that a watched fingerprint folder got
+/// its `.json`.
+enum Msg {
+    Job(Job),
+    Wake(WatchDescriptor),
+}
+
+/// The seeder: target dirs by (device, inode, set key), the copying thread's queue, and the
+/// inotify instance that watches the fingerprint folders of units waiting for cargo.
 pub struct Seeder<S: Store> {
     fs: Arc<CacheFs<S>>,
     targets: Mutex<HashMap<(u64, u64, Key), Arc<Target>>>,
-    queue: Mutex<Option<Sender<Job>>>,
+    queue: Mutex<Option<Sender<Msg>>>,
     owner: u32,
+    inotify: Option<Inotify>,
+    /// How often a copy waiting for its fingerprint looks again ([`poll`]).
+    poll: Duration,
 }
 
 impl<S: Store + 'static> Seeder<S> {
     /// Starts the copying thread.
     pub fn start(fs: Arc<CacheFs<S>>) -> io::Result<Arc<Seeder<S>>> {
+        Self::start_polling(fs, poll())
+    }
+
+    /// [`start`](Self::start), looking again for a fingerprint every `poll` besides the
+    /// watch's wake-ups.
+    fn start_polling(fs: Arc<CacheFs<S>>, poll: Duration) -> io::Result<Arc<Seeder<S>>> {
         let (tx, rx) = mpsc::channel();
         // SAFETY: geteuid cannot fail.
         let owner = unsafe { libc::geteuid() };
-        let s = Arc::new(Seeder { fs, targets: Mutex::new(HashMap::new()), queue: Mutex::new(Some(tx)), owner });
+        // Without inotify (its limits reached), copies only look again every `poll`.
+        let inotify = Inotify::init(InitFlags::IN_CLOEXEC)
+            .inspect_err(|e| {
+                tracing::warn!("no inotify for seeding ({e}): copies look for fingerprints every {poll:?}")
+            })
+            .ok();
+        let s = Arc::new(Seeder {
+            fs,
+            targets: Mutex::new(HashMap::new()),
+            queue: Mutex::new(Some(tx)),
+            owner,
+            inotify,
+            poll,
+        });
         let worker = Arc::clone(&s);
         std::thread::Builder::new().name("seeder".into()).spawn(move || worker.work(rx))?;
+        if s.inotify.is_some() {
+            let watcher = Arc::clone(&s);
+            std::thread::Builder::new().name("seed-watch".into()).spawn(move || watcher.watch())?;
+        }
         Ok(s)
+    }
+
+    /// The watching thread: each `.json` closed after writing (or moved in) in a watched
+    /// fingerprint folder wakes the copy waiting on that folder. Ends with the queue.
+    fn watch(&self) {
+        let Some(inotify) = &self.inotify else { return };
+        loop {
+            let events = match inotify.read_events() {
+                Ok(e) => e,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    tracing::warn!("reading inotify events failed ({e}): seeding copies fall back to looking");
+                    return;
+                }
+            };
+            let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(q) = queue.as_ref() else { return };
+            for e in events {
+                let json = e.name.as_ref().is_some_and(|n| n.as_encoded_bytes().ends_with(b".json"));
+                if json && e.mask.intersects(AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_MOVED_TO) {
+                    let _ = q.send(Msg::Wake(e.wd));
+                }
+            }
+        }
     }
 
     /// A `CAPTURE`: queues the copy of the unit reported.
@@ -152,17 +214,27 @@ impl<S: Store + 'static> Seeder<S> {
         };
         let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         let mut st = target.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (c_profile, c_unit) = (c.profile.clone(), c.unit.clone());
         st.units.insert(hash.clone(), c);
         st.active = Some(Instant::now());
         if st.pending.insert(hash.clone()) {
+            // Watched before the first look, so a fingerprint written after that look wakes
+            // the copy. (Cargo made the folder before the compile; a folder not there is
+            // only looked for.)
+            let folder = format!("/proc/self/fd/{}/{}/.fingerprint/{}", target.dir.as_raw_fd(), c_profile, c_unit);
+            let watch = self.inotify.as_ref().and_then(|i| {
+                i.add_watch(folder.as_str(), AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_MOVED_TO).ok()
+            });
             let job = Job {
                 target: Arc::clone(&target),
                 hash: hash.clone(),
                 not_before: SystemTime::now() - SLACK,
                 reported: Instant::now(),
+                watch,
             };
-            if queue.as_ref().is_none_or(|q| q.send(job).is_err()) {
+            if queue.as_ref().is_none_or(|q| q.send(Msg::Job(job)).is_err()) {
                 st.pending.remove(&hash);
+                self.unwatch(watch);
             }
         }
         Ok(())
@@ -238,26 +310,36 @@ impl<S: Store + 'static> Seeder<S> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
-    fn work(&self, rx: Receiver<Job>) {
+    fn work(&self, rx: Receiver<Msg>) {
         let mut later: VecDeque<(Instant, Job)> = VecDeque::new();
         loop {
             let wait =
                 later.front().map_or(Duration::from_secs(1), |(at, _)| at.saturating_duration_since(Instant::now()));
-            let job = match rx.recv_timeout(wait) {
-                Ok(job) => Some(job),
-                Err(RecvTimeoutError::Timeout) => None,
+            let mut now: Vec<Job> = match rx.recv_timeout(wait) {
+                Ok(Msg::Job(job)) => vec![job],
+                // The copies waiting on that folder go now (a wake for a copy not waiting,
+                // still queued or being made, is moot: it looks anyway).
+                Ok(Msg::Wake(wd)) => {
+                    let (woken, rest): (VecDeque<_>, VecDeque<_>) =
+                        later.drain(..).partition(|(_, j)| j.watch == Some(wd));
+                    later = rest;
+                    woken.into_iter().map(|(_, j)| j).collect()
+                }
+                Err(RecvTimeoutError::Timeout) => Vec::new(),
                 Err(RecvTimeoutError::Disconnected) => return,
             };
-            let due = match later.front() {
-                Some((at, _)) if *at <= Instant::now() => later.pop_front().map(|(_, j)| j),
-                _ => None,
-            };
-            for job in job.into_iter().chain(due) {
+            if let Some((at, _)) = later.front() {
+                if *at <= Instant::now() {
+                    now.extend(later.pop_front().map(|(_, j)| j));
+                }
+            }
+            for job in now {
                 match self.copy(&job) {
                     Copied::Not(why) if why == NOT_YET && job.reported.elapsed() < GIVE_UP => {
-                        later.push_back((Instant::now() + poll(), job));
+                        later.push_back((Instant::now() + self.poll, job));
                     }
                     outcome => {
+                        self.unwatch(job.watch);
                         let mut st = job.target.state.lock().unwrap_or_else(|p| p.into_inner());
                         st.pending.remove(&job.hash);
                         st.progress = Some(Instant::now());
@@ -282,6 +364,14 @@ impl<S: Store + 'static> Seeder<S> {
                 let st = t.state.lock().unwrap_or_else(|p| p.into_inner());
                 st.dirty || !st.pending.is_empty() || st.active.is_none_or(|a| a.elapsed() < IDLE)
             });
+        }
+    }
+
+    /// Ends a copy's watch. (A folder watched for two copies at once, which only another
+    /// marker of the same target dir can make, leaves the other copy looking every poll.)
+    fn unwatch(&self, watch: Option<WatchDescriptor>) {
+        if let (Some(i), Some(w)) = (&self.inotify, watch) {
+            let _ = i.rm_watch(w);
         }
     }
 
@@ -564,6 +654,8 @@ mod tests {
     use super::*;
     use crate::engine::seed::restore;
     use crate::protocol::seed::decode_unit;
+    use crate::store::memory::MemoryStore;
+    use std::path::PathBuf;
     use std::time::UNIX_EPOCH;
 
     const UNIT: &str = "foo-0123456789abcdef";
@@ -768,18 +860,46 @@ mod tests {
 
     #[test]
     fn a_workspace_compiles_end_waits_until_the_units_it_was_built_from_are_copied() {
+        let (_d, t, seeder, uid, c) = reported_unit(POLL);
+        // The unit's compile reported; cargo writes its fingerprint a little later.
+        seeder.capture(uid, c, fs::File::open(&t).unwrap().into()).unwrap();
+        let cargo = later_cargo(&t);
+        assert_eq!(captured(&seeder), 0, "no fingerprint yet");
+        seeder.settle_set(Key([1; 32]));
+        assert_eq!(captured(&seeder), 1, "copied before the workspace's compile returns");
+        cargo.join().unwrap();
+        // Another set's build does not wait for this one.
+        let t0 = Instant::now();
+        seeder.settle_set(Key([3; 32]));
+        assert!(t0.elapsed() < END_SETTLE);
+    }
+
+    #[test]
+    fn a_unit_is_copied_the_moment_cargo_writes_its_fingerprint_not_at_the_next_look() {
+        // Looking again only every minute: only the watch on the fingerprint folder can have
+        // the copy made within the second a workspace compile's end waits.
+        let (_d, t, seeder, uid, c) = reported_unit(Duration::from_secs(60));
+        seeder.capture(uid, c, fs::File::open(&t).unwrap().into()).unwrap();
+        let cargo = later_cargo(&t);
+        seeder.settle_set(Key([1; 32]));
+        assert_eq!(captured(&seeder), 1, "the fingerprint's .json woke the copy");
+        cargo.join().unwrap();
+    }
+
+    /// A seeder (looking again every `poll`) and the report of a unit of `ws/target` whose
+    /// fingerprint folder cargo has made (as it does before the compile), not yet written.
+    fn reported_unit(poll: Duration) -> (tempfile::TempDir, PathBuf, Arc<Seeder<MemoryStore>>, u32, Capture) {
+        use crate::engine::basedir::Kind;
         use crate::fs::FsOptions;
-        use crate::store::memory::MemoryStore;
         let d = tempfile::tempdir().unwrap();
         let (ws, t) = (d.path().join("ws"), d.path().join("ws/target"));
-        fs::create_dir_all(&t).unwrap();
+        fs::create_dir_all(t.join("debug/.fingerprint").join(UNIT)).unwrap();
         let uid = nix::unistd::getuid().as_raw();
         let fs = Arc::new(CacheFs::new(
             Arc::new(MemoryStore::new(1 << 30)),
             FsOptions { uid, gid: uid, want_backing: false },
         ));
-        let seeder = Seeder::start(fs).unwrap();
-        use crate::engine::basedir::Kind;
+        let seeder = Seeder::start_polling(fs, poll).unwrap();
         let stored = vec![
             (Kind::Checkout.placeholder().to_string(), ws.display().to_string()),
             (Kind::Target.placeholder().to_string(), t.display().to_string()),
@@ -795,27 +915,21 @@ mod tests {
             result: None,
             native: vec![],
         };
-        // The unit's compile reported; cargo writes its fingerprint a little later.
-        seeder.capture(uid, c, fs::File::open(&t).unwrap().into()).unwrap();
-        let cargo = {
-            let t = t.clone();
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(100));
-                built_unit(&t);
-            })
-        };
-        let captured = |s: &Seeder<MemoryStore>| {
-            let targets = s.targets.lock().unwrap();
-            targets.values().map(|t| t.state.lock().unwrap().captured.len()).sum::<usize>()
-        };
-        assert_eq!(captured(&seeder), 0, "no fingerprint yet");
-        seeder.settle_set(Key([1; 32]));
-        assert_eq!(captured(&seeder), 1, "copied before the workspace's compile returns");
-        cargo.join().unwrap();
-        // Another set's build does not wait for this one.
-        let t0 = Instant::now();
-        seeder.settle_set(Key([3; 32]));
-        assert!(t0.elapsed() < END_SETTLE);
+        (d, t, seeder, uid, c)
+    }
+
+    /// Cargo writing the unit's files and fingerprint 100 ms after its compile's report.
+    fn later_cargo(t: &Path) -> std::thread::JoinHandle<()> {
+        let t = t.to_path_buf();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            built_unit(&t);
+        })
+    }
+
+    fn captured(s: &Seeder<MemoryStore>) -> usize {
+        let targets = s.targets.lock().unwrap();
+        targets.values().map(|t| t.state.lock().unwrap().captured.len()).sum::<usize>()
     }
 
     /// The result of the unit's compile, as the wrapper stored it: its rlib and rmeta.
