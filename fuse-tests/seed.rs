@@ -499,6 +499,103 @@ fn a_build_whose_last_unit_is_a_registry_unit_leaves_it_in_the_set_at_once() {
     assert!(registry_units_that_ran(&lines).is_empty(), "itoa was not in the set: {lines:?}");
 }
 
+/// A workspace of two packages (`util`, a library, and `app`, a program using it and itoa)
+/// in `w`, with its lockfile.
+fn small_workspace(w: &Path, xdg: &Path) {
+    for (dir, manifest, file, source) in [
+        ("util", "[package]\nname = \"util\"\nversion = \"0.1.0\"\nedition = \"2021\"\n", "lib.rs", "pub fn value() -> u32 {\n    7\n}\n"),
+        (
+            "app",
+            "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nutil = { path = \"../util\" }\nitoa = \"1\"\n",
+            "main.rs",
+            "fn main() {\n    println!(\"{}\", itoa::Buffer::new().format(util::value()));\n}\n",
+        ),
+    ] {
+        std::fs::create_dir_all(w.join(dir).join("src")).unwrap();
+        std::fs::write(w.join(dir).join("Cargo.toml"), manifest).unwrap();
+        std::fs::write(w.join(dir).join("src").join(file), source).unwrap();
+    }
+    std::fs::write(w.join("Cargo.toml"), "[workspace]\nmembers = [\"app\", \"util\"]\nresolver = \"2\"\n").unwrap();
+    ok(cargo_in(w, xdg, None, "target", &w.join("lock.log"), &["generate-lockfile"]));
+}
+
+/// The workspace's own units are seeded too, checked by content: a cleaned target dir and a
+/// checkout at another path get them and cargo compiles nothing; a package whose source
+/// differs from what its seed was built from is compiled instead (and what depends on it);
+/// and a source edited after a seeded build is rebuilt by cargo as after any build. Each
+/// program is plain cargo's.
+#[test]
+fn the_workspaces_own_units_are_seeded_only_while_their_sources_are_the_same() {
+    let _g = lock();
+    let test = "the_workspaces_own_units_are_seeded_only_while_their_sources_are_the_same";
+    let Some(m) = daemon(test, Via::Mount) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (w, xdg) = (dir.path().join("w"), dir.path().join("xdg"));
+    small_workspace(&w, &xdg);
+    let build = |root: &Path, target: &str| {
+        let log = dir.path().join(format!("{}-{target}.log", root.file_name().unwrap().to_string_lossy()));
+        let mut c = cargo_in(root, &xdg, Some(&m), target, &log, &["build"]);
+        c.env("CAIRN_SEED", "1").env("CAIRN_STORE", &m.store).env_remove("CAIRN_DOOR");
+        ok(c);
+        let out = String::from_utf8(ok(Command::new(root.join(target).join("debug/app"))).stdout).unwrap();
+        (out, read_log_all(&log))
+    };
+    let compiled = |lines: &[Line]| -> Vec<String> {
+        lines.iter().filter(|l| l.kind == "rustc").map(|l| format!("{} {}", l.krate, l.outcome)).collect()
+    };
+    let (out, lines) = build(&w, "t1");
+    assert_eq!(out, "7\n");
+    assert_eq!(seed_line(&lines).0, "seed-none:no-set");
+    // A fresh target dir of the same checkout: all three units seeded, nothing compiled, the
+    // same bytes as the build that compiled them.
+    let (out, lines) = build(&w, "t2");
+    assert_eq!((out.as_str(), seed_line(&lines).0.as_str()), ("7\n", "seed:3-units"), "{lines:?}");
+    assert!(compiled(&lines).is_empty(), "cargo compiled seeded units: {lines:?}");
+    let util = |t: &str| {
+        let deps = w.join(t).join("debug/deps");
+        let found: Vec<String> =
+            files(&deps).into_iter().filter(|n| n.starts_with("libutil-") && n.ends_with(".rlib")).collect();
+        assert_eq!(found.len(), 1, "{found:?}");
+        std::fs::read(deps.join(&found[0])).unwrap()
+    };
+    assert!(util("t1") == util("t2"), "util's library differs from the one compiled");
+    let program = |t: &str| std::fs::read(w.join(t).join("debug/app")).unwrap();
+    assert!(program("t1") == program("t2"), "the program differs from the one compiled");
+    // Another checkout, at another path: seeded, nothing compiled.
+    let w2 = dir.path().join("elsewhere/w");
+    copy_sources(&w, &w2, &["lock.log"]);
+    let (out, lines) = build(&w2, "target");
+    assert_eq!((out.as_str(), seed_line(&lines).0.as_str()), ("7\n", "seed:3-units"), "{lines:?}");
+    assert!(compiled(&lines).is_empty(), "{lines:?}");
+    // util's source differs from its seed's: util is left out, and so is app, built on the
+    // util of the seed; both are compiled; the program is plain cargo's.
+    std::fs::write(w2.join("util/src/lib.rs"), "pub fn value() -> u32 {\n    8\n}\n").unwrap();
+    let (out, lines) = build(&w2, "t-changed");
+    assert_eq!(out, "8\n");
+    let (outcome, _) = seed_line(&lines);
+    assert!(outcome.starts_with("seed:1-units,2-not:dependency-left-out+source-changed:app-"), "{outcome}");
+    assert!(outcome.contains("+util-"), "{outcome}");
+    assert_eq!(compiled(&lines), ["util miss", "app miss"]);
+    let plain = dir.path().join("plain.log");
+    ok(cargo_in(&w2, &xdg, None, "t-plain", &plain, &["build"]));
+    let plain_out = String::from_utf8(ok(Command::new(w2.join("t-plain/debug/app"))).stdout).unwrap();
+    assert_eq!(out, plain_out);
+    // Both versions are in the set now, each unit with what it was built on: the first
+    // checkout (7) and the changed one (8) are each seeded whole, never with the other's
+    // program.
+    let (out, lines) = build(&w2, "t-8");
+    assert_eq!((out.as_str(), seed_line(&lines).0.as_str()), ("8\n", "seed:3-units"), "{lines:?}");
+    assert!(compiled(&lines).is_empty(), "{lines:?}");
+    // After a seeded build, an edit is seen by cargo as after any build: the seeded units are
+    // older than anything written once the seed's check began.
+    let (out, lines) = build(&w, "t3");
+    assert_eq!((out.as_str(), seed_line(&lines).0.as_str()), ("7\n", "seed:3-units"), "{lines:?}");
+    std::fs::write(w.join("util/src/lib.rs"), "pub fn value() -> u32 {\n    9\n}\n").unwrap();
+    let (out, lines) = build(&w, "t3");
+    assert_eq!(out, "9\n");
+    assert_eq!(compiled(&lines), ["util miss", "app miss"]);
+}
+
 /// The host's target triple.
 fn host() -> String {
     let mut c = Command::new("rustc");
@@ -634,7 +731,8 @@ fn a_registry_unit_linked_with_a_library_found_through_library_path_is_not_seede
     extra(2);
     let (out, lines) = build("t3");
     let (outcome, _) = seed_line(&lines);
-    assert!(outcome.contains("native-changed:libc-"), "{outcome}");
+    // (The program's own unit is left out too: its link read the library.)
+    assert!(outcome.contains("native-changed") && outcome.contains("libc-"), "{outcome}");
     assert_eq!(script_compiles(&lines), ["miss"], "{lines:?}");
     let mut plain = cargo_in(&root, &xdg, None, "t-plain", &dir.path().join("plain.log"), &["build"]);
     with_lib(&mut plain);

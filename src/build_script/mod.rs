@@ -92,7 +92,15 @@ pub fn run(argv: &[OsString]) -> i32 {
     if let (0, Some(unit), Some(dir)) = (code, run_unit, manifest_dir) {
         if engine::seed::is_sourced(Path::new(&dir)) {
             let took = engine::last_compile().max(t0.elapsed());
-            engine::seed::report(Path::new(&out_dir), unit.to_string(), format!("{pkg} {version}"), took, deps, &[]);
+            engine::seed::report(
+                Path::new(&out_dir),
+                unit.to_string(),
+                format!("{pkg} {version}"),
+                took,
+                deps,
+                &[],
+                None,
+            );
         }
     }
     code

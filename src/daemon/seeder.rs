@@ -80,8 +80,11 @@ struct Target {
 struct State {
     /// Units reported, by hash.
     units: HashMap<String, Capture>,
-    /// Units copied, by hash.
+    /// Units copied: a registry or git unit by its hash, a workspace unit by its hash and the
+    /// digest of its sources and externs ([`State::keep`]).
     captured: BTreeMap<String, SetEntry>,
+    /// The keys of the workspace units' variants in `captured`, oldest first.
+    own_order: Vec<String>,
     /// Hashes waiting for their fingerprint or being copied.
     pending: HashSet<String>,
     dirty: bool,
@@ -90,6 +93,53 @@ struct State {
     active: Option<Instant>,
     /// When the last copy ended (taken or left out).
     progress: Option<Instant>,
+}
+
+/// How many variants of one workspace unit a set keeps (by its sources and what it was built
+/// on): checkouts and branches that share a lockfile but differ in a package's files each
+/// find theirs.
+const VARIANTS: usize = 4;
+
+impl State {
+    /// Puts a copied unit in the set: a registry or git unit replaces the one of its hash; a
+    /// workspace unit replaces the one of its hash built from the same sources on the same
+    /// `--extern` files, and the oldest of its variants goes once there are more than
+    /// [`VARIANTS`].
+    fn keep(&mut self, e: SetEntry) {
+        let Some(h) = e.unit.rsplit_once('-').map(|(_, h)| h.to_string()) else { return };
+        if !e.is_own() {
+            self.captured.insert(h, e);
+            return;
+        }
+        let mut digest = blake3::Hasher::new();
+        for (path, hash) in &e.sources {
+            digest.update(path.as_bytes());
+            digest.update(&[0]);
+            digest.update(hash.as_ref().map_or(&[0u8; 32][..], |h| &h[..]));
+        }
+        for (unit, hash) in &e.externs {
+            digest.update(unit.as_bytes());
+            digest.update(&[0]);
+            digest.update(hash);
+        }
+        let key = format!("{h}+{}", &digest.finalize().to_hex()[..16]);
+        self.own_order.retain(|k| *k != key);
+        self.own_order.push(key.clone());
+        self.captured.insert(key, e);
+        let prefix = format!("{h}+");
+        let same: Vec<String> = self.own_order.iter().filter(|k| k.starts_with(&prefix)).cloned().collect();
+        for old in &same[..same.len().saturating_sub(VARIANTS)] {
+            self.captured.remove(old);
+            self.own_order.retain(|k| k != old);
+        }
+    }
+
+    /// The set's entries: registry and git units, then workspace units' variants oldest
+    /// first (the order [`keep`](Self::keep) reads back).
+    fn entries(&self) -> Vec<SetEntry> {
+        let registry = self.captured.iter().filter(|(k, _)| !k.contains('+')).map(|(_, e)| e.clone());
+        registry.chain(self.own_order.iter().filter_map(|k| self.captured.get(k).cloned())).collect()
+    }
 }
 
 /// A target dir with nothing to do for this long is forgotten (its descriptor closed); its
@@ -204,9 +254,7 @@ impl<S: Store + 'static> Seeder<S> {
                 let mut state = State::default();
                 if let Ok(set) = self.fs.read_path(&c.marker.exact.to_hex()).map(|b| SeedSet::decode(&b)) {
                     for e in set.into_iter().flat_map(|s| s.entries) {
-                        if let Some((_, h)) = e.unit.rsplit_once('-') {
-                            state.captured.insert(h.to_string(), e);
-                        }
+                        state.keep(e);
                     }
                 }
                 Arc::new(Target { dir, marker: c.marker.clone(), state: Mutex::new(state), done: Condvar::new() })
@@ -346,7 +394,7 @@ impl<S: Store + 'static> Seeder<S> {
                         match outcome {
                             Copied::Entry(e) => {
                                 tracing::debug!(unit = %e.unit, bytes = e.bytes, "seed unit copied");
-                                st.captured.insert(job.hash.clone(), e);
+                                st.keep(*e);
                                 st.dirty = true;
                             }
                             Copied::Not(why) => tracing::debug!(unit = %job.hash, "not seeded: {why}"),
@@ -388,7 +436,7 @@ impl<S: Store + 'static> Seeder<S> {
             }
             st.dirty = false;
             st.flushed = Some(Instant::now());
-            SeedSet { entries: st.captured.values().cloned().collect() }.encode()
+            SeedSet { entries: st.entries() }.encode()
         };
         for key in [t.marker.exact, t.marker.latest] {
             if let Err(e) = self.put(&key, bytes.clone(), true) {
@@ -431,13 +479,22 @@ impl<S: Store + 'static> Seeder<S> {
                 Err(e) => return Copied::Not(e.to_string()),
             };
         let mut refs: Vec<Key> = Vec::new();
-        for (f, _) in &files {
-            if let Stored::Result(r) = &f.stored {
-                if !refs.contains(&r.key) {
-                    refs.push(r.key);
+        // What a restore of it writes, by BLAKE3, for the workspace units built on it.
+        let mut made: Vec<[u8; 32]> = Vec::new();
+        for (f, payload) in &files {
+            match &f.stored {
+                Stored::Result(r) => {
+                    if !refs.contains(&r.key) {
+                        refs.push(r.key);
+                    }
+                    made.push(r.hash);
                 }
+                Stored::Bytes => made.push(*blake3::hash(payload).as_bytes()),
+                Stored::Relocated | Stored::Launcher => {}
             }
         }
+        made.sort_unstable();
+        made.dedup();
         let object = encode_unit(&files);
         let mut h = blake3::Hasher::new();
         h.update(b"cairn-seed-unit-v1\0");
@@ -446,7 +503,7 @@ impl<S: Store + 'static> Seeder<S> {
         if let Err(e) = self.put(&key, object, false) {
             return Copied::Not(e.to_string());
         }
-        Copied::Entry(SetEntry {
+        Copied::Entry(Box::new(SetEntry {
             profile: c.profile,
             unit: c.unit,
             package: c.package,
@@ -457,7 +514,10 @@ impl<S: Store + 'static> Seeder<S> {
             deps: c.deps,
             refs,
             native: c.native,
-        })
+            sources: c.sources,
+            externs: c.externs,
+            made,
+        }))
     }
 
     /// The file table of a stored result, checked against its checksum.
@@ -499,7 +559,7 @@ impl Outputs<'_> {
 }
 
 enum Copied {
-    Entry(SetEntry),
+    Entry(Box<SetEntry>),
     Not(String),
 }
 
@@ -673,6 +733,9 @@ mod tests {
             deps: vec![],
             refs: vec![],
             native: vec![],
+            sources: vec![],
+            externs: vec![],
+            made: vec![],
         }
     }
 
@@ -914,6 +977,8 @@ mod tests {
             deps: vec![],
             result: None,
             native: vec![],
+            sources: vec![],
+            externs: vec![],
         };
         (d, t, seeder, uid, c)
     }

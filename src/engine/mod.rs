@@ -267,7 +267,7 @@ impl Engine<'_> {
                     let used = set.map(|s| (s, vec![mkey, rkey]));
                     self.finish(fe, &outcome, Some(&rkey), &mut life, used, None);
                     if code == 0 {
-                        set_last_result(rkey, fe, v.env.iter().map(String::as_str));
+                        set_last_result(rkey, fe, v.env.iter().map(String::as_str), files);
                     }
                     return code;
                 }
@@ -363,8 +363,8 @@ impl Engine<'_> {
         fe.after_miss(&outcome, variant.as_ref());
         life.ph.mark("after");
         self.finish(fe, &outcome, key.as_ref(), &mut life, used, Some(ran.took));
-        if let (Outcome::Miss { .. }, Some(k), Some((_, env))) = (&outcome, key, variant.as_ref()) {
-            set_last_result(k, fe, env.iter().map(|(n, _)| n.as_str()));
+        if let (Outcome::Miss { .. }, Some(k), Some((files, env))) = (&outcome, key, variant) {
+            set_last_result(k, fe, env.iter().map(|(n, _)| n.as_str()), files);
         }
         code.unwrap_or(101)
     }
@@ -450,9 +450,10 @@ pub fn last_compile() -> Duration {
 }
 
 /// The result object of the last compile of this process that succeeded from the cache or
-/// was stored: its key, its output folder, and the placeholders of the roots its outputs
-/// name (their binding, `bind_roots`). Target-dir seeding names its files instead of
-/// copying them (engine/seed).
+/// was stored: its key, its output folder, the placeholders of the roots its outputs name
+/// (their binding, `bind_roots`), and its dependency set's files as hashed for its key.
+/// Target-dir seeding names its files instead of copying them, and keeps a workspace unit
+/// only while those files are the same (engine/seed).
 static LAST_RESULT: std::sync::Mutex<Option<LastResult>> = std::sync::Mutex::new(None);
 
 /// See [`LAST_RESULT`].
@@ -461,6 +462,7 @@ pub struct LastResult {
     pub key: Key,
     pub out_dir: String,
     pub bound: Vec<String>,
+    pub inputs: inputs::HashedFiles,
 }
 
 /// [`LAST_RESULT`].
@@ -468,10 +470,10 @@ pub fn last_result() -> Option<LastResult> {
     LAST_RESULT.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
-fn set_last_result<'a>(key: Key, fe: &dyn FrontEnd, env: impl Iterator<Item = &'a str>) {
+fn set_last_result<'a>(key: Key, fe: &dyn FrontEnd, env: impl Iterator<Item = &'a str>, inputs: inputs::HashedFiles) {
     let bound = env.filter(|n| basedir::is_placeholder(n)).map(str::to_string).collect();
     *LAST_RESULT.lock().unwrap_or_else(|p| p.into_inner()) =
-        Some(LastResult { key, out_dir: fe.site().out_dir.clone(), bound });
+        Some(LastResult { key, out_dir: fe.site().out_dir.clone(), bound, inputs });
 }
 
 /// A result object as it was fetched: its bytes, or read from its file.

@@ -25,7 +25,7 @@ use super::object::{decode, encode, ObjectError};
 use crate::key::Key;
 
 const UNIT_MAGIC: &[u8; 8] = b"CAIRNU02";
-const SET_MAGIC: &[u8; 8] = b"CAIRNS03";
+const SET_MAGIC: &[u8; 8] = b"CAIRNS04";
 const MARKER_MAGIC: &[u8; 8] = b"CAIRNK01";
 
 /// The marker's file name, in the target dir.
@@ -155,6 +155,21 @@ pub struct SetEntry {
     /// Native files outside the target dir its compile read (see [`Capture::native`]), by
     /// path (roots as placeholders) and BLAKE3: it is only restored while each is the same.
     pub native: Vec<(String, [u8; 32])>,
+    /// A workspace unit's sources ([`Capture::sources`]); empty for a registry or git unit.
+    pub sources: Vec<(String, Option<[u8; 32]>)>,
+    /// A workspace unit's `--extern` files ([`Capture::externs`]).
+    pub externs: Vec<(String, [u8; 32])>,
+    /// The BLAKE3 of each output of the result its files name (empty when there is none):
+    /// what a workspace unit built on it must have been built with.
+    pub made: Vec<[u8; 32]>,
+}
+
+impl SetEntry {
+    /// Whether it is a unit of the workspace's own packages (restored only while its sources
+    /// hash as they did), not a registry or git package's.
+    pub fn is_own(&self) -> bool {
+        !self.sources.is_empty()
+    }
 }
 
 /// The units of a target dir's builds.
@@ -193,8 +208,8 @@ impl Marker {
     }
 }
 
-/// A registry or git unit's report, sent with its target dir's descriptor once its compile
-/// (or script run) succeeded: cargo writes the unit's fingerprint right after, and the daemon
+/// A unit's report (a registry or git package's, or a workspace package's), sent with its
+/// target dir's descriptor once its compile (or script run) succeeded: cargo writes the unit's fingerprint right after, and the daemon
 /// copies the unit once that is there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Capture {
@@ -218,6 +233,19 @@ pub struct Capture {
     /// links (a proc-macro, a build script) the libraries `-l` found and the files of
     /// `-C link-arg`. By path (roots as placeholders) and BLAKE3.
     pub native: Vec<(String, [u8; 32])>,
+    /// For a unit of the workspace's own packages: every file its compile's dependency set
+    /// lists outside the target dir (its sources, what it includes, what its link read), by
+    /// path (roots as placeholders) and BLAKE3 (`None`: a file that must stay absent). Cargo
+    /// judges these files by their times, which a copy cannot vouch for; the unit is only
+    /// restored while each hashes as it did. Empty for a registry or git unit, whose sources
+    /// are fixed by its version and checksum.
+    pub sources: Vec<(String, Option<[u8; 32]>)>,
+    /// For a unit of the workspace's own packages: the unit (by hash) and BLAKE3 of each
+    /// `--extern` file its compile read. Cargo judges a dependency of a workspace package by
+    /// its time, not its bytes, and two checkouts sharing a lockfile may have built the same
+    /// unit of a package from different sources; the unit is only restored on top of the
+    /// very bytes it was built with ([`SetEntry::made`]).
+    pub externs: Vec<(String, [u8; 32])>,
 }
 
 /// The result a unit's compile (or run) was served from or stored as.
@@ -301,6 +329,9 @@ mod tests {
             deps: vec!["00ff".into()],
             refs: vec![Key([4; 32])],
             native: vec![("/usr/lib/libz.a".into(), [5; 32])],
+            sources: vec![("<checkout>/src/lib.rs".into(), Some([6; 32])), ("<checkout>/src/gone.rs".into(), None)],
+            externs: vec![("00ff".into(), [7; 32])],
+            made: vec![[8; 32]],
         };
         let s = SeedSet { entries: vec![e] };
         assert_eq!(SeedSet::decode(&s.encode()).unwrap(), s);

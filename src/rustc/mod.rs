@@ -81,12 +81,18 @@ pub(crate) fn main_with(driver: Option<clippy::Driver>, rustc: PathBuf, args: &[
             let t0 = std::time::Instant::now();
             let code = engine::run(&mut fe);
             if code == 0 {
+                let took = engine::last_compile().max(t0.elapsed());
                 if engine::seed::is_sourced(Path::new(&fe.inv.input)) {
-                    seed_report(&fe.inv, &fe.read, engine::last_compile().max(t0.elapsed()));
+                    seed_report(&fe.inv, &fe.read, took, false);
                 } else {
-                    // The workspace's own compile: the registry units it was built from go
-                    // into the seed set before it returns (the build may end with it).
+                    // The workspace's own compile: the units it was built from go into the
+                    // seed set before it returns (the build may end with it); then it is
+                    // reported itself, with its sources (not clippy's: its lints are not a
+                    // unit of the build cargo seeds).
                     engine::seed::settle(Path::new(&fe.inv.out_dir));
+                    if fe.driver.is_none() {
+                        seed_report(&fe.inv, &fe.read, took, true);
+                    }
                 }
             }
             code
@@ -94,10 +100,10 @@ pub(crate) fn main_with(driver: Option<clippy::Driver>, rustc: PathBuf, args: &[
     }
 }
 
-/// Tells target-dir seeding (engine/seed) that this compile's unit, a registry or git
-/// package's (`<package>-<hash>`), is done, with the units it was built from: its `--extern`
-/// crates and its build script's run (`OUT_DIR`).
-fn seed_report(inv: &Invocation, read: &[String], took: std::time::Duration) {
+/// Tells target-dir seeding (engine/seed) that this compile's unit (`<package>-<hash>`), a
+/// registry or git package's or, `own`, the workspace's, is done, with the units it was
+/// built from: its `--extern` crates and its build script's run (`OUT_DIR`).
+fn seed_report(inv: &Invocation, read: &[String], took: std::time::Duration, own: bool) {
     let (Ok(name), Ok(version)) = (std::env::var("CARGO_PKG_NAME"), std::env::var("CARGO_PKG_VERSION")) else { return };
     let Some(hash) = inv.extra_filename.strip_prefix('-') else { return };
     let mut deps: Vec<String> = inv
@@ -111,7 +117,9 @@ fn seed_report(inv: &Invocation, read: &[String], took: std::time::Duration) {
     }
     let unit = format!("{name}-{hash}");
     let native = native_files(inv, read);
-    engine::seed::report(Path::new(&inv.out_dir), unit, format!("{name} {version}"), took, deps, &native);
+    let externs: Vec<PathBuf> = inv.externs.iter().filter_map(|(_, p)| p.as_deref()).map(PathBuf::from).collect();
+    let own = own.then_some(&externs[..]);
+    engine::seed::report(Path::new(&inv.out_dir), unit, format!("{name} {version}"), took, deps, &native, own);
 }
 
 /// The native files a compile's outputs take in that cargo's fingerprint does not see (the

@@ -106,7 +106,13 @@ fn seed(rustc: &Path, args: &[OsString]) -> Result<(String, Seeded), (String, St
     let (which, set_bytes) = reply.split_first().ok_or_else(|| fail("no-set"))?;
     let set = SeedSet::decode(set_bytes).map_err(|_| fail("damaged-set"))?;
     let set_key = if *which == 0 { exact } else { latest };
-    let mut entries: Vec<_> = set.entries.into_iter().filter(|e| sourced.binary_search(&e.package).is_ok()).collect();
+    // Registry and git units of this lockfile's packages, and units of this workspace's own
+    // packages (each checked against its sources at the restore).
+    let ours = |e: &crate::protocol::seed::SetEntry| match e.is_own() {
+        false => sourced.binary_search(&e.package).is_ok(),
+        true => e.package.split(' ').next().is_some_and(|n| local.binary_search(&n.to_string()).is_ok()),
+    };
+    let mut entries: Vec<_> = set.entries.into_iter().filter(ours).collect();
     if entries.is_empty() {
         return Err(fail("no-units-of-this-lockfile"));
     }
@@ -168,10 +174,11 @@ fn seed(rustc: &Path, args: &[OsString]) -> Result<(String, Seeded), (String, St
 }
 
 /// A set's key. The domain's version moves with the set's format (v2, 2026-12-07: entries
-/// name their native files), so a set of an older format is simply not found.
+/// name their native files; v3, session 18: workspace units with their sources), so a set of
+/// an older format is simply not found.
 fn keyed(what: &str, ctx: &[u8; 32], data: &[u8]) -> Key {
     let mut h = blake3::Hasher::new();
-    h.update(b"cairn-seed-set-v2\0");
+    h.update(b"cairn-seed-set-v3\0");
     h.update(what.as_bytes());
     h.update(ctx);
     h.update(data);
@@ -230,27 +237,61 @@ fn read_reply(stream: &UnixStream) -> io::Result<Vec<u8>> {
     }
 }
 
-/// After a registry or git unit's compile (or script run) succeeded in a marked target dir:
-/// tells the daemon, with a descriptor of the target dir, that `unit` (`<package>-<hash>`,
-/// of `package`, `<name> <version>`) is done there, built from `deps` (hashes), so it copies
-/// the unit once cargo has written its fingerprint. `native`: files outside the target dir
-/// that went into its outputs unseen by cargo's fingerprint ([`Capture::native`]); the unit
-/// is only seeded again while each is the same. Costs one request (and a hash of each native
-/// file, memoized); never fails.
-pub fn report(out_dir: &Path, unit: String, package: String, compile: Duration, deps: Vec<String>, native: &[PathBuf]) {
+/// After a unit's compile (or script run) succeeded in a marked target dir: tells the
+/// daemon, with a descriptor of the target dir, that `unit` (`<package>-<hash>`, of
+/// `package`, `<name> <version>`) is done there, built from `deps` (hashes), so it copies the
+/// unit once cargo has written its fingerprint. `native`: files outside the target dir that
+/// went into its outputs unseen by cargo's fingerprint ([`Capture::native`]); the unit is
+/// only seeded again while each is the same. `own`: a unit of the workspace's own packages,
+/// recorded with its sources ([`Capture::sources`]: the dependency set of the result just
+/// served or stored, outside the target dir) and, as `Some`, its `--extern` files
+/// ([`Capture::externs`]: paths, hashed here, memoized). Costs one request (and a hash of each
+/// native file, memoized); never fails.
+pub fn report(
+    out_dir: &Path,
+    unit: String,
+    package: String,
+    compile: Duration,
+    deps: Vec<String>,
+    native: &[PathBuf],
+    own: Option<&[PathBuf]>,
+) {
     if !enabled() {
         return;
     }
     let Some((target, profile, marker)) = find_marker(out_dir) else { return };
     let Some(store) = mount::daemon_store() else { return };
+    let last = super::last_result();
+    let rel = super::basedir::Rel::from_stored(&marker.roots);
+    let (sources, externs) = match own {
+        // Only a package inside the checkout: cargo names the files of one outside it (a path
+        // dependency in `../`) relative to where that package is, which another checkout
+        // may have elsewhere with other contents; the hashes here would vouch for the wrong
+        // files.
+        Some(externs) => match last.as_ref().and_then(|r| own_sources(&r.inputs, &rel)) {
+            Some(s) if in_checkout(&rel) => {
+                let mut hashed = Vec::with_capacity(externs.len());
+                for p in externs {
+                    // An extern that is no unit of this target dir, or cannot be hashed now,
+                    // cannot be checked at a restore: no unit.
+                    let (Some(unit), Ok(hash)) = (unit_hash(p), super::filehash::hash_file(p)) else { return };
+                    hashed.push((unit, hash));
+                }
+                hashed.sort();
+                hashed.dedup();
+                (s, hashed)
+            }
+            _ => return,
+        },
+        None => (Vec::new(), Vec::new()),
+    };
     let (Ok(stream), Ok(dir)) = (wire::connect(&store), File::open(&target)) else { return };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let base = target.join(&profile);
-    let result = super::last_result().and_then(|r| {
+    let result = last.and_then(|r| {
         let rel = Path::new(&r.out_dir).strip_prefix(&base).ok()?.to_str()?.to_string();
         Some(ResultOf { key: r.key, dir: rel, bound: r.bound })
     });
-    let rel = super::basedir::Rel::from_stored(&marker.roots);
     let mut natives = Vec::new();
     for p in native.iter().filter(|p| !p.starts_with(&target)) {
         // A native file that cannot be hashed now cannot be checked at a restore: no unit.
@@ -268,10 +309,49 @@ pub fn report(out_dir: &Path, unit: String, package: String, compile: Duration, 
         deps,
         result,
         native: natives,
+        sources,
+        externs,
     };
     if wire::write_frame_with_fd(&stream, Op::Capture as u8, &c.encode(), dir.as_fd()).is_ok() {
         let _ = read_reply(&stream);
     }
+}
+
+/// Whether the package being built (`CARGO_MANIFEST_DIR`) is inside the checkout.
+fn in_checkout(rel: &super::basedir::Rel) -> bool {
+    std::env::var("CARGO_MANIFEST_DIR").is_ok_and(|d| {
+        let d = rel.rel(&d);
+        d.strip_prefix(Root::Checkout.placeholder()).is_some_and(|r| r.is_empty() || r.starts_with('/'))
+    })
+}
+
+/// A workspace unit's sources, from its result's dependency set as hashed for its key: every
+/// file outside the target dir (those inside are other units' outputs, a build script's
+/// `OUT_DIR`), absolute and with the marker's roots as placeholders (a path the dep-info gave
+/// relative to the working dir is made absolute here). `None` when there is none, or one
+/// cannot be made absolute.
+fn own_sources(
+    inputs: &[(String, Option<[u8; 32]>)],
+    rel: &super::basedir::Rel,
+) -> Option<Vec<(String, Option<[u8; 32]>)>> {
+    let cwd = std::env::current_dir().ok()?;
+    let mut out = Vec::with_capacity(inputs.len());
+    for (label, hash) in inputs {
+        let path = PathBuf::from(rel.abs(label));
+        let path = if path.is_absolute() { path } else { cwd.join(path) };
+        let stored = rel.rel(path.to_str()?);
+        if stored.starts_with(Root::Target.placeholder()) {
+            continue;
+        }
+        let placed = [Root::Checkout, Root::CargoHome].iter().any(|k| stored.starts_with(k.placeholder()));
+        if !stored.starts_with('/') && !placed {
+            return None;
+        }
+        out.push((stored, *hash));
+    }
+    out.sort();
+    out.dedup();
+    (!out.is_empty()).then_some(out)
 }
 
 /// After a workspace compile succeeded in a marked target dir: waits (briefly; the daemon

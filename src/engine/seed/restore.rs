@@ -22,6 +22,7 @@
 //! built from (its depth in the set's graph), all of them ending a second before now, so
 //! anything cargo builds afterwards is newer.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -59,11 +60,71 @@ pub fn restore(
     deadline: Instant,
 ) -> Restored {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
-    let depths = depths(entries);
-    let top = depths.iter().copied().max().unwrap_or(0) as u64;
-    let base = now.saturating_sub(1_000_000_000 + (top + 1) * STEP_NS);
+    let mut out = Restored::default();
+    // The workspace's own units first: for each, the first of its variants (checkouts that
+    // share a lockfile may differ) whose sources hash as they did and whose `--extern` files
+    // are what the units restored here write; and the newest time of those sources, which
+    // every unit's time must pass.
+    let mut pick = Pick::new(entries, rel);
+    let own: Vec<&str> = pick.variants.keys().copied().collect();
+    for h in own {
+        let _ = pick.resolve(h);
+    }
+    let mut kept: Vec<SetEntry> = Vec::with_capacity(entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        match e.is_own() {
+            false => kept.push(e.clone()),
+            true => {
+                if hash_of(e).and_then(|h| pick.memo.get(h)) == Some(&Ok(i)) {
+                    kept.push(e.clone());
+                }
+            }
+        }
+    }
+    let mut gone: Vec<(String, &str)> = pick
+        .memo
+        .iter()
+        .filter_map(|(h, c)| {
+            let why = c.err()?;
+            let first = pick.variants.get(h)?.first()?;
+            Some((entries[*first].unit.clone(), why))
+        })
+        .collect();
+    gone.sort();
+    out.skipped.extend(gone.into_iter().map(|(u, why)| (u, why.to_string())));
+    let newest = pick.newest;
+    let top = |d: &[usize]| d.iter().copied().max().unwrap_or(0) as u64;
+    let mut d = depths(&kept);
+    let times = match schedule(now, newest, top(&d)) {
+        Some(t) => t,
+        None => {
+            // Sources written in the last moments: the workspace's units are left to cargo.
+            for e in kept.iter().filter(|e| e.is_own()) {
+                out.skipped.push((e.unit.clone(), "source-just-written".into()));
+            }
+            kept.retain(|e| !e.is_own());
+            d = depths(&kept);
+            schedule(now, 0, top(&d)).unwrap_or((0, STEP_NS))
+        }
+    };
+    restore_all(&kept, &d, target, rel, fetch, threads, deadline, times, out)
+}
+
+/// Restores `entries` (of depths `depths`), unit `i` at time `base + depths[i] * step`.
+#[allow(clippy::too_many_arguments)]
+fn restore_all(
+    entries: &[SetEntry],
+    depths: &[usize],
+    target: &Path,
+    rel: &Rel,
+    fetch: &(dyn Fn(&Key) -> Option<Opened> + Sync),
+    threads: usize,
+    deadline: Instant,
+    (base, step): (u64, u64),
+    out: Restored,
+) -> Restored {
     let next = AtomicUsize::new(0);
-    let out = Mutex::new(Restored::default());
+    let out = Mutex::new(out);
     std::thread::scope(|s| {
         for _ in 0..threads.max(1) {
             s.spawn(|| loop {
@@ -72,7 +133,7 @@ pub fn restore(
                 let result = if Instant::now() > deadline {
                     Err("deadline".to_string())
                 } else {
-                    one(e, target, rel, fetch, base + depths[i] as u64 * STEP_NS)
+                    one(e, target, rel, fetch, base + depths[i] as u64 * step)
                 };
                 let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
                 match result {
@@ -87,6 +148,131 @@ pub fn restore(
         }
     });
     out.into_inner().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The units' times, `(base, step)`: unit of depth `d` at `base + d * step`, all ending a
+/// second before `now` (ns), so anything cargo builds afterwards is newer. With the
+/// workspace's own units (`newest`: the newest time of their sources, else 0) every time must
+/// also be later than `newest`, so cargo, which judges those sources by their times, finds
+/// them older than the units; and earlier than `now` less a clock tick, so a source written
+/// from the check on (file times come from a clock a tick coarser) is newer than the units it
+/// feeds, and cargo rebuilds them. Sources written too recently for that leave `None`.
+fn schedule(now: u64, newest: u64, top: u64) -> Option<(u64, u64)> {
+    let usual = now.saturating_sub(1_000_000_000 + (top + 1) * STEP_NS);
+    if newest < usual {
+        return Some((usual, STEP_NS));
+    }
+    let (lo, end) = (newest + 1, now.saturating_sub(TICK_NS));
+    let step = (end.saturating_sub(lo) / (top + 1)).min(STEP_NS);
+    (step > 0).then_some((lo, step))
+}
+
+fn hash_of(e: &SetEntry) -> Option<&str> {
+    e.unit.rsplit_once('-').map(|(_, h)| h)
+}
+
+/// The choice of each workspace unit's variant (see [`restore`]).
+struct Pick<'a> {
+    entries: &'a [SetEntry],
+    rel: &'a Rel,
+    /// Registry and git units, by hash.
+    registry: HashMap<&'a str, usize>,
+    /// Workspace units' variants, by hash, in the set's order.
+    variants: HashMap<&'a str, Vec<usize>>,
+    /// The variant taken, or why none.
+    memo: HashMap<&'a str, Result<usize, &'static str>>,
+    /// The newest time of the sources checked.
+    newest: u64,
+}
+
+impl<'a> Pick<'a> {
+    fn new(entries: &'a [SetEntry], rel: &'a Rel) -> Pick<'a> {
+        let (mut registry, mut variants) = (HashMap::new(), HashMap::<&str, Vec<usize>>::new());
+        for (i, e) in entries.iter().enumerate() {
+            let Some(h) = hash_of(e) else { continue };
+            match e.is_own() {
+                true => variants.entry(h).or_default().push(i),
+                false => {
+                    registry.insert(h, i);
+                }
+            }
+        }
+        Pick { entries, rel, registry, variants, memo: HashMap::new(), newest: 0 }
+    }
+
+    /// The variant of workspace unit `h` to restore: the first whose sources are as they
+    /// were and each of whose `--extern` files is what the unit of it restored here writes
+    /// (a workspace unit's, chosen first; a registry unit's).
+    fn resolve(&mut self, h: &'a str) -> Result<usize, &'static str> {
+        if let Some(r) = self.memo.get(h) {
+            return *r;
+        }
+        // A unit reached again while being chosen: a cycle, which no build makes.
+        self.memo.insert(h, Err("cycle"));
+        let mut chosen = Err("source-changed");
+        for i in self.variants.get(h).cloned().unwrap_or_default() {
+            let checked = sources_now(&self.entries[i], self.rel).and_then(|t| {
+                self.newest = self.newest.max(t);
+                self.built_on_what_is_restored(i)
+            });
+            match checked {
+                Ok(()) => {
+                    chosen = Ok(i);
+                    break;
+                }
+                Err(why) => chosen = Err(why),
+            }
+        }
+        self.memo.insert(h, chosen);
+        chosen
+    }
+
+    /// Whether each `--extern` file of entry `i` is what the unit restored here writes.
+    fn built_on_what_is_restored(&mut self, i: usize) -> Result<(), &'static str> {
+        let entries = self.entries;
+        for (dep, hash) in &entries[i].externs {
+            let j = match self.registry.get(dep.as_str()) {
+                Some(j) => *j,
+                None if self.variants.contains_key(dep.as_str()) => {
+                    self.resolve(dep.as_str()).map_err(|_| "dependency-left-out")?
+                }
+                // Not in the set: cargo builds it, and then this unit too.
+                None => continue,
+            };
+            if !entries[j].made.contains(hash) {
+                return Err("built-on-other-bytes");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// More than the coarse clock's tick that file times are taken from.
+const TICK_NS: u64 = 10_000_000;
+
+/// Checks a workspace unit's sources against the hashes recorded with it; returns the newest
+/// of their modification times (ns), or why not.
+fn sources_now(e: &SetEntry, rel: &Rel) -> Result<u64, &'static str> {
+    let mut newest = 0u64;
+    for (label, hash) in &e.sources {
+        let path = rel.abs(label);
+        let path = Path::new(&path);
+        if !path.is_absolute() {
+            return Err("source-unplaced");
+        }
+        match (fs::metadata(path), hash) {
+            (Err(e), None) if e.kind() == io::ErrorKind::NotFound => continue,
+            (Ok(m), Some(h)) => {
+                let t = m.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).ok_or("source-time")?;
+                newest = newest.max(t.as_nanos() as u64);
+                if crate::engine::filehash::hash_file(path).ok().as_ref() != Some(h) {
+                    return Err("source-changed");
+                }
+            }
+            _ => return Err("source-changed"),
+        }
+    }
+    Ok(newest)
 }
 
 /// Time between a unit and the units it depends on.
@@ -331,7 +517,71 @@ mod tests {
             deps: deps.iter().map(|d| d.to_string()).collect(),
             refs: vec![],
             native: vec![],
+            sources: vec![],
+            externs: vec![],
+            made: vec![],
         }
+    }
+
+    #[test]
+    fn a_workspace_unit_is_taken_only_in_the_variant_built_from_these_sources_on_these_bytes() {
+        use crate::engine::basedir::Kind;
+        let d = tempfile::tempdir().unwrap();
+        let rel = Rel::from_stored(&[(Kind::Checkout.placeholder().into(), d.path().display().to_string())]);
+        std::fs::write(d.path().join("util.rs"), "7").unwrap();
+        std::fs::write(d.path().join("main.rs"), "main").unwrap();
+        let h = |b: &[u8]| *blake3::hash(b).as_bytes();
+        let src = |f: &str, b: &[u8]| (format!("{}/{f}", Kind::Checkout.placeholder()), Some(h(b)));
+        let util = |v: &[u8], lib: u8| SetEntry {
+            sources: vec![src("util.rs", v)],
+            made: vec![[lib; 32]],
+            ..entry("util-00aa", &[])
+        };
+        let app = |lib: u8| SetEntry {
+            sources: vec![src("main.rs", b"main")],
+            externs: vec![("00aa".into(), [lib; 32]), ("00cc".into(), [3; 32])],
+            ..entry("app-00bb", &["00aa", "00cc"])
+        };
+        let itoa = SetEntry { made: vec![[3; 32]], ..entry("itoa-00cc", &[]) };
+        // The set's order: util 8 (newest first would not matter), app on util 8, util 7,
+        // app on util 7, itoa.
+        let es = vec![util(b"8", 8), app(8), util(b"7", 7), app(7), itoa.clone()];
+        let mut p = Pick::new(&es, &rel);
+        assert_eq!(p.resolve("00bb"), Ok(3), "app built on util 7");
+        assert_eq!(p.memo.get("00aa"), Some(&Ok(2)), "util 7, whose source is here");
+        assert!(p.newest > 0);
+        // No variant of util has these sources: neither util nor app.
+        std::fs::write(d.path().join("util.rs"), "9").unwrap();
+        let mut p = Pick::new(&es, &rel);
+        assert_eq!(p.resolve("00bb"), Err("dependency-left-out"));
+        assert_eq!(p.memo.get("00aa"), Some(&Err("source-changed")));
+        // app was built on another itoa than the set's: not taken.
+        std::fs::write(d.path().join("util.rs"), "7").unwrap();
+        let other = SetEntry { made: vec![[4; 32]], ..itoa };
+        let es = vec![util(b"7", 7), app(7), other];
+        assert_eq!(Pick::new(&es, &rel).resolve("00bb"), Err("built-on-other-bytes"));
+        // A file that must stay absent.
+        let gone =
+            SetEntry { sources: vec![(format!("{}/gone.rs", Kind::Checkout.placeholder()), None)], ..util(b"7", 7) };
+        assert!(sources_now(&gone, &rel).is_ok());
+        std::fs::write(d.path().join("gone.rs"), "").unwrap();
+        assert_eq!(sources_now(&gone, &rel), Err("source-changed"), "a file that appeared");
+    }
+
+    #[test]
+    fn units_are_later_than_their_sources_and_earlier_than_the_check() {
+        let s = 1_000_000_000u64;
+        let now = 1_000 * s;
+        // Sources long untouched: a second before now, as ever.
+        assert_eq!(schedule(now, 10 * s, 4), Some((now - s - 5 * STEP_NS, STEP_NS)));
+        // A checkout copied a moment ago: every unit after its newest source and before
+        // the check (less a tick), the steps shrunk to fit.
+        let newest = now - 100_000_000;
+        let (base, step) = schedule(now, newest, 4).unwrap();
+        assert!(base > newest && base + 4 * step < now - TICK_NS, "{base} {step}");
+        assert!(step > 0 && step <= STEP_NS);
+        // Written within the tick: no room.
+        assert_eq!(schedule(now, now - TICK_NS / 2, 4), None);
     }
 
     #[test]
