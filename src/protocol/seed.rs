@@ -241,7 +241,8 @@ pub struct Capture {
     /// are fixed by its version and checksum.
     pub sources: Vec<(String, Option<[u8; 32]>)>,
     /// For a unit of the workspace's own packages: the unit (by hash) and BLAKE3 of each
-    /// `--extern` file its compile read. Cargo judges a dependency of a workspace package by
+    /// `--extern` file its compile read, and of every other file of the target dir its
+    /// dependency set lists (what its link read). Cargo judges a dependency of a workspace package by
     /// its time, not its bytes, and two checkouts sharing a lockfile may have built the same
     /// unit of a package from different sources; the unit is only restored on top of the
     /// very bytes it was built with ([`SetEntry::made`]).

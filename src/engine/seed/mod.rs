@@ -277,6 +277,20 @@ pub fn report(
                     let (Some(unit), Ok(hash)) = (unit_hash(p), super::filehash::hash_file(p)) else { return };
                     hashed.push((unit, hash));
                 }
+                // And every file of the target dir its dependency set lists, by the unit that
+                // wrote it: what a link read beyond the direct externs (the rlibs of indirect
+                // dependencies, a static library in a build script's OUT_DIR), so that the
+                // check does not rest on each rlib naming its own dependencies' hashes.
+                for (label, hash) in last.iter().flat_map(|r| &r.inputs) {
+                    if !label.starts_with(Root::Target.placeholder()) {
+                        continue;
+                    }
+                    let path = PathBuf::from(rel.abs(label));
+                    let (Some(unit), Some(hash)) = (build_unit_hash(&path).or_else(|| unit_hash(&path)), hash) else {
+                        return;
+                    };
+                    hashed.push((unit, *hash));
+                }
                 hashed.sort();
                 hashed.dedup();
                 (s, hashed)
