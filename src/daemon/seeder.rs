@@ -80,11 +80,10 @@ struct Target {
 struct State {
     /// Units reported, by hash.
     units: HashMap<String, Capture>,
-    /// Units copied: a registry or git unit by its hash, a workspace unit by its hash and the
-    /// digest of its sources and externs ([`State::keep`]).
+    /// Registry and git units copied, by hash.
     captured: BTreeMap<String, SetEntry>,
-    /// The keys of the workspace units' variants in `captured`, oldest first.
-    own_order: Vec<String>,
+    /// Workspace units' variants copied, oldest first ([`State::keep`]).
+    own: Vec<SetEntry>,
     /// Hashes waiting for their fingerprint or being copied.
     pending: HashSet<String>,
     dirty: bool,
@@ -106,39 +105,26 @@ impl State {
     /// `--extern` files, and the oldest of its variants goes once there are more than
     /// [`VARIANTS`].
     fn keep(&mut self, e: SetEntry) {
-        let Some(h) = e.unit.rsplit_once('-').map(|(_, h)| h.to_string()) else { return };
         if !e.is_own() {
-            self.captured.insert(h, e);
+            if let Some((_, h)) = e.unit.rsplit_once('-') {
+                self.captured.insert(h.to_string(), e);
+            }
             return;
         }
-        let mut digest = blake3::Hasher::new();
-        for (path, hash) in &e.sources {
-            digest.update(path.as_bytes());
-            digest.update(&[0]);
-            digest.update(hash.as_ref().map_or(&[0u8; 32][..], |h| &h[..]));
+        let same = |o: &SetEntry| o.unit == e.unit && o.sources == e.sources && o.externs == e.externs;
+        self.own.retain(|o| !same(o));
+        let variants = self.own.iter().filter(|o| o.unit == e.unit).count();
+        if variants >= VARIANTS {
+            let oldest = self.own.iter().position(|o| o.unit == e.unit).expect("counted above");
+            self.own.remove(oldest);
         }
-        for (unit, hash) in &e.externs {
-            digest.update(unit.as_bytes());
-            digest.update(&[0]);
-            digest.update(hash);
-        }
-        let key = format!("{h}+{}", &digest.finalize().to_hex()[..16]);
-        self.own_order.retain(|k| *k != key);
-        self.own_order.push(key.clone());
-        self.captured.insert(key, e);
-        let prefix = format!("{h}+");
-        let same: Vec<String> = self.own_order.iter().filter(|k| k.starts_with(&prefix)).cloned().collect();
-        for old in &same[..same.len().saturating_sub(VARIANTS)] {
-            self.captured.remove(old);
-            self.own_order.retain(|k| k != old);
-        }
+        self.own.push(e);
     }
 
     /// The set's entries: registry and git units, then workspace units' variants oldest
     /// first (the order [`keep`](Self::keep) reads back).
     fn entries(&self) -> Vec<SetEntry> {
-        let registry = self.captured.iter().filter(|(k, _)| !k.contains('+')).map(|(_, e)| e.clone());
-        registry.chain(self.own_order.iter().filter_map(|k| self.captured.get(k).cloned())).collect()
+        self.captured.values().chain(&self.own).cloned().collect()
     }
 }
 

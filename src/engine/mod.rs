@@ -50,7 +50,7 @@ pub mod toolchain;
 pub(crate) mod tests;
 
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::key::Key;
@@ -462,7 +462,17 @@ pub struct LastResult {
     pub key: Key,
     pub out_dir: String,
     pub bound: Vec<String>,
+    /// The dependency set's files, labelled relative to the compile's roots `rel`.
     pub inputs: inputs::HashedFiles,
+    pub rel: basedir::Rel,
+}
+
+impl LastResult {
+    /// The dependency set's files as paths (one the dep-info gave relative to the working
+    /// dir joined to `cwd`), with their hashes.
+    pub fn input_paths<'a>(&'a self, cwd: &'a Path) -> impl Iterator<Item = (PathBuf, Option<[u8; 32]>)> + 'a {
+        self.inputs.iter().map(move |(label, hash)| (cwd.join(self.rel.abs(label)), *hash))
+    }
 }
 
 /// [`LAST_RESULT`].
@@ -473,7 +483,7 @@ pub fn last_result() -> Option<LastResult> {
 fn set_last_result<'a>(key: Key, fe: &dyn FrontEnd, env: impl Iterator<Item = &'a str>, inputs: inputs::HashedFiles) {
     let bound = env.filter(|n| basedir::is_placeholder(n)).map(str::to_string).collect();
     *LAST_RESULT.lock().unwrap_or_else(|p| p.into_inner()) =
-        Some(LastResult { key, out_dir: fe.site().out_dir.clone(), bound, inputs });
+        Some(LastResult { key, out_dir: fe.site().out_dir.clone(), bound, inputs, rel: fe.site().rel.clone() });
 }
 
 /// A result object as it was fetched: its bytes, or read from its file.

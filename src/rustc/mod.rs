@@ -117,9 +117,17 @@ fn seed_report(inv: &Invocation, read: &[String], took: std::time::Duration, own
     }
     let unit = format!("{name}-{hash}");
     let native = native_files(inv, read);
-    let externs: Vec<PathBuf> = inv.externs.iter().filter_map(|(_, p)| p.as_deref()).map(PathBuf::from).collect();
-    let own = own.then_some(&externs[..]);
-    engine::seed::report(Path::new(&inv.out_dir), unit, format!("{name} {version}"), took, deps, &native, own);
+    let externs: Option<Vec<PathBuf>> =
+        own.then(|| inv.externs.iter().filter_map(|(_, p)| p.as_deref()).map(PathBuf::from).collect());
+    engine::seed::report(
+        Path::new(&inv.out_dir),
+        unit,
+        format!("{name} {version}"),
+        took,
+        deps,
+        &native,
+        externs.as_deref(),
+    );
 }
 
 /// The native files a compile's outputs take in that cargo's fingerprint does not see (the

@@ -264,38 +264,9 @@ pub fn report(
     let last = super::last_result();
     let rel = super::basedir::Rel::from_stored(&marker.roots);
     let (sources, externs) = match own {
-        // Only a package inside the checkout: cargo names the files of one outside it (a path
-        // dependency in `../`) relative to where that package is, which another checkout
-        // may have elsewhere with other contents; the hashes here would vouch for the wrong
-        // files.
-        Some(externs) => match last.as_ref().and_then(|r| own_sources(&r.inputs, &rel)) {
-            Some(s) if in_checkout(&rel) => {
-                let mut hashed = Vec::with_capacity(externs.len());
-                for p in externs {
-                    // An extern that is no unit of this target dir, or cannot be hashed now,
-                    // cannot be checked at a restore: no unit.
-                    let (Some(unit), Ok(hash)) = (unit_hash(p), super::filehash::hash_file(p)) else { return };
-                    hashed.push((unit, hash));
-                }
-                // And every file of the target dir its dependency set lists, by the unit that
-                // wrote it: what a link read beyond the direct externs (the rlibs of indirect
-                // dependencies, a static library in a build script's OUT_DIR), so that the
-                // check does not rest on each rlib naming its own dependencies' hashes.
-                for (label, hash) in last.iter().flat_map(|r| &r.inputs) {
-                    if !label.starts_with(Root::Target.placeholder()) {
-                        continue;
-                    }
-                    let path = PathBuf::from(rel.abs(label));
-                    let (Some(unit), Some(hash)) = (build_unit_hash(&path).or_else(|| unit_hash(&path)), hash) else {
-                        return;
-                    };
-                    hashed.push((unit, *hash));
-                }
-                hashed.sort();
-                hashed.dedup();
-                (s, hashed)
-            }
-            _ => return,
+        Some(externs) => match last.as_ref().and_then(|r| own_record(r, externs, &rel, &target)) {
+            Some(record) => record,
+            None => return,
         },
         None => (Vec::new(), Vec::new()),
     };
@@ -331,41 +302,53 @@ pub fn report(
     }
 }
 
-/// Whether the package being built (`CARGO_MANIFEST_DIR`) is inside the checkout.
-fn in_checkout(rel: &super::basedir::Rel) -> bool {
-    std::env::var("CARGO_MANIFEST_DIR").is_ok_and(|d| {
-        let d = rel.rel(&d);
-        d.strip_prefix(Root::Checkout.placeholder()).is_some_and(|r| r.is_empty() || r.starts_with('/'))
-    })
-}
+/// What a workspace unit is recorded with ([`Capture::sources`], [`Capture::externs`]), from
+/// the result just served or stored (`last`) and the compile's `--extern` files: each file of
+/// its dependency set outside the target dir, with the marker's roots (`rel`) as
+/// placeholders; and by the unit that wrote it, each extern and each file of the target dir
+/// the dependency set lists (what a link read beyond the direct externs: the rlibs of
+/// indirect dependencies, a static library in a build script's `OUT_DIR`), so the check at a
+/// restore does not rest on each rlib naming its own dependencies' hashes. `None` (no
+/// record) for a package outside the checkout — cargo names the files of one in `../`
+/// relative to where it is, which another checkout may have elsewhere with other contents —
+/// or when a file cannot be placed, hashed or told to a unit.
+type OwnRecord = (Vec<(String, Option<[u8; 32]>)>, Vec<(String, [u8; 32])>);
 
-/// A workspace unit's sources, from its result's dependency set as hashed for its key: every
-/// file outside the target dir (those inside are other units' outputs, a build script's
-/// `OUT_DIR`), absolute and with the marker's roots as placeholders (a path the dep-info gave
-/// relative to the working dir is made absolute here). `None` when there is none, or one
-/// cannot be made absolute.
-fn own_sources(
-    inputs: &[(String, Option<[u8; 32]>)],
+fn own_record(
+    last: &super::LastResult,
+    externs: &[PathBuf],
     rel: &super::basedir::Rel,
-) -> Option<Vec<(String, Option<[u8; 32]>)>> {
+    target: &Path,
+) -> Option<OwnRecord> {
+    let package = rel.rel(&std::env::var("CARGO_MANIFEST_DIR").ok()?);
+    let inside = package.strip_prefix(Root::Checkout.placeholder()).is_some_and(|r| r.is_empty() || r.starts_with('/'));
+    if !inside {
+        return None;
+    }
+    let mut built_on = Vec::with_capacity(externs.len());
+    for p in externs {
+        built_on.push((unit_hash(p)?, super::filehash::hash_file(p).ok()?));
+    }
     let cwd = std::env::current_dir().ok()?;
-    let mut out = Vec::with_capacity(inputs.len());
-    for (label, hash) in inputs {
-        let path = PathBuf::from(rel.abs(label));
-        let path = if path.is_absolute() { path } else { cwd.join(path) };
-        let stored = rel.rel(path.to_str()?);
-        if stored.starts_with(Root::Target.placeholder()) {
+    let mut sources = Vec::new();
+    for (path, hash) in last.input_paths(&cwd) {
+        if path.starts_with(target) {
+            let unit = build_unit_hash(&path).or_else(|| unit_hash(&path))?;
+            built_on.push((unit, hash?));
             continue;
         }
+        let stored = rel.rel(path.to_str()?);
         let placed = [Root::Checkout, Root::CargoHome].iter().any(|k| stored.starts_with(k.placeholder()));
         if !stored.starts_with('/') && !placed {
             return None;
         }
-        out.push((stored, *hash));
+        sources.push((stored, hash));
     }
-    out.sort();
-    out.dedup();
-    (!out.is_empty()).then_some(out)
+    built_on.sort();
+    built_on.dedup();
+    sources.sort();
+    sources.dedup();
+    (!sources.is_empty()).then_some((sources, built_on))
 }
 
 /// After a workspace compile succeeded in a marked target dir: waits (briefly; the daemon
