@@ -596,6 +596,118 @@ fn the_workspaces_own_units_are_seeded_only_while_their_sources_are_the_same() {
     assert_eq!(compiled(&lines), ["util miss", "app miss"]);
 }
 
+/// A workspace whose packages have build scripts, with its lockfile: `gen`, a library whose
+/// script declares its folder `data` (`rerun-if-changed`) and gives the compile `GEN_VALUE`
+/// (`rustc-env`) read from it; and `app`, a program on `gen` and itoa whose script declares
+/// nothing (cargo then judges the run by its package's newest file, path and time) and
+/// writes code the program includes from `OUT_DIR`.
+fn scripted_workspace(w: &Path, xdg: &Path) {
+    let gen_script = "fn main() {\n    println!(\"cargo:rerun-if-changed=data\");\n    \
+                      let v = std::fs::read_to_string(\"data/value.txt\").unwrap();\n    \
+                      println!(\"cargo:rustc-env=GEN_VALUE={}\", v.trim());\n}\n";
+    let app_script = "fn main() {\n    let out = std::env::var(\"OUT_DIR\").unwrap();\n    \
+                      let code = \"pub const GREETING: &str = \\\"hi\\\";\\n\";\n    \
+                      std::fs::write(format!(\"{out}/greeting.rs\"), code).unwrap();\n}\n";
+    let app_main = "include!(concat!(env!(\"OUT_DIR\"), \"/greeting.rs\"));\n\nfn main() {\n    \
+                    println!(\"{} {} {}\", GREETING, gen::value(), itoa::Buffer::new().format(1u8));\n}\n";
+    for (path, text) in [
+        ("Cargo.toml", "[workspace]\nmembers = [\"app\", \"gen\"]\nresolver = \"2\"\n"),
+        ("gen/Cargo.toml", "[package]\nname = \"gen\"\nversion = \"0.1.0\"\nedition = \"2021\"\n"),
+        ("gen/build.rs", gen_script),
+        ("gen/data/value.txt", "7\n"),
+        ("gen/src/lib.rs", "pub fn value() -> &'static str {\n    env!(\"GEN_VALUE\")\n}\n"),
+        (
+            "app/Cargo.toml",
+            "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\ngen = { path = \"../gen\" }\nitoa = \"1\"\n",
+        ),
+        ("app/build.rs", app_script),
+        ("app/src/main.rs", app_main),
+    ] {
+        std::fs::create_dir_all(w.join(path).parent().unwrap()).unwrap();
+        std::fs::write(w.join(path), text).unwrap();
+    }
+    ok(cargo_in(w, xdg, None, "t-lock", &w.join("lock.log"), &["generate-lockfile"]));
+}
+
+/// The workspace's own build-script runs are seeded too, checked by what they read: a
+/// cleaned target dir gets every unit and cargo runs and compiles nothing; another checkout
+/// gets the run that declared its inputs, not the one cargo judges by the package's path
+/// (that one, and the program built on it, go through the wrapper as hits); a run whose
+/// declared folder changed is left out with everything built on what it told cargo, and the
+/// program is plain cargo's; and once both values were built, each checkout gets its own
+/// run with the library compiled on that run's `output`, never the other's (cargo cannot
+/// tell them apart: the library's sources and flags are the same).
+#[test]
+fn the_workspaces_build_script_runs_are_seeded_only_while_what_they_read_is_the_same() {
+    let _g = lock();
+    let test = "the_workspaces_build_script_runs_are_seeded_only_while_what_they_read_is_the_same";
+    let Some(m) = daemon(test, Via::Mount) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (w, xdg) = (dir.path().join("w"), dir.path().join("xdg"));
+    scripted_workspace(&w, &xdg);
+    let build = |root: &Path, target: &str| {
+        let log = dir.path().join(format!("{}-{target}.log", root.display().to_string().replace('/', "_")));
+        let mut c = cargo_in(root, &xdg, Some(&m), target, &log, &["build"]);
+        c.env("CAIRN_SEED", "1").env("CAIRN_STORE", &m.store).env_remove("CAIRN_DOOR");
+        ok(c);
+        let out = String::from_utf8(ok(Command::new(root.join(target).join("debug/app"))).stdout).unwrap();
+        (out, read_log_all(&log))
+    };
+    let ran = |lines: &[Line]| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| l.kind == "rustc" || l.kind == "build-script")
+            .map(|l| format!("{} {} {}", l.kind, l.krate, l.outcome))
+            .collect()
+    };
+    let (out, lines) = build(&w, "t-1");
+    assert_eq!(out, "hi 7 1\n");
+    assert_eq!(seed_line(&lines).0, "seed-none:no-set");
+    // A cleaned target dir: itoa, both scripts' compiles and runs, the library and the
+    // program; nothing runs, and the program is the one built.
+    let (out, lines) = build(&w, "t-2");
+    assert_eq!((out.as_str(), seed_line(&lines).0.as_str()), ("hi 7 1\n", "seed:7-units"), "{lines:?}");
+    assert!(ran(&lines).is_empty(), "cargo ran seeded units: {lines:?}");
+    let program = |root: &Path, t: &str| std::fs::read(root.join(t).join("debug/app")).unwrap();
+    assert!(program(&w, "t-1") == program(&w, "t-2"), "the program differs from the one compiled");
+    // Another checkout: gen's run is seeded there (cargo compares the times of what it
+    // declared with the run's); app's is not, since cargo reruns it where its package's
+    // newest file has another time than cargo recorded, nor the program built on it.
+    let w2 = dir.path().join("elsewhere/w");
+    copy_sources(&w, &w2, &["lock.log"]);
+    let (out, lines) = build(&w2, "t-1");
+    assert_eq!(out, "hi 7 1\n");
+    let (outcome, _) = seed_line(&lines);
+    assert!(outcome.starts_with("seed:5-units,2-not:dependency-left-out+package-touched:app-"), "{outcome}");
+    assert_eq!(ran(&lines), ["build-script app hit", "rustc app hit"], "{lines:?}");
+    // gen's declared folder changed there: its run is left out, and the library compiled on
+    // what the run told cargo, and the program; app's run, recorded in this checkout by the
+    // build before, is seeded. The program is plain cargo's.
+    std::fs::write(w2.join("gen/data/value.txt"), "8\n").unwrap();
+    let (out, lines) = build(&w2, "t-2");
+    assert_eq!(out, "hi 8 1\n");
+    let (outcome, _) = seed_line(&lines);
+    assert!(outcome.starts_with("seed:4-units,3-not:dependency-left-out+source-changed:"), "{outcome}");
+    assert_eq!(ran(&lines), ["build-script gen miss", "rustc gen miss", "rustc app miss"], "{lines:?}");
+    let plain = dir.path().join("plain.log");
+    ok(cargo_in(&w2, &xdg, None, "t-plain", &plain, &["build"]));
+    assert_eq!(String::from_utf8(ok(Command::new(w2.join("t-plain/debug/app"))).stdout).unwrap(), out);
+    // Both values are in the set now: each checkout is seeded whole with its own run, and
+    // its own library, compiled on that run's `output`.
+    let (out, lines) = build(&w2, "t-3");
+    assert_eq!((out.as_str(), seed_line(&lines).0.as_str()), ("hi 8 1\n", "seed:7-units"), "{lines:?}");
+    assert!(ran(&lines).is_empty(), "{lines:?}");
+    let (out, lines) = build(&w, "t-3");
+    assert_eq!((out.as_str(), seed_line(&lines).0.as_str()), ("hi 7 1\n", "seed:7-units"), "{lines:?}");
+    assert!(ran(&lines).is_empty(), "{lines:?}");
+    // An edit of the declared folder after a seeded build is seen by cargo: the run is newer
+    // than nothing it read.
+    std::fs::write(w.join("gen/data/value.txt"), "9\n").unwrap();
+    let (out, lines) = build(&w, "t-3");
+    assert_eq!(out, "hi 9 1\n");
+    assert!(ran(&lines).contains(&"build-script gen miss".to_string()), "{lines:?}");
+}
+
 /// The host's target triple.
 fn host() -> String {
     let mut c = Command::new("rustc");

@@ -9,7 +9,7 @@
 
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::SystemTime;
 
 use crate::engine::filehash::hash_file;
@@ -54,43 +54,6 @@ pub fn entry_for(package: &Path, declared: &str) -> String {
     }
 }
 
-/// Every file under `dir`, sorted; `package` walks skip what cargo does not count as the
-/// package's: the `.git` folder, nested packages (folders with their own `Cargo.toml`), the
-/// `target` folder at the package's root (as cargo does) and any other target folder (marked
-/// by cargo's `CACHEDIR.TAG`).
-pub fn walk(dir: &Path, package: bool) -> io::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let rd = match fs::read_dir(&d) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        for e in rd {
-            let e = e?;
-            let p = e.path();
-            let t = e.file_type()?;
-            if t.is_dir() {
-                if package
-                    && (e.file_name() == ".git"
-                        || (d == dir && e.file_name() == "target")
-                        || p.join("Cargo.toml").exists()
-                        || p.join("CACHEDIR.TAG").exists())
-                {
-                    continue;
-                }
-                stack.push(p);
-            } else {
-                // Files and symlinks (a symlink's target is hashed; a dangling one as missing).
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 /// Hashes of a list of tagged entries, as `(label, hash or None when missing)`, in order:
 /// what the result key is made of. `newer_than`: the run's start; a file changed since then
 /// (the engine's rule, `engine::inputs::changed_since`) fails the whole list, so an input
@@ -99,7 +62,7 @@ pub fn hash_entries(entries: &[String], newer_than: Option<SystemTime>) -> Resul
     let mut out = Vec::new();
     for e in entries {
         if let Some(p) = e.strip_prefix("d:") {
-            let files = walk(Path::new(p), false).map_err(|_| NotNow::Gone(p.to_string()))?;
+            let files = crate::engine::tree::walk(Path::new(p), false).map_err(|_| NotNow::Gone(p.to_string()))?;
             out.push((e.clone(), None));
             for f in files {
                 out.push((format!("f:{}", f.display()), hash_one(&f, newer_than)?));
@@ -131,26 +94,6 @@ fn hash_one(p: &Path, newer_than: Option<SystemTime>) -> Result<Option<[u8; 32]>
     hash_file(p).map(Some).map_err(|_| gone())
 }
 
-/// The digest of a package's files (paths relative to the package, and contents).
-///
-/// Every package is walked, a registry one too: an edit made by hand inside
-/// `$CARGO_HOME/registry/src` is seen. The walk costs two calls per file whose hash is
-/// remembered (engine/filehash.rs): libc's 453 files, 2 ms.
-pub fn package_digest(package: &Path) -> io::Result<[u8; 32]> {
-    let mut h = blake3::Hasher::new();
-    for f in walk(package, true)? {
-        let rel = f.strip_prefix(package).unwrap_or(&f);
-        h.update(rel.as_os_str().as_encoded_bytes());
-        h.update(b"\0");
-        match hash_file(&f) {
-            Ok(x) => h.update(&x),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => h.update(b"missing"),
-            Err(e) => return Err(e),
-        };
-    }
-    Ok(*h.finalize().as_bytes())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,42 +105,6 @@ cargo:rerun-if-env-changed=CC\ncargo::rerun-if-env-changed=ZSTD_SYS_USE_PKG_CONF
         let d = declared(out);
         assert_eq!(d.paths, vec!["build.rs", "src/c"]);
         assert_eq!(d.env, vec!["CC", "ZSTD_SYS_USE_PKG_CONFIG"]);
-    }
-
-    #[test]
-    fn a_package_walk_skips_git_nested_packages_and_target_dirs() {
-        let d = tempfile::tempdir().unwrap();
-        let w = |p: &str| {
-            let p = d.path().join(p);
-            fs::create_dir_all(p.parent().unwrap()).unwrap();
-            fs::write(p, "x").unwrap();
-        };
-        // `target/` has no tag, as in a target dir seeded before cargo made it: cargo skips the
-        // root's `target` by its name all the same. A `target` folder deeper down is sources.
-        for p in [
-            "Cargo.toml",
-            "src/lib.rs",
-            "c/a.c",
-            ".git/HEAD",
-            "sub/Cargo.toml",
-            "sub/x.rs",
-            "t/CACHEDIR.TAG",
-            "target/debug/.fingerprint/x",
-            "src/target/y.rs",
-        ] {
-            w(p);
-        }
-        let names: Vec<String> = walk(d.path(), true)
-            .unwrap()
-            .iter()
-            .map(|p| p.strip_prefix(d.path()).unwrap().display().to_string())
-            .collect();
-        assert_eq!(names, vec!["Cargo.toml", "c/a.c", "src/lib.rs", "src/target/y.rs"]);
-        let before = package_digest(d.path()).unwrap();
-        w("sub/x.rs");
-        assert_eq!(package_digest(d.path()).unwrap(), before, "a nested package is not ours");
-        fs::write(d.path().join("c/a.c"), "y").unwrap();
-        assert_ne!(package_digest(d.path()).unwrap(), before, "a C file of ours is");
     }
 
     #[test]
@@ -214,17 +121,5 @@ cargo:rerun-if-env-changed=CC\ncargo::rerun-if-env-changed=ZSTD_SYS_USE_PKG_CONF
         assert_ne!(hash_entries(&entries, None).unwrap(), a, "a file deep in a declared directory");
         let past = SystemTime::now() - std::time::Duration::from_secs(60);
         assert!(matches!(hash_entries(&entries, Some(past)), Err(NotNow::Changed(_))), "edited after the run started");
-    }
-
-    #[test]
-    fn a_registry_package_is_walked_like_any_other() {
-        let d = tempfile::tempdir().unwrap();
-        let pkg = d.path().join("registry/src/index.crates.io-1/foo-1.0.0");
-        fs::create_dir_all(pkg.join("src")).unwrap();
-        fs::write(pkg.join("src/lib.rs"), "1").unwrap();
-        fs::write(pkg.join(".cargo-ok"), r#"{"v":1}"#).unwrap();
-        let before = package_digest(&pkg).unwrap();
-        fs::write(pkg.join("src/lib.rs"), "2").unwrap();
-        assert_ne!(package_digest(&pkg).unwrap(), before, "an edit by hand is seen");
     }
 }

@@ -4,10 +4,11 @@
 use std::io;
 use std::path::Path;
 
-use super::{env, inputs};
+use super::env;
 use crate::engine::basedir::Rel;
 use crate::engine::filehash::hash_file;
 use crate::engine::keys::KeyHasher;
+use crate::engine::tree;
 use crate::engine::{linker, toolchain};
 use crate::key::Key;
 
@@ -70,7 +71,7 @@ pub fn gather(script: &Path, vars: &[(String, String)], cwd: &Path, rel: &Rel, m
     keyed.sort();
     let inputs = RunInputs {
         script: hash_file(script)?,
-        package: inputs::package_digest(package)?,
+        package: tree::package_digest(package)?,
         cwd: rel.rel(&cwd.display().to_string()),
         rustc: toolchain::identify(Path::new(rustc), Some(target), memo)?.digest,
         cc: compiler("CC"),
@@ -95,7 +96,7 @@ fn dep_files(vars: &[(String, String)], out_dir: Option<&Path>, rel: &Rel) -> io
         if !p.is_absolute() || !p.starts_with(build) || !p.exists() {
             continue;
         }
-        let files = if p.is_dir() { inputs::walk(p, false)? } else { vec![p.to_path_buf()] };
+        let files = if p.is_dir() { tree::walk(p, false)? } else { vec![p.to_path_buf()] };
         for f in files {
             if let Ok(h) = portable_hash(&f, rel) {
                 out.push((rel.rel(&f.display().to_string()), h));

@@ -44,7 +44,7 @@ use std::time::SystemTime;
 use crate::engine::basedir::Rel;
 use crate::engine::inputs::{NotNow, VariantInputs};
 use crate::engine::process::{self, Ran};
-use crate::engine::{self, keys, mount, toolchain, Collected, FrontEnd, NotStored, Site, Unkeyable};
+use crate::engine::{self, keys, mount, toolchain, tree, Collected, FrontEnd, NotStored, Site, Unkeyable};
 use crate::key::Key;
 use crate::protocol::frontends::{self, FLAG};
 use crate::protocol::object::{ResultView, Variant};
@@ -86,22 +86,29 @@ pub fn run(argv: &[OsString]) -> i32 {
     for (_, v) in env.iter().filter(|(k, _)| k.starts_with("DEP_")) {
         deps.extend(v.split(':').filter_map(|p| engine::seed::build_unit_hash(Path::new(p))));
     }
+    // A run of the workspace's own package is recorded with its package's digest, taken
+    // before the run and checked after it (its key takes the same), the script binary and
+    // the `output` of each run whose `DEP_*` variables it read.
+    let own = manifest_dir.as_deref().map(Path::new).filter(|d| !engine::seed::is_sourced(d));
+    let before = own.filter(|_| engine::seed::marked(Path::new(&out_dir))).and_then(|d| tree::package_digest(d).ok());
+    let mut built_on = vec![real.clone()];
+    for (_, v) in env.iter().filter(|(k, _)| k.starts_with("DEP_")) {
+        built_on.extend(v.split(':').filter_map(|p| engine::seed::run_output(Path::new(p))));
+    }
+    built_on.sort();
+    built_on.dedup();
     let mut fe = BuildScript::new(real, args.to_vec(), env, cwd, PathBuf::from(&out_dir), memo);
     let code = engine::run(&mut fe);
     let run_unit = Path::new(&out_dir).parent().and_then(|u| u.file_name()).and_then(|n| n.to_str());
-    if let (0, Some(unit), Some(dir)) = (code, run_unit, manifest_dir) {
-        if engine::seed::is_sourced(Path::new(&dir)) {
-            let took = engine::last_compile().max(t0.elapsed());
-            engine::seed::report(
-                Path::new(&out_dir),
-                unit.to_string(),
-                format!("{pkg} {version}"),
-                took,
-                deps,
-                &[],
-                None,
-            );
-        }
+    let (0, Some(unit), Some(dir)) = (code, run_unit, manifest_dir.as_deref().map(Path::new)) else { return code };
+    let report = |own| {
+        let took = engine::last_compile().max(t0.elapsed());
+        engine::seed::report(Path::new(&out_dir), unit.to_string(), format!("{pkg} {version}"), took, deps, &[], own);
+    };
+    if engine::seed::is_sourced(dir) {
+        report(None);
+    } else if let Some(digest) = before.filter(|d| tree::package_digest(dir).ok().as_ref() == Some(d)) {
+        report(Some(engine::seed::Own { built_on: &built_on, package: Some((dir, digest)) }));
     }
     code
 }

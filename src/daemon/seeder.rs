@@ -102,8 +102,10 @@ const VARIANTS: usize = 4;
 impl State {
     /// Puts a copied unit in the set: a registry or git unit replaces the one of its hash; a
     /// workspace unit replaces the one of its hash built from the same sources on the same
-    /// `--extern` files, and the oldest of its variants goes once there are more than
-    /// [`VARIANTS`].
+    /// files, bound to the same roots, with the same stamp and cargo fingerprint (a
+    /// build-script run that cargo judges by its package's newest file time, and what is
+    /// built on it: each checkout keeps its own), and
+    /// the oldest of its variants goes once there are more than [`VARIANTS`].
     fn keep(&mut self, e: SetEntry) {
         if !e.is_own() {
             if let Some((_, h)) = e.unit.rsplit_once('-') {
@@ -111,7 +113,14 @@ impl State {
             }
             return;
         }
-        let same = |o: &SetEntry| o.unit == e.unit && o.sources == e.sources && o.externs == e.externs;
+        let same = |o: &SetEntry| {
+            o.unit == e.unit
+                && o.sources == e.sources
+                && o.externs == e.externs
+                && o.bound == e.bound
+                && o.stamp == e.stamp
+                && o.fingerprint == e.fingerprint
+        };
         self.own.retain(|o| !same(o));
         let variants = self.own.iter().filter(|o| o.unit == e.unit).count();
         if variants >= VARIANTS {
@@ -465,7 +474,8 @@ impl<S: Store + 'static> Seeder<S> {
                 Err(e) => return Copied::Not(e.to_string()),
             };
         let mut refs: Vec<Key> = Vec::new();
-        // What a restore of it writes, by BLAKE3, for the workspace units built on it.
+        // What a restore of it writes, by BLAKE3 (text with placeholders for the roots), for
+        // the workspace units built on it.
         let mut made: Vec<[u8; 32]> = Vec::new();
         for (f, payload) in &files {
             match &f.stored {
@@ -476,11 +486,19 @@ impl<S: Store + 'static> Seeder<S> {
                     made.push(r.hash);
                 }
                 Stored::Bytes => made.push(*blake3::hash(payload).as_bytes()),
-                Stored::Relocated | Stored::Launcher => {}
+                // Text a run left (its `output`, what it generated in `OUT_DIR`), with the
+                // roots as placeholders: as the wrapper hashes it for a unit built on it
+                // (engine/seed `portable_hash`).
+                Stored::Relocated => made.push(*blake3::hash(payload).as_bytes()),
+                Stored::Launcher => {}
             }
         }
         made.sort_unstable();
         made.dedup();
+        let stamp = c.sources.iter().find_map(|(l, _)| l.strip_prefix("pkg:")).and_then(|pkg| {
+            let json = files.iter().find(|(f, _)| f.path.starts_with(".fingerprint/") && f.path.ends_with(".json"))?;
+            precalculated(&json.1).map(|(file, ns)| (format!("{pkg}/{file}"), ns))
+        });
         let object = encode_unit(&files);
         let mut h = blake3::Hasher::new();
         h.update(b"cairn-seed-unit-v1\0");
@@ -503,6 +521,8 @@ impl<S: Store + 'static> Seeder<S> {
             sources: c.sources,
             externs: c.externs,
             made,
+            stamp,
+            fingerprint: cargo_fingerprint(&files),
         }))
     }
 
@@ -651,6 +671,40 @@ pub fn read_unit(
     Ok((files, bound, total))
 }
 
+/// Cargo's fingerprint of a unit and those of the units it was built on: the hash file in its
+/// fingerprint folder (16 hex digits, the `u64` little-endian) and the fourth field of each
+/// of the `.json`'s `deps`.
+fn cargo_fingerprint(files: &[(UnitFile, Vec<u8>)]) -> Option<(u64, Vec<u64>)> {
+    let (json_file, json) =
+        files.iter().find(|(f, _)| f.path.starts_with(".fingerprint/") && f.path.ends_with(".json"))?;
+    let hash_path = json_file.path.strip_suffix(".json")?;
+    let (_, hex) = files.iter().find(|(f, _)| f.path == hash_path)?;
+    let hex = std::str::from_utf8(hex).ok()?.trim();
+    if hex.len() != 16 {
+        return None;
+    }
+    let mut bytes = [0u8; 8];
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    let v: serde_json::Value = serde_json::from_slice(json).ok()?;
+    let deps = v.get("deps")?.as_array()?.iter().map(|d| d.get(3)?.as_u64()).collect::<Option<Vec<u64>>>()?;
+    Some((u64::from_le_bytes(bytes), deps))
+}
+
+/// Cargo's record of a build-script run that declared no inputs, from its fingerprint's
+/// `.json`: `{"local":[{"Precalculated":"<secs>.<nanos>s (<file>)"}]…}`, the newest file of
+/// the package (relative to it) and its time (ns). `None` for any other run or form.
+fn precalculated(json: &[u8]) -> Option<(String, u64)> {
+    let v: serde_json::Value = serde_json::from_slice(json).ok()?;
+    let s = v.get("local")?.as_array()?.first()?.get("Precalculated")?.as_str()?;
+    let (time, file) = s.split_once("s (")?;
+    let file = file.strip_suffix(')')?;
+    let (secs, nanos) = time.split_once('.')?;
+    let ns = secs.parse::<u64>().ok()?.checked_mul(1_000_000_000)?.checked_add(nanos.parse::<u64>().ok()?)?;
+    (nanos.len() == 9 && !file.is_empty() && !file.starts_with('/')).then(|| (file.to_string(), ns))
+}
+
 /// Text files whose paths are moved: rustc's dep-info, cairn's list of an rlib's
 /// dependencies (rustc/graph.rs), a build script's recorded output, and text its run left in
 /// `OUT_DIR` (a `.pc` file naming it), as a build script's restore moves them.
@@ -722,6 +776,8 @@ mod tests {
             sources: vec![],
             externs: vec![],
             made: vec![],
+            stamp: None,
+            fingerprint: None,
         }
     }
 

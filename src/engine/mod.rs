@@ -45,6 +45,7 @@ pub mod profile;
 pub mod remote;
 pub mod seed;
 pub mod toolchain;
+pub mod tree;
 
 #[cfg(test)]
 pub(crate) mod tests;

@@ -646,6 +646,8 @@ mod tests {
             sources: vec![],
             externs: vec![],
             made: vec![],
+            stamp: None,
+            fingerprint: None,
         };
         let mut set = SeedSet { entries: vec![e(1, vec![Key([10; 32])]), e(2, vec![])] };
         assert_eq!(prefetch_hints(&set.encode()), vec![Key([10; 32]), Key([1; 32]), Key([2; 32])]);

@@ -25,7 +25,7 @@ use super::object::{decode, encode, ObjectError};
 use crate::key::Key;
 
 const UNIT_MAGIC: &[u8; 8] = b"CAIRNU02";
-const SET_MAGIC: &[u8; 8] = b"CAIRNS04";
+const SET_MAGIC: &[u8; 8] = b"CAIRNS05";
 const MARKER_MAGIC: &[u8; 8] = b"CAIRNK01";
 
 /// The marker's file name, in the target dir.
@@ -162,6 +162,16 @@ pub struct SetEntry {
     /// The BLAKE3 of each output of the result its files name (empty when there is none):
     /// what a workspace unit built on it must have been built with.
     pub made: Vec<[u8; 32]>,
+    /// A workspace build-script run that declared no inputs: cargo's own record of it, its
+    /// package's newest file (path, roots as placeholders) and that file's time (ns). Cargo
+    /// runs the script again unless that file has that time, so a restore leaves it out then
+    /// (a checkout made at another time), and what is built on it.
+    pub stamp: Option<(String, u64)>,
+    /// Cargo's fingerprint of the unit (the hash in its fingerprint folder) and those of the
+    /// units it was built on, as its `.json` lists them: cargo rebuilds a unit whose
+    /// dependencies' fingerprints are not these, so a restore takes a workspace unit's
+    /// variant only when they are the fingerprints of what it restores.
+    pub fingerprint: Option<(u64, Vec<u64>)>,
 }
 
 impl SetEntry {
@@ -333,6 +343,8 @@ mod tests {
             sources: vec![("<checkout>/src/lib.rs".into(), Some([6; 32])), ("<checkout>/src/gone.rs".into(), None)],
             externs: vec![("00ff".into(), [7; 32])],
             made: vec![[8; 32]],
+            stamp: None,
+            fingerprint: None,
         };
         let s = SeedSet { entries: vec![e] };
         assert_eq!(SeedSet::decode(&s.encode()).unwrap(), s);

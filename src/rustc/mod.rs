@@ -117,17 +117,19 @@ fn seed_report(inv: &Invocation, read: &[String], took: std::time::Duration, own
     }
     let unit = format!("{name}-{hash}");
     let native = native_files(inv, read);
-    let externs: Option<Vec<PathBuf>> =
-        own.then(|| inv.externs.iter().filter_map(|(_, p)| p.as_deref()).map(PathBuf::from).collect());
-    engine::seed::report(
-        Path::new(&inv.out_dir),
-        unit,
-        format!("{name} {version}"),
-        took,
-        deps,
-        &native,
-        externs.as_deref(),
-    );
+    // A workspace unit is built on its `--extern` files and on what its package's
+    // build-script run told cargo (`rustc-env`, `rustc-cfg`, link flags: the run's `output`).
+    let built_on: Vec<PathBuf> = match own {
+        true => {
+            let mut files: Vec<PathBuf> =
+                inv.externs.iter().filter_map(|(_, p)| p.as_deref()).map(PathBuf::from).collect();
+            files.extend(std::env::var_os("OUT_DIR").and_then(|o| engine::seed::run_output(Path::new(&o))));
+            files
+        }
+        false => Vec::new(),
+    };
+    let own = own.then_some(engine::seed::Own { built_on: &built_on, package: None });
+    engine::seed::report(Path::new(&inv.out_dir), unit, format!("{name} {version}"), took, deps, &native, own);
 }
 
 /// The native files a compile's outputs take in that cargo's fingerprint does not see (the

@@ -174,11 +174,12 @@ fn seed(rustc: &Path, args: &[OsString]) -> Result<(String, Seeded), (String, St
 }
 
 /// A set's key. The domain's version moves with the set's format (v2, 2026-12-07: entries
-/// name their native files; v3, session 18: workspace units with their sources), so a set of
-/// an older format is simply not found.
+/// name their native files; v3, session 18: workspace units with their sources; v4, session
+/// 19: workspace build-script runs, and units built on a run's text), so a set of an older
+/// format is simply not found.
 fn keyed(what: &str, ctx: &[u8; 32], data: &[u8]) -> Key {
     let mut h = blake3::Hasher::new();
-    h.update(b"cairn-seed-set-v3\0");
+    h.update(b"cairn-seed-set-v4\0");
     h.update(what.as_bytes());
     h.update(ctx);
     h.update(data);
@@ -237,6 +238,20 @@ fn read_reply(stream: &UnixStream) -> io::Result<Vec<u8>> {
     }
 }
 
+/// What a unit of the workspace's own packages is recorded with, besides its compile's (or
+/// run's) dependency set ([`Capture::sources`]).
+pub struct Own<'a> {
+    /// Files of the target dir it was built on, each told to the unit that wrote it
+    /// ([`Capture::externs`]): a compile's `--extern` files and the `output` of its package's
+    /// build-script run (the `rustc-env`, `rustc-cfg` … it was compiled with); a run's script
+    /// binary and the `output` of each run whose `DEP_*` variables it read.
+    pub built_on: &'a [PathBuf],
+    /// A build-script run's package folder and its digest (engine/tree.rs), taken before the
+    /// run and found the same after it: the run's key takes every file of its package, and
+    /// so does the check at a restore.
+    pub package: Option<(&'a Path, [u8; 32])>,
+}
+
 /// After a unit's compile (or script run) succeeded in a marked target dir: tells the
 /// daemon, with a descriptor of the target dir, that `unit` (`<package>-<hash>`, of
 /// `package`, `<name> <version>`) is done there, built from `deps` (hashes), so it copies the
@@ -244,9 +259,8 @@ fn read_reply(stream: &UnixStream) -> io::Result<Vec<u8>> {
 /// went into its outputs unseen by cargo's fingerprint ([`Capture::native`]); the unit is
 /// only seeded again while each is the same. `own`: a unit of the workspace's own packages,
 /// recorded with its sources ([`Capture::sources`]: the dependency set of the result just
-/// served or stored, outside the target dir) and, as `Some`, its `--extern` files
-/// ([`Capture::externs`]: paths, hashed here, memoized). Costs one request (and a hash of each
-/// native file, memoized); never fails.
+/// served or stored, outside the target dir) and what it was built on ([`Own`]). Costs one
+/// request (and a hash of each native file, memoized); never fails.
 pub fn report(
     out_dir: &Path,
     unit: String,
@@ -254,7 +268,7 @@ pub fn report(
     compile: Duration,
     deps: Vec<String>,
     native: &[PathBuf],
-    own: Option<&[PathBuf]>,
+    own: Option<Own<'_>>,
 ) {
     if !enabled() {
         return;
@@ -264,7 +278,7 @@ pub fn report(
     let last = super::last_result();
     let rel = super::basedir::Rel::from_stored(&marker.roots);
     let (sources, externs) = match own {
-        Some(externs) => match last.as_ref().and_then(|r| own_record(r, externs, &rel, &target)) {
+        Some(own) => match last.as_ref().and_then(|r| own_record(r, &own, &rel, &target)) {
             Some(record) => record,
             None => return,
         },
@@ -302,53 +316,124 @@ pub fn report(
     }
 }
 
+/// Whether seeding is on and `out_dir` (a compile's or a run's) is in a target dir a probe
+/// marked: where a report would be sent.
+pub fn marked(out_dir: &Path) -> bool {
+    enabled() && find_marker(out_dir).is_some()
+}
+
 /// What a workspace unit is recorded with ([`Capture::sources`], [`Capture::externs`]), from
-/// the result just served or stored (`last`) and the compile's `--extern` files: each file of
-/// its dependency set outside the target dir, with the marker's roots (`rel`) as
-/// placeholders; and by the unit that wrote it, each extern and each file of the target dir
-/// the dependency set lists (what a link read beyond the direct externs: the rlibs of
-/// indirect dependencies, a static library in a build script's `OUT_DIR`), so the check at a
-/// restore does not rest on each rlib naming its own dependencies' hashes. `None` (no
-/// record) for a package outside the checkout — cargo names the files of one in `../`
-/// relative to where it is, which another checkout may have elsewhere with other contents —
-/// or when a file cannot be placed, hashed or told to a unit.
+/// the result just served or stored (`last`) and [`Own`]: each file of its dependency set
+/// outside the target dir, with the marker's roots (`rel`) as placeholders (a folder a run
+/// declared as one entry, `dir:`, with the digest of its files; a run's package as `pkg:`);
+/// and by the unit that wrote it, each file of the target dir it was built on: the
+/// [`Own::built_on`] files and each file of the target dir the dependency set lists (what a
+/// link read beyond the direct externs: the rlibs of indirect dependencies, a static library
+/// in a build script's `OUT_DIR`; the headers a run's C compiles read in another run's), so
+/// the check at a restore does not rest on each rlib naming its own dependencies' hashes.
+/// Text a run left (`output`, text in `OUT_DIR`) is hashed with the roots as placeholders,
+/// as the daemon keeps it ([`portable_hash`]). `None` (no record) for a package outside the
+/// checkout — cargo names the files of one in `../` relative to where it is, which another
+/// checkout may have elsewhere with other contents — or when a file cannot be placed, hashed
+/// or told to a unit.
 type OwnRecord = (Vec<(String, Option<[u8; 32]>)>, Vec<(String, [u8; 32])>);
 
-fn own_record(
-    last: &super::LastResult,
-    externs: &[PathBuf],
-    rel: &super::basedir::Rel,
-    target: &Path,
-) -> Option<OwnRecord> {
+fn own_record(last: &super::LastResult, own: &Own<'_>, rel: &super::basedir::Rel, target: &Path) -> Option<OwnRecord> {
     let package = rel.rel(&std::env::var("CARGO_MANIFEST_DIR").ok()?);
     let inside = package.strip_prefix(Root::Checkout.placeholder()).is_some_and(|r| r.is_empty() || r.starts_with('/'));
     if !inside {
         return None;
     }
-    let mut built_on = Vec::with_capacity(externs.len());
-    for p in externs {
-        built_on.push((unit_hash(p)?, super::filehash::hash_file(p).ok()?));
+    let mut built_on = Vec::with_capacity(own.built_on.len());
+    for p in own.built_on {
+        built_on.push((owner(p)?, portable_hash(p, None, rel)?));
     }
-    let cwd = std::env::current_dir().ok()?;
-    let mut sources = Vec::new();
-    for (path, hash) in last.input_paths(&cwd) {
-        if path.starts_with(target) {
-            let unit = build_unit_hash(&path).or_else(|| unit_hash(&path))?;
-            built_on.push((unit, hash?));
-            continue;
-        }
+    let placed = |path: &Path| -> Option<String> {
         let stored = rel.rel(path.to_str()?);
         let placed = [Root::Checkout, Root::CargoHome].iter().any(|k| stored.starts_with(k.placeholder()));
-        if !stored.starts_with('/') && !placed {
-            return None;
+        (stored.starts_with('/') || placed).then_some(stored)
+    };
+    let cwd = std::env::current_dir().ok()?;
+    let mut sources = Vec::new();
+    if let Some((dir, digest)) = own.package {
+        sources.push((format!("pkg:{}", placed(dir)?), Some(digest)));
+    }
+    // A run's dependency set is tagged (build_script/inputs.rs): `d:` a declared folder,
+    // followed by its files as walked; `f:` a file. A compile's is paths.
+    let tagged = own.package.is_some();
+    let untag = |label: &str| -> (char, String) {
+        match (tagged, label.split_at_checked(2)) {
+            (true, Some(("d:", rest))) => ('d', rest.to_string()),
+            (true, Some(("f:", rest))) => ('f', rest.to_string()),
+            _ => ('f', label.to_string()),
         }
-        sources.push((stored, hash));
+    };
+    let inputs = &last.inputs;
+    let mut i = 0;
+    while i < inputs.len() {
+        let (kind, label) = untag(&inputs[i].0);
+        let path = cwd.join(last.rel.abs(&label));
+        i += 1;
+        if kind == 'd' {
+            // Its files as walked: under it, sorted, each once (a file declared besides,
+            // after the folder, is an entry of its own).
+            let mut listed: Vec<(PathBuf, Option<[u8; 32]>)> = Vec::new();
+            while let Some((l, h)) = inputs.get(i) {
+                let f = cwd.join(last.rel.abs(&untag(l).1));
+                let Ok(under) = f.strip_prefix(&path) else { break };
+                if listed.last().is_some_and(|(p, _)| p.as_path() >= under) {
+                    break;
+                }
+                listed.push((under.to_path_buf(), *h));
+                i += 1;
+            }
+            if path.starts_with(target) {
+                return None;
+            }
+            let digest = super::tree::listing_digest(listed.iter().map(|(p, h)| (p.as_path(), *h)));
+            sources.push((format!("dir:{}", placed(&path)?), Some(digest)));
+            continue;
+        }
+        let hash = inputs[i - 1].1;
+        if path.starts_with(target) {
+            built_on.push((owner(&path)?, portable_hash(&path, Some(hash?), rel)?));
+            continue;
+        }
+        sources.push((placed(&path)?, hash));
     }
     built_on.sort();
     built_on.dedup();
     sources.sort();
     sources.dedup();
     (!sources.is_empty()).then_some((sources, built_on))
+}
+
+/// The unit a file of the target dir belongs to, by hash: `deps/libfoo-<hash>.rlib`, a file
+/// under `build/foo-<hash>/out/`, or `build/foo-<hash>/<file>` (a run's `output`, a script's
+/// binary).
+fn owner(path: &Path) -> Option<String> {
+    build_unit_hash(path).or_else(|| unit_hash(path)).or_else(|| path.parent().and_then(unit_hash))
+}
+
+/// A file of the target dir, hashed as the daemon keeps it in a unit (daemon/seeder.rs
+/// `read_unit`): text a build-script run left (its `output`, UTF-8 in its `OUT_DIR`) with the
+/// roots as placeholders, since a restore moves it to the target dir it writes; any other
+/// file by its bytes. `expect`: the BLAKE3 the file's bytes had when the compile read them
+/// (a file that changed since is no record).
+fn portable_hash(path: &Path, expect: Option<[u8; 32]>, rel: &super::basedir::Rel) -> Option<[u8; 32]> {
+    let text = path.file_name().is_some_and(|n| n == "output") || build_unit_hash(path).is_some();
+    if !text {
+        let hash = super::filehash::hash_file(path).ok()?;
+        return (expect.is_none() || expect == Some(hash)).then_some(hash);
+    }
+    let bytes = fs::read(path).ok()?;
+    if expect.is_some_and(|h| h != *blake3::hash(&bytes).as_bytes()) {
+        return None;
+    }
+    Some(match std::str::from_utf8(&bytes) {
+        Ok(s) => *blake3::hash(rel.rel(s).as_bytes()).as_bytes(),
+        Err(_) => *blake3::hash(&bytes).as_bytes(),
+    })
 }
 
 /// After a workspace compile succeeded in a marked target dir: waits (briefly; the daemon
@@ -421,6 +506,20 @@ pub fn build_unit_hash(path: &Path) -> Option<String> {
     None
 }
 
+/// The `output` file of the build-script run whose folder holds `path`
+/// (`…/build/<pkg>-<hash>/out/include` → `…/build/<pkg>-<hash>/output`): what cargo recorded
+/// of the run, and what a unit built on it (through `OUT_DIR` or `DEP_*`) was given.
+pub fn run_output(path: &Path) -> Option<PathBuf> {
+    let mut dir = path;
+    loop {
+        let parent = dir.parent()?;
+        if parent.file_name()? == "build" && unit_hash(dir).is_some() {
+            return Some(dir.join("output"));
+        }
+        dir = parent;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,5 +538,9 @@ mod tests {
         let dep = Path::new("/t/debug/build/zstd-sys-0123456789abcdef/out/include");
         assert_eq!(build_unit_hash(dep).as_deref(), Some("0123456789abcdef"));
         assert_eq!(build_unit_hash(Path::new("/usr/include")), None);
+        assert_eq!(run_output(dep), Some(PathBuf::from("/t/debug/build/zstd-sys-0123456789abcdef/output")));
+        assert_eq!(run_output(Path::new("/usr/include")), None);
+        let real = Path::new("/t/debug/build/app-0123456789abcdef/cairn-real-build-script-build");
+        assert_eq!(owner(real).as_deref(), Some("0123456789abcdef"));
     }
 }

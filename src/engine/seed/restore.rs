@@ -183,6 +183,9 @@ struct Pick<'a> {
     memo: HashMap<&'a str, Result<usize, &'static str>>,
     /// The newest time of the sources checked.
     newest: u64,
+    /// Cargo's fingerprints of what is restored: every registry unit's, and the chosen
+    /// variants'.
+    fingerprints: std::collections::HashSet<u64>,
 }
 
 impl<'a> Pick<'a> {
@@ -197,12 +200,14 @@ impl<'a> Pick<'a> {
                 }
             }
         }
-        Pick { entries, rel, registry, variants, memo: HashMap::new(), newest: 0 }
+        let fingerprints = registry.values().filter_map(|&i| Some(entries[i].fingerprint.as_ref()?.0)).collect();
+        Pick { entries, rel, registry, variants, memo: HashMap::new(), newest: 0, fingerprints }
     }
 
-    /// The variant of workspace unit `h` to restore: the first whose sources are as they
-    /// were and each of whose `--extern` files is what the unit of it restored here writes
-    /// (a workspace unit's, chosen first; a registry unit's).
+    /// The variant of workspace unit `h` to restore: the first that can be placed here, whose
+    /// sources are as they were, each of whose `--extern` files is what the unit of it
+    /// restored here writes (a workspace unit's, chosen first; a registry unit's), and whose
+    /// cargo fingerprint names its dependencies' as restored (else cargo rebuilds it).
     fn resolve(&mut self, h: &'a str) -> Result<usize, &'static str> {
         if let Some(r) = self.memo.get(h) {
             return *r;
@@ -211,12 +216,24 @@ impl<'a> Pick<'a> {
         self.memo.insert(h, Err("cycle"));
         let mut chosen = Err("source-changed");
         for i in self.variants.get(h).cloned().unwrap_or_default() {
+            if !self.placed(i) {
+                chosen = Err("other-roots");
+                continue;
+            }
+            if !stamp_holds(&self.entries[i], self.rel) {
+                chosen = Err("package-touched");
+                continue;
+            }
             let checked = sources_now(&self.entries[i], self.rel).and_then(|t| {
                 self.newest = self.newest.max(t);
-                self.built_on_what_is_restored(i)
+                self.built_on_what_is_restored(i)?;
+                self.fingerprints_match(i)
             });
             match checked {
                 Ok(()) => {
+                    if let Some((fp, _)) = &self.entries[i].fingerprint {
+                        self.fingerprints.insert(*fp);
+                    }
                     chosen = Ok(i);
                     break;
                 }
@@ -227,11 +244,39 @@ impl<'a> Pick<'a> {
         chosen
     }
 
-    /// Whether each `--extern` file of entry `i` is what the unit restored here writes.
+    /// Whether entry `i` can be restored under this target dir's roots at all: a unit whose
+    /// files hold another root's path where it cannot be moved cannot (`one` skips it), and
+    /// neither can what is built on it, which cargo would rebuild after it.
+    fn placed(&self, i: usize) -> bool {
+        let here = self.rel.stored();
+        self.entries[i].bound.iter().all(|b| here.contains(b))
+    }
+
+    /// Whether the fingerprints cargo recorded for entry `i`'s dependencies are those of the
+    /// units restored here (the workspace units it was built from are chosen first). Cargo's
+    /// fingerprint of a build-script run that declared nothing holds its package's newest file
+    /// time, so a program built in another checkout names another run: restored, cargo would
+    /// compile it again.
+    fn fingerprints_match(&mut self, i: usize) -> Result<(), &'static str> {
+        let Some((_, deps)) = &self.entries[i].fingerprint else { return Ok(()) };
+        for d in &self.entries[i].deps {
+            if self.variants.contains_key(d.as_str()) {
+                let _ = self.resolve(d.as_str());
+            }
+        }
+        match deps.iter().all(|fp| self.fingerprints.contains(fp)) {
+            true => Ok(()),
+            false => Err("built-on-other-fingerprint"),
+        }
+    }
+
+    /// Whether each file entry `i` was built on (its `--extern` files, what its package's run
+    /// told cargo …) is what the unit restored here writes.
     fn built_on_what_is_restored(&mut self, i: usize) -> Result<(), &'static str> {
         let entries = self.entries;
         for (dep, hash) in &entries[i].externs {
             let j = match self.registry.get(dep.as_str()) {
+                Some(j) if !self.placed(*j) => return Err("dependency-left-out"),
                 Some(j) => *j,
                 None if self.variants.contains_key(dep.as_str()) => {
                     self.resolve(dep.as_str()).map_err(|_| "dependency-left-out")?
@@ -247,18 +292,41 @@ impl<'a> Pick<'a> {
     }
 }
 
+/// Whether the file a run's [`SetEntry::stamp`] names has the time cargo recorded (else cargo
+/// runs the script again, whatever is restored: nothing built on the run is worth writing).
+fn stamp_holds(e: &SetEntry, rel: &Rel) -> bool {
+    let Some((label, ns)) = &e.stamp else { return true };
+    let t = fs::metadata(rel.abs(label)).and_then(|m| m.modified()).ok();
+    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).is_some_and(|d| d.as_nanos() as u64 == *ns)
+}
+
 /// More than the coarse clock's tick that file times are taken from.
 const TICK_NS: u64 = 10_000_000;
 
 /// Checks a workspace unit's sources against the hashes recorded with it; returns the newest
-/// of their modification times (ns), or why not.
+/// of their modification times (ns), or why not. A build-script run's package (`pkg:`) and
+/// each folder it declared (`dir:`) are walked and checked whole (engine/tree.rs): a file
+/// added there, which the run never saw, keeps it out too.
 fn sources_now(e: &SetEntry, rel: &Rel) -> Result<u64, &'static str> {
     let mut newest = 0u64;
     for (label, hash) in &e.sources {
+        let (folder, label) = match label.split_at_checked(4) {
+            Some(("pkg:", rest)) => (Some(true), rest),
+            Some(("dir:", rest)) => (Some(false), rest),
+            _ => (None, label.as_str()),
+        };
         let path = rel.abs(label);
         let path = Path::new(&path);
         if !path.is_absolute() {
             return Err("source-unplaced");
+        }
+        if let Some(package) = folder {
+            let (digest, t) = crate::engine::tree::folder_now(path, package).map_err(|_| "source-changed")?;
+            if Some(digest) != *hash {
+                return Err("source-changed");
+            }
+            newest = newest.max(t);
+            continue;
         }
         match (fs::metadata(path), hash) {
             (Err(e), None) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -520,6 +588,8 @@ mod tests {
             sources: vec![],
             externs: vec![],
             made: vec![],
+            stamp: None,
+            fingerprint: None,
         }
     }
 
@@ -535,6 +605,8 @@ mod tests {
         let util = |v: &[u8], lib: u8| SetEntry {
             sources: vec![src("util.rs", v)],
             made: vec![[lib; 32]],
+            stamp: None,
+            fingerprint: None,
             ..entry("util-00aa", &[])
         };
         let app = |lib: u8| SetEntry {
