@@ -760,6 +760,26 @@ mod tests {
 
     const UNIT: &str = "foo-0123456789abcdef";
 
+    #[test]
+    fn cargo_records_are_read_from_a_units_fingerprint() {
+        let file = |path: &str, bytes: &[u8]| {
+            (UnitFile { path: path.into(), mode: 0o644, stored: Stored::Bytes, len: 0 }, bytes.to_vec())
+        };
+        // As cargo 1.95 writes them: the hash file is the u64 little-endian in hex; the json's
+        // `deps` give each dependency's as a number.
+        let json = br#"{"rustc":1,"deps":[[1322478694103194923,"build_script_build",false,15930598909560094696]],"local":[{"Precalculated":"1796672291.059321850s (src/main.rs)"}]}"#;
+        let files = vec![
+            file(".fingerprint/app-fbad94938ee920e0/run-build-script-build-script-build", b"e8ff8de74ddb14dd"),
+            file(".fingerprint/app-fbad94938ee920e0/run-build-script-build-script-build.json", json),
+        ];
+        let (own, deps) = cargo_fingerprint(&files).unwrap();
+        assert_eq!(own, u64::from_le_bytes([0xe8, 0xff, 0x8d, 0xe7, 0x4d, 0xdb, 0x14, 0xdd]));
+        assert_eq!(deps, vec![15930598909560094696]);
+        assert_eq!(precalculated(json), Some(("src/main.rs".to_string(), 1_796_672_291_059_321_850)));
+        let declared = br#"{"local":[{"RerunIfChanged":{"output":"debug/build/x/output","paths":["data"]}}]}"#;
+        assert_eq!(precalculated(declared), None);
+    }
+
     /// The set entry of [`UNIT`], its object under key 9…9.
     fn entry(bound: Vec<(String, String)>) -> SetEntry {
         SetEntry {

@@ -605,8 +605,6 @@ mod tests {
         let util = |v: &[u8], lib: u8| SetEntry {
             sources: vec![src("util.rs", v)],
             made: vec![[lib; 32]],
-            stamp: None,
-            fingerprint: None,
             ..entry("util-00aa", &[])
         };
         let app = |lib: u8| SetEntry {
@@ -638,6 +636,65 @@ mod tests {
         assert!(sources_now(&gone, &rel).is_ok());
         std::fs::write(d.path().join("gone.rs"), "").unwrap();
         assert_eq!(sources_now(&gone, &rel), Err("source-changed"), "a file that appeared");
+    }
+
+    #[test]
+    fn a_variant_is_taken_only_where_cargo_would_find_it_fresh() {
+        use crate::engine::basedir::Kind;
+        let d = tempfile::tempdir().unwrap();
+        let ph = Kind::Checkout.placeholder();
+        let rel = Rel::from_stored(&[(ph.into(), d.path().display().to_string())]);
+        std::fs::write(d.path().join("main.rs"), "main").unwrap();
+        let t = std::fs::metadata(d.path().join("main.rs")).unwrap().modified().unwrap();
+        let t = t.duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let src = vec![(format!("{ph}/main.rs"), Some(*blake3::hash(b"main").as_bytes()))];
+        // A run that declared nothing, with cargo's record of its package (a file and its
+        // time) and cargo's fingerprint; a program built on it.
+        let run = |at: u64, fp: u64| SetEntry {
+            sources: src.clone(),
+            stamp: Some((format!("{ph}/main.rs"), at)),
+            fingerprint: Some((fp, vec![])),
+            ..entry("app-00a1", &[])
+        };
+        let bin = |on: u64| SetEntry {
+            sources: src.clone(),
+            fingerprint: Some((50 + on, vec![on])),
+            ..entry("app-00b1", &["00a1"])
+        };
+        // Recorded in a checkout made at another time (fingerprint 11), and here (10).
+        let es = vec![run(t + 1, 11), bin(11), run(t, 10), bin(10)];
+        let mut p = Pick::new(&es, &rel);
+        assert_eq!(p.resolve("00b1"), Ok(3), "the program built on this checkout's run");
+        assert_eq!(p.memo.get("00a1"), Some(&Ok(2)));
+        // Only the other checkout's: cargo would run the script again, and then compile the
+        // program again; neither is written.
+        let es = vec![run(t + 1, 11), bin(11)];
+        let mut p = Pick::new(&es, &rel);
+        assert_eq!(p.resolve("00b1"), Err("built-on-other-fingerprint"));
+        assert_eq!(p.memo.get("00a1"), Some(&Err("package-touched")));
+        // Bound to another checkout's path.
+        let bound = SetEntry { bound: vec![(ph.into(), "/elsewhere".into())], ..run(t, 10) };
+        assert_eq!(Pick::new(&[bound], &rel).resolve("00a1"), Err("other-roots"));
+    }
+
+    #[test]
+    fn a_runs_package_and_declared_folders_are_checked_whole() {
+        use crate::engine::basedir::Kind;
+        let d = tempfile::tempdir().unwrap();
+        let ph = Kind::Checkout.placeholder();
+        let rel = Rel::from_stored(&[(ph.into(), d.path().display().to_string())]);
+        std::fs::create_dir_all(d.path().join("pkg/data")).unwrap();
+        std::fs::write(d.path().join("pkg/build.rs"), "fn main() {}").unwrap();
+        std::fs::write(d.path().join("pkg/data/v.txt"), "7").unwrap();
+        let (package, _) = crate::engine::tree::folder_now(&d.path().join("pkg"), true).unwrap();
+        let (data, _) = crate::engine::tree::folder_now(&d.path().join("pkg/data"), false).unwrap();
+        let e = SetEntry {
+            sources: vec![(format!("dir:{ph}/pkg/data"), Some(data)), (format!("pkg:{ph}/pkg"), Some(package))],
+            ..entry("pkg-01", &[])
+        };
+        assert!(sources_now(&e, &rel).is_ok_and(|t| t > 0));
+        std::fs::write(d.path().join("pkg/data/new.txt"), "").unwrap();
+        assert_eq!(sources_now(&e, &rel), Err("source-changed"), "a file added to a declared folder");
     }
 
     #[test]
