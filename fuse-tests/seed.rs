@@ -519,6 +519,17 @@ fn small_workspace(w: &Path, xdg: &Path) {
     ok(cargo_in(w, xdg, None, "target", &w.join("lock.log"), &["generate-lockfile"]));
 }
 
+/// A seeded `cargo build` of the checkout `root` into `root/<target>` (its log in `logs`):
+/// what its program `app` prints, and the log's lines.
+fn seeded_app_build(m: &Mount, xdg: &Path, logs: &Path, root: &Path, target: &str) -> (String, Vec<Line>) {
+    let log = logs.join(format!("{}-{target}.log", root.display().to_string().replace('/', "_")));
+    let mut c = cargo_in(root, xdg, Some(m), target, &log, &["build"]);
+    c.env("CAIRN_SEED", "1").env("CAIRN_STORE", &m.store).env_remove("CAIRN_DOOR");
+    ok(c);
+    let out = String::from_utf8(ok(Command::new(root.join(target).join("debug/app"))).stdout).unwrap();
+    (out, read_log_all(&log))
+}
+
 /// The workspace's own units are seeded too, checked by content: a cleaned target dir and a
 /// checkout at another path get them and cargo compiles nothing; a package whose source
 /// differs from what its seed was built from is compiled instead (and what depends on it);
@@ -532,14 +543,7 @@ fn the_workspaces_own_units_are_seeded_only_while_their_sources_are_the_same() {
     let dir = tempfile::tempdir().unwrap();
     let (w, xdg) = (dir.path().join("w"), dir.path().join("xdg"));
     small_workspace(&w, &xdg);
-    let build = |root: &Path, target: &str| {
-        let log = dir.path().join(format!("{}-{target}.log", root.file_name().unwrap().to_string_lossy()));
-        let mut c = cargo_in(root, &xdg, Some(&m), target, &log, &["build"]);
-        c.env("CAIRN_SEED", "1").env("CAIRN_STORE", &m.store).env_remove("CAIRN_DOOR");
-        ok(c);
-        let out = String::from_utf8(ok(Command::new(root.join(target).join("debug/app"))).stdout).unwrap();
-        (out, read_log_all(&log))
-    };
+    let build = |root: &Path, target: &str| seeded_app_build(&m, &xdg, dir.path(), root, target);
     let compiled = |lines: &[Line]| -> Vec<String> {
         lines.iter().filter(|l| l.kind == "rustc").map(|l| format!("{} {}", l.krate, l.outcome)).collect()
     };
@@ -645,14 +649,7 @@ fn the_workspaces_build_script_runs_are_seeded_only_while_what_they_read_is_the_
     let dir = tempfile::tempdir().unwrap();
     let (w, xdg) = (dir.path().join("w"), dir.path().join("xdg"));
     scripted_workspace(&w, &xdg);
-    let build = |root: &Path, target: &str| {
-        let log = dir.path().join(format!("{}-{target}.log", root.display().to_string().replace('/', "_")));
-        let mut c = cargo_in(root, &xdg, Some(&m), target, &log, &["build"]);
-        c.env("CAIRN_SEED", "1").env("CAIRN_STORE", &m.store).env_remove("CAIRN_DOOR");
-        ok(c);
-        let out = String::from_utf8(ok(Command::new(root.join(target).join("debug/app"))).stdout).unwrap();
-        (out, read_log_all(&log))
-    };
+    let build = |root: &Path, target: &str| seeded_app_build(&m, &xdg, dir.path(), root, target);
     let ran = |lines: &[Line]| -> Vec<String> {
         lines
             .iter()
