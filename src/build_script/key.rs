@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::env;
 use crate::engine::basedir::Rel;
-use crate::engine::filehash::hash_file;
+use crate::engine::filehash::{hash_file, portable_hash};
 use crate::engine::keys::KeyHasher;
 use crate::engine::tree;
 use crate::engine::{linker, toolchain};
@@ -106,33 +106,6 @@ fn dep_files(vars: &[(String, String)], out_dir: Option<&Path>, rel: &Rel) -> io
     Ok(out)
 }
 
-/// A file's hash as every checkout computes it: a text file that names the roots (restored
-/// moved to this build's folders, see `outdir::restore`) is hashed with them as placeholders.
-///
-/// A file whose first bytes are not UTF-8 is not text, so its hash is its contents' own, and
-/// remembered on it (engine/filehash.rs): the objects and archives of a `-sys` crate's
-/// `OUT_DIR` (zstd-sys's, 6 MB) are read once, not before each run of every script that
-/// depends on it.
-fn portable_hash(path: &Path, rel: &Rel) -> io::Result<[u8; 32]> {
-    if !starts_as_text(path)? {
-        return hash_file(path);
-    }
-    let bytes = std::fs::read(path)?;
-    match std::str::from_utf8(&bytes) {
-        Ok(text) if !rel.found_in(&bytes).is_empty() => Ok(*blake3::hash(rel.rel(text).as_bytes()).as_bytes()),
-        _ => Ok(*blake3::hash(&bytes).as_bytes()),
-    }
-}
-
-/// Whether the file's first 8 KiB are UTF-8 (outdir::starts_as_text); when not, the whole
-/// file is not.
-fn starts_as_text(path: &Path) -> io::Result<bool> {
-    use std::io::Read;
-    let mut head = Vec::with_capacity(8192);
-    std::fs::File::open(path)?.take(8192).read_to_end(&mut head)?;
-    Ok(super::outdir::starts_as_text(&head))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,34 +121,6 @@ mod tests {
             env: vec![("CFLAGS".into(), "-O2".into())],
             dep_files: vec![("/t/build/z-1/out/include/zlib.h".into(), [5; 32])],
         }
-    }
-
-    #[test]
-    fn a_binary_file_is_hashed_as_it_is_and_text_with_the_roots_as_placeholders() {
-        let d = tempfile::tempdir().unwrap();
-        let root = d.path().join("t");
-        std::fs::create_dir_all(&root).unwrap();
-        let rel = Rel::for_package(&root, &root.join("debug/build/x-1/out"), None);
-        let named = format!("prefix={}/debug/build/x-1/out\n", root.display());
-        // Text that names the target dir hashes as it would under any other target dir.
-        let text = d.path().join("x.pc");
-        std::fs::write(&text, &named).unwrap();
-        assert_ne!(portable_hash(&text, &rel).unwrap(), *blake3::hash(named.as_bytes()).as_bytes());
-        // A binary file hashes as its bytes, names or not, whatever its length: one that turns
-        // out not to be UTF-8 only after the first 8 KiB too.
-        for head in [vec![0x7f, b'E', b'L', b'F', 0xff], vec![b'a'; 9000]] {
-            let mut bytes = head;
-            bytes.extend_from_slice(named.as_bytes());
-            bytes.push(0xff);
-            let bin = d.path().join("x.o");
-            std::fs::write(&bin, &bytes).unwrap();
-            assert_eq!(portable_hash(&bin, &rel).unwrap(), *blake3::hash(&bytes).as_bytes());
-        }
-        // A character cut by the 8 KiB mark is still text.
-        let mut cut = vec![b'a'; 8191];
-        cut.extend_from_slice("é".as_bytes());
-        std::fs::write(&text, &cut).unwrap();
-        assert!(starts_as_text(&text).unwrap());
     }
 
     #[test]

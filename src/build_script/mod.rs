@@ -82,21 +82,19 @@ pub fn run(argv: &[OsString]) -> i32 {
     let version = get(&env, "CARGO_PKG_VERSION").unwrap_or_default();
     // Target-dir seeding (engine/seed): this run, once done, is a unit of its package, built
     // from the script's compile and the runs whose `DEP_*` variables it reads.
-    let mut deps: Vec<String> = Path::new(launcher).parent().and_then(engine::seed::unit_hash).into_iter().collect();
-    for (_, v) in env.iter().filter(|(k, _)| k.starts_with("DEP_")) {
-        deps.extend(v.split(':').filter_map(|p| engine::seed::build_unit_hash(Path::new(p))));
-    }
     // A run of the workspace's own package is recorded with its package's digest, taken
     // before the run and checked after it (its key takes the same), the script binary and
     // the `output` of each run whose `DEP_*` variables it read.
-    let own = manifest_dir.as_deref().map(Path::new).filter(|d| !engine::seed::is_sourced(d));
-    let before = own.filter(|_| engine::seed::marked(Path::new(&out_dir))).and_then(|d| tree::package_digest(d).ok());
+    let mut deps: Vec<String> = Path::new(launcher).parent().and_then(engine::seed::unit_hash).into_iter().collect();
     let mut built_on = vec![real.clone()];
-    for (_, v) in env.iter().filter(|(k, _)| k.starts_with("DEP_")) {
-        built_on.extend(v.split(':').filter_map(|p| engine::seed::run_output(Path::new(p))));
+    for p in env.iter().filter(|(k, _)| k.starts_with("DEP_")).flat_map(|(_, v)| v.split(':')).map(Path::new) {
+        deps.extend(engine::seed::build_unit_hash(p));
+        built_on.extend(engine::seed::run_output(p));
     }
     built_on.sort();
     built_on.dedup();
+    let own = manifest_dir.as_deref().map(Path::new).filter(|d| !engine::seed::is_sourced(d));
+    let before = own.filter(|_| engine::seed::marked(Path::new(&out_dir))).and_then(|d| tree::package_digest(d).ok());
     let mut fe = BuildScript::new(real, args.to_vec(), env, cwd, PathBuf::from(&out_dir), memo);
     let code = engine::run(&mut fe);
     let run_unit = Path::new(&out_dir).parent().and_then(|u| u.file_name()).and_then(|n| n.to_str());

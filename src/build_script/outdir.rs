@@ -98,7 +98,7 @@ fn read_large(
     let mut f = fs::File::open(path)?;
     let stamp = FileStamp::of(&f.metadata()?);
     let mut buf = vec![0u8; CHUNK];
-    let Some(r) = scan.read_file(&mut f, &mut buf, |head| !starts_as_text(head))? else {
+    let Some(r) = scan.read_file(&mut f, &mut buf, |head| !filehash::starts_as_text(head))? else {
         // Rare (a large generated source): read whole, as small files are.
         return Ok(in_memory(fs::read(path)?, name, mode, rel));
     };
@@ -106,15 +106,6 @@ fn read_large(
         return Err(io::Error::other(format!("{name} changed while it was read")));
     }
     Ok((OutputFile { name, mode, hash: r.hash, body: Body::File { path: path.to_path_buf(), stamp } }, r.found))
-}
-
-/// Whether the bytes are UTF-8, a character cut at their end allowed: a file whose first
-/// bytes are not is not text.
-pub fn starts_as_text(head: &[u8]) -> bool {
-    match std::str::from_utf8(head) {
-        Ok(_) => true,
-        Err(e) => e.error_len().is_none(),
-    }
 }
 
 /// Writes stored files back under `out_dir`. Names that would leave it are refused. `fix`

@@ -488,17 +488,17 @@ impl<S: Store + 'static> Seeder<S> {
                 Stored::Bytes => made.push(*blake3::hash(payload).as_bytes()),
                 // Text a run left (its `output`, what it generated in `OUT_DIR`), with the
                 // roots as placeholders: as the wrapper hashes it for a unit built on it
-                // (engine/seed `portable_hash`).
+                // (engine/seed `built_on_hash`).
                 Stored::Relocated => made.push(*blake3::hash(payload).as_bytes()),
                 Stored::Launcher => {}
             }
         }
         made.sort_unstable();
         made.dedup();
-        let stamp = c.sources.iter().find_map(|(l, _)| l.strip_prefix("pkg:")).and_then(|pkg| {
-            let json = files.iter().find(|(f, _)| f.path.starts_with(".fingerprint/") && f.path.ends_with(".json"))?;
-            precalculated(&json.1).map(|(file, ns)| (format!("{pkg}/{file}"), ns))
-        });
+        let (fingerprint, precalculated) = cargo_records(&files);
+        // A run's record names a file of its package (recorded as `pkg:<package>`).
+        let package = c.sources.iter().find_map(|(l, _)| l.strip_prefix("pkg:"));
+        let stamp = package.zip(precalculated).map(|(pkg, (file, ns))| (format!("{pkg}/{file}"), ns));
         let object = encode_unit(&files);
         let mut h = blake3::Hasher::new();
         h.update(b"cairn-seed-unit-v1\0");
@@ -522,7 +522,7 @@ impl<S: Store + 'static> Seeder<S> {
             externs: c.externs,
             made,
             stamp,
-            fingerprint: cargo_fingerprint(&files),
+            fingerprint,
         }))
     }
 
@@ -671,38 +671,43 @@ pub fn read_unit(
     Ok((files, bound, total))
 }
 
-/// Cargo's fingerprint of a unit and those of the units it was built on: the hash file in its
-/// fingerprint folder (16 hex digits, the `u64` little-endian) and the fourth field of each
-/// of the `.json`'s `deps`.
-fn cargo_fingerprint(files: &[(UnitFile, Vec<u8>)]) -> Option<(u64, Vec<u64>)> {
-    let (json_file, json) =
-        files.iter().find(|(f, _)| f.path.starts_with(".fingerprint/") && f.path.ends_with(".json"))?;
-    let hash_path = json_file.path.strip_suffix(".json")?;
-    let (_, hex) = files.iter().find(|(f, _)| f.path == hash_path)?;
-    let hex = std::str::from_utf8(hex).ok()?.trim();
-    if hex.len() != 16 {
-        return None;
-    }
-    let mut bytes = [0u8; 8];
-    for (i, b) in bytes.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    let v: serde_json::Value = serde_json::from_slice(json).ok()?;
-    let deps = v.get("deps")?.as_array()?.iter().map(|d| d.get(3)?.as_u64()).collect::<Option<Vec<u64>>>()?;
-    Some((u64::from_le_bytes(bytes), deps))
-}
+/// What cargo recorded of a unit, from its fingerprint folder: its fingerprint and those of
+/// the units it was built on (the hash file, 16 hex digits of the `u64` little-endian, and
+/// the fourth field of each of the `.json`'s `deps`); and for a build-script run that
+/// declared no inputs, the newest file of its package (relative to it) and that file's time
+/// (ns), from `{"local":[{"Precalculated":"<secs>.<nanos>s (<file>)"}]…}`.
+type CargoRecords = (Option<(u64, Vec<u64>)>, Option<(String, u64)>);
 
-/// Cargo's record of a build-script run that declared no inputs, from its fingerprint's
-/// `.json`: `{"local":[{"Precalculated":"<secs>.<nanos>s (<file>)"}]…}`, the newest file of
-/// the package (relative to it) and its time (ns). `None` for any other run or form.
-fn precalculated(json: &[u8]) -> Option<(String, u64)> {
-    let v: serde_json::Value = serde_json::from_slice(json).ok()?;
-    let s = v.get("local")?.as_array()?.first()?.get("Precalculated")?.as_str()?;
-    let (time, file) = s.split_once("s (")?;
-    let file = file.strip_suffix(')')?;
-    let (secs, nanos) = time.split_once('.')?;
-    let ns = secs.parse::<u64>().ok()?.checked_mul(1_000_000_000)?.checked_add(nanos.parse::<u64>().ok()?)?;
-    (nanos.len() == 9 && !file.is_empty() && !file.starts_with('/')).then(|| (file.to_string(), ns))
+fn cargo_records(files: &[(UnitFile, Vec<u8>)]) -> CargoRecords {
+    let Some((json_file, json)) =
+        files.iter().find(|(f, _)| f.path.starts_with(".fingerprint/") && f.path.ends_with(".json"))
+    else {
+        return (None, None);
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(json) else { return (None, None) };
+    let fingerprint = (|| {
+        let hash_path = json_file.path.strip_suffix(".json")?;
+        let (_, hex) = files.iter().find(|(f, _)| f.path == hash_path)?;
+        let hex = std::str::from_utf8(hex).ok()?.trim();
+        if hex.len() != 16 {
+            return None;
+        }
+        let mut bytes = [0u8; 8];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        let deps = v.get("deps")?.as_array()?.iter().map(|d| d.get(3)?.as_u64()).collect::<Option<Vec<u64>>>()?;
+        Some((u64::from_le_bytes(bytes), deps))
+    })();
+    let precalculated = (|| {
+        let s = v.get("local")?.as_array()?.first()?.get("Precalculated")?.as_str()?;
+        let (time, file) = s.split_once("s (")?;
+        let file = file.strip_suffix(')')?;
+        let (secs, nanos) = time.split_once('.')?;
+        let ns = secs.parse::<u64>().ok()?.checked_mul(1_000_000_000)?.checked_add(nanos.parse::<u64>().ok()?)?;
+        (nanos.len() == 9 && !file.is_empty() && !file.starts_with('/')).then(|| (file.to_string(), ns))
+    })();
+    (fingerprint, precalculated)
 }
 
 /// Text files whose paths are moved: rustc's dep-info, cairn's list of an rlib's
@@ -772,12 +777,18 @@ mod tests {
             file(".fingerprint/app-fbad94938ee920e0/run-build-script-build-script-build", b"e8ff8de74ddb14dd"),
             file(".fingerprint/app-fbad94938ee920e0/run-build-script-build-script-build.json", json),
         ];
-        let (own, deps) = cargo_fingerprint(&files).unwrap();
-        assert_eq!(own, u64::from_le_bytes([0xe8, 0xff, 0x8d, 0xe7, 0x4d, 0xdb, 0x14, 0xdd]));
-        assert_eq!(deps, vec![15930598909560094696]);
-        assert_eq!(precalculated(json), Some(("src/main.rs".to_string(), 1_796_672_291_059_321_850)));
-        let declared = br#"{"local":[{"RerunIfChanged":{"output":"debug/build/x/output","paths":["data"]}}]}"#;
-        assert_eq!(precalculated(declared), None);
+        let (fingerprint, precalculated) = cargo_records(&files);
+        let own = u64::from_le_bytes([0xe8, 0xff, 0x8d, 0xe7, 0x4d, 0xdb, 0x14, 0xdd]);
+        assert_eq!(fingerprint, Some((own, vec![15930598909560094696])));
+        assert_eq!(precalculated, Some(("src/main.rs".to_string(), 1_796_672_291_059_321_850)));
+        // A run that declared a folder: cargo compares its times, no record of the package.
+        let declared =
+            br#"{"deps":[],"local":[{"RerunIfChanged":{"output":"debug/build/x/output","paths":["data"]}}]}"#;
+        let files = vec![
+            file(".fingerprint/x-0123456789abcdef/run-build-script-build-script-build", b"0000000000000001"),
+            file(".fingerprint/x-0123456789abcdef/run-build-script-build-script-build.json", declared),
+        ];
+        assert_eq!(cargo_records(&files), (Some((1 << 56, vec![])), None));
     }
 
     /// The set entry of [`UNIT`], its object under key 9…9.

@@ -29,6 +29,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::basedir::Rel;
+
 const XATTR: &[u8] = b"user.cairn.b3v2\0";
 const RECORD_LEN: usize = 32 + 8 * 7;
 /// How long after the memo is written its own ctime change may land.
@@ -219,6 +221,41 @@ fn write_side(dir: &Path, cpath: &CString, buf: &[u8; RECORD_LEN]) {
     }
 }
 
+/// A file's hash as every checkout computes it: a text file that names the roots (restored
+/// moved to this build's folders: build_script/outdir.rs `restore`, a seed's text) is hashed with them as placeholders.
+///
+/// A file whose first bytes are not UTF-8 is not text, so its hash is its contents' own, and
+/// remembered on it: the objects and archives of a `-sys` crate's
+/// `OUT_DIR` (zstd-sys's, 6 MB) are read once, not before each run of every script that
+/// depends on it.
+pub fn portable_hash(path: &Path, rel: &Rel) -> io::Result<[u8; 32]> {
+    if !file_starts_as_text(path)? {
+        return hash_file(path);
+    }
+    let bytes = std::fs::read(path)?;
+    match std::str::from_utf8(&bytes) {
+        Ok(text) if !rel.found_in(&bytes).is_empty() => Ok(*blake3::hash(rel.rel(text).as_bytes()).as_bytes()),
+        _ => Ok(*blake3::hash(&bytes).as_bytes()),
+    }
+}
+
+/// Whether the file's first 8 KiB are UTF-8 ([`starts_as_text`]); when not, the whole file
+/// is not.
+fn file_starts_as_text(path: &Path) -> io::Result<bool> {
+    let mut head = Vec::with_capacity(8192);
+    File::open(path)?.take(8192).read_to_end(&mut head)?;
+    Ok(starts_as_text(&head))
+}
+
+/// Whether the bytes are UTF-8, a character cut at their end allowed: a file whose first
+/// bytes are not is not text.
+pub fn starts_as_text(head: &[u8]) -> bool {
+    match std::str::from_utf8(head) {
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,5 +366,33 @@ mod tests {
         hash_file(&p).unwrap();
         let before = stamp_of(&std::fs::metadata(&p).unwrap());
         assert!(read_memo(&cpath, before).is_some(), "the memo's ctime change is inside its window");
+    }
+
+    #[test]
+    fn a_binary_file_is_hashed_as_it_is_and_text_with_the_roots_as_placeholders() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("t");
+        std::fs::create_dir_all(&root).unwrap();
+        let rel = Rel::for_package(&root, &root.join("debug/build/x-1/out"), None);
+        let named = format!("prefix={}/debug/build/x-1/out\n", root.display());
+        // Text that names the target dir hashes as it would under any other target dir.
+        let text = d.path().join("x.pc");
+        std::fs::write(&text, &named).unwrap();
+        assert_ne!(portable_hash(&text, &rel).unwrap(), *blake3::hash(named.as_bytes()).as_bytes());
+        // A binary file hashes as its bytes, names or not, whatever its length: one that turns
+        // out not to be UTF-8 only after the first 8 KiB too.
+        for head in [vec![0x7f, b'E', b'L', b'F', 0xff], vec![b'a'; 9000]] {
+            let mut bytes = head;
+            bytes.extend_from_slice(named.as_bytes());
+            bytes.push(0xff);
+            let bin = d.path().join("x.o");
+            std::fs::write(&bin, &bytes).unwrap();
+            assert_eq!(portable_hash(&bin, &rel).unwrap(), *blake3::hash(&bytes).as_bytes());
+        }
+        // A character cut by the 8 KiB mark is still text.
+        let mut cut = vec![b'a'; 8191];
+        cut.extend_from_slice("é".as_bytes());
+        std::fs::write(&text, &cut).unwrap();
+        assert!(file_starts_as_text(&text).unwrap());
     }
 }

@@ -51,7 +51,7 @@ pub mod tree;
 pub(crate) mod tests;
 
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::key::Key;
@@ -466,14 +466,6 @@ pub struct LastResult {
     /// The dependency set's files, labelled relative to the compile's roots `rel`.
     pub inputs: inputs::HashedFiles,
     pub rel: basedir::Rel,
-}
-
-impl LastResult {
-    /// The dependency set's files as paths (one the dep-info gave relative to the working
-    /// dir joined to `cwd`), with their hashes.
-    pub fn input_paths<'a>(&'a self, cwd: &'a Path) -> impl Iterator<Item = (PathBuf, Option<[u8; 32]>)> + 'a {
-        self.inputs.iter().map(move |(label, hash)| (cwd.join(self.rel.abs(label)), *hash))
-    }
 }
 
 /// [`LAST_RESULT`].

@@ -121,10 +121,8 @@ fn seed_report(inv: &Invocation, read: &[String], took: std::time::Duration, own
     // build-script run told cargo (`rustc-env`, `rustc-cfg`, link flags: the run's `output`).
     let built_on: Vec<PathBuf> = match own {
         true => {
-            let mut files: Vec<PathBuf> =
-                inv.externs.iter().filter_map(|(_, p)| p.as_deref()).map(PathBuf::from).collect();
-            files.extend(std::env::var_os("OUT_DIR").and_then(|o| engine::seed::run_output(Path::new(&o))));
-            files
+            let run = std::env::var_os("OUT_DIR").and_then(|o| engine::seed::run_output(Path::new(&o)));
+            inv.externs.iter().filter_map(|(_, p)| p.as_deref()).map(PathBuf::from).chain(run).collect()
         }
         false => Vec::new(),
     };

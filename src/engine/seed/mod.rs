@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use super::basedir::Kind as Root;
 use super::cache::Cache;
-use super::{door::Door, log, mount};
+use super::{door::Door, filehash, log, mount};
 use crate::key::Key;
 use crate::protocol::report::{Event, Kind};
 use crate::protocol::seed::{Capture, Marker, ResultOf, SeedSet, MARKER};
@@ -294,7 +294,7 @@ pub fn report(
     let mut natives = Vec::new();
     for p in native.iter().filter(|p| !p.starts_with(&target)) {
         // A native file that cannot be hashed now cannot be checked at a restore: no unit.
-        let Ok(hash) = super::filehash::hash_file(p) else { return };
+        let Ok(hash) = filehash::hash_file(p) else { return };
         natives.push((rel.rel(&p.display().to_string()), hash));
     }
     natives.sort();
@@ -332,7 +332,7 @@ pub fn marked(out_dir: &Path) -> bool {
 /// in a build script's `OUT_DIR`; the headers a run's C compiles read in another run's), so
 /// the check at a restore does not rest on each rlib naming its own dependencies' hashes.
 /// Text a run left (`output`, text in `OUT_DIR`) is hashed with the roots as placeholders,
-/// as the daemon keeps it ([`portable_hash`]). `None` (no record) for a package outside the
+/// as the daemon keeps it ([`built_on_hash`]). `None` (no record) for a package outside the
 /// checkout — cargo names the files of one in `../` relative to where it is, which another
 /// checkout may have elsewhere with other contents — or when a file cannot be placed, hashed
 /// or told to a unit.
@@ -346,7 +346,7 @@ fn own_record(last: &super::LastResult, own: &Own<'_>, rel: &super::basedir::Rel
     }
     let mut built_on = Vec::with_capacity(own.built_on.len());
     for p in own.built_on {
-        built_on.push((owner(p)?, portable_hash(p, None, rel)?));
+        built_on.push((owner(p)?, built_on_hash(p, None, rel)?));
     }
     let placed = |path: &Path| -> Option<String> {
         let stored = rel.rel(path.to_str()?);
@@ -396,7 +396,7 @@ fn own_record(last: &super::LastResult, own: &Own<'_>, rel: &super::basedir::Rel
         }
         let hash = inputs[i - 1].1;
         if path.starts_with(target) {
-            built_on.push((owner(&path)?, portable_hash(&path, Some(hash?), rel)?));
+            built_on.push((owner(&path)?, built_on_hash(&path, Some(hash?), rel)?));
             continue;
         }
         sources.push((placed(&path)?, hash));
@@ -415,25 +415,16 @@ fn owner(path: &Path) -> Option<String> {
     build_unit_hash(path).or_else(|| unit_hash(path)).or_else(|| path.parent().and_then(unit_hash))
 }
 
-/// A file of the target dir, hashed as the daemon keeps it in a unit (daemon/seeder.rs
-/// `read_unit`): text a build-script run left (its `output`, UTF-8 in its `OUT_DIR`) with the
-/// roots as placeholders, since a restore moves it to the target dir it writes; any other
-/// file by its bytes. `expect`: the BLAKE3 the file's bytes had when the compile read them
-/// (a file that changed since is no record).
-fn portable_hash(path: &Path, expect: Option<[u8; 32]>, rel: &super::basedir::Rel) -> Option<[u8; 32]> {
-    let text = path.file_name().is_some_and(|n| n == "output") || build_unit_hash(path).is_some();
-    if !text {
-        let hash = super::filehash::hash_file(path).ok()?;
-        return (expect.is_none() || expect == Some(hash)).then_some(hash);
-    }
-    let bytes = fs::read(path).ok()?;
-    if expect.is_some_and(|h| h != *blake3::hash(&bytes).as_bytes()) {
+/// A file of the target dir a workspace unit was built on, hashed as the daemon keeps it in
+/// the unit that wrote it ([`filehash::portable_hash`]: text a run left, its `output` or
+/// UTF-8 in its `OUT_DIR`, with the roots as placeholders, since a restore moves it to the
+/// target dir it writes). `expect`: the BLAKE3 its bytes had when the compile read them (a
+/// file that changed since is no record).
+fn built_on_hash(path: &Path, expect: Option<[u8; 32]>, rel: &super::basedir::Rel) -> Option<[u8; 32]> {
+    if expect.is_some_and(|h| filehash::hash_file(path).ok() != Some(h)) {
         return None;
     }
-    Some(match std::str::from_utf8(&bytes) {
-        Ok(s) => *blake3::hash(rel.rel(s).as_bytes()).as_bytes(),
-        Err(_) => *blake3::hash(&bytes).as_bytes(),
-    })
+    filehash::portable_hash(path, rel).ok()
 }
 
 /// After a workspace compile succeeded in a marked target dir: waits (briefly; the daemon

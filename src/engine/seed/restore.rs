@@ -186,6 +186,8 @@ struct Pick<'a> {
     /// Cargo's fingerprints of what is restored: every registry unit's, and the chosen
     /// variants'.
     fingerprints: std::collections::HashSet<u64>,
+    /// This target dir's roots, as entries store them.
+    here: Vec<(String, String)>,
 }
 
 impl<'a> Pick<'a> {
@@ -201,7 +203,8 @@ impl<'a> Pick<'a> {
             }
         }
         let fingerprints = registry.values().filter_map(|&i| Some(entries[i].fingerprint.as_ref()?.0)).collect();
-        Pick { entries, rel, registry, variants, memo: HashMap::new(), newest: 0, fingerprints }
+        let here = rel.stored();
+        Pick { entries, rel, registry, variants, memo: HashMap::new(), newest: 0, fingerprints, here }
     }
 
     /// The variant of workspace unit `h` to restore: the first that can be placed here, whose
@@ -248,8 +251,7 @@ impl<'a> Pick<'a> {
     /// files hold another root's path where it cannot be moved cannot (`one` skips it), and
     /// neither can what is built on it, which cargo would rebuild after it.
     fn placed(&self, i: usize) -> bool {
-        let here = self.rel.stored();
-        self.entries[i].bound.iter().all(|b| here.contains(b))
+        self.entries[i].bound.iter().all(|b| self.here.contains(b))
     }
 
     /// Whether the fingerprints cargo recorded for entry `i`'s dependencies are those of the
